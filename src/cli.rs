@@ -1,0 +1,132 @@
+//! The command line: clap types, and their conversion into [`Settings`].
+//!
+//! Commands never see clap's types; they receive the settings structs of
+//! [`crate::commands`], resolved once here (uv's and cargo's way).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands::init::InitSettings;
+use crate::commands::validate::ValidateSettings;
+use crate::manifest::Distro;
+
+/// Exit code of a user error: a bad manifest, a wrong flag.
+pub const USER_EXIT_CODE: u8 = 1;
+/// Exit code of an internal failure of kiln or the host.
+pub const INTERNAL_EXIT_CODE: u8 = 2;
+
+/// kiln builds machine images from a declarative manifest.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CliCommand {
+    /// Check an imagefile and report every problem found in it.
+    Validate {
+        /// The imagefile to check.
+        #[arg(default_value = "imagefile.yaml")]
+        path: PathBuf,
+    },
+    /// Print the imagefile's JSON schema (for editors and other tools).
+    Schema,
+    /// Write a commented starter imagefile.
+    Init {
+        /// Where to write it; a directory gets `imagefile.yaml` inside.
+        #[arg(default_value = "imagefile.yaml")]
+        path: PathBuf,
+        /// The distribution to start from.
+        #[arg(long, value_enum, default_value_t = CliDistro::Debian)]
+        distro: CliDistro,
+        /// The release; defaults to the distro's current stable release.
+        #[arg(long)]
+        release: Option<String>,
+    },
+}
+
+/// `--distro` values; mirrors [`Distro`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliDistro {
+    Debian,
+    Ubuntu,
+    Fedora,
+    Centos,
+    Rhel,
+    Opensuse,
+    Image,
+}
+
+impl From<CliDistro> for Distro {
+    fn from(distro: CliDistro) -> Distro {
+        match distro {
+            CliDistro::Debian => Distro::Debian,
+            CliDistro::Ubuntu => Distro::Ubuntu,
+            CliDistro::Fedora => Distro::Fedora,
+            CliDistro::Centos => Distro::Centos,
+            CliDistro::Rhel => Distro::Rhel,
+            CliDistro::Opensuse => Distro::Opensuse,
+            CliDistro::Image => Distro::Image,
+        }
+    }
+}
+
+/// Everything a kiln run needs, resolved from the command line.
+#[derive(Debug)]
+pub struct Settings {
+    /// The command to run.
+    pub command: Command,
+}
+
+/// A command with its settings.
+#[derive(Debug)]
+pub enum Command {
+    /// `kiln validate`.
+    Validate(ValidateSettings),
+    /// `kiln schema`.
+    Schema,
+    /// `kiln init`.
+    Init(InitSettings),
+}
+
+/// Parses the process's arguments. On `--help` and `--version` prints and
+/// returns exit code 0; on a usage error prints clap's message and returns
+/// the user-error code (clap's own would be 2, which kiln keeps for internal
+/// failures).
+pub fn parse() -> Result<Settings, ExitCode> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over given arguments.
+pub fn parse_from<I, T>(args: I) -> Result<Settings, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|error| {
+        let _ = error.print();
+        if error.use_stderr() {
+            ExitCode::from(USER_EXIT_CODE)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })?;
+    let command = match cli.command {
+        CliCommand::Validate { path } => Command::Validate(ValidateSettings { path }),
+        CliCommand::Schema => Command::Schema,
+        CliCommand::Init {
+            path,
+            distro,
+            release,
+        } => Command::Init(InitSettings {
+            path,
+            distro: distro.into(),
+            release,
+        }),
+    };
+    Ok(Settings { command })
+}

@@ -1,0 +1,220 @@
+//! `kiln init`: write a commented starter imagefile.
+//!
+//! The starter begins with a `yaml-language-server` line pointing at a copy
+//! of the schema in `.kiln/` beside it, so an editor completes and checks
+//! the file from the first keystroke. An existing imagefile is never
+//! overwritten.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::commands::schema::schema_text;
+use crate::failure::Failure;
+use crate::manifest::{self, Distro, Problem};
+use crate::terminal;
+
+/// Where, relative to the imagefile, `kiln init` puts the editor's schema.
+pub const SCHEMA_COPY_PATH: &str = ".kiln/imagefile.schema.json";
+
+/// Settings of `kiln init`.
+#[derive(Debug)]
+pub struct InitSettings {
+    /// The file to write, or a directory to write `imagefile.yaml` into.
+    pub path: PathBuf,
+    /// The distribution to start from.
+    pub distro: Distro,
+    /// The release, or the distro's current one.
+    pub release: Option<String>,
+}
+
+/// The release a starter names when none is given.
+fn default_release(distro: Distro) -> Option<&'static str> {
+    match distro {
+        Distro::Debian => Some("bookworm"),
+        Distro::Ubuntu => Some("noble"),
+        Distro::Fedora => Some("41"),
+        Distro::Centos | Distro::Rhel => Some("9"),
+        Distro::Opensuse => Some("15.6"),
+        Distro::Image => None,
+    }
+}
+
+/// An image name made from a directory name: the project's name, if it
+/// makes a valid one.
+fn name_from_dir(dir: &Path) -> String {
+    let raw = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    match cleaned.parse::<manifest::ImageName>() {
+        Ok(name) if !cleaned.is_empty() => name.to_string(),
+        _ => "my-image".to_string(),
+    }
+}
+
+/// The starter imagefile's text.
+pub fn starter(name: &str, distro: Distro, release: Option<&str>) -> String {
+    let mut base = format!("base:\n  distro: {}\n", distro.as_str());
+    if let Some(release) = release {
+        base.push_str(&format!("  release: {release}\n"));
+    }
+    if distro.is_debian_family() {
+        base.push_str(
+            "  # arch: amd64        # or arm64\n\
+             \x20 # mirror: http://…   # default: the mirror the host's apt sources name\n",
+        );
+    } else {
+        base.push_str(
+            "  # The cloud image or root filesystem tarball to start from (required):\n\
+             \x20 # url: https://…\n",
+        );
+    }
+    format!(
+        "# yaml-language-server: $schema={SCHEMA_COPY_PATH}\n\
+#\n\
+# A kiln imagefile: what to build. Check it with `kiln validate`.\n\
+# The user guide's imagefile reference describes every key.\n\
+\n\
+# Output files are named after the image: {name}.qcow2, ...\n\
+name: {name}\n\
+\n\
+# The distribution to start from.\n\
+{base}\
+\n\
+# Elements to apply, in order: directories of hook scripts, as in\n\
+# diskimage-builder. Give parameters with `- {{name: NAME, with: {{KEY: value}}}}`.\n\
+elements: []\n\
+\n\
+# Extra packages from the distribution's archive.\n\
+packages:\n\
+\x20 - openssh-server\n\
+\n\
+# Variables handed to every element hook.\n\
+# environment:\n\
+#   DIB_DEBUG_TRACE: \"1\"\n\
+\n\
+# The disk layout. Without `disk`: one ext4 filesystem labelled\n\
+# cloudimg-rootfs, just large enough for the tree. A whole disk instead:\n\
+# disk:\n\
+#   table: gpt\n\
+#   partitions:\n\
+#     - {{name: bios, type: bios-boot, size: 1MiB}}\n\
+#     - {{name: esp, type: esp, size: 512MiB, mountpoint: /boot/efi}}\n\
+#     - {{name: root, size: rest, mountpoint: /, label: cloudimg-rootfs}}\n\
+\n\
+# The files to write: raw, qcow2, tar, vhd, vhdx, vmdk, squashfs.\n\
+outputs:\n\
+\x20 - qcow2\n"
+    )
+}
+
+/// Writes the starter imagefile and the editor's schema copy.
+pub fn run(settings: &InitSettings) -> Result<(), Failure> {
+    let path = if settings.path.is_dir() {
+        settings.path.join("imagefile.yaml")
+    } else {
+        settings.path.clone()
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let release = settings
+        .release
+        .as_deref()
+        .or(default_release(settings.distro));
+    if let Some(release) = release
+        && let Err(e) = release.parse::<manifest::Release>()
+    {
+        return Err(Failure::user(miette::miette!(
+            help = e.help,
+            "--release: {}",
+            e.message
+        )));
+    }
+    let text = starter(&name_from_dir(&dir), settings.distro, release);
+
+    let shown = path.display().to_string();
+    let exists = |what: &str| {
+        let problem = Problem::file_error(
+            format!("{what}; kiln init never overwrites a file"),
+            "choose another path, or move the existing file away first",
+        );
+        Failure::from(manifest::Source::new(shown.clone(), String::new()).problems(vec![problem]))
+    };
+    if path.exists() {
+        return Err(exists("the file already exists"));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| internal(&dir, e))?;
+    // `create_new` makes "does not exist yet" and "write" one step.
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(exists("the file already exists"));
+        }
+        Err(e) => return Err(internal(&path, e)),
+    };
+    file.write_all(text.as_bytes())
+        .map_err(|e| internal(&path, e))?;
+
+    let schema_path = dir.join(SCHEMA_COPY_PATH);
+    let schema = schema_text();
+    if std::fs::read_to_string(&schema_path).ok().as_deref() != Some(schema.as_str()) {
+        if let Some(parent) = schema_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| internal(parent, e))?;
+        }
+        std::fs::write(&schema_path, schema).map_err(|e| internal(&schema_path, e))?;
+    }
+    terminal::status(&format!(
+        "wrote {shown} (and the editor schema {})\nnext: edit it, then run `kiln validate {shown}`",
+        schema_path.display()
+    ));
+    Ok(())
+}
+
+fn internal(path: &Path, error: std::io::Error) -> Failure {
+    Failure::Internal(miette::miette!("cannot write {}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_starter_parses() {
+        for distro in [
+            Distro::Debian,
+            Distro::Ubuntu,
+            Distro::Fedora,
+            Distro::Image,
+        ] {
+            let text = starter("demo", distro, default_release(distro));
+            let source = manifest::Source::new("imagefile.yaml", text);
+            let parsed = manifest::parse(&source).expect("starter parses");
+            let problems = manifest::check(&parsed);
+            if distro.is_debian_family() {
+                assert!(problems.is_empty(), "{problems:?}");
+            } else {
+                // Non-Debian starters leave `url` for the user to fill in,
+                // and validation says so.
+                assert_eq!(problems.len(), 1);
+                assert!(problems[0].message.contains("needs a `url`"));
+            }
+        }
+    }
+}

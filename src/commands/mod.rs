@@ -1,0 +1,7 @@
+//! One module per kiln command. Each exposes a settings struct (built by
+//! [`crate::cli`]) and a `run` function that does the command's work by
+//! calling the pipeline stages.
+
+pub mod init;
+pub mod schema;
+pub mod validate;

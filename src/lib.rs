@@ -1,0 +1,26 @@
+//! kiln builds machine images from a declarative manifest.
+//!
+//! The pipeline runs one way: `imagefile.yaml` is parsed and checked into a
+//! [`manifest::Manifest`], and each later stage takes the previous stage's
+//! value. `main.rs` only parses the command line ([`cli`]) and calls [`run`];
+//! each command lives in [`commands`].
+
+pub mod cli;
+pub mod commands;
+pub mod failure;
+pub mod manifest;
+pub mod terminal;
+
+pub use failure::Failure;
+
+use cli::{Command, Settings};
+
+/// Runs one kiln command with settings already resolved from the command
+/// line and environment.
+pub fn run(settings: Settings) -> Result<(), Failure> {
+    match settings.command {
+        Command::Validate(validate) => commands::validate::run(&validate),
+        Command::Schema => commands::schema::run(),
+        Command::Init(init) => commands::init::run(&init),
+    }
+}

@@ -1,0 +1,569 @@
+//! The rules of an imagefile that a JSON schema cannot express.
+//!
+//! Parsing guarantees each value is well formed on its own; these checks
+//! look at values together: exactly one root mountpoint, unique names,
+//! labels and mountpoints, `rest` at most once, an ESP that is vfat, sizes
+//! that fit the disk, a base that names what it needs. Every rule runs, so
+//! the user sees all problems of the file at once.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use miette::SourceSpan;
+
+use super::diagnostic::Problem;
+use super::values::Size;
+use super::{
+    Disk, DiskSize, Distro, Filesystem, Manifest, Partition, PartitionSize, PartitionTable,
+    PartitionType, Spanned,
+};
+
+/// Space kept free before the first partition, and the alignment of every
+/// partition: 1 MiB, as fdisk and parted do.
+pub(crate) const ALIGN_BYTES: u64 = 1 << 20;
+
+/// Space kept free after the last partition for GPT's backup header.
+pub(crate) const GPT_BACKUP_BYTES: u64 = 1 << 20;
+
+/// ext4 stores timestamps up to 2446-05-10 (with 256-byte inodes).
+const MAX_EPOCH_SECONDS: u64 = (1 << 34) - 1;
+
+/// Checks the rules that tie a manifest's values together. Returns every
+/// problem found, errors and warnings, in no particular order.
+pub fn check(manifest: &Manifest) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_base(manifest, &mut problems);
+    check_lists(manifest, &mut problems);
+    check_disk(&manifest.disk, &mut problems);
+    if let Some(epoch) = &manifest.source_date_epoch
+        && epoch.value > MAX_EPOCH_SECONDS
+    {
+        problems.push(Problem::error(
+            format!(
+                "`source_date_epoch` {} lies beyond the year 2446",
+                epoch.value
+            ),
+            epoch.span,
+            "too far in the future",
+            "give seconds since 1970-01-01 UTC, such as the output of `date +%s`",
+        ));
+    }
+    problems
+}
+
+fn check_base(manifest: &Manifest, problems: &mut Vec<Problem>) {
+    let base = &manifest.base;
+    let distro = base.distro.value;
+    if distro != Distro::Image && base.release.is_none() {
+        problems.push(Problem::error(
+            format!("`distro: {}` needs a `release`", distro.as_str()),
+            base.distro.span,
+            "which release?",
+            match distro {
+                Distro::Debian => "add `release: bookworm` (or another Debian code name) to `base`",
+                Distro::Ubuntu => "add `release: noble` (or another Ubuntu code name) to `base`",
+                _ => "add the release to `base`, such as `release: \"9\"`",
+            },
+        ));
+    }
+    if distro.is_debian_family() {
+        for (key, span) in [
+            ("url", base.url.as_ref().map(|u| u.span)),
+            ("sha256", base.sha256.as_ref().map(|s| s.span)),
+        ] {
+            if let Some(span) = span {
+                problems.push(Problem::error(
+                    format!("`distro: {}` is installed from its archive and takes no `{key}`", distro.as_str()),
+                    span,
+                    "not used",
+                    "remove it to build from packages, or set `distro: image` to start from this file",
+                ));
+            }
+        }
+    } else if base.url.is_none() {
+        problems.push(Problem::error(
+            format!("`distro: {}` needs a `url`", distro.as_str()),
+            base.distro.span,
+            "from which image?",
+            "add `url:` with the cloud image or root filesystem tarball to start from",
+        ));
+    }
+    if distro == Distro::Image
+        && let Some(mirror) = &base.mirror
+    {
+        problems.push(
+            Problem::error(
+                "`mirror` is not used with `distro: image`",
+                mirror.span,
+                "ignored",
+                "remove `mirror`; an image base is downloaded from `url`",
+            )
+            .warning(),
+        );
+    }
+    if let Some(keyring) = &base.keyring
+        && keyring.value.trim().is_empty()
+    {
+        problems.push(Problem::error(
+            "`keyring` is empty",
+            keyring.span,
+            "no path",
+            "give the path of an OpenPGP keyring, or remove `keyring` to use the host's",
+        ));
+    }
+}
+
+fn check_lists(manifest: &Manifest, problems: &mut Vec<Problem>) {
+    for (first, again) in duplicates(
+        manifest
+            .elements
+            .iter()
+            .map(|e| (e.value.name().clone(), e.span)),
+    ) {
+        problems.push(
+            Problem::error(
+                "this element is listed twice",
+                again,
+                "listed again",
+                "remove the second entry",
+            )
+            .with_related(first, "first listed here")
+            .warning(),
+        );
+    }
+    for (first, again) in duplicates(manifest.packages.iter().map(|p| (p.value.clone(), p.span))) {
+        problems.push(
+            Problem::error(
+                "this package is listed twice",
+                again,
+                "listed again",
+                "remove the second entry",
+            )
+            .with_related(first, "first listed here")
+            .warning(),
+        );
+    }
+    for (first, again) in duplicates(manifest.outputs.iter().map(|o| (o.value, o.span))) {
+        problems.push(
+            Problem::error(
+                "this output format is listed twice",
+                again,
+                "listed again",
+                "remove the second entry",
+            )
+            .with_related(first, "first listed here")
+            .warning(),
+        );
+    }
+}
+
+/// Pairs of (first span, repeated span) for every value seen more than once.
+fn duplicates<K: Eq + Hash>(
+    items: impl Iterator<Item = (K, SourceSpan)>,
+) -> Vec<(SourceSpan, SourceSpan)> {
+    let mut seen = HashMap::new();
+    let mut repeated = Vec::new();
+    for (key, span) in items {
+        match seen.get(&key) {
+            Some(first) => repeated.push((*first, span)),
+            None => {
+                seen.insert(key, span);
+            }
+        }
+    }
+    repeated
+}
+
+fn check_disk(disk: &Spanned<Disk>, problems: &mut Vec<Problem>) {
+    match &disk.table {
+        None => check_filesystem_image(disk, problems),
+        Some(table) => check_partitioned(disk, table, problems),
+    }
+}
+
+fn check_filesystem_image(disk: &Spanned<Disk>, problems: &mut Vec<Problem>) {
+    if let Some(first) = disk.partitions.first() {
+        problems.push(Problem::error(
+            "partitions need a partition table",
+            first.span,
+            "no `table` for these",
+            "add `table: gpt` (or `mbr`) to `disk`, or remove `partitions` for an image of one filesystem",
+        ));
+    }
+    let filesystem = disk
+        .filesystem
+        .as_ref()
+        .map_or(Filesystem::Ext4, |f| f.value);
+    if let Some(fs) = &disk.filesystem
+        && !matches!(fs.value, Filesystem::Ext4 | Filesystem::Xfs)
+    {
+        problems.push(Problem::error(
+            format!("the root filesystem cannot be `{}`", fs.value.as_str()),
+            fs.span,
+            "not a root filesystem",
+            "use `ext4` (the default) or `xfs`",
+        ));
+    }
+    if let Some(label) = &disk.label {
+        check_label_length(label, filesystem, problems);
+    }
+}
+
+fn check_partitioned(
+    disk: &Spanned<Disk>,
+    table: &Spanned<PartitionTable>,
+    problems: &mut Vec<Problem>,
+) {
+    for (key, span) in [
+        ("filesystem", disk.filesystem.as_ref().map(|f| f.span)),
+        ("label", disk.label.as_ref().map(|l| l.span)),
+    ] {
+        if let Some(span) = span {
+            problems.push(Problem::error(
+                format!("`disk.{key}` applies only to an image of one filesystem"),
+                span,
+                "not used with a partition table",
+                format!("set `{key}` on the partition it belongs to"),
+            ));
+        }
+    }
+    let partitions = &disk.partitions;
+    if partitions.is_empty() {
+        problems.push(Problem::error(
+            "a partition table needs partitions",
+            table.span,
+            "no partitions",
+            "add `partitions:` with at least a root partition (`mountpoint: /`)",
+        ));
+        return;
+    }
+
+    let roots: Vec<&Spanned<Partition>> = partitions
+        .iter()
+        .filter(|p| p.mountpoint.as_ref().is_some_and(|m| m.is_root()))
+        .collect();
+    if roots.is_empty() {
+        problems.push(Problem::error(
+            "no partition is mounted at `/`",
+            table.span,
+            "this disk has no root",
+            "add `mountpoint: /` to the partition that holds the root filesystem",
+        ));
+    }
+
+    for (first, again) in duplicates(
+        partitions
+            .iter()
+            .map(|p| (p.name.value.clone(), p.name.span)),
+    ) {
+        problems.push(
+            Problem::error(
+                "two partitions have this name",
+                again,
+                "used again",
+                "give each partition its own name",
+            )
+            .with_related(first, "first used here"),
+        );
+    }
+    for (first, again) in duplicates(
+        partitions
+            .iter()
+            .filter_map(|p| p.label.as_ref())
+            .map(|l| (l.value.clone(), l.span)),
+    ) {
+        problems.push(
+            Problem::error(
+                "two partitions have this label",
+                again,
+                "used again",
+                "give each filesystem its own label; fstab and the bootloader find filesystems by label",
+            )
+            .with_related(first, "first used here"),
+        );
+    }
+    for (first, again) in duplicates(
+        partitions
+            .iter()
+            .filter_map(|p| p.mountpoint.as_ref())
+            .map(|m| (m.value.clone(), m.span)),
+    ) {
+        problems.push(
+            Problem::error(
+                "two partitions are mounted here",
+                again,
+                "mounted again",
+                "give each partition its own mountpoint, or remove one",
+            )
+            .with_related(first, "first mounted here"),
+        );
+    }
+    let rests: Vec<SourceSpan> = partitions
+        .iter()
+        .filter(|p| p.size.value == PartitionSize::Rest)
+        .map(|p| p.size.span)
+        .collect();
+    for again in rests.iter().skip(1) {
+        problems.push(
+            Problem::error(
+                "only one partition can take the `rest` of the disk",
+                *again,
+                "second `rest`",
+                "give this partition a fixed size, such as `2GiB`",
+            )
+            .with_related(rests[0], "first `rest` here"),
+        );
+    }
+
+    for partition in partitions {
+        check_partition(partition, table.value, problems);
+    }
+
+    if table.value == PartitionTable::Mbr && partitions.len() > 4 {
+        problems.push(Problem::error(
+            format!(
+                "an MBR disk holds at most 4 partitions; this one has {}",
+                partitions.len()
+            ),
+            partitions[4].span,
+            "fifth partition",
+            "use `table: gpt`, or merge partitions",
+        ));
+    }
+
+    if let DiskSize::Fixed(disk_size) = disk.size.value {
+        check_fit(disk_size, disk.size.span, table.value, partitions, problems);
+    }
+}
+
+fn check_partition(
+    partition: &Spanned<Partition>,
+    table: PartitionTable,
+    problems: &mut Vec<Problem>,
+) {
+    let kind = partition.kind.value;
+    let filesystem = partition.effective_filesystem();
+    let fs_span = partition
+        .filesystem
+        .as_ref()
+        .map_or(partition.kind.span, |f| f.span);
+
+    if kind == PartitionType::Esp && filesystem != Filesystem::Vfat {
+        problems.push(Problem::error(
+            format!(
+                "the EFI system partition must be vfat, not `{}`",
+                filesystem.as_str()
+            ),
+            fs_span,
+            "UEFI firmware reads only FAT",
+            "set `filesystem: vfat` (or leave `filesystem` out) on the ESP",
+        ));
+    }
+    if kind == PartitionType::BiosBoot {
+        if table == PartitionTable::Mbr {
+            problems.push(Problem::error(
+                "a `bios-boot` partition is for GPT disks",
+                partition.kind.span,
+                "not needed on MBR",
+                "remove this partition; on an MBR disk GRUB lives in the gap after the partition table",
+            ));
+        }
+        if filesystem != Filesystem::None {
+            problems.push(Problem::error(
+                "the BIOS boot partition holds GRUB's core image, not a filesystem",
+                fs_span,
+                "no filesystem here",
+                "remove `filesystem` (or write `filesystem: none`)",
+            ));
+        }
+    }
+    if let Some(mountpoint) = &partition.mountpoint {
+        if !filesystem.is_mountable() {
+            problems.push(Problem::error(
+                format!(
+                    "a partition with filesystem `{}` cannot be mounted",
+                    filesystem.as_str()
+                ),
+                mountpoint.span,
+                "nothing to mount",
+                "remove `mountpoint`, or give the partition a filesystem such as `ext4`",
+            ));
+        } else if mountpoint.is_root() && !matches!(filesystem, Filesystem::Ext4 | Filesystem::Xfs)
+        {
+            problems.push(Problem::error(
+                format!("the root filesystem cannot be `{}`", filesystem.as_str()),
+                fs_span,
+                "not a root filesystem",
+                "use `ext4` (the default) or `xfs` for the partition mounted at `/`",
+            ));
+        }
+    }
+    if let Some(label) = &partition.label {
+        if filesystem == Filesystem::None {
+            problems.push(Problem::error(
+                "a partition without a filesystem has no label",
+                label.span,
+                "nothing to label",
+                "remove `label`, or give the partition a filesystem",
+            ));
+        } else {
+            check_label_length(label, filesystem, problems);
+        }
+    }
+}
+
+fn check_label_length(
+    label: &Spanned<super::Label>,
+    filesystem: Filesystem,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(max) = filesystem.max_label_bytes() {
+        let len = label.as_str().len();
+        if len > max {
+            problems.push(Problem::error(
+                format!(
+                    "a {} label holds at most {max} bytes; `{}` has {len}",
+                    filesystem.as_str(),
+                    label.as_str()
+                ),
+                label.span,
+                "too long",
+                format!("shorten the label to {max} characters"),
+            ));
+        }
+    }
+}
+
+/// The bytes a disk needs for its fixed-size partitions: 1 MiB before the
+/// first, each partition rounded up to 1 MiB, and GPT's backup header.
+fn fixed_bytes(table: PartitionTable, partitions: &[Spanned<Partition>]) -> u64 {
+    let trailer = match table {
+        PartitionTable::Gpt => GPT_BACKUP_BYTES,
+        PartitionTable::Mbr => 0,
+    };
+    partitions
+        .iter()
+        .filter_map(|p| match p.size.value {
+            PartitionSize::Fixed(size) => Some(
+                size.bytes()
+                    .div_ceil(ALIGN_BYTES)
+                    .saturating_mul(ALIGN_BYTES),
+            ),
+            PartitionSize::Rest => None,
+        })
+        .fold(ALIGN_BYTES + trailer, u64::saturating_add)
+}
+
+fn check_fit(
+    disk_size: Size,
+    span: SourceSpan,
+    table: PartitionTable,
+    partitions: &[Spanned<Partition>],
+    problems: &mut Vec<Problem>,
+) {
+    let needed = fixed_bytes(table, partitions);
+    let has_rest = partitions
+        .iter()
+        .any(|p| p.size.value == PartitionSize::Rest);
+    let needed_with_rest = if has_rest {
+        needed.saturating_add(ALIGN_BYTES)
+    } else {
+        needed
+    };
+    if needed_with_rest > disk_size.bytes() {
+        let shown = Size::from_bytes(needed_with_rest.div_ceil(ALIGN_BYTES) * ALIGN_BYTES);
+        problems.push(Problem::error(
+            format!("the partitions need {shown} but the disk is {disk_size}"),
+            span,
+            "too small",
+            format!(
+                "make the disk at least {shown}{}, shrink the partitions, or use `size: auto`",
+                if has_rest {
+                    " (1 MiB of it for the `rest` partition)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Source, parse};
+
+    fn problems_of(yaml: &str) -> Vec<String> {
+        let manifest = parse(&Source::new("test.yaml", yaml)).expect("parses");
+        let mut messages: Vec<String> = check(&manifest).into_iter().map(|p| p.message).collect();
+        messages.sort();
+        messages
+    }
+
+    const HEAD: &str = "name: t\nbase: {distro: debian, release: bookworm}\n";
+
+    #[test]
+    fn a_plain_manifest_has_no_problems() {
+        assert!(problems_of(HEAD).is_empty());
+    }
+
+    #[test]
+    fn partition_rules_all_report_together() {
+        let yaml = format!(
+            "{HEAD}disk:\n  table: gpt\n  size: 1GiB\n  partitions:\n\
+             \x20   - {{name: esp, type: esp, size: 512MiB, filesystem: ext4, mountpoint: /boot/efi}}\n\
+             \x20   - {{name: root, size: rest, mountpoint: /, label: a}}\n\
+             \x20   - {{name: root, size: rest, mountpoint: /, label: a}}\n\
+             \x20   - {{name: data, size: 1GiB, label: abcdefghijkl, filesystem: vfat}}\n"
+        );
+        let messages = problems_of(&yaml);
+        assert_eq!(
+            messages,
+            vec![
+                "a vfat label holds at most 11 bytes; `abcdefghijkl` has 12",
+                "only one partition can take the `rest` of the disk",
+                "the EFI system partition must be vfat, not `ext4`",
+                "the partitions need 1539MiB but the disk is 1GiB",
+                "two partitions are mounted here",
+                "two partitions have this label",
+                "two partitions have this name",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_without_root_is_refused() {
+        let yaml =
+            format!("{HEAD}disk:\n  table: mbr\n  partitions:\n    - {{name: a, size: 1GiB}}\n");
+        assert_eq!(problems_of(&yaml), vec!["no partition is mounted at `/`"]);
+    }
+
+    #[test]
+    fn fixed_sizes_count_alignment_and_gpt_backup() {
+        let yaml = format!(
+            "{HEAD}disk:\n  table: gpt\n  size: 1026MiB\n  partitions:\n    - {{name: r, size: 1GiB, mountpoint: /}}\n"
+        );
+        assert!(problems_of(&yaml).is_empty());
+        let yaml = yaml.replace("1026MiB", "1025MiB");
+        assert_eq!(
+            problems_of(&yaml),
+            vec!["the partitions need 1026MiB but the disk is 1025MiB"]
+        );
+    }
+
+    #[test]
+    fn bases_need_what_their_distro_needs() {
+        let yaml = "name: t\nbase: {distro: debian, url: 'https://example.invalid/x.img'}\n";
+        assert_eq!(
+            problems_of(yaml),
+            vec![
+                "`distro: debian` is installed from its archive and takes no `url`",
+                "`distro: debian` needs a `release`"
+            ]
+        );
+        assert_eq!(
+            problems_of("name: t\nbase: {distro: image}\n"),
+            vec!["`distro: image` needs a `url`"]
+        );
+    }
+}

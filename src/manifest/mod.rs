@@ -1,0 +1,578 @@
+//! The imagefile: what a user writes, read into typed values.
+//!
+//! This module owns the first arrow of the pipeline, `imagefile.yaml` →
+//! [`Manifest`]. The types below are the single source of truth for the
+//! format: serde reads them, schemars turns them (and their doc comments)
+//! into `schema/imagefile.schema.json`, and [`check`] applies the rules a
+//! schema cannot express. YAML is read only through [`parse`], so the YAML
+//! crate can be swapped in one place.
+
+mod check;
+mod diagnostic;
+mod source;
+mod spanned;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+pub use check::check;
+pub use diagnostic::{ManifestError, Problem, Problems, Severity};
+pub use source::{Source, load};
+pub use spanned::Spanned;
+pub use values::{
+    DiskSize, ElementName, EnvName, ImageName, Label, MountOptions, Mountpoint, PackageName,
+    PartitionName, PartitionSize, Release, Sha256Hex, Size, SourceUrl, ValueError,
+};
+
+/// The label of the root filesystem when the manifest names none; cloud
+/// images find their root by it.
+pub const DEFAULT_ROOT_LABEL: &str = "cloudimg-rootfs";
+
+/// A kiln imagefile: the base distribution, the elements and packages to
+/// apply, the disk layout and the output formats of one machine image.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "kiln imagefile")]
+pub struct Manifest {
+    /// The image's name. Output files are written as `<name>.<format>`.
+    pub name: Spanned<ImageName>,
+
+    /// The distribution the image starts from.
+    pub base: Spanned<Base>,
+
+    /// Elements to apply, in order: a name, or `{name, with: {param: value}}`
+    /// to pass parameters. Elements are directories of hook scripts, as in
+    /// diskimage-builder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<Spanned<ElementRef>>,
+
+    /// Extra packages to install from the base distribution's archive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Spanned<PackageName>>,
+
+    /// Environment variables handed to every element hook, such as
+    /// `DIB_RELEASE` for elements written for diskimage-builder.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<EnvName, String>,
+
+    /// The disk layout: one filesystem (the default: ext4 labelled
+    /// `cloudimg-rootfs`, just large enough), or a partition `table` with
+    /// `partitions` for a whole-disk image.
+    #[serde(default)]
+    pub disk: Spanned<Disk>,
+
+    /// The files to write. Defaults to `[qcow2]`.
+    #[serde(default = "default_outputs")]
+    #[schemars(default = "default_outputs")]
+    pub outputs: Vec<Spanned<OutputFormat>>,
+
+    /// Seconds since 1970-01-01 UTC used for every timestamp in the image.
+    /// Defaults to the date of the base distribution's index in the lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<Spanned<u64>>,
+}
+
+fn default_outputs() -> Vec<Spanned<OutputFormat>> {
+    vec![Spanned::unplaced(OutputFormat::Qcow2)]
+}
+
+/// The distribution an image is built from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = {"properties": {"distro": {"const": "image"}}},
+    "then" = {"required": ["url"]},
+    "else" = {"required": ["release"]}
+))]
+pub struct Base {
+    /// The distribution family, or `image` to start from a cloud image or
+    /// root filesystem tarball given by `url`.
+    pub distro: Spanned<Distro>,
+
+    /// The release: a code name such as `bookworm` or `noble`, or a version
+    /// such as `9`. Required for every distro except `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Spanned<Release>>,
+
+    /// The CPU architecture of the image.
+    #[serde(default)]
+    pub arch: Spanned<Arch>,
+
+    /// The archive to install packages from. Defaults to the mirror the
+    /// host's apt sources name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Spanned<SourceUrl>>,
+
+    /// An OpenPGP keyring that signs the archive. Defaults to the host's
+    /// archive keyring for the distro.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<Spanned<String>>,
+
+    /// For `distro: image` (and distros installed from an image): where
+    /// to download the cloud image or root filesystem tarball.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Spanned<SourceUrl>>,
+
+    /// The SHA-256 of the file at `url`. When absent, `kiln lock` records
+    /// the digest of what it downloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Spanned<Sha256Hex>>,
+}
+
+/// A distribution family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Distro {
+    /// Debian, installed from its archive by kiln itself.
+    Debian,
+    /// Ubuntu, installed from its archive by kiln itself.
+    Ubuntu,
+    /// Fedora, from a cloud image or root filesystem tarball.
+    Fedora,
+    /// CentOS Stream, from a cloud image or root filesystem tarball.
+    Centos,
+    /// Red Hat Enterprise Linux, from a cloud image or root filesystem tarball.
+    Rhel,
+    /// openSUSE, from a cloud image or root filesystem tarball.
+    Opensuse,
+    /// Any cloud image or root filesystem tarball given by `url`.
+    Image,
+}
+
+impl Distro {
+    /// Whether kiln installs this distro from its package archive (rather
+    /// than from an image given by URL).
+    pub fn is_debian_family(self) -> bool {
+        matches!(self, Distro::Debian | Distro::Ubuntu)
+    }
+
+    /// The name as written in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Distro::Debian => "debian",
+            Distro::Ubuntu => "ubuntu",
+            Distro::Fedora => "fedora",
+            Distro::Centos => "centos",
+            Distro::Rhel => "rhel",
+            Distro::Opensuse => "opensuse",
+            Distro::Image => "image",
+        }
+    }
+}
+
+/// A CPU architecture, by its Debian name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// 64-bit x86 (x86_64).
+    #[default]
+    Amd64,
+    /// 64-bit ARM (aarch64).
+    Arm64,
+}
+
+/// An element to apply: its name, or its name with parameters.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ElementRef {
+    /// Just the element's name.
+    Name(ElementName),
+    /// The element's name and parameters for it.
+    WithParams(ElementWithParams),
+}
+
+impl ElementRef {
+    /// The element's name, however it was written.
+    pub fn name(&self) -> &ElementName {
+        match self {
+            ElementRef::Name(name) => name,
+            ElementRef::WithParams(with) => &with.name,
+        }
+    }
+}
+
+/// An element with parameters.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElementWithParams {
+    /// The element's name.
+    pub name: ElementName,
+    /// Parameters for the element. Names follow environment-variable rules,
+    /// because diskimage-builder elements read their parameters from the
+    /// environment.
+    #[serde(default)]
+    pub with: BTreeMap<EnvName, ParamValue>,
+}
+
+// Written by hand rather than `#[serde(untagged)]`, which would replace the
+// precise error of the branch that was meant ("unknown key `wiht`") with
+// "data did not match any variant".
+impl<'de> Deserialize<'de> for ElementRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ElementRefVisitor;
+
+        impl<'de> Visitor<'de> for ElementRefVisitor {
+            type Value = ElementRef;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an element name, or a mapping with `name` and `with`")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ElementRef, E> {
+                text.parse()
+                    .map(ElementRef::Name)
+                    .map_err(|e: ValueError| E::custom(e.encode()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ElementRef, A::Error> {
+                ElementWithParams::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ElementRef::WithParams)
+            }
+        }
+
+        deserializer.deserialize_any(ElementRefVisitor)
+    }
+}
+
+/// A parameter value: a string, number or boolean, handed to the element as
+/// text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "ParamValueSchema")]
+pub struct ParamValue(pub String);
+
+/// The JSON schema shape of [`ParamValue`].
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ParamValueSchema {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
+
+impl<'de> Deserialize<'de> for ParamValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = ParamValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The disk layout.
+///
+/// Without `table`, the image is one filesystem (`filesystem`, `label`,
+/// `size`). With `table`, it is a whole disk with `partitions`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = {"required": ["table"]},
+    "then" = {"required": ["partitions"]}
+))]
+pub struct Disk {
+    /// The partition table of a whole-disk image. Leave it out for an image
+    /// of one filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<Spanned<PartitionTable>>,
+
+    /// The size of the filesystem image or the whole disk: `auto` (just
+    /// large enough for the tree, plus a little headroom) or a size such as
+    /// `8GiB`.
+    #[serde(default)]
+    pub size: Spanned<DiskSize>,
+
+    /// The filesystem of a one-filesystem image. Defaults to `ext4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<Spanned<Filesystem>>,
+
+    /// The label of a one-filesystem image. Defaults to `cloudimg-rootfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Spanned<Label>>,
+
+    /// The partitions of a whole-disk image, in disk order. Exactly one is
+    /// mounted at `/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<Spanned<Partition>>,
+}
+
+/// A kind of partition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionTable {
+    /// GUID partition table: UEFI and BIOS (with a `bios-boot` partition).
+    Gpt,
+    /// MS-DOS partition table: BIOS only, at most four partitions.
+    Mbr,
+}
+
+/// One partition of a whole-disk image.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// A name for the partition, unique on the disk; on GPT it is the
+    /// partition's name.
+    pub name: Spanned<PartitionName>,
+
+    /// The partition's size, such as `512MiB`, or `rest` for the space the
+    /// other partitions leave (at most one partition).
+    pub size: Spanned<PartitionSize>,
+
+    /// What the partition is for; sets its type GUID (GPT) or type byte
+    /// (MBR). Defaults to `linux`.
+    #[serde(rename = "type", default)]
+    pub kind: Spanned<PartitionType>,
+
+    /// The filesystem to create. Defaults to `vfat` for `esp`, `swap` for
+    /// `swap`, `none` for `bios-boot` and `ext4` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<Spanned<Filesystem>>,
+
+    /// The filesystem label; `/etc/fstab` mounts by it. At most 16 bytes for
+    /// ext4, 12 for xfs and 11 for vfat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Spanned<Label>>,
+
+    /// Where the filesystem is mounted in the image, such as `/` or
+    /// `/boot/efi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<Spanned<Mountpoint>>,
+
+    /// Mount options for `/etc/fstab`. Defaults to `defaults`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Spanned<MountOptions>>,
+}
+
+impl Partition {
+    /// The filesystem this partition gets: the one written, or the default
+    /// for its type.
+    pub fn effective_filesystem(&self) -> Filesystem {
+        match &self.filesystem {
+            Some(fs) => fs.value,
+            None => self.kind.default_filesystem(),
+        }
+    }
+}
+
+/// What a partition is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionType {
+    /// A Linux filesystem (the root, or any other).
+    #[default]
+    Linux,
+    /// The EFI system partition, holding the UEFI bootloader; vfat.
+    Esp,
+    /// The BIOS boot partition GRUB needs on GPT disks; no filesystem.
+    BiosBoot,
+    /// Swap space.
+    Swap,
+    /// An extended boot loader partition (`/boot` shared between systems).
+    Xbootldr,
+    /// A Linux `/home` partition.
+    Home,
+    /// A Linux `/srv` partition.
+    Srv,
+    /// A Linux `/var` partition.
+    Var,
+    /// A Linux `/tmp` partition.
+    Tmp,
+    /// An LVM physical volume.
+    Lvm,
+    /// A Linux software RAID member.
+    Raid,
+}
+
+impl PartitionType {
+    /// The filesystem a partition of this type gets when none is written.
+    pub fn default_filesystem(self) -> Filesystem {
+        match self {
+            PartitionType::Esp => Filesystem::Vfat,
+            PartitionType::Swap => Filesystem::Swap,
+            PartitionType::BiosBoot | PartitionType::Lvm | PartitionType::Raid => Filesystem::None,
+            _ => Filesystem::Ext4,
+        }
+    }
+
+    /// The name as written in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionType::Linux => "linux",
+            PartitionType::Esp => "esp",
+            PartitionType::BiosBoot => "bios-boot",
+            PartitionType::Swap => "swap",
+            PartitionType::Xbootldr => "xbootldr",
+            PartitionType::Home => "home",
+            PartitionType::Srv => "srv",
+            PartitionType::Var => "var",
+            PartitionType::Tmp => "tmp",
+            PartitionType::Lvm => "lvm",
+            PartitionType::Raid => "raid",
+        }
+    }
+}
+
+/// A filesystem kiln can create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Filesystem {
+    /// ext4, the default; growable online.
+    Ext4,
+    /// XFS (needs `mkfs.xfs` on the host).
+    Xfs,
+    /// FAT32, for the EFI system partition.
+    Vfat,
+    /// Swap space.
+    Swap,
+    /// No filesystem: the partition is left empty.
+    None,
+}
+
+impl Filesystem {
+    /// The longest label this filesystem stores, in bytes.
+    pub fn max_label_bytes(self) -> Option<usize> {
+        match self {
+            Filesystem::Ext4 => Some(16),
+            Filesystem::Xfs => Some(12),
+            Filesystem::Vfat => Some(11),
+            Filesystem::Swap => Some(15),
+            Filesystem::None => None,
+        }
+    }
+
+    /// Whether a filesystem of this kind can be mounted somewhere.
+    pub fn is_mountable(self) -> bool {
+        matches!(self, Filesystem::Ext4 | Filesystem::Xfs | Filesystem::Vfat)
+    }
+
+    /// The name as written in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filesystem::Ext4 => "ext4",
+            Filesystem::Xfs => "xfs",
+            Filesystem::Vfat => "vfat",
+            Filesystem::Swap => "swap",
+            Filesystem::None => "none",
+        }
+    }
+}
+
+/// A file format to write the image in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// A raw disk or filesystem image, byte for byte.
+    Raw,
+    /// QEMU copy-on-write v2, what OpenStack Glance and libvirt prefer.
+    Qcow2,
+    /// A tar archive of the finished tree.
+    Tar,
+    /// A Microsoft VHD (Azure), fixed size.
+    Vhd,
+    /// A Microsoft VHDX (Hyper-V).
+    Vhdx,
+    /// A VMware disk.
+    Vmdk,
+    /// A compressed read-only squashfs of the tree.
+    Squashfs,
+}
+
+/// Parses an imagefile's text into a [`Manifest`], or reports every problem
+/// found. The one place kiln reads YAML.
+///
+/// Structural errors (bad YAML, a wrong type, an unknown key) stop the
+/// parser at the first one; the rules of [`check`] run only on a manifest
+/// that parsed, and report all their problems together.
+pub fn parse(source: &Source) -> Result<Manifest, Problems> {
+    source::parse_yaml(source)
+}
+
+/// Generates the imagefile's JSON schema (draft-07, which
+/// yaml-language-server understands).
+pub fn schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft07()
+        .with_transform(forbid_null)
+        .into_generator();
+    let schema = generator.into_root_schema_for::<Manifest>();
+    schema.to_value()
+}
+
+/// A manifest that parsed and passed [`check`], with the warnings the
+/// checks raised.
+#[derive(Debug)]
+pub struct Checked {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its file, for later diagnostics that point into it.
+    pub source: Source,
+    /// Problems that do not stop the build (a package listed twice).
+    pub warnings: Problems,
+}
+
+/// Reads, parses and checks the imagefile at `path`: the first stage of
+/// every command that takes a manifest. Fails with every problem found.
+pub fn read(path: &std::path::Path) -> Result<Checked, Problems> {
+    let source = load(path)?;
+    let manifest = parse(&source)?;
+    let problems = source.problems(check(&manifest));
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    Ok(Checked {
+        manifest,
+        source,
+        warnings: problems,
+    })
+}
+
+/// Removes `null` from the schema of optional keys: in an imagefile an
+/// absent key means "the default", and `key: null` is refused by the parser,
+/// so editors should not offer it either.
+fn forbid_null(schema: &mut schemars::Schema) {
+    use serde_json::Value;
+
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            schema.insert("type".into(), only);
+        }
+    }
+    let is_null = |v: &Value| v.get("type").is_some_and(|t| t == "null");
+    if let Some(Value::Array(alternatives)) = schema.get_mut("anyOf") {
+        alternatives.retain(|v| !is_null(v));
+        if alternatives.len() == 1 {
+            let only = alternatives.remove(0);
+            schema.remove("anyOf");
+            schema.insert("allOf".into(), Value::Array(vec![only]));
+        }
+    }
+    schemars::transform::transform_subschemas(&mut forbid_null, schema);
+}

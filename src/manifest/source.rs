@@ -1,0 +1,462 @@
+//! Reading an imagefile from disk and turning YAML errors into problems.
+//!
+//! Everything that can go wrong before the manifest's own rules apply is
+//! caught here: a missing file, a directory, a huge or binary file, text
+//! that is not UTF-8, and YAML the parser or the types reject. Each becomes
+//! a [`Problem`] that points at the text and says what to do.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use serde_saphyr::budget::BudgetBreach;
+
+use super::Manifest;
+use super::diagnostic::{Problem, Problems};
+use super::values::HELP_SEPARATOR;
+
+/// The largest imagefile kiln reads. A real manifest is a few kilobytes; a
+/// larger file is a mistake (or an attack) and is refused before parsing.
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// Deeper nesting than any imagefile needs; stops stack-exhausting input.
+const MAX_DEPTH: usize = 64;
+
+/// Aliases and anchors an imagefile may use; stops "billion laughs".
+const MAX_ALIASES: usize = 256;
+
+/// The text of an imagefile and the name to show for it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    name: String,
+    text: Arc<String>,
+}
+
+impl Source {
+    /// An imagefile named `name` (for messages) holding `text`.
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Source {
+            name: name.into(),
+            text: Arc::new(text.into()),
+        }
+    }
+
+    /// The name shown in diagnostics: the path as the user gave it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// These problems, tied to this file for printing.
+    pub fn problems(&self, problems: Vec<Problem>) -> Problems {
+        Problems::new(&self.name, Arc::clone(&self.text), problems)
+    }
+}
+
+/// Reads the imagefile at `path`. Refuses directories, files over
+/// [`MAX_MANIFEST_BYTES`], binary files and text that is not UTF-8.
+pub fn load(path: &Path) -> Result<Source, Problems> {
+    let name = path.display().to_string();
+    let file_problem =
+        |problem: Problem| Problems::new(&name, Arc::new(String::new()), vec![problem]);
+
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(file_problem(Problem::file_error(
+                "no such file",
+                format!(
+                    "run `kiln init {name}` to write a starter imagefile, or give the path of an existing one"
+                ),
+            )));
+        }
+        Err(e) => {
+            return Err(file_problem(Problem::file_error(
+                format!("cannot read the file: {e}"),
+                "check that the path is right and that you may read it",
+            )));
+        }
+    };
+    if metadata.is_dir() {
+        let inside = path.join("imagefile.yaml");
+        let help = if inside.is_file() {
+            format!("give the imagefile inside it: `{}`", inside.display())
+        } else {
+            "give the path of an imagefile, such as `imagefile.yaml`".to_string()
+        };
+        return Err(file_problem(Problem::file_error(
+            "this is a directory, not an imagefile",
+            help,
+        )));
+    }
+    if metadata.len() > MAX_MANIFEST_BYTES {
+        return Err(file_problem(too_large(metadata.len())));
+    }
+
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        return Err(file_problem(Problem::file_error(
+            format!("cannot read the file: {e}"),
+            "check that the path is right and that you may read it",
+        )));
+    }
+    // Special files (a FIFO, /dev/zero) report no length up front.
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(file_problem(too_large(bytes.len() as u64)));
+    }
+    from_bytes(name, bytes)
+}
+
+fn too_large(bytes: u64) -> Problem {
+    Problem::file_error(
+        format!(
+            "the file is {:.1} MiB; an imagefile may be at most {} MiB",
+            bytes as f64 / (1u64 << 20) as f64,
+            MAX_MANIFEST_BYTES >> 20
+        ),
+        "check that this is the imagefile you meant; a manifest is a few kilobytes of YAML",
+    )
+}
+
+/// Checks that `bytes` are UTF-8 text and not a binary file.
+fn from_bytes(name: String, bytes: Vec<u8>) -> Result<Source, Problems> {
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let source = Source::new(name, lossy);
+            let span = SourceSpan::from(offset..offset + char::REPLACEMENT_CHARACTER.len_utf8());
+            return Err(source.problems(vec![Problem::error(
+                "the file is not UTF-8 text",
+                span,
+                "this byte is not valid UTF-8",
+                "save the imagefile as UTF-8; if this is a binary file, give the imagefile's path instead",
+            )]));
+        }
+    };
+    let source = Source::new(name, text);
+    if let Some(offset) = source
+        .text()
+        .find(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        let c = source.text()[offset..].chars().next().unwrap_or('\0');
+        return Err(source.problems(vec![Problem::error(
+            format!(
+                "the file contains the control character U+{:04X}",
+                u32::from(c)
+            ),
+            SourceSpan::from(offset..offset + c.len_utf8()),
+            "not text",
+            "this looks like a binary file; give the path of the imagefile, a YAML text file",
+        )]));
+    }
+    Ok(source)
+}
+
+/// Parses the YAML of `source` into a [`Manifest`].
+pub(super) fn parse_yaml(source: &Source) -> Result<Manifest, Problems> {
+    let text = source.text();
+    if text.lines().all(|line| {
+        line.trim().is_empty() || line.trim_start().starts_with('#') || line.trim() == "---"
+    }) {
+        let span = SourceSpan::from(0..text.len());
+        return Err(source.problems(vec![Problem::error(
+            "the imagefile is empty",
+            span,
+            "nothing here",
+            "add at least `name:` and `base:`; `kiln init` writes a commented starter imagefile",
+        )]));
+    }
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(source.problems(vec![too_large(text.len() as u64)]));
+    }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_aliases: MAX_ALIASES,
+            max_anchors: MAX_ALIASES,
+            max_documents: 1,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 16,
+        },
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Manifest>(text, options)
+        .map_err(|error| source.problems(vec![problem_from_yaml(&error, text)]))
+}
+
+/// Turns a YAML or type error into a problem with a span and advice.
+fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
+    use serde_saphyr::Error as E;
+
+    let error = error.without_snippet();
+    let span = error
+        .location()
+        .map_or(SourceSpan::from(0..0), |l| span_of(&l, text));
+    let at =
+        |message: String, label: &str, help: String| Problem::error(message, span, label, help);
+
+    match error {
+        E::AliasError { error, .. } => problem_from_yaml(error, text),
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            let help = match did_you_mean(field, expected) {
+                Some(best) => format!(
+                    "did you mean `{best}`? Keys allowed here: {}",
+                    list(expected)
+                ),
+                None => format!("remove it; keys allowed here: {}", list(expected)),
+            };
+            at(format!("unknown key `{field}`"), "not a key here", help)
+        }
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
+            let help = match did_you_mean(variant, expected) {
+                Some(best) => format!("did you mean `{best}`? Choose one of: {}", list(expected)),
+                None => format!("choose one of: {}", list(expected)),
+            };
+            at(
+                format!("`{variant}` is not allowed here"),
+                "unknown value",
+                help,
+            )
+        }
+        E::SerdeMissingField { field, .. } => at(
+            format!("missing key `{field}`"),
+            "this mapping needs it",
+            missing_key_help(field),
+        ),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => {
+            let help = if expected.contains("sequence") {
+                "write a list: one `- item` per line, or `[a, b]`".to_string()
+            } else if expected.starts_with("struct") || expected.contains("map") {
+                "write a mapping of `key: value` lines, indented under this key".to_string()
+            } else {
+                format!("write {expected} here")
+            };
+            at(
+                format!("expected {expected}, found {unexpected}"),
+                "wrong type",
+                help,
+            )
+        }
+        E::Unexpected { expected, .. } if expected.contains("sequence") => at(
+            "expected a list here".to_string(),
+            "not a list",
+            "write a list: one `- item` per line, or `[a, b]`".to_string(),
+        ),
+        E::Unexpected { expected, .. } if expected.contains("mapping") => at(
+            "expected a mapping here".to_string(),
+            "not a mapping",
+            "write `key: value` lines, indented under this key".to_string(),
+        ),
+        E::NullIntoString { .. } => at(
+            "this key has no value".to_string(),
+            "empty",
+            "write a value after the colon, or remove the key".to_string(),
+        ),
+        E::Message { msg, .. } => match msg.split_once(HELP_SEPARATOR) {
+            Some((message, help)) => at(message.to_string(), "invalid value", help.to_string()),
+            None => at(msg.clone(), "here", "correct the value here".to_string()),
+        },
+        E::DuplicateMappingKey { key, .. } => at(
+            match key {
+                Some(key) => format!("the key `{key}` appears twice in this mapping"),
+                None => "a key appears twice in this mapping".to_string(),
+            },
+            "repeated key",
+            "remove one of the two; a YAML mapping holds each key once".to_string(),
+        ),
+        E::MultipleDocuments { .. } => at(
+            "the imagefile holds more than one YAML document".to_string(),
+            "a second document starts here",
+            "remove this `---` line and what follows; one imagefile describes one image"
+                .to_string(),
+        ),
+        E::Budget { breach, .. } => {
+            let (message, help) = match breach {
+                BudgetBreach::Depth { .. } => (
+                    format!("the YAML nests more than {MAX_DEPTH} levels deep"),
+                    "an imagefile needs only a few levels; check for runaway brackets or indentation",
+                ),
+                BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => (
+                    format!("the YAML uses more than {MAX_ALIASES} aliases or anchors"),
+                    "write the values out instead of expanding aliases",
+                ),
+                BudgetBreach::Documents { .. } => (
+                    "the imagefile holds more than one YAML document".to_string(),
+                    "remove the second `---` and what follows",
+                ),
+                _ => (
+                    "the YAML is too large to be an imagefile".to_string(),
+                    "an imagefile is a few kilobytes; check that this is the right file",
+                ),
+            };
+            at(message, "limit reached here", help.to_string())
+        }
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => at(
+            "the YAML aliases expand to too much data".to_string(),
+            "alias expanded here",
+            "this looks like an alias bomb; write the values out instead of nesting aliases"
+                .to_string(),
+        ),
+        E::Eof { .. } => at(
+            "the imagefile ends in the middle of a value".to_string(),
+            "unexpected end",
+            "close every open quote and bracket".to_string(),
+        ),
+        other => {
+            let message = other.to_string();
+            let offset = span.offset();
+            let tab_near = line_of(text, offset).contains('\t');
+            let help = if tab_near {
+                "YAML indents with spaces only; replace the tab with spaces"
+            } else {
+                "check the YAML syntax here: indentation, quotes and brackets"
+            };
+            at(strip_location_suffix(&message), "here", help.to_string())
+        }
+    }
+}
+
+/// Removes serde-saphyr's " at line X, column Y" suffix: miette shows the
+/// location itself.
+fn strip_location_suffix(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The full line of text containing `offset`.
+fn line_of(text: &str, offset: usize) -> &str {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    text.get(start..end).unwrap_or("")
+}
+
+/// The byte range a location covers: the parser's byte span when it has
+/// one, else the token starting at its line and column.
+fn span_of(location: &serde_saphyr::Location, text: &str) -> SourceSpan {
+    let span = location.span();
+    if let (Some(offset), Some(len)) = (span.byte_offset(), span.byte_len()) {
+        let offset = usize::try_from(offset).unwrap_or(0).min(text.len());
+        let len = usize::try_from(len).unwrap_or(0).min(text.len() - offset);
+        return SourceSpan::from(offset..offset + len);
+    }
+    let line = usize::try_from(location.line()).unwrap_or(0);
+    let column = usize::try_from(location.column()).unwrap_or(0);
+    if line == 0 {
+        return SourceSpan::from(0..0);
+    }
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
+    let line_text = line_of(text, line_start);
+    let offset = line_start
+        + line_text
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(line_text.len(), |(i, _)| i);
+    let token_len = text[offset..]
+        .find(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .unwrap_or(text.len() - offset);
+    SourceSpan::from(offset..offset + token_len)
+}
+
+/// The allowed name closest to what the user wrote, if one is close.
+pub(crate) fn did_you_mean<'a>(written: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    const ALIASES: [(&str, &str); 10] = [
+        ("x86_64", "amd64"),
+        ("x86-64", "amd64"),
+        ("aarch64", "arm64"),
+        ("msdos", "mbr"),
+        ("dos", "mbr"),
+        ("fat", "vfat"),
+        ("fat32", "vfat"),
+        ("efi", "esp"),
+        ("img", "raw"),
+        ("bios_boot", "bios-boot"),
+    ];
+    let lowered = written.to_ascii_lowercase();
+    if let Some((_, target)) = ALIASES.iter().find(|(alias, _)| *alias == lowered)
+        && let Some(found) = allowed.iter().find(|a| *a == target)
+    {
+        return Some(found);
+    }
+    allowed
+        .iter()
+        .map(|candidate| {
+            (
+                strsim::jaro_winkler(&lowered, &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+fn list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn missing_key_help(field: &str) -> String {
+    match field {
+        "name" => "add `name: my-image`; output files are named after it".to_string(),
+        "base" => {
+            "add a base, such as:\n  base:\n    distro: debian\n    release: bookworm".to_string()
+        }
+        "distro" => {
+            "add `distro: debian` (or ubuntu, fedora, centos, rhel, opensuse, image)".to_string()
+        }
+        "size" => "add `size: 512MiB` (or `rest` for the remaining space)".to_string(),
+        other => format!("add `{other}:` to this mapping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_typos_and_aliases() {
+        assert_eq!(
+            did_you_mean("lable", &["name", "label", "size"]),
+            Some("label")
+        );
+        assert_eq!(did_you_mean("x86_64", &["amd64", "arm64"]), Some("amd64"));
+        assert_eq!(did_you_mean("zzz", &["name", "label"]), None);
+    }
+
+    #[test]
+    fn spans_fall_back_to_line_and_column() {
+        let text = "a: 1\nbb: two\n";
+        assert_eq!(line_of(text, 6), "bb: two");
+    }
+}

@@ -1,0 +1,57 @@
+//! What kiln prints on the terminal, and how.
+//!
+//! Diagnostics go to stderr through miette's graphical handler: colour only
+//! when stderr is a terminal and `NO_COLOR` is unset, a fixed width when it
+//! is not a terminal so that logs and snapshots are stable. Status lines go
+//! to stderr too; stdout carries only a command's output (a schema, a path).
+
+use std::io::{IsTerminal, Write};
+
+use miette::{MietteHandlerOpts, ReportHandler};
+
+/// Width of diagnostics when stderr is not a terminal.
+const PIPE_WIDTH_COLUMNS: usize = 100;
+
+/// Installs kiln's diagnostic style. Call once, before printing anything.
+pub fn install() {
+    // Installing twice fails harmlessly; the first style stays.
+    let _ = miette::set_hook(Box::new(|_| handler()));
+}
+
+fn handler() -> Box<dyn ReportHandler> {
+    let tty = std::io::stderr().is_terminal();
+    let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut options = MietteHandlerOpts::new()
+        .terminal_links(false)
+        .color(colour)
+        .unicode(true)
+        .force_graphical(true);
+    if !tty {
+        options = options.width(PIPE_WIDTH_COLUMNS);
+    }
+    Box::new(options.build())
+}
+
+/// Prints a diagnostic (error or warning) to stderr.
+pub fn diagnostic(report: &miette::Report) {
+    let mut stderr = std::io::stderr().lock();
+    // A closed stderr leaves nothing to tell; ignore write errors.
+    let _ = writeln!(stderr, "{report:?}");
+}
+
+/// Prints a one-line status message to stderr.
+pub fn status(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
+/// Makes a panic print as an internal error that asks for a bug report,
+/// rather than as a Rust backtrace hint; `main` then exits 2.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "internal error: kiln crashed ({info}).\n\
+             This is a bug in kiln, not in your input; please report it with the command you ran."
+        );
+    }));
+}
