@@ -30,7 +30,7 @@ fn large_manifest(lines: usize) -> String {
         ));
     }
     text.push_str("packages:\n");
-    while text.lines().count() < lines - 3 {
+    while text.lines().count() < lines - 1 {
         let n = text.lines().count();
         text.push_str(&format!("  - package-{n}\n"));
     }

@@ -107,14 +107,66 @@ impl Problems {
 
     /// One diagnostic per problem, each carrying the file's text.
     pub fn diagnostics(&self) -> Vec<ManifestError> {
+        let text = self.source.inner().as_str();
         self.problems
             .iter()
-            .map(|problem| ManifestError {
-                problem: problem.clone(),
-                source: self.source.clone(),
+            .map(|problem| {
+                let mut problem = problem.clone();
+                // A snippet of a minified or binary line would flood (or
+                // garble) the terminal: say where instead.
+                if let Some((span, _)) = &problem.span
+                    && !is_displayable(line_at(text, span.offset()))
+                {
+                    let (line, column) = line_and_column(text, span.offset());
+                    problem.message = format!("{} (line {line}, column {column})", problem.message);
+                    problem.span = None;
+                    problem.related = None;
+                }
+                ManifestError {
+                    problem,
+                    source: self.source.clone(),
+                }
             })
             .collect()
     }
+}
+
+/// The longest line kiln shows in a snippet.
+const MAX_SNIPPET_LINE_BYTES: usize = 240;
+
+/// Whether a line can be shown as it is: short, without control
+/// characters, and not mostly undecodable bytes.
+fn is_displayable(line: &str) -> bool {
+    line.len() <= MAX_SNIPPET_LINE_BYTES
+        && !line.chars().any(|c| c.is_control() && c != '\t')
+        && line.matches(char::REPLACEMENT_CHARACTER).count() <= 3
+}
+
+/// The line of `text` holding byte `offset`, without its line break.
+fn line_at(text: &str, offset: usize) -> &str {
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    &text[start..end]
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
 }
 
 /// One [`Problem`] with the text it points into: a printable diagnostic.

@@ -58,7 +58,7 @@ pub struct Manifest {
     /// Environment variables handed to every element hook, such as
     /// `DIB_RELEASE` for elements written for diskimage-builder.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub environment: BTreeMap<EnvName, String>,
+    pub environment: BTreeMap<EnvName, ParamValue>,
 
     /// The disk layout: one filesystem (the default: ext4 labelled
     /// `cloudimg-rootfs`, just large enough), or a partition `table` with
@@ -239,8 +239,8 @@ impl<'de> Deserialize<'de> for ElementRef {
     }
 }
 
-/// A parameter value: a string, number or boolean, handed to the element as
-/// text.
+/// A parameter or environment value: a string, number or boolean, handed
+/// to elements as text (`1` and `"1"` mean the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[schemars(with = "ParamValueSchema")]
 pub struct ParamValue(pub String);
@@ -255,35 +255,12 @@ enum ParamValueSchema {
     Flag(bool),
 }
 
+// Read as a string, which keeps the scalar exactly as written: `0755`,
+// `1.0` and `yes` reach the element as those characters, as they would in
+// a shell, not as the number or boolean YAML would make of them.
 impl<'de> Deserialize<'de> for ParamValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-
-        impl Visitor<'_> for ScalarVisitor {
-            type Value = ParamValue;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, number or boolean")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-        }
-
-        deserializer.deserialize_any(ScalarVisitor)
+        String::deserialize(deserializer).map(ParamValue)
     }
 }
 
@@ -517,8 +494,13 @@ pub fn parse(source: &Source) -> Result<Manifest, Problems> {
 /// Generates the imagefile's JSON schema (draft-07, which
 /// yaml-language-server understands).
 pub fn schema() -> serde_json::Value {
+    // Subschemas are inlined: yaml-language-server completes a key whose
+    // schema is only an `allOf: [$ref]` as a bare word, without `: `, and
+    // shows the referenced type's description on hover instead of the
+    // key's own.
     let generator = schemars::generate::SchemaSettings::draft07()
-        .with_transform(forbid_null)
+        .with(|settings| settings.inline_subschemas = true)
+        .with_transform(tidy_for_editors)
         .into_generator();
     let schema = generator.into_root_schema_for::<Manifest>();
     schema.to_value()
@@ -552,11 +534,23 @@ pub fn read(path: &std::path::Path) -> Result<Checked, Problems> {
     })
 }
 
-/// Removes `null` from the schema of optional keys: in an imagefile an
-/// absent key means "the default", and `key: null` is refused by the parser,
-/// so editors should not offer it either.
-fn forbid_null(schema: &mut schemars::Schema) {
+/// Shapes the generated schema for editors.
+///
+/// - `null` is removed from optional keys: in an imagefile an absent key
+///   means "the default", and `key: null` is refused by the parser, so
+///   editors should not offer it either.
+/// - Descriptions are unwrapped: a doc comment's line breaks are only
+///   source formatting, but editors show each as a paragraph break.
+fn tidy_for_editors(schema: &mut schemars::Schema) {
     use serde_json::Value;
+
+    if let Some(Value::String(description)) = schema.get_mut("description") {
+        *description = description
+            .split("\n\n")
+            .map(|paragraph| paragraph.replace('\n', " "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
 
     if let Some(Value::Array(types)) = schema.get_mut("type") {
         types.retain(|t| t != "null");
@@ -574,5 +568,52 @@ fn forbid_null(schema: &mut schemars::Schema) {
             schema.insert("allOf".into(), Value::Array(vec![only]));
         }
     }
-    schemars::transform::transform_subschemas(&mut forbid_null, schema);
+    schemars::transform::transform_subschemas(&mut tidy_for_editors, schema);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_values_keep_their_spelling() {
+        let text = "name: x\nbase: {distro: debian, release: 12}\nenvironment:\n  A: yes\n  B: 1.0\n  C: 0755\n  D: \"q\"\n";
+        let manifest = parse(&Source::new("t.yaml", text)).expect("parses");
+        let values: Vec<&str> = manifest
+            .environment
+            .values()
+            .map(|v| v.0.as_str())
+            .collect();
+        assert_eq!(values, ["yes", "1.0", "0755", "q"]);
+        assert_eq!(
+            manifest.base.release.as_ref().map(|r| r.as_str()),
+            Some("12")
+        );
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let manifest = parse(&Source::new(
+            "t.yaml",
+            "name: x\nbase: {distro: debian, release: bookworm}\n",
+        ))
+        .expect("parses");
+        assert_eq!(manifest.base.arch.value, Arch::Amd64);
+        assert_eq!(manifest.disk.size.value, DiskSize::Auto);
+        assert!(manifest.disk.table.is_none());
+        assert_eq!(
+            manifest.outputs.iter().map(|o| o.value).collect::<Vec<_>>(),
+            [OutputFormat::Qcow2]
+        );
+    }
+
+    #[test]
+    fn spans_point_at_the_value() {
+        let text = "name: demo\nbase: {distro: debian, release: bookworm}\n";
+        let manifest = parse(&Source::new("t.yaml", text)).expect("parses");
+        let span = manifest.name.span;
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "demo");
+        let span = manifest.base.distro.span;
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "debian");
+    }
 }

@@ -233,9 +233,10 @@ fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
                 help,
             )
         }
-        E::SerdeMissingField { field, .. } => at(
+        E::SerdeMissingField { field, .. } => Problem::error(
             format!("missing key `{field}`"),
-            "this mapping needs it",
+            first_key_of_mapping(text, span.offset()),
+            format!("this mapping needs `{field}`"),
             missing_key_help(field),
         ),
         E::SerdeInvalidType {
@@ -256,6 +257,38 @@ fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
                 help,
             )
         }
+        E::Unexpected { expected, .. } if expected.contains("scalar") => {
+            let found = match text
+                .get(span.offset()..)
+                .and_then(|t| t.trim_start().chars().next())
+            {
+                Some('[' | '-') => "a list",
+                Some('{') => "a mapping",
+                _ => "a list or mapping",
+            };
+            at(
+                format!("expected a single value here, found {found}"),
+                found,
+                "write one plain value, such as `demo` or `\"quoted text\"`".to_string(),
+            )
+        }
+        E::InvalidScalar { ty, .. } => {
+            let written = text
+                .get(span.offset()..span.offset() + span.len())
+                .unwrap_or("");
+            let wanted = match *ty {
+                "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number of zero or more",
+                "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+                "f32" | "f64" => "a number",
+                "bool" => "`true` or `false`",
+                other => other,
+            };
+            at(
+                format!("`{written}` is not {wanted}"),
+                "invalid value",
+                format!("write {wanted} here"),
+            )
+        }
         E::Unexpected { expected, .. } if expected.contains("sequence") => at(
             "expected a list here".to_string(),
             "not a list",
@@ -272,7 +305,19 @@ fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
             "write a value after the colon, or remove the key".to_string(),
         ),
         E::Message { msg, .. } => match msg.split_once(HELP_SEPARATOR) {
-            Some((message, help)) => at(message.to_string(), "invalid value", help.to_string()),
+            Some((message, help)) => {
+                let spans_lines = text
+                    .get(span.offset()..span.offset() + span.len())
+                    .is_some_and(|t| t.contains('\n'));
+                let help = if spans_lines {
+                    format!(
+                        "{help}\nthis value runs over several lines: is a closing `}}` or `]` missing?"
+                    )
+                } else {
+                    help.to_string()
+                };
+                at(message.to_string(), "invalid value", help)
+            }
             None => at(msg.clone(), "here", "correct the value here".to_string()),
         },
         E::DuplicateMappingKey { key, .. } => at(
@@ -299,10 +344,14 @@ fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
                     format!("the YAML uses more than {MAX_ALIASES} aliases or anchors"),
                     "write the values out instead of expanding aliases",
                 ),
-                BudgetBreach::Documents { .. } => (
-                    "the imagefile holds more than one YAML document".to_string(),
-                    "remove the second `---` and what follows",
-                ),
+                BudgetBreach::Documents { .. } => {
+                    return at(
+                        "the imagefile holds more than one YAML document".to_string(),
+                        "a second document starts here",
+                        "remove this `---` line and what follows; one imagefile describes one image"
+                            .to_string(),
+                    );
+                }
                 _ => (
                     "the YAML is too large to be an imagefile".to_string(),
                     "an imagefile is a few kilobytes; check that this is the right file",
@@ -327,6 +376,14 @@ fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
             let message = other.to_string();
             let offset = span.offset();
             let tab_near = line_of(text, offset).contains('\t');
+            if message.contains("recursion limit") || message.contains("nesting") {
+                return at(
+                    "the YAML nests too deeply".to_string(),
+                    "too deep",
+                    "an imagefile needs only a few levels; check for runaway brackets or indentation"
+                        .to_string(),
+                );
+            }
             let help = if tab_near {
                 "YAML indents with spaces only; replace the tab with spaces"
             } else {
@@ -335,6 +392,41 @@ fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
             at(strip_location_suffix(&message), "here", help.to_string())
         }
     }
+}
+
+/// The first key of the block mapping that holds the key at `offset`:
+/// serde reports a missing key at the mapping's end, but the user should
+/// look at its start.
+fn first_key_of_mapping(text: &str, offset: usize) -> SourceSpan {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let key_column = |line: &str| line.len() - line.trim_start_matches([' ', '-']).len();
+    let significant = |line: &str| !line.trim().is_empty() && !line.trim_start().starts_with('#');
+    let column = key_column(line_of(text, line_start));
+    let mut first = line_start;
+    let mut cursor = line_start;
+    while cursor > 0 {
+        let previous_start = text[..cursor - 1].rfind('\n').map_or(0, |i| i + 1);
+        let line = line_of(text, previous_start);
+        cursor = previous_start;
+        if !significant(line) {
+            continue;
+        }
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if indent < column && key_column(line) != column {
+            break;
+        }
+        if key_column(line) == column {
+            first = previous_start;
+            if line.trim_start().starts_with('-') {
+                break;
+            }
+        }
+    }
+    let line = line_of(text, first);
+    let key_start = first + key_column(line);
+    let key_len = line[key_column(line)..].find(':').unwrap_or(0);
+    SourceSpan::from(key_start..key_start + key_len)
 }
 
 /// Removes serde-saphyr's " at line X, column Y" suffix: miette shows the

@@ -174,7 +174,7 @@ impl FromStr for Size {
         if number == 0 {
             return Err(ValueError::new(
                 format!("the size `{text}` is zero"),
-                "give a size larger than zero, or remove the entry",
+                "give a size larger than zero",
             ));
         }
         number.checked_mul(*multiplier).map(Size).ok_or_else(|| {
@@ -235,7 +235,7 @@ impl FromStr for DiskSize {
         text.parse()
             .map(DiskSize::Fixed)
             .map_err(|e: ValueError| ValueError {
-                help: format!("{}, or `auto`", e.help),
+                help: format!("{}; or write `auto` for just large enough", e.help),
                 ..e
             })
     }
@@ -280,7 +280,10 @@ impl FromStr for PartitionSize {
         text.parse()
             .map(PartitionSize::Fixed)
             .map_err(|e: ValueError| ValueError {
-                help: format!("{}, or `rest` for the remaining space", e.help),
+                help: format!(
+                    "{}; or write `rest` for the space the other partitions leave",
+                    e.help
+                ),
                 ..e
             })
     }
@@ -313,7 +316,7 @@ fn check_name(text: &str, what: &str, max_len: usize) -> Result<(), ValueError> 
     if text.is_empty() {
         return Err(ValueError::new(
             format!("the {what} is empty"),
-            format!("give a {what} made of letters, digits, `.`, `_` and `-`"),
+            format!("write the {what} with letters, digits, `.`, `_` and `-`"),
         ));
     }
     if text.len() > max_len {
@@ -331,7 +334,7 @@ fn check_name(text: &str, what: &str, max_len: usize) -> Result<(), ValueError> 
     {
         return Err(ValueError::new(
             format!("the {what} `{text}` contains {}", describe_char(bad)),
-            format!("use only letters, digits, `.`, `_` and `-` in a {what}"),
+            format!("use only letters, digits, `.`, `_` and `-` in the {what}"),
         ));
     }
     if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -412,11 +415,42 @@ name_type!(
     "partition name",
     36
 );
-name_type!(
-    /// A distribution release: a code name (`bookworm`) or number (`9`).
+/// A distribution release: a code name (`bookworm`) or number (`9`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Release(String);
+
+impl Release {
+    /// The release as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Release {
+    type Err = ValueError;
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        check_name(text, "release", 64)?;
+        Ok(Release(text.to_string()))
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// YAML reads `release: 12` as a number; kiln takes it as the text "12", and
+// the schema must not make editors flag it.
+checked_string!(
     Release,
-    "release",
-    64
+    json_schema!({
+        "type": ["string", "integer"],
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        "minLength": 1,
+        "maxLength": 64,
+        "examples": ["bookworm", "noble", "9"]
+    })
 );
 
 /// The name of a package in the base distribution's archive, optionally

@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests: running `kiln`, finding the
+//! repository's files, and filtering output for snapshots.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The repository root (where `Cargo.toml` is).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    repo().join(relative)
+}
+
+/// The `kiln` binary built for this test run, with a stable environment:
+/// no colour, and diagnostics at a fixed width.
+pub fn kiln() -> Command {
+    let mut command = Command::cargo_bin("kiln").expect("kiln binary is built");
+    command.env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+    command
+}
+
+/// The committed imagefile schema, parsed.
+pub fn committed_schema() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo_path("schema/imagefile.schema.json"))
+        .expect("schema/imagefile.schema.json exists");
+    serde_json::from_str(&text).expect("the committed schema is JSON")
+}
+
+/// Every file under `dir` (recursively) whose name ends with one of `exts`.
+pub fn files_with_extension(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if exts.iter().any(|ext| path.to_string_lossy().ends_with(ext)) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}

@@ -1,0 +1,16 @@
+//! kiln's integration tests: one binary that drives the real `kiln`
+//! executable on real files, as a user at a terminal would.
+
+// Test helpers may fail loudly: a panic is a test failure with a message.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
+mod common;
+mod corpus;
+mod editor;
+mod schema;
+mod validate;

@@ -1,0 +1,196 @@
+//! `kiln validate`, `kiln init` and the command line as a user meets them:
+//! the examples in `manifests/` are valid, a starter imagefile validates,
+//! existing files are never overwritten, and exit codes tell user errors
+//! (1) from internal failures (2).
+
+use crate::common::{files_with_extension, kiln, repo_path};
+
+#[test]
+fn every_example_manifest_is_valid() {
+    let manifests = files_with_extension(&repo_path("manifests"), &[".yaml"]);
+    assert!(!manifests.is_empty(), "manifests/ holds examples");
+    for manifest in manifests {
+        let output = kiln()
+            .arg("validate")
+            .arg(&manifest)
+            .output()
+            .expect("kiln runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}:\n{stderr}",
+            manifest.display()
+        );
+        assert!(stderr.contains(": valid"), "{stderr}");
+        assert!(
+            !stderr.contains("warning"),
+            "{}: examples carry no warnings:\n{stderr}",
+            manifest.display()
+        );
+    }
+}
+
+#[test]
+fn validate_reads_imagefile_yaml_by_default() {
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let output = kiln()
+        .current_dir(temp.path())
+        .arg("validate")
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("imagefile.yaml: no such file"), "{stderr}");
+    assert!(stderr.contains("kiln init"), "{stderr}");
+
+    std::fs::write(
+        temp.path().join("imagefile.yaml"),
+        "name: demo\nbase: {distro: debian, release: bookworm}\n",
+    )
+    .expect("write");
+    let output = kiln()
+        .current_dir(temp.path())
+        .arg("validate")
+        .output()
+        .expect("kiln runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn warnings_are_shown_but_do_not_fail() {
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let path = temp.path().join("imagefile.yaml");
+    std::fs::write(
+        &path,
+        "name: demo\nbase: {distro: debian, release: bookworm}\npackages: [vim, curl, vim]\n",
+    )
+    .expect("write");
+    let output = kiln()
+        .current_dir(temp.path())
+        .arg("validate")
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("this package is listed twice"), "{stderr}");
+    assert!(stderr.contains("first listed here"), "{stderr}");
+    assert!(stderr.contains("imagefile.yaml:3:"), "{stderr}");
+}
+
+#[test]
+fn init_writes_a_starter_that_validates_and_never_overwrites() {
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let project = temp.path().join("web-server");
+    std::fs::create_dir(&project).expect("mkdir");
+
+    let output = kiln()
+        .current_dir(&project)
+        .arg("init")
+        .output()
+        .expect("kiln runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(project.join("imagefile.yaml")).expect("starter written");
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=.kiln/imagefile.schema.json\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("name: web-server\n"),
+        "the name comes from the directory:\n{text}"
+    );
+    let schema_copy =
+        std::fs::read_to_string(project.join(".kiln/imagefile.schema.json")).expect("schema copy");
+    let committed =
+        std::fs::read_to_string(repo_path("schema/imagefile.schema.json")).expect("schema");
+    assert_eq!(schema_copy, committed);
+
+    let output = kiln()
+        .current_dir(&project)
+        .arg("validate")
+        .output()
+        .expect("kiln runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let before = std::fs::read(project.join("imagefile.yaml")).expect("read");
+    let output = kiln()
+        .current_dir(&project)
+        .arg("init")
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kiln init never overwrites a file"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(project.join("imagefile.yaml")).expect("read"),
+        before
+    );
+}
+
+#[test]
+fn init_takes_distro_release_and_a_directory() {
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["init", ".", "--distro", "ubuntu", "--release", "jammy"])
+        .output()
+        .expect("kiln runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(temp.path().join("imagefile.yaml")).expect("written");
+    assert!(
+        text.contains("  distro: ubuntu\n  release: jammy\n"),
+        "{text}"
+    );
+
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["init", "other.yaml", "--release", "not a release"])
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        !temp.path().join("other.yaml").exists(),
+        "nothing is written for a bad release"
+    );
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let output = kiln().arg("valdate").output().expect("kiln runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("validate"),
+        "clap suggests the command"
+    );
+
+    let output = kiln().arg("--help").output().expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("validate"));
+
+    let output = kiln().arg("--version").output().expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("kiln "));
+}
