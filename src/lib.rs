@@ -5,6 +5,7 @@
 //! value. `main.rs` only parses the command line ([`cli`]) and calls [`run`];
 //! each command lives in [`commands`].
 
+pub mod apt;
 pub mod cli;
 pub mod commands;
 pub mod failure;
