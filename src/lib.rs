@@ -6,9 +6,11 @@
 //! each command lives in [`commands`].
 
 pub mod apt;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod failure;
+pub mod host;
 pub mod manifest;
 pub mod terminal;
 

@@ -1,0 +1,1261 @@
+//! Downloads from mirrors and base-image URLs, for `kiln lock` and `kiln fetch`.
+//!
+//! [`Http`] is the only way kiln reads a URL. It fetches small files (an
+//! `InRelease`) into memory and large ones (`.deb`s, indexes, images)
+//! straight into the [`Cache`], checked against the size and SHA-256 the
+//! lock expects. `file://` URLs read local mirrors with the same checks.
+//! Transient failures (connection errors, timeouts, HTTP 5xx and 429, bodies
+//! cut short) are retried with exponential backoff and each retry is logged;
+//! everything else (a 404, a 403, a size or hash mismatch) fails at once
+//! with an error that names the URL and what was expected. Nothing falls
+//! back silently: offline mode refuses the network instead of pretending.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::blocking::{Client, Response};
+
+use crate::cache::{BlobWriter, Cache, CacheError, CommitError, Digest, Lookup};
+
+/// Retries after the first attempt, unless the options say otherwise.
+pub const DEFAULT_RETRIES: u32 = 4;
+
+/// Delay before the first retry; each further retry waits twice as long.
+pub const DEFAULT_BACKOFF_BASE_MS: u64 = 500;
+
+/// Longest wait between two attempts, however many retries are allowed.
+const MAX_BACKOFF_MS: u64 = 30_000;
+
+/// How long to wait for a TCP (and TLS) connection.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 15;
+
+/// How long to wait for response headers, and for each read of the body.
+/// This is not a limit on the whole transfer: a large image on a slow but
+/// steady link must still arrive.
+pub const DEFAULT_READ_TIMEOUT_SECS: u64 = 60;
+
+/// Size of each read from the network or a local file.
+const COPY_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How kiln talks to the network.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Retries after the first attempt for transient failures.
+    pub retries: u32,
+    /// Delay before the first retry; doubled for each further one.
+    pub backoff_base: Duration,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the response headers and for each body read.
+    pub read_timeout: Duration,
+    /// Refuse every network request (`file://` URLs and cached blobs still
+    /// work, since they need no network).
+    pub offline: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            retries: DEFAULT_RETRIES,
+            backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),
+            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+            read_timeout: Duration::from_secs(DEFAULT_READ_TIMEOUT_SECS),
+            offline: false,
+        }
+    }
+}
+
+/// Why a URL could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The URL does not parse.
+    #[error("`{url}` is not a valid URL: {message}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The URL's scheme is not one kiln reads.
+    #[error("cannot fetch {url}: kiln reads only http://, https:// and file:// URLs")]
+    UnsupportedScheme {
+        /// The URL.
+        url: String,
+    },
+    /// The server (or the local mirror) has no such file.
+    #[error("{url} was not found (the mirror has no such file)")]
+    NotFound {
+        /// The URL.
+        url: String,
+    },
+    /// The server answered with a status other than 200.
+    #[error("{url} answered HTTP {status} (after {attempts} attempt(s)); expected 200")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The last HTTP status.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// No answer came in time.
+    #[error("{url} timed out on each of {attempts} attempt(s)")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The connection failed or broke.
+    #[error("cannot download {url} (after {attempts} attempt(s)): {message}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The underlying failure.
+        message: String,
+    },
+    /// The TLS handshake failed (a certificate problem, say); retrying
+    /// would not change the answer.
+    #[error("cannot establish a secure connection to {url}: {message}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// The underlying failure.
+        message: String,
+    },
+    /// The body is larger than allowed or expected.
+    #[error("{url} is larger than the {limit} bytes expected")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The most bytes kiln would accept.
+        limit: u64,
+    },
+    /// The body has a different size from the one the lock expects.
+    #[error("{url} is {actual} bytes, but {expected} bytes were expected")]
+    SizeMismatch {
+        /// The URL.
+        url: String,
+        /// The expected size in bytes.
+        expected: u64,
+        /// The size received.
+        actual: u64,
+    },
+    /// The body has a different SHA-256 from the one the lock expects.
+    #[error("{url} has SHA-256 {actual}, but {expected} was expected")]
+    HashMismatch {
+        /// The URL.
+        url: String,
+        /// The expected SHA-256.
+        expected: String,
+        /// The SHA-256 received.
+        actual: String,
+    },
+    /// Offline mode is on and the URL needs the network.
+    #[error("cannot fetch {url}: kiln is running offline")]
+    Offline {
+        /// The URL.
+        url: String,
+    },
+    /// A `file://` URL could not be read.
+    #[error("cannot read {url} ({path}): {source}")]
+    Local {
+        /// The URL.
+        url: String,
+        /// The local path it names.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The HTTP client could not be set up.
+    #[error("cannot set up the HTTP client: {message}")]
+    Client {
+        /// The underlying failure.
+        message: String,
+    },
+    /// The cache could not store or read a blob.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// kiln's HTTP client: retries, timeouts, offline mode and verification.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: Client,
+    options: HttpOptions,
+}
+
+/// Where a URL points.
+enum Target {
+    Remote(Url),
+    Local(PathBuf),
+}
+
+/// The outcome of one failed attempt.
+enum Attempt {
+    /// Worth trying again; `error` is what to report if no attempt is left.
+    Retry { reason: String, error: HttpError },
+    /// Final.
+    Fail(HttpError),
+}
+
+impl From<CacheError> for Attempt {
+    fn from(error: CacheError) -> Self {
+        Attempt::Fail(HttpError::Cache(error))
+    }
+}
+
+/// Why copying a body into a blob stopped.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+    TooLarge,
+}
+
+impl Http {
+    /// A client with the given options.
+    pub fn new(options: HttpOptions) -> Result<Http, HttpError> {
+        install_crypto_provider();
+        let client = Client::builder()
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.connect_timeout)
+            // The blocking client applies this to the wait for headers and to
+            // each body read, so it bounds stalls, not whole transfers.
+            .timeout(options.read_timeout)
+            .build()
+            .map_err(|e| HttpError::Client {
+                message: error_chain(&e),
+            })?;
+        Ok(Http { client, options })
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// Fetches a small file (an `InRelease`, a checksum list) into memory,
+    /// refusing bodies larger than `max_bytes`.
+    pub fn get_small(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, HttpError> {
+        match Self::target(url)? {
+            Target::Local(path) => read_local_small(url, &path, max_bytes),
+            Target::Remote(remote) => {
+                self.require_online(url)?;
+                self.retrying(url, |attempt| {
+                    self.get_small_once(&remote, url, max_bytes, attempt)
+                })
+            }
+        }
+    }
+
+    /// Puts the blob `expected` into `cache`, downloading it from `url` if
+    /// the cache does not already hold a verified copy, and returns its path.
+    /// In offline mode a verified cached copy is still returned.
+    ///
+    /// The blob's lock is held throughout, so a second kiln process asking
+    /// for the same blob waits and then finds it in the cache. The caller
+    /// must not hold that blob's [`Cache::lock_blob`] itself: file locks
+    /// are per open file, so it would wait on its own lock forever.
+    pub fn download(
+        &self,
+        url: &str,
+        expected: &Digest,
+        cache: &Cache,
+    ) -> Result<PathBuf, HttpError> {
+        let target = Self::target(url)?;
+        let _lock = match cache.try_lock_blob(expected)? {
+            Some(lock) => lock,
+            None => {
+                log(&format!("waiting for another download of {url} to finish"));
+                cache.lock_blob(expected)?
+            }
+        };
+        match cache.get(expected)? {
+            Lookup::Present(path) => return Ok(path),
+            Lookup::Missing => {}
+            Lookup::Corrupt {
+                path,
+                actual_size,
+                actual_sha256,
+            } => log(&format!(
+                "cached blob {} was corrupt ({actual_size} bytes, sha256 {}); fetching {url} again",
+                path.display(),
+                actual_sha256.as_deref().unwrap_or("not computed"),
+            )),
+        }
+        match target {
+            Target::Local(path) => download_local(url, &path, expected, cache),
+            Target::Remote(remote) => {
+                self.require_online(url)?;
+                self.retrying(url, |attempt| {
+                    self.download_once(&remote, url, expected, cache, attempt)
+                })
+            }
+        }
+    }
+
+    fn require_online(&self, url: &str) -> Result<(), HttpError> {
+        if self.options.offline {
+            Err(HttpError::Offline {
+                url: url.to_owned(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn target(url: &str) -> Result<Target, HttpError> {
+        let parsed = Url::parse(url).map_err(|e| HttpError::InvalidUrl {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
+        match parsed.scheme() {
+            "file" => {
+                parsed
+                    .to_file_path()
+                    .map(Target::Local)
+                    .map_err(|()| HttpError::InvalidUrl {
+                        url: url.to_owned(),
+                        message: "a file:// URL must name an absolute local path".to_owned(),
+                    })
+            }
+            "http" | "https" => Ok(Target::Remote(parsed)),
+            _ => Err(HttpError::UnsupportedScheme {
+                url: url.to_owned(),
+            }),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries
+    /// are used up, sleeping with exponential backoff in between.
+    fn retrying<T>(
+        &self,
+        url: &str,
+        mut attempt: impl FnMut(u32) -> Result<T, Attempt>,
+    ) -> Result<T, HttpError> {
+        let attempts = self.options.retries.saturating_add(1);
+        let mut number = 1;
+        loop {
+            match attempt(number) {
+                Ok(value) => return Ok(value),
+                Err(Attempt::Fail(error)) => return Err(error),
+                Err(Attempt::Retry { error, .. }) if number >= attempts => return Err(error),
+                Err(Attempt::Retry { reason, .. }) => {
+                    let delay = backoff(self.options.backoff_base, number);
+                    log_retry(url, delay, number + 1, attempts, &reason);
+                    std::thread::sleep(delay);
+                    number += 1;
+                }
+            }
+        }
+    }
+
+    fn send(&self, remote: &Url, url: &str, attempt: u32) -> Result<Response, Attempt> {
+        let response = self
+            .client
+            .get(remote.clone())
+            .send()
+            .map_err(|e| classify_send_error(&e, url, attempt))?;
+        check_status(response.status().as_u16(), url, attempt)?;
+        Ok(response)
+    }
+
+    fn get_small_once(
+        &self,
+        remote: &Url,
+        url: &str,
+        max_bytes: u64,
+        attempt: u32,
+    ) -> Result<Vec<u8>, Attempt> {
+        let response = self.send(remote, url, attempt)?;
+        let too_large = || {
+            Attempt::Fail(HttpError::TooLarge {
+                url: url.to_owned(),
+                limit: max_bytes,
+            })
+        };
+        if response.content_length().is_some_and(|len| len > max_bytes) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        // One byte more than allowed tells a body at the limit from one over.
+        response
+            .take(max_bytes.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| classify_read_error(&e, url, attempt))?;
+        if body.len() as u64 > max_bytes {
+            return Err(too_large());
+        }
+        Ok(body)
+    }
+
+    fn download_once(
+        &self,
+        remote: &Url,
+        url: &str,
+        expected: &Digest,
+        cache: &Cache,
+        attempt: u32,
+    ) -> Result<PathBuf, Attempt> {
+        let mut response = self.send(remote, url, attempt)?;
+        if let Some(length) = response.content_length()
+            && length != expected.size
+        {
+            return Err(Attempt::Fail(HttpError::SizeMismatch {
+                url: url.to_owned(),
+                expected: expected.size,
+                actual: length,
+            }));
+        }
+        let mut writer = cache.writer()?;
+        match copy_capped(&mut response, &mut writer, expected.size) {
+            Ok(()) => {}
+            Err(CopyError::Read(e)) => return Err(classify_read_error(&e, url, attempt)),
+            Err(CopyError::Write(source)) => return Err(write_failed(&writer, source)),
+            Err(CopyError::TooLarge) => {
+                return Err(Attempt::Fail(HttpError::TooLarge {
+                    url: url.to_owned(),
+                    limit: expected.size,
+                }));
+            }
+        }
+        // Without a Content-Length a cut connection looks like a short
+        // body, so a short body is retried like any other broken transfer.
+        if writer.written() < expected.size {
+            return Err(Attempt::Retry {
+                reason: format!(
+                    "the body ended after {} of {} bytes",
+                    writer.written(),
+                    expected.size
+                ),
+                error: HttpError::SizeMismatch {
+                    url: url.to_owned(),
+                    expected: expected.size,
+                    actual: writer.written(),
+                },
+            });
+        }
+        commit(writer, url, expected).map_err(Attempt::Fail)
+    }
+}
+
+/// Reads a local file into memory, refusing files over `max_bytes`.
+fn read_local_small(url: &str, path: &Path, max_bytes: u64) -> Result<Vec<u8>, HttpError> {
+    let file = open_local(url, path)?;
+    let mut body = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|source| local_error(url, path, source))?;
+    if body.len() as u64 > max_bytes {
+        return Err(HttpError::TooLarge {
+            url: url.to_owned(),
+            limit: max_bytes,
+        });
+    }
+    Ok(body)
+}
+
+/// Copies a local file into the cache with the same checks as a download.
+fn download_local(
+    url: &str,
+    path: &Path,
+    expected: &Digest,
+    cache: &Cache,
+) -> Result<PathBuf, HttpError> {
+    let mut file = open_local(url, path)?;
+    let mut writer = cache.writer()?;
+    match copy_capped(&mut file, &mut writer, expected.size) {
+        Ok(()) => {}
+        Err(CopyError::Read(source)) => return Err(local_error(url, path, source)),
+        Err(CopyError::Write(source)) => {
+            return Err(HttpError::Cache(CacheError::Write {
+                path: writer.temp_path().to_path_buf(),
+                source,
+            }));
+        }
+        Err(CopyError::TooLarge) => {
+            return Err(HttpError::TooLarge {
+                url: url.to_owned(),
+                limit: expected.size,
+            });
+        }
+    }
+    commit(writer, url, expected)
+}
+
+fn open_local(url: &str, path: &Path) -> Result<File, HttpError> {
+    let file = File::open(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            HttpError::NotFound {
+                url: url.to_owned(),
+            }
+        } else {
+            local_error(url, path, source)
+        }
+    })?;
+    // Reading a directory fails only at the first read, with a vaguer error.
+    match file.metadata() {
+        Ok(metadata) if metadata.is_dir() => Err(local_error(
+            url,
+            path,
+            io::Error::new(io::ErrorKind::IsADirectory, "it is a directory, not a file"),
+        )),
+        Ok(_) => Ok(file),
+        Err(source) => Err(local_error(url, path, source)),
+    }
+}
+
+fn local_error(url: &str, path: &Path, source: io::Error) -> HttpError {
+    HttpError::Local {
+        url: url.to_owned(),
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Copies `reader` into `writer`, failing as soon as more than `limit`
+/// bytes arrive, so a misbehaving server cannot fill the disk.
+fn copy_capped(
+    reader: &mut impl Read,
+    writer: &mut BlobWriter,
+    limit: u64,
+) -> Result<(), CopyError> {
+    let mut buffer = vec![0; COPY_BUFFER_BYTES];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if writer.written() + n as u64 > limit {
+            return Err(CopyError::TooLarge);
+        }
+        writer.write_all(&buffer[..n]).map_err(CopyError::Write)?;
+    }
+}
+
+/// Commits a finished body, turning a mismatch into an error naming the URL.
+fn commit(writer: BlobWriter, url: &str, expected: &Digest) -> Result<PathBuf, HttpError> {
+    writer.commit(expected).map_err(|error| match error {
+        CommitError::Mismatch { expected, actual } if expected.size != actual.size => {
+            HttpError::SizeMismatch {
+                url: url.to_owned(),
+                expected: expected.size,
+                actual: actual.size,
+            }
+        }
+        CommitError::Mismatch { expected, actual } => HttpError::HashMismatch {
+            url: url.to_owned(),
+            expected: expected.sha256,
+            actual: actual.sha256,
+        },
+        CommitError::Cache(error) => HttpError::Cache(error),
+    })
+}
+
+fn write_failed(writer: &BlobWriter, source: io::Error) -> Attempt {
+    Attempt::Fail(HttpError::Cache(CacheError::Write {
+        path: writer.temp_path().to_path_buf(),
+        source,
+    }))
+}
+
+/// Sorts an HTTP status into success, a transient failure or a final one.
+fn check_status(status: u16, url: &str, attempt: u32) -> Result<(), Attempt> {
+    let error = || HttpError::Status {
+        url: url.to_owned(),
+        status,
+        attempts: attempt,
+    };
+    match status {
+        200 => Ok(()),
+        404 | 410 => Err(Attempt::Fail(HttpError::NotFound {
+            url: url.to_owned(),
+        })),
+        // Overload and gateway trouble pass; 408 means the server gave up
+        // waiting on us, which a new connection may not repeat.
+        408 | 429 | 500..=599 => Err(Attempt::Retry {
+            reason: format!("HTTP {status}"),
+            error: error(),
+        }),
+        _ => Err(Attempt::Fail(error())),
+    }
+}
+
+fn classify_send_error(error: &reqwest::Error, url: &str, attempt: u32) -> Attempt {
+    let message = error_chain(error);
+    if is_tls_error(error) {
+        return Attempt::Fail(HttpError::Tls {
+            url: url.to_owned(),
+            message,
+        });
+    }
+    if error.is_timeout() {
+        return Attempt::Retry {
+            reason: "timed out".to_owned(),
+            error: HttpError::Timeout {
+                url: url.to_owned(),
+                attempts: attempt,
+            },
+        };
+    }
+    let network = HttpError::Network {
+        url: url.to_owned(),
+        attempts: attempt,
+        message: message.clone(),
+    };
+    // A redirect loop or a request kiln could not even build will fail the
+    // same way every time.
+    if error.is_redirect() || error.is_builder() {
+        Attempt::Fail(network)
+    } else {
+        Attempt::Retry {
+            reason: message,
+            error: network,
+        }
+    }
+}
+
+/// Every error while reading a body means the transfer broke off, which a
+/// new attempt may not repeat.
+fn classify_read_error(error: &io::Error, url: &str, attempt: u32) -> Attempt {
+    let timed_out = error.kind() == io::ErrorKind::TimedOut
+        || error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+            .is_some_and(reqwest::Error::is_timeout);
+    if timed_out {
+        return Attempt::Retry {
+            reason: "timed out while reading the body".to_owned(),
+            error: HttpError::Timeout {
+                url: url.to_owned(),
+                attempts: attempt,
+            },
+        };
+    }
+    let message = format!("the transfer broke off: {}", error_chain(error));
+    Attempt::Retry {
+        reason: message.clone(),
+        error: HttpError::Network {
+            url: url.to_owned(),
+            attempts: attempt,
+            message,
+        },
+    }
+}
+
+/// The errors an error wraps, outermost first. `io::Error` hides its inner
+/// error from `source()` (it returns the inner error's source), so it is
+/// unwrapped by hand.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut found = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        found.push(current);
+        next = match current
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    found
+}
+
+fn is_tls_error(error: &reqwest::Error) -> bool {
+    causes(error)
+        .iter()
+        .any(|cause| cause.is::<rustls::Error>())
+}
+
+/// A one-line description of an error and its causes. reqwest's own outer
+/// message repeats the URL, which every kiln error already names, so it is
+/// left out when there is something more specific underneath.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in causes(error) {
+        let text = cause.to_string();
+        // io::Error displays its inner error; say it once.
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    if parts.len() > 1 && error.is::<reqwest::Error>() {
+        parts.remove(0);
+    }
+    parts.join(": ")
+}
+
+/// The wait before attempt `failed + 1`: `base`, then doubling, capped.
+fn backoff(base: Duration, failed: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failed.saturating_sub(1));
+    base.saturating_mul(factor)
+        .min(Duration::from_millis(MAX_BACKOFF_MS))
+}
+
+/// The one place retries are reported, so every retry reads the same.
+fn log_retry(url: &str, delay: Duration, next: u32, attempts: u32, reason: &str) {
+    log(&format!(
+        "retrying {url} in {:.1} s (attempt {next} of {attempts}): {reason}",
+        delay.as_secs_f64()
+    ));
+}
+
+fn log(message: &str) {
+    crate::terminal::status(message);
+}
+
+/// rustls needs one process-wide crypto provider; kiln uses ring.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // An error only means a provider is installed already, which is
+        // all that is needed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// What the test server answers to one request.
+    #[derive(Clone)]
+    enum Reply {
+        Ok(Vec<u8>),
+        Status(u16),
+        /// A close-delimited body with no Content-Length.
+        NoLength(Vec<u8>),
+        /// Claims `claimed` bytes, sends `body`, then hangs up.
+        Cut {
+            claimed: usize,
+            body: Vec<u8>,
+        },
+        /// Reads the request and never answers.
+        Silent,
+        /// Waits, then answers 200.
+        Slow(Vec<u8>, Duration),
+    }
+
+    struct Server {
+        base: String,
+        requests: Arc<AtomicUsize>,
+    }
+
+    impl Server {
+        fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.base)
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+    }
+
+    /// An HTTP/1.1 server on 127.0.0.1 that answers the n-th request with
+    /// the n-th reply (the last one repeats). Each connection gets its own
+    /// thread so a silent or slow reply does not hold up the next one.
+    fn serve(replies: Vec<Reply>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let index = counter.fetch_add(1, Ordering::SeqCst);
+                let reply = replies[index.min(replies.len() - 1)].clone();
+                std::thread::spawn(move || answer(stream, reply));
+            }
+        });
+        Server { base, requests }
+    }
+
+    fn answer(mut stream: TcpStream, reply: Reply) {
+        let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let head = |status: &str, length: Option<usize>| {
+            let length = length
+                .map(|n| format!("Content-Length: {n}\r\n"))
+                .unwrap_or_default();
+            format!("HTTP/1.1 {status}\r\n{length}Connection: close\r\n\r\n")
+        };
+        let _ = match reply {
+            Reply::Ok(body) => stream
+                .write_all(head("200 OK", Some(body.len())).as_bytes())
+                .and_then(|()| stream.write_all(&body)),
+            Reply::Status(code) => {
+                stream.write_all(head(&format!("{code} Whatever"), Some(0)).as_bytes())
+            }
+            Reply::NoLength(body) => stream
+                .write_all(head("200 OK", None).as_bytes())
+                .and_then(|()| stream.write_all(&body)),
+            Reply::Cut { claimed, body } => stream
+                .write_all(head("200 OK", Some(claimed)).as_bytes())
+                .and_then(|()| stream.write_all(&body)),
+            Reply::Silent => {
+                std::thread::sleep(Duration::from_secs(5));
+                Ok(())
+            }
+            Reply::Slow(body, delay) => {
+                std::thread::sleep(delay);
+                stream
+                    .write_all(head("200 OK", Some(body.len())).as_bytes())
+                    .and_then(|()| stream.write_all(&body))
+            }
+        };
+        let _ = stream.flush();
+    }
+
+    fn fast_options() -> HttpOptions {
+        HttpOptions {
+            retries: 2,
+            backoff_base: Duration::from_millis(1),
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(2),
+            offline: false,
+        }
+    }
+
+    fn http() -> Http {
+        Http::new(fast_options()).unwrap()
+    }
+
+    fn blob_files(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.join("blobs"), dir.join("tmp")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
+    fn body() -> Vec<u8> {
+        (0..100_000u32).flat_map(|i| i.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn download_stores_the_blob_and_the_second_call_hits_the_cache() {
+        let data = body();
+        let server = serve(vec![Reply::Ok(data.clone())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let digest = Digest::of_bytes(&data);
+        let http = http();
+
+        let first = http
+            .download(&server.url("/a.deb"), &digest, &cache)
+            .unwrap();
+        assert_eq!(std::fs::read(&first).unwrap(), data);
+        let second = http
+            .download(&server.url("/a.deb"), &digest, &cache)
+            .unwrap();
+        assert_eq!(first, second);
+        assert_eq!(server.requests(), 1);
+    }
+
+    #[test]
+    fn not_found_fails_at_once_naming_the_url() {
+        let server = serve(vec![Reply::Status(404)]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let url = server.url("/pool/missing.deb");
+        let err = http()
+            .download(&url, &Digest::of_bytes(b"x"), &cache)
+            .unwrap_err();
+        assert!(
+            matches!(&err, HttpError::NotFound { url: u } if *u == url),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&url));
+        assert_eq!(server.requests(), 1);
+        assert!(blob_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn forbidden_is_not_retried() {
+        let server = serve(vec![Reply::Status(403)]);
+        let err = http().get_small(&server.url("/x"), 100).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HttpError::Status {
+                    status: 403,
+                    attempts: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(server.requests(), 1);
+    }
+
+    #[test]
+    fn server_errors_are_retried_until_one_succeeds() {
+        let data = body();
+        let server = serve(vec![
+            Reply::Status(500),
+            Reply::Status(503),
+            Reply::Ok(data.clone()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let path = http()
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(server.requests(), 3);
+    }
+
+    #[test]
+    fn server_errors_fail_once_the_retries_are_used_up() {
+        let server = serve(vec![Reply::Status(429)]);
+        let err = http().get_small(&server.url("/busy"), 100).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HttpError::Status {
+                    status: 429,
+                    attempts: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(server.requests(), 3);
+    }
+
+    #[test]
+    fn wrong_hash_is_refused_and_nothing_is_cached() {
+        let server = serve(vec![Reply::Ok(b"evil!".to_vec())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let expected = Digest::of_bytes(b"good!");
+        let url = server.url("/a");
+        let err = http().download(&url, &expected, &cache).unwrap_err();
+        match &err {
+            HttpError::HashMismatch {
+                url: u,
+                expected: e,
+                actual,
+            } => {
+                assert_eq!(*u, url);
+                assert_eq!(*e, expected.sha256);
+                assert_eq!(*actual, Digest::of_bytes(b"evil!").sha256);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert_eq!(server.requests(), 1, "a hash mismatch is not retried");
+        assert!(blob_files(dir.path()).is_empty());
+        assert_eq!(cache.get(&expected).unwrap(), Lookup::Missing);
+    }
+
+    #[test]
+    fn content_length_other_than_expected_is_refused_before_the_body() {
+        let server = serve(vec![Reply::Ok(b"hello, and more".to_vec())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let err = http()
+            .download(&server.url("/a"), &Digest::of_bytes(b"hello"), &cache)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HttpError::SizeMismatch {
+                    expected: 5,
+                    actual: 15,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(blob_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn body_longer_than_expected_without_length_is_cut_off() {
+        let server = serve(vec![Reply::NoLength(vec![b'x'; 1_000_000])]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let err = http()
+            .download(&server.url("/a"), &Digest::of_bytes(b"hello"), &cache)
+            .unwrap_err();
+        assert!(matches!(err, HttpError::TooLarge { limit: 5, .. }), "{err}");
+        assert_eq!(server.requests(), 1);
+        assert!(blob_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn body_cut_short_is_retried() {
+        let data = body();
+        let server = serve(vec![
+            Reply::Cut {
+                claimed: data.len(),
+                body: data[..1000].to_vec(),
+            },
+            Reply::Ok(data.clone()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let path = http()
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(server.requests(), 2);
+        assert_eq!(blob_files(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn short_body_without_length_is_retried_then_reported_as_a_size_mismatch() {
+        let server = serve(vec![Reply::NoLength(b"hel".to_vec())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let err = http()
+            .download(&server.url("/a"), &Digest::of_bytes(b"hello"), &cache)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HttpError::SizeMismatch {
+                    expected: 5,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(server.requests(), 3);
+        assert!(blob_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn closed_port_is_a_network_error_after_the_retries() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/InRelease");
+        let err = http().get_small(&url, 100).unwrap_err();
+        match &err {
+            HttpError::Network {
+                url: u, attempts, ..
+            } => {
+                assert_eq!(*u, url);
+                assert_eq!(*attempts, 3);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert!(err.to_string().contains(&url), "{err}");
+    }
+
+    #[test]
+    fn silent_server_times_out_after_the_retries() {
+        let server = serve(vec![Reply::Silent]);
+        let http = Http::new(HttpOptions {
+            retries: 1,
+            read_timeout: Duration::from_millis(200),
+            ..fast_options()
+        })
+        .unwrap();
+        let err = http.get_small(&server.url("/a"), 100).unwrap_err();
+        assert!(
+            matches!(err, HttpError::Timeout { attempts: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(server.requests(), 2);
+    }
+
+    #[test]
+    fn offline_mode_never_connects_but_serves_the_cache() {
+        let data = body();
+        let server = serve(vec![Reply::Ok(data.clone())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let offline = Http::new(HttpOptions {
+            offline: true,
+            ..fast_options()
+        })
+        .unwrap();
+        let url = server.url("/a");
+        let digest = Digest::of_bytes(&data);
+
+        let err = offline.get_small(&url, 1 << 20).unwrap_err();
+        assert!(
+            matches!(&err, HttpError::Offline { url: u } if *u == url),
+            "{err}"
+        );
+        let err = offline.download(&url, &digest, &cache).unwrap_err();
+        assert!(matches!(err, HttpError::Offline { .. }), "{err}");
+        assert_eq!(server.requests(), 0);
+
+        cache.insert_bytes(&data, &digest).unwrap();
+        assert!(offline.download(&url, &digest, &cache).is_ok());
+        assert_eq!(server.requests(), 0);
+    }
+
+    #[test]
+    fn get_small_returns_the_body_and_refuses_large_ones() {
+        let server = serve(vec![
+            Reply::Ok(b"Origin: Debian\n".to_vec()),
+            Reply::Ok(vec![b'x'; 101]),
+            Reply::NoLength(vec![b'x'; 101]),
+            Reply::NoLength(vec![b'x'; 100]),
+        ]);
+        let http = http();
+        assert_eq!(
+            http.get_small(&server.url("/InRelease"), 100).unwrap(),
+            b"Origin: Debian\n"
+        );
+        for _ in 0..2 {
+            let err = http.get_small(&server.url("/big"), 100).unwrap_err();
+            assert!(
+                matches!(err, HttpError::TooLarge { limit: 100, .. }),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            http.get_small(&server.url("/edge"), 100).unwrap().len(),
+            100
+        );
+        assert_eq!(server.requests(), 4);
+    }
+
+    #[test]
+    fn file_urls_read_local_mirrors_with_the_same_checks() {
+        let mirror = tempfile::tempdir().unwrap();
+        let data = body();
+        std::fs::write(mirror.path().join("a.deb"), &data).unwrap();
+        let url = Url::from_file_path(mirror.path().join("a.deb"))
+            .unwrap()
+            .to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        // Local mirrors need no network, so offline mode allows them.
+        let http = Http::new(HttpOptions {
+            offline: true,
+            ..fast_options()
+        })
+        .unwrap();
+
+        let path = http
+            .download(&url, &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(http.get_small(&url, 1 << 20).unwrap(), data);
+        assert!(matches!(
+            http.get_small(&url, 10),
+            Err(HttpError::TooLarge { limit: 10, .. })
+        ));
+
+        let mut wrong = data.clone();
+        wrong[0] ^= 1;
+        let err = http
+            .download(&url, &Digest::of_bytes(&wrong), &cache)
+            .unwrap_err();
+        assert!(matches!(err, HttpError::HashMismatch { .. }), "{err}");
+        let err = http
+            .download(&url, &Digest::of_bytes(&data[1..]), &cache)
+            .unwrap_err();
+        assert!(matches!(err, HttpError::TooLarge { .. }), "{err}");
+
+        let missing = Url::from_file_path(mirror.path().join("gone.deb"))
+            .unwrap()
+            .to_string();
+        let err = http.get_small(&missing, 10).unwrap_err();
+        assert!(
+            matches!(&err, HttpError::NotFound { url } if *url == missing),
+            "{err}"
+        );
+        let dir_url = Url::from_file_path(mirror.path()).unwrap().to_string();
+        assert!(matches!(
+            http.get_small(&dir_url, 10),
+            Err(HttpError::Local { .. })
+        ));
+    }
+
+    #[test]
+    fn corrupt_cached_blob_is_fetched_again() {
+        let data = body();
+        let server = serve(vec![Reply::Ok(data.clone())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let digest = Digest::of_bytes(&data);
+        let path = cache.insert_bytes(&data, &digest).unwrap();
+        let mut broken = data.clone();
+        broken[7] ^= 0xff;
+        std::fs::write(&path, broken).unwrap();
+
+        let again = http().download(&server.url("/a"), &digest, &cache).unwrap();
+        assert_eq!(again, path);
+        assert_eq!(std::fs::read(&again).unwrap(), data);
+        assert_eq!(server.requests(), 1);
+    }
+
+    #[test]
+    fn two_caches_downloading_the_same_blob_fetch_it_once() {
+        let data = body();
+        let server = serve(vec![Reply::Slow(data.clone(), Duration::from_millis(300))]);
+        let dir = tempfile::tempdir().unwrap();
+        let digest = Digest::of_bytes(&data);
+        let url = server.url("/a");
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (root, digest, url) = (dir.path().to_path_buf(), digest.clone(), url.clone());
+                std::thread::spawn(move || {
+                    let cache = Cache::open(&root).unwrap();
+                    http().download(&url, &digest, &cache).unwrap()
+                })
+            })
+            .collect();
+        for handle in handles {
+            assert_eq!(Digest::of_file(&handle.join().unwrap()).unwrap(), digest);
+        }
+        assert_eq!(server.requests(), 1);
+    }
+
+    #[test]
+    fn bad_urls_are_refused_before_any_request() {
+        let http = http();
+        assert!(matches!(
+            http.get_small("not a url", 1),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            http.get_small("ftp://example.invalid/x", 1),
+            Err(HttpError::UnsupportedScheme { .. })
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_is_capped() {
+        let base = Duration::from_millis(500);
+        let waits: Vec<f64> = (1..=4).map(|n| backoff(base, n).as_secs_f64()).collect();
+        assert_eq!(waits, [0.5, 1.0, 2.0, 4.0]);
+        assert_eq!(backoff(base, 40), Duration::from_millis(MAX_BACKOFF_MS));
+    }
+}
