@@ -778,7 +778,6 @@ impl VersionConstraint {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::time::Instant;
 
     fn parse_all(text: &str) -> Result<Vec<Paragraph<'_>>, Deb822Error> {
         Paragraphs::new(text).collect()
@@ -1267,61 +1266,6 @@ SHA256:
         assert!(
             count >= 20,
             "only {count} packages installed; is this a Debian system?"
-        );
-    }
-
-    /// Not a timed test: run it by hand to see how fast a whole archive
-    /// index parses, e.g.
-    /// `KILN_PACKAGES=/tmp/Packages cargo test --release apt::deb822 -- --ignored --nocapture`
-    /// after `lz4cat /var/lib/apt/lists/*_main_binary-amd64_Packages.lz4 > /tmp/Packages`.
-    /// It also checks every version and relationship in the index parses.
-    #[test]
-    #[ignore = "needs KILN_PACKAGES pointing at an uncompressed Packages file"]
-    fn measure_a_whole_packages_index() {
-        let path = std::env::var("KILN_PACKAGES").expect("KILN_PACKAGES is set");
-        let text = std::fs::read_to_string(&path).unwrap();
-
-        let start = Instant::now();
-        let mut paragraphs = 0;
-        let mut fields = 0;
-        for paragraph in Paragraphs::new(&text) {
-            let paragraph = paragraph.unwrap();
-            paragraphs += 1;
-            fields += paragraph.fields().len();
-        }
-        let split = start.elapsed();
-
-        let start = Instant::now();
-        let mut relationships = 0;
-        for paragraph in Paragraphs::new(&text) {
-            let paragraph = paragraph.unwrap();
-            Version::parse(paragraph.get("Version").unwrap()).unwrap();
-            for name in [
-                "Depends",
-                "Pre-Depends",
-                "Recommends",
-                "Suggests",
-                "Breaks",
-                "Conflicts",
-                "Replaces",
-                "Enhances",
-            ] {
-                if let Some(value) = paragraph.get(name) {
-                    relationships += parse_relationships(value).unwrap().len();
-                }
-            }
-            if let Some(value) = paragraph.get("Provides") {
-                relationships += parse_provides(value).unwrap().len();
-            }
-        }
-        let full = start.elapsed();
-
-        let mib = text.len() as f64 / (1024.0 * 1024.0);
-        println!(
-            "{path}: {mib:.1} MiB, {paragraphs} paragraphs, {fields} fields: \
-             split in {split:.2?} ({:.0} MiB/s); with versions and {relationships} \
-             relationships parsed in {full:.2?}",
-            mib / split.as_secs_f64()
         );
     }
 

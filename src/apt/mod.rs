@@ -9,4 +9,8 @@
 //! those indexes are written in.
 
 pub mod deb822;
+pub mod index;
+pub mod release;
+pub mod resolve;
+pub mod sources;
 pub mod version;

@@ -8,4 +8,5 @@
 //! so a user reading a failed build's log sees each download, retry and
 //! command with what it was asked to do and how it ended.
 
+pub mod command;
 pub mod http;

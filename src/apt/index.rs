@@ -1,0 +1,1033 @@
+//! The packages an archive offers for one architecture, read from its
+//! `Packages` indexes and looked up by name and by virtual name.
+//!
+//! `kiln lock` reads one `Packages` file per suite and component (bookworm,
+//! bookworm-updates, the security suite, …) for the image's architecture and
+//! needs, for every package, what the resolver decides with (version,
+//! relationships, `Essential`, `Priority`, `Multi-Arch`) and what the lock
+//! pins (`Filename`, `Size`, `SHA256`). [`PackageIndex`] owns that data, so it
+//! outlives the texts it was read from, and answers the two questions the
+//! resolver asks: which versions of a package exist (newest first), and
+//! which packages provide a virtual name. A paragraph kiln cannot read fully
+//! is an error naming the file, the line and the package, never a package
+//! silently left out: a lock resolved from a partly read index would be
+//! missing packages nobody asked to leave out.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::deb822::{
+    self, Deb822Error, Paragraph, Paragraphs, RelationshipError, VersionConstraint,
+};
+use super::version::{Version, VersionError};
+
+/// Error messages quote at most this many characters of a bad value.
+const EXCERPT_CHARS: usize = 60;
+
+/// Characters in a hex-encoded SHA-256 digest.
+const SHA256_HEX_CHARS: usize = 64;
+
+/// The architecture name that marks architecture-independent packages; the
+/// `binary-amd64` index lists them alongside the `amd64` ones.
+pub const ARCHITECTURE_ALL: &str = "all";
+
+/// One binary package version from a `Packages` index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// `Package`: the package name.
+    pub name: String,
+    /// `Version`.
+    pub version: Version,
+    /// `Architecture`: the index's architecture or `all`.
+    pub architecture: String,
+    /// `Multi-Arch`, [`MultiArch::No`] when absent.
+    pub multi_arch: MultiArch,
+    /// `Essential: yes`.
+    pub essential: bool,
+    /// `Priority`, if given.
+    pub priority: Option<Priority>,
+    /// `Pre-Depends`, in the order written.
+    pub pre_depends: Vec<DependencyGroup>,
+    /// `Depends`, in the order written.
+    pub depends: Vec<DependencyGroup>,
+    /// `Conflicts`: packages that cannot be installed alongside this one.
+    pub conflicts: Vec<DependencyGroup>,
+    /// `Breaks`: packages this one breaks; for a finished image, as
+    /// incompatible as `Conflicts`.
+    pub breaks: Vec<DependencyGroup>,
+    /// `Provides`: the virtual packages this one stands in for.
+    pub provides: Vec<Provision>,
+    /// `Filename`: the `.deb`'s path below the mirror's root, such as
+    /// `pool/main/d/dpkg/dpkg_1.21.22_amd64.deb`.
+    pub filename: String,
+    /// `Size`: the `.deb`'s size in bytes.
+    pub size: u64,
+    /// `SHA256`: the `.deb`'s digest, as 64 lower-case hex digits.
+    pub sha256: String,
+}
+
+/// A package's `Multi-Arch` field: how it may satisfy dependencies from
+/// packages of other architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MultiArch {
+    /// No field, or `no`: only same-architecture dependencies.
+    #[default]
+    No,
+    /// `same`: co-installable with itself for other architectures.
+    Same,
+    /// `foreign`: satisfies dependencies from any architecture.
+    Foreign,
+    /// `allowed`: satisfies dependencies qualified with `:any`.
+    Allowed,
+}
+
+/// A package's `Priority` (Debian Policy 2.5). Ordered from most to least
+/// important, so `Priority::Required < Priority::Optional`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// `required`: needed for the system to work; debootstrap installs
+    /// all of them.
+    Required,
+    /// `important`.
+    Important,
+    /// `standard`.
+    Standard,
+    /// `optional`.
+    Optional,
+    /// `extra`: deprecated, means the same as `optional`.
+    Extra,
+}
+
+/// One comma-separated entry of a relationship field: satisfied when any one
+/// of its alternatives is. The owned counterpart of [`deb822::Dependency`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyGroup {
+    /// The `|`-separated alternatives, in order of preference.
+    pub alternatives: Vec<DependencyAlternative>,
+}
+
+/// One package a [`DependencyGroup`] can be satisfied by. The owned
+/// counterpart of [`deb822::Alternative`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyAlternative {
+    /// The package name (or virtual package name).
+    pub package: String,
+    /// The `any`, `native` or architecture after `name:`.
+    pub arch_qualifier: Option<String>,
+    /// The version the package must have, if any.
+    pub version: Option<VersionConstraint>,
+    /// The `[amd64 !i386]` list; empty when unrestricted.
+    pub architectures: Vec<Restriction>,
+    /// The `<!nocheck> <stage1 cross>` build-profile groups; empty when
+    /// unrestricted.
+    pub profiles: Vec<Vec<Restriction>>,
+}
+
+/// One architecture or build profile in a restriction list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restriction {
+    /// Whether the term was written with a leading `!`.
+    pub negated: bool,
+    /// The architecture or profile name.
+    pub name: String,
+}
+
+/// One `Provides` entry: a virtual package, optionally at an exact version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provision {
+    /// The virtual package name.
+    pub package: String,
+    /// The version from `(= VERSION)`; an unversioned `Provides` cannot
+    /// satisfy a versioned dependency.
+    pub version: Option<Version>,
+}
+
+/// A package that provides a virtual name, as [`PackageIndex::providers`]
+/// returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provider<'i> {
+    /// The providing package.
+    pub package: &'i Package,
+    /// The version it provides the name at, if its `Provides` gives one.
+    pub version: Option<&'i Version>,
+}
+
+/// Every binary package available for one architecture, from one or more
+/// `Packages` texts.
+#[derive(Debug, Clone)]
+pub struct PackageIndex {
+    architecture: String,
+    /// Every package, in the order read.
+    packages: Vec<Package>,
+    /// Positions in `packages` by name, newest version first.
+    by_name: HashMap<String, Vec<usize>>,
+    /// `(position in packages, position in its provides)` by virtual name,
+    /// ordered by provider name, then newest version first.
+    providers: HashMap<String, Vec<(usize, usize)>>,
+}
+
+/// A `Packages` text that kiln cannot read completely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    /// The text is not well-formed deb822.
+    #[error("{origin}: {error}")]
+    Syntax {
+        /// Where the text came from, as the caller named it.
+        origin: String,
+        /// What is wrong and on which line.
+        error: Deb822Error,
+    },
+    /// A paragraph is well-formed but is not a usable package entry.
+    #[error("{origin}, line {line}: {}{kind}", package_prefix(.package.as_deref()))]
+    Package {
+        /// Where the text came from, as the caller named it.
+        origin: String,
+        /// 1-based line of the offending field, or of the paragraph when a
+        /// field is missing.
+        line: usize,
+        /// The paragraph's `Package`, when it has a readable one.
+        package: Option<String>,
+        /// What is wrong; boxed because relationship errors are large and
+        /// every `Result` carrying an `IndexError` would pay for them.
+        kind: Box<PackageErrorKind>,
+    },
+}
+
+/// The ways a `Packages` paragraph can be unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageErrorKind {
+    /// A field every package entry must have is absent.
+    #[error("the required field `{0}` is missing")]
+    MissingField(&'static str),
+    /// A `Package` value that breaks dpkg's naming rule.
+    #[error("`{0}` is not a package name")]
+    InvalidName(String),
+    /// An `Architecture` value that is not one architecture name.
+    #[error("`{0}` is not an architecture name")]
+    InvalidArchitecture(String),
+    /// A `Version` that is not a Debian version.
+    #[error("`Version`: {0}")]
+    InvalidVersion(VersionError),
+    /// A relationship field that does not parse.
+    #[error("`{field}`: {error}")]
+    InvalidRelationship {
+        /// The field, such as `Depends`.
+        field: &'static str,
+        /// What is wrong with it.
+        error: RelationshipError,
+    },
+    /// A `Size` that is not a whole number of bytes.
+    #[error("`Size` must be a whole number of bytes, not `{0}`")]
+    InvalidSize(String),
+    /// A `SHA256` that is not 64 hex digits.
+    #[error("`SHA256` must be {SHA256_HEX_CHARS} hexadecimal digits, not `{0}`")]
+    InvalidSha256(String),
+    /// A `Multi-Arch` other than `no`, `same`, `foreign` or `allowed`.
+    #[error("`Multi-Arch` must be `no`, `same`, `foreign` or `allowed`, not `{0}`")]
+    InvalidMultiArch(String),
+    /// A `Priority` outside Policy's list.
+    #[error(
+        "`Priority` must be `required`, `important`, `standard`, `optional` or `extra`, not `{0}`"
+    )]
+    InvalidPriority(String),
+    /// An `Essential` other than `yes` or `no`.
+    #[error("`Essential` must be `yes` or `no`, not `{0}`")]
+    InvalidEssential(String),
+}
+
+/// `package `foo`: ` when the name is known, for [`IndexError`]'s message.
+fn package_prefix(package: Option<&str>) -> String {
+    package.map_or_else(String::new, |name| format!("package `{name}`: "))
+}
+
+/// The first [`EXCERPT_CHARS`] characters of `text`, marked when cut, so a
+/// corrupt value does not become a huge error message.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+impl IndexError {
+    /// Where the text with the error came from, as the caller named it.
+    pub fn origin(&self) -> &str {
+        match self {
+            IndexError::Syntax { origin, .. } | IndexError::Package { origin, .. } => origin,
+        }
+    }
+
+    /// The 1-based line the error is about.
+    pub fn line(&self) -> usize {
+        match self {
+            IndexError::Syntax { error, .. } => error.line(),
+            IndexError::Package { line, .. } => *line,
+        }
+    }
+
+    /// The package the error is about, when its name could be read.
+    pub fn package(&self) -> Option<&str> {
+        match self {
+            IndexError::Syntax { .. } => None,
+            IndexError::Package { package, .. } => package.as_deref(),
+        }
+    }
+}
+
+impl PackageIndex {
+    /// An empty index for `architecture` (such as `amd64`); packages of
+    /// that architecture and of `all` are kept, all others skipped.
+    pub fn new(architecture: &str) -> PackageIndex {
+        PackageIndex {
+            architecture: architecture.to_string(),
+            packages: Vec::new(),
+            by_name: HashMap::new(),
+            providers: HashMap::new(),
+        }
+    }
+
+    /// Reads one `Packages` text into a new index; see
+    /// [`PackageIndex::add_packages`].
+    pub fn from_packages(
+        architecture: &str,
+        origin: &str,
+        text: &str,
+    ) -> Result<PackageIndex, IndexError> {
+        let mut index = PackageIndex::new(architecture);
+        index.add_packages(origin, text)?;
+        Ok(index)
+    }
+
+    /// Adds the packages of one `Packages` text (already decompressed and
+    /// hash-checked) and returns how many were added. `origin` names the
+    /// text in error messages, e.g. its URL.
+    ///
+    /// Paragraphs for other architectures are skipped after reading only
+    /// their `Architecture`, so a mistake in a package kiln can never use
+    /// does not stop the lock. A package whose name, version and
+    /// architecture are already in the index is skipped too: like apt with
+    /// one version in two suites, the first text read wins, so callers add
+    /// texts in order of preference. On error the index is left unchanged.
+    pub fn add_packages(&mut self, origin: &str, text: &str) -> Result<usize, IndexError> {
+        let mut read = Vec::new();
+        for paragraph in Paragraphs::new(text) {
+            let paragraph = paragraph.map_err(|error| IndexError::Syntax {
+                origin: origin.to_string(),
+                error,
+            })?;
+            if let Some(package) = self.read_package(origin, &paragraph)? {
+                read.push(package);
+            }
+        }
+
+        let mut touched_names = Vec::new();
+        let mut touched_virtuals = Vec::new();
+        let mut added = 0;
+        for package in read {
+            let versions = self.by_name.entry(package.name.clone()).or_default();
+            let duplicate = versions.iter().any(|&i| {
+                let known = &self.packages[i];
+                known.version == package.version && known.architecture == package.architecture
+            });
+            if duplicate {
+                continue;
+            }
+            let position = self.packages.len();
+            versions.push(position);
+            touched_names.push(package.name.clone());
+            for (provision_position, provision) in package.provides.iter().enumerate() {
+                self.providers
+                    .entry(provision.package.clone())
+                    .or_default()
+                    .push((position, provision_position));
+                touched_virtuals.push(provision.package.clone());
+            }
+            self.packages.push(package);
+            added += 1;
+        }
+
+        // Sorting here rather than at lookup keeps lookups cheap and their
+        // order independent of the order the texts listed packages in.
+        touched_names.sort_unstable();
+        touched_names.dedup();
+        for name in &touched_names {
+            if let Some(versions) = self.by_name.get_mut(name) {
+                let packages = &self.packages;
+                let architecture = &self.architecture;
+                versions.sort_by(|&a, &b| {
+                    let (a_package, b_package) = (&packages[a], &packages[b]);
+                    b_package
+                        .version
+                        .cmp(&a_package.version)
+                        .then_with(|| {
+                            // The architecture-specific build before an
+                            // `all` one of the same version.
+                            (a_package.architecture != *architecture)
+                                .cmp(&(b_package.architecture != *architecture))
+                        })
+                        .then(a.cmp(&b))
+                });
+            }
+        }
+        touched_virtuals.sort_unstable();
+        touched_virtuals.dedup();
+        for name in &touched_virtuals {
+            if let Some(providers) = self.providers.get_mut(name) {
+                let packages = &self.packages;
+                providers.sort_by(|&(a, _), &(b, _)| {
+                    let (a_package, b_package) = (&packages[a], &packages[b]);
+                    a_package
+                        .name
+                        .cmp(&b_package.name)
+                        .then_with(|| b_package.version.cmp(&a_package.version))
+                        .then_with(|| a_package.architecture.cmp(&b_package.architecture))
+                        .then(a.cmp(&b))
+                });
+            }
+        }
+        Ok(added)
+    }
+
+    /// Reads one paragraph; `None` when it is for another architecture.
+    fn read_package(
+        &self,
+        origin: &str,
+        paragraph: &Paragraph<'_>,
+    ) -> Result<Option<Package>, IndexError> {
+        let fail = |line: usize, package: Option<&str>, kind| IndexError::Package {
+            origin: origin.to_string(),
+            line,
+            package: package.map(str::to_string),
+            kind: Box::new(kind),
+        };
+        let required = |name: &'static str, package: Option<&str>| {
+            paragraph.field(name).ok_or_else(|| {
+                fail(
+                    paragraph.line(),
+                    package,
+                    PackageErrorKind::MissingField(name),
+                )
+            })
+        };
+
+        let name_field = required("Package", None)?;
+        let name = name_field.value();
+        if !is_package_name(name) {
+            return Err(fail(
+                name_field.line(),
+                None,
+                PackageErrorKind::InvalidName(excerpt(name)),
+            ));
+        }
+        let package_name = Some(name);
+
+        let architecture_field = required("Architecture", package_name)?;
+        let architecture = architecture_field.value();
+        if architecture != self.architecture && architecture != ARCHITECTURE_ALL {
+            if architecture.is_empty() || architecture.contains(char::is_whitespace) {
+                return Err(fail(
+                    architecture_field.line(),
+                    package_name,
+                    PackageErrorKind::InvalidArchitecture(excerpt(architecture)),
+                ));
+            }
+            return Ok(None);
+        }
+
+        let version_field = required("Version", package_name)?;
+        let version = Version::parse(version_field.value()).map_err(|error| {
+            fail(
+                version_field.line(),
+                package_name,
+                PackageErrorKind::InvalidVersion(error),
+            )
+        })?;
+
+        let multi_arch = match paragraph.field("Multi-Arch") {
+            None => MultiArch::No,
+            Some(field) => match field.value() {
+                "no" => MultiArch::No,
+                "same" => MultiArch::Same,
+                "foreign" => MultiArch::Foreign,
+                "allowed" => MultiArch::Allowed,
+                other => {
+                    return Err(fail(
+                        field.line(),
+                        package_name,
+                        PackageErrorKind::InvalidMultiArch(excerpt(other)),
+                    ));
+                }
+            },
+        };
+
+        let essential = match paragraph.field("Essential") {
+            None => false,
+            Some(field) => match field.value() {
+                "yes" => true,
+                "no" => false,
+                other => {
+                    return Err(fail(
+                        field.line(),
+                        package_name,
+                        PackageErrorKind::InvalidEssential(excerpt(other)),
+                    ));
+                }
+            },
+        };
+
+        let priority = match paragraph.field("Priority") {
+            None => None,
+            Some(field) => Some(match field.value() {
+                "required" => Priority::Required,
+                "important" => Priority::Important,
+                "standard" => Priority::Standard,
+                "optional" => Priority::Optional,
+                "extra" => Priority::Extra,
+                other => {
+                    return Err(fail(
+                        field.line(),
+                        package_name,
+                        PackageErrorKind::InvalidPriority(excerpt(other)),
+                    ));
+                }
+            }),
+        };
+
+        let relationships = |field_name: &'static str| -> Result<Vec<DependencyGroup>, IndexError> {
+            let Some(field) = paragraph.field(field_name) else {
+                return Ok(Vec::new());
+            };
+            let parsed = deb822::parse_relationships(field.value()).map_err(|error| {
+                fail(
+                    field.line(),
+                    package_name,
+                    PackageErrorKind::InvalidRelationship {
+                        field: field_name,
+                        error,
+                    },
+                )
+            })?;
+            Ok(parsed.iter().map(DependencyGroup::from).collect())
+        };
+        let pre_depends = relationships("Pre-Depends")?;
+        let depends = relationships("Depends")?;
+        let conflicts = relationships("Conflicts")?;
+        let breaks = relationships("Breaks")?;
+
+        let provides = match paragraph.field("Provides") {
+            None => Vec::new(),
+            Some(field) => deb822::parse_provides(field.value())
+                .map_err(|error| {
+                    fail(
+                        field.line(),
+                        package_name,
+                        PackageErrorKind::InvalidRelationship {
+                            field: "Provides",
+                            error,
+                        },
+                    )
+                })?
+                .into_iter()
+                .map(|provided| Provision {
+                    package: provided.package.to_string(),
+                    version: provided.version,
+                })
+                .collect(),
+        };
+
+        let filename = required("Filename", package_name)?.value().to_string();
+
+        let size_field = required("Size", package_name)?;
+        let size = size_field.value().parse::<u64>().map_err(|_| {
+            fail(
+                size_field.line(),
+                package_name,
+                PackageErrorKind::InvalidSize(excerpt(size_field.value())),
+            )
+        })?;
+
+        let sha256_field = required("SHA256", package_name)?;
+        let sha256 = sha256_field.value();
+        if sha256.len() != SHA256_HEX_CHARS || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(fail(
+                sha256_field.line(),
+                package_name,
+                PackageErrorKind::InvalidSha256(excerpt(sha256)),
+            ));
+        }
+
+        Ok(Some(Package {
+            name: name.to_string(),
+            version,
+            architecture: architecture.to_string(),
+            multi_arch,
+            essential,
+            priority,
+            pre_depends,
+            depends,
+            conflicts,
+            breaks,
+            provides,
+            filename,
+            size,
+            // Lower case so digests compare as strings, whatever case the
+            // archive wrote them in.
+            sha256: sha256.to_ascii_lowercase(),
+        }))
+    }
+
+    /// The architecture this index was built for.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// How many package versions the index holds.
+    pub fn len(&self) -> usize {
+        self.packages.len()
+    }
+
+    /// Whether the index holds no packages.
+    pub fn is_empty(&self) -> bool {
+        self.packages.is_empty()
+    }
+
+    /// Every package version, in the order the texts listed them.
+    pub fn packages(&self) -> impl ExactSizeIterator<Item = &Package> + '_ {
+        self.packages.iter()
+    }
+
+    /// Every version of the real package `name`, newest first (for equal
+    /// versions, the index's own architecture before `all`). Empty for a
+    /// name no package has, including purely virtual names.
+    pub fn versions(&self, name: &str) -> impl ExactSizeIterator<Item = &Package> + '_ {
+        self.by_name
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| &self.packages[i])
+    }
+
+    /// The newest version of the real package `name`.
+    pub fn newest(&self, name: &str) -> Option<&Package> {
+        self.versions(name).next()
+    }
+
+    /// Every package version whose `Provides` names `name`, ordered by
+    /// package name and then newest version first.
+    pub fn providers(&self, name: &str) -> impl ExactSizeIterator<Item = Provider<'_>> + '_ {
+        self.providers
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&(package, provision)| {
+                let package = &self.packages[package];
+                Provider {
+                    package,
+                    version: package
+                        .provides
+                        .get(provision)
+                        .and_then(|p| p.version.as_ref()),
+                }
+            })
+    }
+
+    /// The names of all real packages, in no particular order.
+    pub fn package_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// The names some package provides, in no particular order.
+    pub fn virtual_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.providers.keys().map(String::as_str)
+    }
+}
+
+impl Package {
+    /// The version at which this package provides `name`: `Some(None)` for
+    /// an unversioned `Provides`, `None` when it does not provide `name`.
+    pub fn provision(&self, name: &str) -> Option<Option<&Version>> {
+        self.provides
+            .iter()
+            .find(|provision| provision.package == name)
+            .map(|provision| provision.version.as_ref())
+    }
+}
+
+/// dpkg's package name rule (`pkg_name_is_illegal`): a letter or digit,
+/// then letters, digits and `-+._`.
+fn is_package_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'))
+}
+
+impl From<&deb822::Dependency<'_>> for DependencyGroup {
+    fn from(dependency: &deb822::Dependency<'_>) -> Self {
+        DependencyGroup {
+            alternatives: dependency
+                .alternatives
+                .iter()
+                .map(DependencyAlternative::from)
+                .collect(),
+        }
+    }
+}
+
+impl From<&deb822::Alternative<'_>> for DependencyAlternative {
+    fn from(alternative: &deb822::Alternative<'_>) -> Self {
+        let owned = |terms: &[deb822::RestrictionTerm<'_>]| {
+            terms
+                .iter()
+                .map(|term| Restriction {
+                    negated: term.negated,
+                    name: term.name.to_string(),
+                })
+                .collect::<Vec<_>>()
+        };
+        DependencyAlternative {
+            package: alternative.package.to_string(),
+            arch_qualifier: alternative.arch_qualifier.map(str::to_string),
+            version: alternative.version.clone(),
+            architectures: owned(&alternative.architectures),
+            profiles: alternative.profiles.iter().map(|g| owned(g)).collect(),
+        }
+    }
+}
+
+impl DependencyAlternative {
+    /// An alternative on `package` with no qualifier, version or
+    /// restriction.
+    pub fn named(package: &str) -> DependencyAlternative {
+        DependencyAlternative {
+            package: package.to_string(),
+            arch_qualifier: None,
+            version: None,
+            architectures: Vec::new(),
+            profiles: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for DependencyGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, alternative) in self.alternatives.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            write!(f, "{alternative}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for DependencyAlternative {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.package)?;
+        if let Some(qualifier) = &self.arch_qualifier {
+            write!(f, ":{qualifier}")?;
+        }
+        if let Some(constraint) = &self.version {
+            write!(f, " ({constraint})")?;
+        }
+        if !self.architectures.is_empty() {
+            f.write_str(" [")?;
+            write_terms(f, &self.architectures)?;
+            f.write_str("]")?;
+        }
+        for group in &self.profiles {
+            f.write_str(" <")?;
+            write_terms(f, group)?;
+            f.write_str(">")?;
+        }
+        Ok(())
+    }
+}
+
+fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[Restriction]) -> fmt::Result {
+    for (i, term) in terms.iter().enumerate() {
+        if i > 0 {
+            f.write_str(" ")?;
+        }
+        if term.negated {
+            f.write_str("!")?;
+        }
+        f.write_str(&term.name)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for MultiArch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MultiArch::No => "no",
+            MultiArch::Same => "same",
+            MultiArch::Foreign => "foreign",
+            MultiArch::Allowed => "allowed",
+        })
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::Required => "required",
+            Priority::Important => "important",
+            Priority::Standard => "standard",
+            Priority::Optional => "optional",
+            Priority::Extra => "extra",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apt::version::Relation;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A minimal valid paragraph with the given extra fields.
+    fn entry(name: &str, version: &str, architecture: &str, extra: &str) -> String {
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: {architecture}\n{extra}\
+             Filename: pool/main/{name}_{version}_{architecture}.deb\nSize: 1234\nSHA256: {SHA}\n\n"
+        )
+    }
+
+    #[test]
+    fn reads_every_field_the_lock_and_resolver_use() {
+        let text = format!(
+            "{}{}",
+            entry(
+                "libc6",
+                "2.36-9+deb12u4",
+                "amd64",
+                "Multi-Arch: same\nPriority: optional\nPre-Depends: libgcc-s1\n\
+                 Depends: libgcc-s1, libcrypt1 (>= 1:4.4.10-10~) | foo:any [amd64 !i386]\n\
+                 Breaks: hurd (<< 1:0.9)\nConflicts: libc6-bad\n\
+                 Provides: libc6-abi (= 2.36), glibc\n",
+            ),
+            entry(
+                "dpkg",
+                "1.21.22",
+                "amd64",
+                "Essential: yes\nPriority: required\nMulti-Arch: foreign\n"
+            )
+        );
+        let index = PackageIndex::from_packages("amd64", "test", &text).unwrap();
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.architecture(), "amd64");
+
+        let libc6 = index.newest("libc6").unwrap();
+        assert_eq!(libc6.version.as_str(), "2.36-9+deb12u4");
+        assert_eq!(libc6.multi_arch, MultiArch::Same);
+        assert!(!libc6.essential);
+        assert_eq!(libc6.priority, Some(Priority::Optional));
+        assert_eq!(libc6.pre_depends.len(), 1);
+        assert_eq!(libc6.depends.len(), 2);
+        assert_eq!(
+            libc6.depends[1].to_string(),
+            "libcrypt1 (>= 1:4.4.10-10~) | foo:any [amd64 !i386]"
+        );
+        let foo = &libc6.depends[1].alternatives[1];
+        assert_eq!(foo.arch_qualifier.as_deref(), Some("any"));
+        assert_eq!(foo.architectures.len(), 2);
+        assert!(foo.architectures[1].negated);
+        assert_eq!(libc6.breaks[0].to_string(), "hurd (<< 1:0.9)");
+        assert_eq!(
+            libc6.breaks[0].alternatives[0]
+                .version
+                .as_ref()
+                .unwrap()
+                .relation,
+            Relation::Earlier
+        );
+        assert_eq!(libc6.conflicts.len(), 1);
+        assert_eq!(libc6.provides.len(), 2);
+        assert_eq!(libc6.filename, "pool/main/libc6_2.36-9+deb12u4_amd64.deb");
+        assert_eq!(libc6.size, 1234);
+        assert_eq!(libc6.sha256, SHA);
+        assert_eq!(
+            libc6.provision("libc6-abi").unwrap().unwrap().as_str(),
+            "2.36"
+        );
+        assert_eq!(libc6.provision("glibc"), Some(None));
+        assert_eq!(libc6.provision("dpkg"), None);
+
+        let dpkg = index.newest("dpkg").unwrap();
+        assert!(dpkg.essential);
+        assert_eq!(dpkg.priority, Some(Priority::Required));
+        assert_eq!(dpkg.multi_arch, MultiArch::Foreign);
+        assert!(dpkg.depends.is_empty());
+
+        let providers: Vec<_> = index.providers("libc6-abi").collect();
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].package.name, "libc6");
+        assert_eq!(providers[0].version.unwrap().as_str(), "2.36");
+        assert_eq!(index.providers("glibc").next().unwrap().version, None);
+        assert_eq!(index.providers("nothing").count(), 0);
+        assert_eq!(index.versions("glibc").count(), 0);
+    }
+
+    #[test]
+    fn keeps_the_target_architecture_and_all_only() {
+        let text = format!(
+            "{}{}{}",
+            entry("a", "1", "amd64", ""),
+            entry("b", "1", "all", ""),
+            // Not validated beyond its architecture: kiln never uses it.
+            "Package: c\nVersion: not a version\nArchitecture: i386\n\n",
+        );
+        let index = PackageIndex::from_packages("amd64", "test", &text).unwrap();
+        assert_eq!(index.len(), 2);
+        assert!(index.newest("c").is_none());
+        let mut names: Vec<&str> = index.package_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn versions_come_newest_first_across_texts_and_duplicates_are_dropped() {
+        let mut index = PackageIndex::new("amd64");
+        let first = format!(
+            "{}{}",
+            entry("a", "1.0-1", "amd64", "Provides: v (= 1)\n"),
+            entry("a", "2.0-1", "amd64", "Provides: v (= 2)\n"),
+        );
+        let second = format!(
+            "{}{}{}",
+            entry("a", "1.5-1", "amd64", ""),
+            // Same version as the first text: the first one read wins.
+            entry("a", "2.0-1", "amd64", "Essential: yes\n"),
+            entry("b", "3", "all", "Provides: v\n"),
+        );
+        assert_eq!(index.add_packages("first", &first).unwrap(), 2);
+        assert_eq!(index.add_packages("second", &second).unwrap(), 2);
+        let versions: Vec<&str> = index.versions("a").map(|p| p.version.as_str()).collect();
+        assert_eq!(versions, ["2.0-1", "1.5-1", "1.0-1"]);
+        assert!(!index.newest("a").unwrap().essential);
+        let providers: Vec<(&str, Option<&str>)> = index
+            .providers("v")
+            .map(|p| (p.package.name.as_str(), p.version.map(Version::as_str)))
+            .collect();
+        assert_eq!(providers, [("a", Some("2")), ("a", Some("1")), ("b", None)]);
+    }
+
+    #[test]
+    fn a_failed_text_leaves_the_index_unchanged() {
+        let mut index = PackageIndex::new("amd64");
+        let text = format!(
+            "{}Package: b\nVersion: 1\nArchitecture: amd64\n\n",
+            entry("a", "1", "amd64", "")
+        );
+        assert!(index.add_packages("broken", &text).is_err());
+        assert!(index.is_empty());
+        assert!(index.newest("a").is_none());
+    }
+
+    #[test]
+    fn malformed_paragraphs_name_the_file_line_and_package() {
+        let error =
+            |text: &str| PackageIndex::from_packages("amd64", "Packages", text).unwrap_err();
+
+        let text = format!(
+            "{}{}",
+            entry("good", "1", "amd64", ""),
+            entry("bad", "1.0-", "amd64", "")
+        );
+        let err = error(&text);
+        assert_eq!(err.line(), 9);
+        assert_eq!(err.package(), Some("bad"));
+        assert_eq!(err.origin(), "Packages");
+        assert_eq!(
+            err.to_string(),
+            "Packages, line 9: package `bad`: `Version`: `1.0-` is not a valid Debian version: \
+             the revision after the last `-` is empty"
+        );
+
+        let err = error(&entry("bad", "1", "amd64", "Depends: a,, b\n"));
+        assert_eq!(err.line(), 4);
+        assert!(matches!(
+            &err,
+            IndexError::Package { kind, .. } if matches!(
+                **kind,
+                PackageErrorKind::InvalidRelationship { field: "Depends", .. }
+            )
+        ));
+
+        let err = error("Package: nosize\nVersion: 1\nArchitecture: all\n\n");
+        assert_eq!(err.line(), 1);
+        assert_eq!(
+            err.to_string(),
+            "Packages, line 1: package `nosize`: the required field `Filename` is missing"
+        );
+
+        let err = error("Version: 1\nArchitecture: all\n");
+        assert_eq!(
+            err.to_string(),
+            "Packages, line 1: the required field `Package` is missing"
+        );
+
+        let kind = |extra: &str| match error(&entry("p", "1", "amd64", extra)) {
+            IndexError::Package { kind, .. } => *kind,
+            other => panic!("unexpected {other}"),
+        };
+        assert_eq!(
+            kind("Multi-Arch: sometimes\n"),
+            PackageErrorKind::InvalidMultiArch("sometimes".into())
+        );
+        assert_eq!(
+            kind("Essential: maybe\n"),
+            PackageErrorKind::InvalidEssential("maybe".into())
+        );
+        assert_eq!(
+            kind("Priority: urgent\n"),
+            PackageErrorKind::InvalidPriority("urgent".into())
+        );
+        assert!(matches!(
+            kind("Provides: a (>= 1)\n"),
+            PackageErrorKind::InvalidRelationship {
+                field: "Provides",
+                ..
+            }
+        ));
+
+        let err =
+            error("Package: p\nVersion: 1\nArchitecture: all\nFilename: f\nSize: -1\nSHA256: x\n");
+        assert_eq!(err.line(), 5);
+        assert_eq!(
+            err.to_string(),
+            "Packages, line 5: package `p`: `Size` must be a whole number of bytes, not `-1`"
+        );
+        let err =
+            error("Package: p\nVersion: 1\nArchitecture: all\nFilename: f\nSize: 1\nSHA256: abc\n");
+        assert!(
+            err.to_string()
+                .contains("`SHA256` must be 64 hexadecimal digits, not `abc`")
+        );
+
+        let err = error("Package: Bad_Name!\nVersion: 1\n");
+        assert_eq!(err.package(), None);
+        assert!(
+            err.to_string()
+                .contains("`Bad_Name!` is not a package name")
+        );
+
+        let err = error("Package: a\nVersion 1\n");
+        assert_eq!(
+            err.to_string(),
+            "Packages: line 2: `Version 1` is neither a `Name: value` field nor an indented \
+             continuation line"
+        );
+        assert_eq!(err.line(), 2);
+    }
+
+    #[test]
+    fn upper_case_digests_are_stored_lower_case() {
+        let text = entry("a", "1", "all", "").replace(SHA, &SHA.to_ascii_uppercase());
+        let index = PackageIndex::from_packages("amd64", "test", &text).unwrap();
+        assert_eq!(index.newest("a").unwrap().sha256, SHA);
+    }
+}
