@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
+use crate::commands::lock::LockSettings;
 use crate::commands::validate::ValidateSettings;
 use crate::manifest::Distro;
 
@@ -34,7 +36,35 @@ enum CliCommand {
         path: PathBuf,
     },
     /// Print the imagefile's JSON schema (for editors and other tools).
-    Schema,
+    Schema {
+        /// Print the lockfile's schema instead.
+        #[arg(long)]
+        lock: bool,
+    },
+    /// Pin every input of the image into `<imagefile>.lock`.
+    Lock {
+        /// The imagefile to lock.
+        #[arg(default_value = "imagefile.yaml")]
+        path: PathBuf,
+        /// Resolve against the mirror again even if the lock is up to date.
+        #[arg(long)]
+        update: bool,
+        /// Where downloads are cached (default: /var/cache/kiln for root).
+        #[arg(long, env = "KILN_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Download every package the lock pins into the cache.
+    Fetch {
+        /// The imagefile whose lock to fetch.
+        #[arg(default_value = "imagefile.yaml")]
+        path: PathBuf,
+        /// Use only the cache; fail naming any package that is missing.
+        #[arg(long)]
+        offline: bool,
+        /// Where downloads are cached (default: /var/cache/kiln for root).
+        #[arg(long, env = "KILN_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Write a commented starter imagefile.
     Init {
         /// Where to write it; a directory gets `imagefile.yaml` inside.
@@ -87,8 +117,15 @@ pub struct Settings {
 pub enum Command {
     /// `kiln validate`.
     Validate(ValidateSettings),
-    /// `kiln schema`.
-    Schema,
+    /// `kiln schema`, for the lockfile with `lock`.
+    Schema {
+        /// Print the lockfile's schema.
+        lock: bool,
+    },
+    /// `kiln lock`.
+    Lock(LockSettings),
+    /// `kiln fetch`.
+    Fetch(FetchSettings),
     /// `kiln init`.
     Init(InitSettings),
 }
@@ -117,7 +154,25 @@ where
     })?;
     let command = match cli.command {
         CliCommand::Validate { path } => Command::Validate(ValidateSettings { path }),
-        CliCommand::Schema => Command::Schema,
+        CliCommand::Schema { lock } => Command::Schema { lock },
+        CliCommand::Lock {
+            path,
+            update,
+            cache_dir,
+        } => Command::Lock(LockSettings {
+            path,
+            update,
+            cache_dir,
+        }),
+        CliCommand::Fetch {
+            path,
+            offline,
+            cache_dir,
+        } => Command::Fetch(FetchSettings {
+            path,
+            offline,
+            cache_dir,
+        }),
         CliCommand::Init {
             path,
             distro,

@@ -10,7 +10,9 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod failure;
+pub mod fetch;
 pub mod host;
+pub mod lock;
 pub mod manifest;
 pub mod terminal;
 
@@ -23,7 +25,9 @@ use cli::{Command, Settings};
 pub fn run(settings: Settings) -> Result<(), Failure> {
     match settings.command {
         Command::Validate(validate) => commands::validate::run(&validate),
-        Command::Schema => commands::schema::run(),
+        Command::Schema { lock } => commands::schema::run(lock),
+        Command::Lock(settings) => commands::lock::run(&settings),
+        Command::Fetch(settings) => commands::fetch::run(&settings),
         Command::Init(init) => commands::init::run(&init),
     }
 }

@@ -21,7 +21,12 @@ pub fn install() {
 fn handler() -> Box<dyn ReportHandler> {
     let tty = std::io::stderr().is_terminal();
     let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Lines wrap at spaces only: a URL or path in a message stays whole, so
+    // it can be copied from the terminal.
     let mut options = MietteHandlerOpts::new()
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .break_words(false)
         .terminal_links(false)
         .color(colour)
         .unicode(true)

@@ -2,6 +2,8 @@
 //! [`crate::cli`]) and a `run` function that does the command's work by
 //! calling the pipeline stages.
 
+pub mod fetch;
 pub mod init;
+pub mod lock;
 pub mod schema;
 pub mod validate;

@@ -1,4 +1,5 @@
-//! `kiln schema`: print the imagefile's JSON schema on stdout.
+//! `kiln schema`: print the imagefile's (or the lockfile's) JSON schema on
+//! stdout.
 
 use std::io::Write;
 
@@ -7,16 +8,26 @@ use crate::manifest;
 
 /// The schema exactly as committed at `schema/imagefile.schema.json`.
 pub fn schema_text() -> String {
+    pretty(&manifest::schema())
+}
+
+fn pretty(schema: &serde_json::Value) -> String {
     // Serialising a `serde_json::Value` cannot fail.
-    let mut text = serde_json::to_string_pretty(&manifest::schema()).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
     text.push('\n');
     text
 }
 
-/// Prints the schema.
-pub fn run() -> Result<(), Failure> {
+/// Prints the imagefile's schema, or with `lock` the lockfile's
+/// (`schema/lock.schema.json`).
+pub fn run(lock: bool) -> Result<(), Failure> {
+    let text = if lock {
+        pretty(&crate::lock::schema())
+    } else {
+        schema_text()
+    };
     std::io::stdout()
         .lock()
-        .write_all(schema_text().as_bytes())
+        .write_all(text.as_bytes())
         .map_err(|e| Failure::Internal(miette::miette!("cannot write the schema to stdout: {e}")))
 }

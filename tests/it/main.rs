@@ -12,5 +12,6 @@
 mod common;
 mod corpus;
 mod editor;
+mod lock;
 mod schema;
 mod validate;

@@ -45,6 +45,22 @@ fn committed_schema_equals_generated() {
 }
 
 #[test]
+fn committed_lock_schema_equals_generated() {
+    let output = kiln()
+        .args(["schema", "--lock"])
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    let generated = String::from_utf8(output.stdout).expect("UTF-8");
+    let committed = std::fs::read_to_string(repo_path("schema/lock.schema.json"))
+        .expect("committed lock schema");
+    assert!(
+        generated == committed,
+        "schema/lock.schema.json is stale: run `cargo run -q -- schema --lock > schema/lock.schema.json`"
+    );
+}
+
+#[test]
 fn example_manifests_validate_against_the_schema() {
     let validator = validator();
     let manifests = files_with_extension(&repo_path("manifests"), &[".yaml"]);

@@ -1,0 +1,159 @@
+//! `kiln lock`: pin every input of an image into `<imagefile>.lock`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use miette::SourceSpan;
+
+use crate::apt::resolve::ResolveError;
+use crate::commands::fetch::open_cache;
+use crate::failure::Failure;
+use crate::host::http::{Http, HttpOptions};
+use crate::lock::make::{self, MakeError};
+use crate::manifest::{self, Checked, Problem};
+use crate::{lock, terminal};
+
+/// Settings of `kiln lock`.
+#[derive(Debug)]
+pub struct LockSettings {
+    /// The imagefile to lock.
+    pub path: PathBuf,
+    /// Resolve again even when the lock matches the manifest.
+    pub update: bool,
+    /// The cache directory, when not the default.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Writes (or refreshes) the lock beside the imagefile.
+pub fn run(settings: &LockSettings) -> Result<(), Failure> {
+    let checked = manifest::read(&settings.path)?;
+    for warning in checked.warnings.diagnostics() {
+        terminal::diagnostic(&miette::Report::new(warning));
+    }
+    let lock_path = lock::path_for(&settings.path);
+    let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
+    if !settings.update
+        && let Ok(existing) = lock::read(&lock_path)
+        && existing.manifest == manifest_sha256
+    {
+        terminal::status(&format!(
+            "{} is up to date ({} packages); `kiln lock --update` resolves against the mirror again",
+            lock_path.display(),
+            existing.packages.len()
+        ));
+        return Ok(());
+    }
+
+    let cache = open_cache(settings.cache_dir.as_ref())?;
+    let http =
+        Http::new(HttpOptions::default()).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
+    let started = Instant::now();
+    let made = make::make(
+        &checked,
+        &manifest_sha256,
+        &http,
+        &cache,
+        Path::new(make::HOST_APT_DIR),
+    )
+    .map_err(|error| failure(error, &checked))?;
+    let lock = made.lock;
+    let changed =
+        lock::write(&lock_path, &lock).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
+    let bytes: u64 = lock.packages.iter().map(|p| p.size).sum();
+    terminal::status(&format!(
+        "{} {}: {} packages ({:.1} MiB of .debs) from {} {} (InRelease of {}) in {:.2} s",
+        if changed { "wrote" } else { "unchanged" },
+        lock_path.display(),
+        lock.packages.len(),
+        bytes as f64 / f64::from(1u32 << 20),
+        lock.base.mirror,
+        lock.base.release,
+        lock.base.in_release.date,
+        started.elapsed().as_secs_f64(),
+    ));
+    Ok(())
+}
+
+/// Turns a lock failure into diagnostics: a mistake in the manifest points
+/// at it; a failure of the mirror, network or host exits 2 and names the
+/// URL involved.
+fn failure(error: MakeError, checked: &Checked) -> Failure {
+    let base = &checked.manifest.base;
+    let in_manifest = |span: SourceSpan, label: &str, help: String| {
+        Failure::from(checked.source.problems(vec![Problem::error(
+            error.to_string(),
+            span,
+            label,
+            help,
+        )]))
+    };
+    match &error {
+        MakeError::Unsupported { .. } => in_manifest(
+            base.distro.span,
+            "not lockable yet",
+            "use `distro: debian` or `distro: ubuntu`".to_string(),
+        ),
+        MakeError::NoMirror { .. } => in_manifest(
+            base.distro.span,
+            "from which mirror?",
+            "add `mirror:` to `base`, such as the URL your host's apt sources use".to_string(),
+        ),
+        MakeError::NoRelease { .. } => {
+            let span = base.release.as_ref().map_or(base.distro.span, |r| r.span);
+            in_manifest(
+                span,
+                "not on the mirror",
+                "check the release's code name (such as `bookworm`) and the mirror URL".to_string(),
+            )
+        }
+        MakeError::NotInRelease { .. } => in_manifest(
+            base.arch.span,
+            "not in this archive",
+            "choose an architecture the archive carries, or another mirror".to_string(),
+        ),
+        MakeError::Release(crate::apt::release::ReleaseError::MissingKeyring { .. }) => {
+            let help = "install the distribution's keyring package (debian-archive-keyring) or set `keyring:` in `base`";
+            match &base.keyring {
+                Some(keyring) => in_manifest(keyring.span, "no such file", help.to_string()),
+                None => Failure::user(miette::miette!(help = help, "{error}")),
+            }
+        }
+        MakeError::Resolve(resolve_error) => {
+            let package = match resolve_error.as_ref() {
+                ResolveError::UnknownSeed { package, .. } => Some(package.clone()),
+                ResolveError::Unsatisfiable {
+                    chain, dependency, ..
+                } => Some(chain.first().unwrap_or(dependency).clone()),
+                _ => None,
+            };
+            let span = package.and_then(|name| {
+                let name = name
+                    .split([' ', '('])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                checked
+                    .manifest
+                    .packages
+                    .iter()
+                    .find(|p| p.as_str().split(':').next() == Some(name.as_str()))
+                    .map(|p| p.span)
+            });
+            match span {
+                Some(span) => in_manifest(
+                    span,
+                    "cannot be installed",
+                    "check the package name, or remove it from `packages`".to_string(),
+                ),
+                None => Failure::user(miette::miette!(
+                    help = "the archive's own packages cannot be resolved; try another mirror or release",
+                    "{error}"
+                )),
+            }
+        }
+        _ => Failure::Internal(miette::miette!(
+            help = "check the mirror and the network, then run `kiln lock` again",
+            "{error}"
+        )),
+    }
+}

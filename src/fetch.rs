@@ -1,0 +1,172 @@
+//! The fetch stage: a lock's packages, downloaded into the cache and
+//! verified.
+//!
+//! `kiln fetch` (and, later, `kiln build`) call [`fetch`] with the lock.
+//! Every `.deb` is looked up in the content-addressed cache by its locked
+//! size and SHA-256 (which re-verifies it) and downloaded only when absent
+//! or corrupt. With the network switched off (`--offline`), a missing
+//! package is an error that names it; nothing falls back to anything.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cache::{Cache, CacheError, Digest, Lookup};
+use crate::host::http::{Http, HttpError};
+use crate::lock::{Lock, LockedPackage};
+
+/// How many downloads run at once: enough to hide per-request latency on a
+/// mirror, few enough to be polite to it.
+pub const PARALLEL_DOWNLOADS: usize = 4;
+
+/// What a fetch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Packages already in the cache, verified.
+    pub cached: usize,
+    /// Packages downloaded now.
+    pub downloaded: usize,
+    /// Bytes downloaded now.
+    pub downloaded_bytes: u64,
+    /// Cached blobs found corrupt (and fetched again), by package name.
+    pub repaired: Vec<String>,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Offline, and these packages are not in the cache.
+    #[error("{} package(s) are not in the cache and kiln is offline: {}", .packages.len(), .packages.join(", "))]
+    Missing {
+        /// The missing packages' names.
+        packages: Vec<String>,
+    },
+    /// A package could not be downloaded or did not match the lock.
+    #[error("cannot fetch {package} {version}: {source}")]
+    Download {
+        /// The package's name.
+        package: String,
+        /// Its locked version.
+        version: String,
+        /// What went wrong.
+        source: HttpError,
+    },
+    /// The lock holds a malformed hash.
+    #[error("the lock's entry for {package} is malformed: {detail}")]
+    BadLock {
+        /// The package's name.
+        package: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The cache could not be read or written.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The URL of a locked package on the lock's mirror.
+pub fn package_url(lock: &Lock, package: &LockedPackage) -> String {
+    format!(
+        "{}/{}",
+        lock.base.mirror.trim_end_matches('/'),
+        package.filename
+    )
+}
+
+/// Makes sure every package of `lock` is in `cache`, verified. Reports all
+/// missing packages at once when offline; stops at the first download
+/// error otherwise.
+pub fn fetch(lock: &Lock, cache: &Cache, http: &Http) -> Result<Fetched, FetchError> {
+    let mut digests = Vec::with_capacity(lock.packages.len());
+    for package in &lock.packages {
+        let digest =
+            Digest::new(&package.sha256, package.size).map_err(|e| FetchError::BadLock {
+                package: package.name.clone(),
+                detail: e.to_string(),
+            })?;
+        digests.push(digest);
+    }
+
+    let next = AtomicUsize::new(0);
+    let outcome = Mutex::new((Fetched::default(), Vec::<String>::new(), None::<FetchError>));
+    let work = || loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let (Some(package), Some(digest)) = (lock.packages.get(index), digests.get(index)) else {
+            return;
+        };
+        if outcome.lock().map(|o| o.2.is_some()).unwrap_or(true) {
+            return;
+        }
+        let result = fetch_one(lock, package, digest, cache, http);
+        let Ok(mut outcome) = outcome.lock() else {
+            return;
+        };
+        match result {
+            Ok(One::Cached) => outcome.0.cached += 1,
+            Ok(One::Downloaded { repaired }) => {
+                outcome.0.downloaded += 1;
+                outcome.0.downloaded_bytes += package.size;
+                if repaired {
+                    outcome.0.repaired.push(package.name.clone());
+                }
+            }
+            Err(FetchError::Download {
+                source: HttpError::Offline { .. },
+                ..
+            }) => outcome.1.push(package.name.clone()),
+            Err(error) => {
+                outcome.2.get_or_insert(error);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS {
+            scope.spawn(work);
+        }
+    });
+    let (mut fetched, mut missing, error) = outcome
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(error) = error {
+        return Err(error);
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(FetchError::Missing { packages: missing });
+    }
+    fetched.repaired.sort();
+    Ok(fetched)
+}
+
+enum One {
+    Cached,
+    Downloaded { repaired: bool },
+}
+
+fn fetch_one(
+    lock: &Lock,
+    package: &LockedPackage,
+    digest: &Digest,
+    cache: &Cache,
+    http: &Http,
+) -> Result<One, FetchError> {
+    let repaired = match cache.get(digest)? {
+        Lookup::Present(_) => return Ok(One::Cached),
+        Lookup::Missing => false,
+        Lookup::Corrupt { path, .. } => {
+            crate::terminal::status(&format!(
+                "the cached {} {} ({}) was corrupt; fetching it again",
+                package.name,
+                package.version,
+                path.display()
+            ));
+            true
+        }
+    };
+    http.download(&package_url(lock, package), digest, cache)
+        .map_err(|source| FetchError::Download {
+            package: package.name.clone(),
+            version: package.version.clone(),
+            source,
+        })?;
+    Ok(One::Downloaded { repaired })
+}

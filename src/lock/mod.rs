@@ -1,0 +1,413 @@
+//! The lockfile, `imagefile.lock`: every input of an image, pinned by hash.
+//!
+//! `kiln lock` writes it; `kiln fetch` and `kiln build` read it and never
+//! consult anything it does not pin. The format is YAML meant to be read in
+//! code review: one package per line, sorted by name, so an update shows
+//! as exactly the lines of the packages that changed. The writer is
+//! hand-made (not a generic serialiser) so that the same lock always gives
+//! the same bytes; the reader is serde, checked against the same types,
+//! whose JSON schema is committed at `schema/lock.schema.json`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub mod make;
+
+/// The version of the lockfile format this kiln writes and reads.
+pub const LOCK_FORMAT_VERSION: u32 = 1;
+
+/// Everything an image build needs, pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "kiln lockfile")]
+pub struct Lock {
+    /// The lockfile format version.
+    pub version: u32,
+    /// The kiln version that wrote the lock.
+    pub kiln: String,
+    /// `sha256:` and the SHA-256 of the imagefile the lock was made from.
+    pub manifest: String,
+    /// The base distribution and the signed index the packages come from.
+    pub base: LockedBase,
+    /// Seconds since 1970-01-01 UTC used for every timestamp in the image.
+    pub source_date_epoch: u64,
+    /// Every package installed in the image, sorted by name.
+    pub packages: Vec<LockedPackage>,
+    /// Every element applied, with a hash of its directory tree.
+    pub elements: Vec<LockedElement>,
+}
+
+/// The base distribution, as resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBase {
+    /// The distribution family (`debian`, `ubuntu`).
+    pub distro: String,
+    /// The release (suite or code name) as the manifest names it.
+    pub release: String,
+    /// The architecture (`amd64`, `arm64`).
+    pub arch: String,
+    /// The archive the packages are downloaded from.
+    pub mirror: String,
+    /// The signed `InRelease` file that pins the indexes.
+    pub in_release: LockedInRelease,
+    /// The package indexes the resolution read, with their hashes.
+    pub indexes: Vec<LockedFile>,
+}
+
+/// The archive's signed `InRelease` at the time of locking.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedInRelease {
+    /// The SHA-256 of the `InRelease` file as downloaded.
+    pub sha256: String,
+    /// Its `Date` field.
+    pub date: String,
+}
+
+/// A file of the archive, by path and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedFile {
+    /// The path below `dists/<release>/`.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One package, pinned to the exact `.deb` file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedPackage {
+    /// The package's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its architecture (`amd64`, or `all`).
+    pub arch: String,
+    /// The `.deb`'s size in bytes.
+    pub size: u64,
+    /// The `.deb`'s SHA-256.
+    pub sha256: String,
+    /// The `.deb`'s path below the mirror.
+    pub filename: String,
+}
+
+/// One element, pinned by a hash of its directory tree.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedElement {
+    /// The element's name.
+    pub name: String,
+    /// Where it was found: `builtin`, or the directory on the search path.
+    pub origin: String,
+    /// `sha256:` and the canonical hash of the element's tree.
+    pub tree: String,
+}
+
+/// Why a lock could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The lock's path.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not a lock this kiln understands.
+    #[error("{path} is not a valid lockfile: {message}")]
+    Invalid {
+        /// The lock's path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The lock was written by a newer format.
+    #[error("{path} has lockfile format {found}; this kiln reads format {LOCK_FORMAT_VERSION}")]
+    Version {
+        /// The lock's path.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// The file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The lock's path.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// The lockfile that belongs to a manifest: `<stem>.lock` beside it.
+pub fn path_for(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map_or_else(|| "imagefile".into(), |s| s.to_os_string());
+    let mut name = stem;
+    name.push(".lock");
+    manifest.with_file_name(name)
+}
+
+/// `sha256:` and the SHA-256 of `bytes`, as the lock records hashes.
+pub fn sha256_tag(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The lock's text: a header comment, then the fields in a fixed order.
+pub fn to_text(lock: &Lock) -> String {
+    let mut out = String::new();
+    let q = quote;
+    // `write!` to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "# Written by `kiln lock`; do not edit. It pins every input of the image:"
+    );
+    let _ = writeln!(
+        out,
+        "# review changes to it like code, and commit it beside the imagefile."
+    );
+    let _ = writeln!(out, "version: {}", lock.version);
+    let _ = writeln!(out, "kiln: {}", q(&lock.kiln));
+    let _ = writeln!(out, "manifest: {}", q(&lock.manifest));
+    let base = &lock.base;
+    let _ = writeln!(out, "base:");
+    let _ = writeln!(out, "  distro: {}", q(&base.distro));
+    let _ = writeln!(out, "  release: {}", q(&base.release));
+    let _ = writeln!(out, "  arch: {}", q(&base.arch));
+    let _ = writeln!(out, "  mirror: {}", q(&base.mirror));
+    let _ = writeln!(out, "  in_release:");
+    let _ = writeln!(out, "    sha256: {}", q(&base.in_release.sha256));
+    let _ = writeln!(out, "    date: {}", q(&base.in_release.date));
+    if base.indexes.is_empty() {
+        let _ = writeln!(out, "  indexes: []");
+    } else {
+        let _ = writeln!(out, "  indexes:");
+        for index in &base.indexes {
+            let _ = writeln!(
+                out,
+                "    - {{path: {}, size: {}, sha256: {}}}",
+                q(&index.path),
+                index.size,
+                q(&index.sha256)
+            );
+        }
+    }
+    let _ = writeln!(out, "source_date_epoch: {}", lock.source_date_epoch);
+    if lock.packages.is_empty() {
+        let _ = writeln!(out, "packages: []");
+    } else {
+        let _ = writeln!(out, "packages:");
+        for p in &lock.packages {
+            let _ = writeln!(
+                out,
+                "  - {{name: {}, version: {}, arch: {}, size: {}, sha256: {}, filename: {}}}",
+                q(&p.name),
+                q(&p.version),
+                q(&p.arch),
+                p.size,
+                q(&p.sha256),
+                q(&p.filename)
+            );
+        }
+    }
+    if lock.elements.is_empty() {
+        let _ = writeln!(out, "elements: []");
+    } else {
+        let _ = writeln!(out, "elements:");
+        for e in &lock.elements {
+            let _ = writeln!(
+                out,
+                "  - {{name: {}, origin: {}, tree: {}}}",
+                q(&e.name),
+                q(&e.origin),
+                q(&e.tree)
+            );
+        }
+    }
+    out
+}
+
+/// A double-quoted YAML scalar: every value is quoted, so no version such
+/// as `2.30` or name such as `yes` is ever read as a number or boolean.
+fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Reads the lock at `path`.
+pub fn read(path: &Path) -> Result<Lock, LockError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LockError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let lock: Lock = serde_saphyr::from_str(&text).map_err(|e| LockError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if lock.version != LOCK_FORMAT_VERSION {
+        return Err(LockError::Version {
+            path: path.to_path_buf(),
+            found: lock.version,
+        });
+    }
+    Ok(lock)
+}
+
+/// Writes the lock atomically: to a temporary file beside `path`, flushed
+/// to disk, then renamed over it, so a crash never leaves half a lock.
+/// Leaves the file untouched when its content would not change.
+/// Returns whether the file changed.
+pub fn write(path: &Path, lock: &Lock) -> Result<bool, LockError> {
+    let text = to_text(lock);
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    let write_error = |source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kiln-lock-")
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(write_error)?;
+    temp.as_file().sync_all().map_err(write_error)?;
+    temp.persist(path).map_err(|e| write_error(e.error))?;
+    Ok(true)
+}
+
+/// The lockfile's JSON schema (draft-07), committed as
+/// `schema/lock.schema.json`.
+pub fn schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft07()
+        .with(|settings| settings.inline_subschemas = true)
+        .into_generator();
+    generator.into_root_schema_for::<Lock>().to_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lock {
+        Lock {
+            version: LOCK_FORMAT_VERSION,
+            kiln: "0.1.0".into(),
+            manifest: sha256_tag(b"name: x\n"),
+            base: LockedBase {
+                distro: "debian".into(),
+                release: "bookworm".into(),
+                arch: "amd64".into(),
+                mirror: "http://mirror.example.invalid/debian".into(),
+                in_release: LockedInRelease {
+                    sha256: "ab".repeat(32),
+                    date: "Sat, 11 Jul 2026 10:16:37 UTC".into(),
+                },
+                indexes: vec![LockedFile {
+                    path: "main/binary-amd64/Packages".into(),
+                    sha256: "cd".repeat(32),
+                    size: 50_060_337,
+                }],
+            },
+            source_date_epoch: 1_783_764_997,
+            packages: vec![
+                LockedPackage {
+                    name: "libc6".into(),
+                    version: "2.36-9+deb12u13".into(),
+                    arch: "amd64".into(),
+                    size: 2_757_936,
+                    sha256: "ef".repeat(32),
+                    filename: "pool/main/g/glibc/libc6_2.36-9+deb12u13_amd64.deb".into(),
+                },
+                LockedPackage {
+                    name: "yes".into(),
+                    version: "2.30".into(),
+                    arch: "all".into(),
+                    size: 1,
+                    sha256: "01".repeat(32),
+                    filename: "pool/main/y/yes/yes_2.30_all.deb".into(),
+                },
+            ],
+            elements: vec![],
+        }
+    }
+
+    #[test]
+    fn text_round_trips_and_keeps_strings_strings() {
+        let lock = sample();
+        let text = to_text(&lock);
+        let back: Lock = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(back, lock);
+        assert!(
+            text.contains("  - {name: \"yes\", version: \"2.30\", arch: \"all\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn writing_is_atomic_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imagefile.lock");
+        assert!(write(&path, &sample()).unwrap());
+        assert!(
+            !write(&path, &sample()).unwrap(),
+            "an unchanged lock is not rewritten"
+        );
+        assert_eq!(read(&path).unwrap(), sample());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn the_lock_sits_beside_its_manifest() {
+        assert_eq!(
+            path_for(Path::new("imagefile.yaml")),
+            Path::new("imagefile.lock")
+        );
+        assert_eq!(
+            path_for(Path::new("m/debian-cloud.yaml")),
+            Path::new("m/debian-cloud.lock")
+        );
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        std::fs::write(
+            &path,
+            to_text(&sample()).replace("version: 1\n", "version: 9\n"),
+        )
+        .unwrap();
+        assert!(matches!(
+            read(&path),
+            Err(LockError::Version { found: 9, .. })
+        ));
+    }
+}

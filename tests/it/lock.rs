@@ -1,0 +1,483 @@
+//! `kiln lock` and `kiln fetch` against the real Debian mirror the host's
+//! apt sources name (these tests need the network, as CI has it), and
+//! against local `file://` copies of it for tampering: every input is
+//! verified, a damaged one is named, and offline work uses only the cache.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{kiln, repo_path};
+
+/// A cache shared by the tests that only read it, so the mirror is asked
+/// for each file once per run of the suite.
+fn shared_cache() -> PathBuf {
+    let dir = std::env::var_os("KILN_TEST_CACHE")
+        .map_or_else(
+            || std::env::temp_dir().join("kiln-test-cache"),
+            PathBuf::from,
+        )
+        .join("kiln-cache");
+    std::fs::create_dir_all(&dir).expect("create the shared cache");
+    dir
+}
+
+/// Copies the example `manifests/NAME.yaml` into `dir`.
+fn example(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::copy(repo_path(&format!("manifests/{name}.yaml")), &path).expect("copy example");
+    path
+}
+
+/// Runs kiln with `args` in `dir`; returns (exit code, stderr with
+/// miette's line wrapping and box drawing undone, so that messages can be
+/// searched whole).
+fn run(dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = kiln()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let flat = stderr
+        .replace(['│', '×'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (output.status.code().unwrap_or(-1), flat)
+}
+
+/// Reads a lock, after checking its text against the committed lock
+/// schema.
+fn read_lock(path: &Path) -> kiln::lock::Lock {
+    let text = std::fs::read_to_string(path).expect("read lock");
+    let value: serde_json::Value = serde_saphyr::from_str(&text).expect("the lock is YAML");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("schema/lock.schema.json")).expect("schema"),
+    )
+    .expect("JSON");
+    let validator = jsonschema::draft7::new(&schema).expect("a draft-07 schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} does not match schema/lock.schema.json: {errors:?}",
+        path.display()
+    );
+    kiln::lock::read(path).expect("a valid lock")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn locking_the_examples_is_exact_and_repeatable() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = shared_cache();
+    let cache = cache.to_str().expect("UTF-8 path");
+    for name in ["debian-minimal", "debian-cloud"] {
+        let manifest = example(temp.path(), name);
+        let (code, stderr) = run(
+            temp.path(),
+            &["lock", &format!("{name}.yaml"), "--cache-dir", cache],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let lock_path = temp.path().join(format!("{name}.lock"));
+        let first = std::fs::read(&lock_path).expect("lock written");
+        let lock = read_lock(&lock_path);
+
+        // The lock pins what the issue asks for.
+        assert_eq!(lock.base.distro, "debian");
+        assert_eq!(lock.base.release, "bookworm");
+        assert_eq!(
+            lock.manifest,
+            kiln::lock::sha256_tag(&std::fs::read(&manifest).expect("read"))
+        );
+        assert_eq!(lock.base.in_release.sha256.len(), 64);
+        assert!(
+            lock.source_date_epoch > 1_600_000_000,
+            "defaults to the InRelease's Date"
+        );
+        let names: Vec<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "packages are sorted by name");
+        for essential in ["apt", "base-files", "bash", "coreutils", "dpkg", "libc6"] {
+            assert!(names.contains(&essential), "{name} lacks {essential}");
+        }
+        if name == "debian-cloud" {
+            assert!(names.contains(&"openssh-server") && names.contains(&"sudo"));
+            assert!(!names.contains(&"xauth"), "Recommends are not followed");
+        }
+
+        // Unchanged manifest: nothing to do, and the file is untouched.
+        let (code, stderr) = run(
+            temp.path(),
+            &["lock", &format!("{name}.yaml"), "--cache-dir", cache],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("is up to date"), "{stderr}");
+        // Resolving again against the same mirror gives the same bytes.
+        let (code, stderr) = run(
+            temp.path(),
+            &[
+                "lock",
+                "--update",
+                &format!("{name}.yaml"),
+                "--cache-dir",
+                cache,
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            std::fs::read(&lock_path).expect("read"),
+            first,
+            "{name}: locks differ"
+        );
+    }
+}
+
+#[test]
+fn locked_packages_match_the_mirror() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = shared_cache();
+    example(temp.path(), "debian-minimal");
+    let (code, stderr) = run(
+        temp.path(),
+        &[
+            "lock",
+            "debian-minimal.yaml",
+            "--cache-dir",
+            cache.to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lock = read_lock(&temp.path().join("debian-minimal.lock"));
+    // A sample spread over the alphabet, fetched by curl, not by kiln.
+    let step = (lock.packages.len() / 5).max(1);
+    for package in lock.packages.iter().step_by(step).take(5) {
+        let url = format!("{}/{}", lock.base.mirror, package.filename);
+        let output = std::process::Command::new("curl")
+            .args(["--fail", "--silent", "--show-error", "--location", &url])
+            .output()
+            .expect("curl runs (scripts/install-test-deps installs it)");
+        assert!(
+            output.status.success(),
+            "curl {url}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout.len() as u64, package.size, "{url}: size");
+        assert_eq!(sha256_hex(&output.stdout), package.sha256, "{url}: sha256");
+    }
+}
+
+/// A lock for `debian-minimal` in `dir`, resolved against the real mirror.
+fn minimal_lock(dir: &Path) -> kiln::lock::Lock {
+    example(dir, "debian-minimal");
+    let cache = shared_cache();
+    let (code, stderr) = run(
+        dir,
+        &[
+            "lock",
+            "debian-minimal.yaml",
+            "--cache-dir",
+            cache.to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    read_lock(&dir.join("debian-minimal.lock"))
+}
+
+#[test]
+fn fetch_fills_the_cache_repairs_it_and_works_offline() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let cache = temp.path().join("cache");
+    let cache_arg = cache.to_str().expect("UTF-8").to_string();
+
+    // Offline with an empty cache: fails, naming what is missing.
+    let (code, stderr) = run(
+        temp.path(),
+        &[
+            "fetch",
+            "--offline",
+            "debian-minimal.yaml",
+            "--cache-dir",
+            &cache_arg,
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not in the cache and kiln is offline"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&lock.packages[0].name),
+        "names a missing package: {stderr}"
+    );
+
+    // Online: everything arrives, verified.
+    let (code, stderr) = run(
+        temp.path(),
+        &["fetch", "debian-minimal.yaml", "--cache-dir", &cache_arg],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} downloaded", lock.packages.len())),
+        "{stderr}"
+    );
+
+    // A damaged blob is noticed and fetched again.
+    let victim = &lock.packages[lock.packages.len() / 2];
+    let blob = cache
+        .join("blobs/sha256")
+        .join(&victim.sha256[..2])
+        .join(&victim.sha256);
+    let mut bytes = std::fs::read(&blob).expect("blob in the cache");
+    bytes[100] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("damage the blob");
+    let (code, stderr) = run(
+        temp.path(),
+        &["fetch", "debian-minimal.yaml", "--cache-dir", &cache_arg],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the cached {} {}", victim.name, victim.version)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("was corrupt; fetching it again"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&blob).expect("blob")),
+        victim.sha256
+    );
+
+    // With the mirror unreachable (a closed loopback port) a full cache is
+    // all that is needed, offline or not.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let lock_path = temp.path().join("debian-minimal.lock");
+    let text = std::fs::read_to_string(&lock_path).expect("lock");
+    let unreachable = text.replace(
+        &lock.base.mirror,
+        &format!("http://127.0.0.1:{closed_port}/debian"),
+    );
+    std::fs::write(&lock_path, unreachable).expect("point the lock at nothing");
+    for args in [&["fetch", "--offline"][..], &["fetch"][..]] {
+        let mut args = args.to_vec();
+        args.extend(["debian-minimal.yaml", "--cache-dir", &cache_arg]);
+        let (code, stderr) = run(temp.path(), &args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} already there", lock.packages.len())),
+            "{stderr}"
+        );
+    }
+}
+
+/// A `file://` copy of the parts of the mirror a lock of debian-minimal
+/// reads: the InRelease and the xz index (by hash and by name).
+fn local_mirror(dir: &Path, lock: &kiln::lock::Lock) -> PathBuf {
+    let mirror = dir.join("mirror");
+    let dists = mirror.join("dists/bookworm");
+    let index_dir = dists.join("main/binary-amd64");
+    std::fs::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir");
+    let fetch = |url: &str| -> Vec<u8> {
+        let output = std::process::Command::new("curl")
+            .args(["--fail", "--silent", "--show-error", url])
+            .output()
+            .expect("curl runs");
+        assert!(output.status.success(), "curl {url}");
+        output.stdout
+    };
+    let in_release = fetch(&format!("{}/dists/bookworm/InRelease", lock.base.mirror));
+    std::fs::write(dists.join("InRelease"), &in_release).expect("write");
+    let text = String::from_utf8_lossy(&in_release).into_owned();
+    let xz_hash = text
+        .lines()
+        .filter(|l| l.ends_with(" main/binary-amd64/Packages.xz"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|h| h.len() == 64)
+        .expect("the InRelease lists Packages.xz")
+        .to_string();
+    let xz = fetch(&format!(
+        "{}/dists/bookworm/main/binary-amd64/by-hash/SHA256/{xz_hash}",
+        lock.base.mirror
+    ));
+    std::fs::write(index_dir.join("by-hash/SHA256").join(&xz_hash), &xz).expect("write");
+    std::fs::write(index_dir.join("Packages.xz"), &xz).expect("write");
+    mirror
+}
+
+fn manifest_with_mirror(dir: &Path, mirror: &Path) -> PathBuf {
+    let path = dir.join("imagefile.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: local\nbase:\n  distro: debian\n  release: bookworm\n  mirror: file://{}\n",
+            mirror.display()
+        ),
+    )
+    .expect("write manifest");
+    path
+}
+
+#[test]
+fn tampered_inputs_are_refused_by_name() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let mirror = local_mirror(temp.path(), &lock);
+    manifest_with_mirror(temp.path(), &mirror);
+    let cache = temp.path().join("cache");
+    let cache_arg = cache.to_str().expect("UTF-8").to_string();
+
+    // The untouched local mirror locks to the same packages.
+    let (code, stderr) = run(temp.path(), &["lock", "--cache-dir", &cache_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    let local = read_lock(&temp.path().join("imagefile.lock"));
+    assert_eq!(local.packages, lock.packages);
+
+    // A changed byte in the signed text: the signature no longer verifies.
+    let in_release_path = mirror.join("dists/bookworm/InRelease");
+    let original = std::fs::read_to_string(&in_release_path).expect("read");
+    std::fs::write(
+        &in_release_path,
+        original.replacen("Origin: Debian", "Origin: Debiam", 1),
+    )
+    .expect("write");
+    let (code, stderr) = run(
+        temp.path(),
+        &["lock", "--update", "--cache-dir", &cache_arg],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("does not verify against the keyring"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("dists/bookworm/InRelease"),
+        "names the file: {stderr}"
+    );
+    std::fs::write(&in_release_path, &original).expect("restore");
+
+    // A damaged index, with an empty cache so it must be read: its hash is
+    // not the one the InRelease signs.
+    let fresh_cache = temp.path().join("cache2");
+    let fresh_arg = fresh_cache.to_str().expect("UTF-8").to_string();
+    for entry in std::fs::read_dir(mirror.join("dists/bookworm/main/binary-amd64/by-hash/SHA256"))
+        .expect("dir")
+    {
+        let path = entry.expect("entry").path();
+        let mut bytes = std::fs::read(&path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&path, bytes).expect("write");
+    }
+    let (code, stderr) = run(
+        temp.path(),
+        &["lock", "--update", "--cache-dir", &fresh_arg],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("by-hash/SHA256/"),
+        "names the index: {stderr}"
+    );
+    assert!(
+        stderr.contains("SHA-256") || stderr.contains("sha256"),
+        "{stderr}"
+    );
+
+    // A damaged .deb on the mirror: fetch refuses it, naming package and URL.
+    let package = &lock.packages[0];
+    let deb = mirror.join(&package.filename);
+    std::fs::create_dir_all(deb.parent().expect("parent")).expect("mkdir");
+    let url = format!("{}/{}", lock.base.mirror, package.filename);
+    let output = std::process::Command::new("curl")
+        .args(["--fail", "--silent", &url])
+        .output()
+        .expect("curl");
+    let mut bytes = output.stdout;
+    bytes[0] ^= 0xff;
+    std::fs::write(&deb, bytes).expect("write");
+    let one_package = kiln::lock::Lock {
+        packages: vec![package.clone()],
+        base: kiln::lock::LockedBase {
+            mirror: format!("file://{}", mirror.display()),
+            ..local.base.clone()
+        },
+        ..local.clone()
+    };
+    kiln::lock::write(&temp.path().join("imagefile.lock"), &one_package).expect("write lock");
+    let (code, stderr) = run(temp.path(), &["fetch", "--cache-dir", &fresh_arg]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot fetch {}", package.name)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&package.filename),
+        "names the URL: {stderr}"
+    );
+    assert!(
+        stderr.contains(&package.sha256),
+        "says what was expected: {stderr}"
+    );
+}
+
+#[test]
+fn lock_mistakes_point_into_the_manifest() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = shared_cache();
+    let cache = cache.to_str().expect("UTF-8");
+    std::fs::write(
+        temp.path().join("imagefile.yaml"),
+        "name: typo\nbase:\n  distro: debian\n  release: bookwrom\n",
+    )
+    .expect("write");
+    let (code, stderr) = run(temp.path(), &["lock", "--cache-dir", cache]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the mirror has no release `bookwrom`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("imagefile.yaml:4:12"),
+        "points at the release: {stderr}"
+    );
+    assert!(
+        !temp.path().join("imagefile.lock").exists(),
+        "no lock is written"
+    );
+
+    std::fs::write(
+        temp.path().join("imagefile.yaml"),
+        "name: typo\nbase:\n  distro: debian\n  release: bookworm\npackages:\n  - openssh-sever\n",
+    )
+    .expect("write");
+    let (code, stderr) = run(temp.path(), &["lock", "--cache-dir", cache]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("no package called `openssh-sever`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("openssh-server"),
+        "suggests the right name: {stderr}"
+    );
+    assert!(
+        stderr.contains("imagefile.yaml:6:5"),
+        "points at the package: {stderr}"
+    );
+    assert!(
+        !temp.path().join("imagefile.lock").exists(),
+        "no lock is written"
+    );
+}
