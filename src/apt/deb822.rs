@@ -727,36 +727,62 @@ impl fmt::Display for Dependency<'_> {
 
 impl fmt::Display for Alternative<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.package)?;
-        if let Some(qualifier) = self.arch_qualifier {
-            write!(f, ":{qualifier}")?;
-        }
-        if let Some(constraint) = &self.version {
-            write!(f, " ({constraint})")?;
-        }
-        if !self.architectures.is_empty() {
-            f.write_str(" [")?;
-            write_terms(f, &self.architectures)?;
-            f.write_str("]")?;
-        }
-        for group in &self.profiles {
-            f.write_str(" <")?;
-            write_terms(f, group)?;
-            f.write_str(">")?;
-        }
-        Ok(())
+        let terms = |terms: &[RestrictionTerm<'_>]| -> Vec<(bool, String)> {
+            terms
+                .iter()
+                .map(|t| (t.negated, t.name.to_string()))
+                .collect()
+        };
+        write_alternative(
+            f,
+            self.package,
+            self.arch_qualifier,
+            self.version.as_ref(),
+            &terms(&self.architectures),
+            &self.profiles.iter().map(|g| terms(g)).collect::<Vec<_>>(),
+        )
     }
 }
 
-fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[RestrictionTerm<'_>]) -> fmt::Result {
-    for (i, term) in terms.iter().enumerate() {
-        if i > 0 {
-            f.write_str(" ")?;
+/// Writes one alternative in Debian's syntax:
+/// `name:qual (op version) [arch …] <profile …>`. Shared by the borrowed
+/// [`Alternative`] and the index's owned copy, so the two cannot drift.
+pub(crate) fn write_alternative(
+    f: &mut fmt::Formatter<'_>,
+    package: &str,
+    qualifier: Option<&str>,
+    version: Option<&VersionConstraint>,
+    architectures: &[(bool, String)],
+    profiles: &[Vec<(bool, String)>],
+) -> fmt::Result {
+    fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[(bool, String)]) -> fmt::Result {
+        for (i, (negated, name)) in terms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if *negated {
+                f.write_str("!")?;
+            }
+            f.write_str(name)?;
         }
-        if term.negated {
-            f.write_str("!")?;
-        }
-        f.write_str(term.name)?;
+        Ok(())
+    }
+    f.write_str(package)?;
+    if let Some(qualifier) = qualifier {
+        write!(f, ":{qualifier}")?;
+    }
+    if let Some(constraint) = version {
+        write!(f, " ({constraint})")?;
+    }
+    if !architectures.is_empty() {
+        f.write_str(" [")?;
+        write_terms(f, architectures)?;
+        f.write_str("]")?;
+    }
+    for group in profiles {
+        f.write_str(" <")?;
+        write_terms(f, group)?;
+        f.write_str(">")?;
     }
     Ok(())
 }

@@ -724,38 +724,18 @@ impl fmt::Display for DependencyGroup {
 
 impl fmt::Display for DependencyAlternative {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.package)?;
-        if let Some(qualifier) = &self.arch_qualifier {
-            write!(f, ":{qualifier}")?;
-        }
-        if let Some(constraint) = &self.version {
-            write!(f, " ({constraint})")?;
-        }
-        if !self.architectures.is_empty() {
-            f.write_str(" [")?;
-            write_terms(f, &self.architectures)?;
-            f.write_str("]")?;
-        }
-        for group in &self.profiles {
-            f.write_str(" <")?;
-            write_terms(f, group)?;
-            f.write_str(">")?;
-        }
-        Ok(())
+        let terms = |terms: &[Restriction]| -> Vec<(bool, String)> {
+            terms.iter().map(|t| (t.negated, t.name.clone())).collect()
+        };
+        super::deb822::write_alternative(
+            f,
+            &self.package,
+            self.arch_qualifier.as_deref(),
+            self.version.as_ref(),
+            &terms(&self.architectures),
+            &self.profiles.iter().map(|g| terms(g)).collect::<Vec<_>>(),
+        )
     }
-}
-
-fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[Restriction]) -> fmt::Result {
-    for (i, term) in terms.iter().enumerate() {
-        if i > 0 {
-            f.write_str(" ")?;
-        }
-        if term.negated {
-            f.write_str("!")?;
-        }
-        f.write_str(&term.name)?;
-    }
-    Ok(())
 }
 
 impl fmt::Display for MultiArch {
