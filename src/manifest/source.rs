@@ -178,7 +178,93 @@ pub(super) fn parse_yaml(source: &Source) -> Result<Manifest, Problems> {
     if text.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(source.problems(vec![too_large(text.len() as u64)]));
     }
-    let options = serde_saphyr::options! {
+    // serde stops at the first error. To report the others too, the entry
+    // at fault is blanked out (replaced by spaces, so every byte offset
+    // stays valid) and the text parsed again, up to a limit. An error that
+    // is only the consequence of a blanked entry (a required key now
+    // missing) ends the search rather than being reported.
+    let mut working = text.to_string();
+    let mut problems = Vec::new();
+    // Keys blanked out, and the keys their typos probably meant.
+    let mut blanked_keys: Vec<String> = Vec::new();
+    let mut blanked_starts: Vec<usize> = Vec::new();
+    for _ in 0..MAX_STRUCTURAL_PROBLEMS {
+        let error = match serde_saphyr::from_str_with_options::<Manifest>(&working, options()) {
+            Ok(manifest) if problems.is_empty() => return Ok(manifest),
+            Ok(_) => break,
+            Err(error) => error,
+        };
+        // Blanking keeps every byte offset, so spans found in the working
+        // text point at the same bytes of the original.
+        let problem = problem_from_yaml(&error, &working);
+        let offset = problem.span.as_ref().map_or(0, |(span, _)| span.offset());
+        let repeated = problems.iter().any(|p: &Problem| {
+            p.message == problem.message && p.span.as_ref().map(|(s, _)| s.offset()) == Some(offset)
+        });
+        if !problems.is_empty()
+            && (repeated
+                || is_consequence(&error, offset, &working, &blanked_keys, &blanked_starts))
+        {
+            break;
+        }
+        problems.push(problem);
+        if !is_recoverable(&error) {
+            break;
+        }
+        if let serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } = error.without_snippet()
+            && let Some(meant) = did_you_mean(field, expected)
+            && strsim::normalized_damerau_levenshtein(field, meant) >= 0.6
+        {
+            blanked_keys.push(meant.to_string());
+        }
+        match blank_entry(&mut working, offset) {
+            Some((key, start)) => {
+                blanked_keys.push(key);
+                blanked_starts.push(start);
+            }
+            None => break,
+        }
+        if working.trim().is_empty() {
+            break;
+        }
+    }
+    Err(source.problems(problems))
+}
+
+/// Whether an error found after blanking entries is only their echo: a
+/// required key now missing (or misspelt in a blanked entry), or a parent
+/// left empty because its child was blanked.
+fn is_consequence(
+    error: &serde_saphyr::Error,
+    offset: usize,
+    working: &str,
+    blanked_keys: &[String],
+    blanked_starts: &[usize],
+) -> bool {
+    if let serde_saphyr::Error::SerdeMissingField { field, .. } = error.without_snippet() {
+        return blanked_keys.iter().any(|key| key == field);
+    }
+    // The error's line is followed (across blank lines) by a blanked entry.
+    let offset = offset.min(working.len());
+    let line_end = working[offset..]
+        .find('\n')
+        .map_or(working.len(), |i| offset + i);
+    let next_content = working[line_end..]
+        .find(|c: char| !c.is_whitespace())
+        .map_or(working.len(), |i| line_end + i);
+    blanked_starts
+        .iter()
+        .any(|&start| start > line_end && start <= next_content)
+}
+
+/// At most this many structural problems are reported at once; past a
+/// few, the rest are usually consequences of the first.
+const MAX_STRUCTURAL_PROBLEMS: usize = 20;
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             max_aliases: MAX_ALIASES,
@@ -190,9 +276,80 @@ pub(super) fn parse_yaml(source: &Source) -> Result<Manifest, Problems> {
             max_replay_stack_depth: 16,
         },
         with_snippet: false,
+    }
+}
+
+/// Whether parsing can go on past this error once its entry is blanked:
+/// mistakes in one entry (an unknown key, a wrong value), not in the YAML
+/// itself.
+fn is_recoverable(error: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    matches!(
+        error.without_snippet(),
+        E::SerdeUnknownField { .. }
+            | E::SerdeUnknownVariant { .. }
+            | E::SerdeInvalidType { .. }
+            | E::Message { .. }
+            | E::InvalidScalar { .. }
+            | E::NullIntoString { .. }
+            | E::DuplicateMappingKey { .. }
+            | E::Unexpected { .. }
+    )
+}
+
+/// Blanks the block-style entry on the line holding `offset`: from its key
+/// (after a list item's `- `, unless the item is a plain value) to the end
+/// of the line, and every following line indented deeper (its children).
+/// Returns the entry's key and where the blanking starts, or `None` when
+/// there is nothing sensible to blank.
+fn blank_entry(text: &mut String, offset: usize) -> Option<(String, usize)> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = line_of(text, line_start).to_string();
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let item = line[indent..].starts_with("- ");
+    // A list item holding a plain value goes whole, dash included, or the
+    // list would keep an empty (null) item.
+    let plain_item = item && !line[indent + 2..].contains(": ") && !line.trim_end().ends_with(':');
+    let key_column = if item && !plain_item {
+        indent + 2 + (line[indent + 2..].len() - line[indent + 2..].trim_start_matches(' ').len())
+    } else {
+        indent
     };
-    serde_saphyr::from_str_with_options::<Manifest>(text, options)
-        .map_err(|error| source.problems(vec![problem_from_yaml(&error, text)]))
+    let key = line[key_column..]
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut end = line_start + line.len();
+    // Children: following lines that are blank, comments, or indented
+    // deeper than the entry's key.
+    while end < text.len() {
+        let next_start = end + 1;
+        let next = line_of(text, next_start.min(text.len()));
+        let next_indent = next.len() - next.trim_start_matches(' ').len();
+        let is_child = !next.trim().is_empty()
+            && !next.trim_start().starts_with('#')
+            && next_indent > key_column;
+        if !is_child {
+            break;
+        }
+        end = next_start + next.len();
+    }
+    let start = line_start + key_column;
+    if start >= end {
+        return None;
+    }
+    let blanked: String = text[start..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    // Spaces for characters keeps line numbers; for multi-byte characters
+    // pad so that byte offsets after the entry stay the same too.
+    let padding = (end - start).saturating_sub(blanked.len());
+    text.replace_range(start..end, &format!("{blanked}{}", " ".repeat(padding)));
+    Some((key, start))
 }
 
 /// Turns a YAML or type error into a problem with a span and advice.

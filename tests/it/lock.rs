@@ -79,7 +79,7 @@ fn locking_the_examples_is_exact_and_repeatable() {
     let temp = tempfile::tempdir().expect("tempdir");
     let cache = shared_cache();
     let cache = cache.to_str().expect("UTF-8 path");
-    for name in ["debian-minimal", "debian-cloud"] {
+    for name in ["debian-minimal", "debian-cloud", "debian-state"] {
         let manifest = example(temp.path(), name);
         let (code, stderr) = run(
             temp.path(),
