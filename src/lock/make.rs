@@ -350,7 +350,20 @@ fn load_index(
     } else {
         format!("{dists}/{compressed_path}")
     };
-    let blob = http.download(&url, &compressed_digest, cache)?;
+
+    let plain_url = format!("{dists}/{compressed_path}");
+    let blob = match http.download(&url, &compressed_digest, cache) {
+        // Partial mirrors (aptly, apt-mirror) often lack `by-hash/`; the
+        // file by name is checked against the same hash, so trust is the
+        // same. Say so rather than switch quietly.
+        Err(HttpError::NotFound { .. }) if url != plain_url => {
+            crate::terminal::status(&format!(
+                "{url} does not exist; fetching {plain_url} instead (checked against the same hash)"
+            ));
+            http.download(&plain_url, &compressed_digest, cache)?
+        }
+        other => other?,
+    };
     let file = std::fs::File::open(&blob).map_err(|e| cache_error(&e))?;
     let mut reader: Box<dyn Read> = match kind {
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new(std::io::BufReader::new(file))),
