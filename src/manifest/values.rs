@@ -79,6 +79,25 @@ macro_rules! checked_string {
     };
 }
 
+/// Gives a `String` newtype its `as_str` and a `Display` that writes it as
+/// it was parsed.
+macro_rules! text_newtype {
+    ($ty:ident) => {
+        impl $ty {
+            /// The value as written.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------- sizes
 
 /// Binary units kiln accepts, longest spelling first so `MiB` wins over `M`.
@@ -364,24 +383,13 @@ macro_rules! name_type {
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $ty(String);
 
-        impl $ty {
-            /// The name as written.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
+        text_newtype!($ty);
 
         impl FromStr for $ty {
             type Err = ValueError;
             fn from_str(text: &str) -> Result<Self, ValueError> {
                 check_name(text, $what, $max)?;
                 Ok($ty(text.to_string()))
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
             }
         }
 
@@ -419,13 +427,6 @@ name_type!(
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Release(String);
 
-impl Release {
-    /// The release as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl FromStr for Release {
     type Err = ValueError;
     fn from_str(text: &str) -> Result<Self, ValueError> {
@@ -434,11 +435,7 @@ impl FromStr for Release {
     }
 }
 
-impl fmt::Display for Release {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(Release);
 
 // YAML reads `release: 12` as a number; kiln takes it as the text "12", and
 // the schema must not make editors flag it.
@@ -457,13 +454,6 @@ checked_string!(
 /// qualified with an architecture (`libc6:amd64`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PackageName(String);
-
-impl PackageName {
-    /// The name as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 impl FromStr for PackageName {
     type Err = ValueError;
@@ -498,11 +488,7 @@ impl FromStr for PackageName {
     }
 }
 
-impl fmt::Display for PackageName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(PackageName);
 
 checked_string!(
     PackageName,
@@ -517,13 +503,6 @@ checked_string!(
 /// The name of an environment variable handed to elements.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EnvName(String);
-
-impl EnvName {
-    /// The name as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 impl FromStr for EnvName {
     type Err = ValueError;
@@ -541,11 +520,7 @@ impl FromStr for EnvName {
     }
 }
 
-impl fmt::Display for EnvName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(EnvName);
 
 checked_string!(
     EnvName,
@@ -567,13 +542,6 @@ pub(crate) const LABEL_MAX_BYTES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label(String);
 
-impl Label {
-    /// The label as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl FromStr for Label {
     type Err = ValueError;
 
@@ -583,11 +551,7 @@ impl FromStr for Label {
     }
 }
 
-impl fmt::Display for Label {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(Label);
 
 checked_string!(
     Label,
@@ -607,11 +571,6 @@ checked_string!(
 pub struct Mountpoint(String);
 
 impl Mountpoint {
-    /// The path as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Whether this is the root of the tree.
     pub fn is_root(&self) -> bool {
         self.0 == "/"
@@ -661,11 +620,7 @@ impl FromStr for Mountpoint {
     }
 }
 
-impl fmt::Display for Mountpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(Mountpoint);
 
 checked_string!(
     Mountpoint,
@@ -680,13 +635,6 @@ checked_string!(
 /// Mount options for `/etc/fstab`, comma separated: `defaults,noatime`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MountOptions(String);
-
-impl MountOptions {
-    /// The options as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 impl FromStr for MountOptions {
     type Err = ValueError;
@@ -706,11 +654,7 @@ impl FromStr for MountOptions {
     }
 }
 
-impl fmt::Display for MountOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(MountOptions);
 
 checked_string!(
     MountOptions,
@@ -726,13 +670,6 @@ checked_string!(
 /// Where to download from: an `http://`, `https://` or `file://` URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SourceUrl(String);
-
-impl SourceUrl {
-    /// The URL as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 impl FromStr for SourceUrl {
     type Err = ValueError;
@@ -757,11 +694,7 @@ impl FromStr for SourceUrl {
     }
 }
 
-impl fmt::Display for SourceUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(SourceUrl);
 
 checked_string!(
     SourceUrl,
@@ -775,13 +708,6 @@ checked_string!(
 /// A SHA-256 digest written as 64 lowercase hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sha256Hex(String);
-
-impl Sha256Hex {
-    /// The digest as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 impl FromStr for Sha256Hex {
     type Err = ValueError;
@@ -798,11 +724,7 @@ impl FromStr for Sha256Hex {
     }
 }
 
-impl fmt::Display for Sha256Hex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(Sha256Hex);
 
 checked_string!(
     Sha256Hex,
