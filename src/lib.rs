@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod host;
 pub mod lock;
 pub mod manifest;
+pub mod plan;
 pub mod terminal;
 
 pub use failure::Failure;
