@@ -7,6 +7,7 @@
 
 pub mod apt;
 pub mod cache;
+pub mod chroot;
 pub mod cli;
 pub mod commands;
 pub mod failure;

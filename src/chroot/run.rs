@@ -1,0 +1,251 @@
+//! Running a command inside the image tree (DIB's in-target phases) or
+//! beside it (root.d, extra-data.d, block-device.d, cleanup.d), so that
+//! nothing it starts can outlive it or kiln.
+//!
+//! Each command gets a PID namespace of its own; its first process is the
+//! namespace's init, and when that exits or is killed the kernel kills
+//! every process left in the namespace, so a daemon a script started (or
+//! `sleep 1000 &`) cannot keep the tree busy. And the namespace's init dies
+//! with kiln, even on SIGKILL.
+//!
+//! ## Why util-linux and not fork
+//! Doing this in process needs `fork` and code between `fork` and `exec`
+//! (`unshare(CLONE_NEWPID)`, a second fork, `prctl(PR_SET_PDEATHSIG)`,
+//! mounting /proc, `chroot`), all of which is `unsafe` in Rust, and the
+//! crate forbids `unsafe`. util-linux, which every Debian host has
+//! (`Essential: yes`), already implements it, so the command line is
+//!
+//! ```text
+//! setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child=KILL \
+//!     --mount-proc=/proc --root=<tree> --wd=/ -- <argv>
+//! ```
+//!
+//! `setpriv` sets the parent-death signal of `unshare` to SIGKILL and execs
+//! it, so `unshare` dies with the kiln thread that started it. `unshare`
+//! forks the namespace's init, which gets SIGKILL when `unshare` dies
+//! (`--kill-child`), and relays its exit status. `--mount-proc` mounts a
+//! /proc for the new PID namespace inside the tree, in a mount namespace of
+//! the command's own (a child of the build's), so the command sees its own
+//! processes and every mount a script leaves behind vanishes with it.
+//! Commands outside the chroot get the same PID namespace but stay in the
+//! build's mount namespace, because root.d and block-device.d scripts mount
+//! things into the tree that later phases need.
+//!
+//! Known gaps: the parent-death signal is tied to the *thread* that spawned
+//! the command, so the build must not run commands from short-lived
+//! threads; a SIGKILL of kiln in the microseconds between `fork` and
+//! `setpriv`'s `prctl` would leave that one command running; and
+//! util-linux 2.38's `unshare` reports an init killed by a signal as exit
+//! status 1 (with "sigprocmask unblock failed") rather than re-raising it.
+//! The command is PID 1 of its namespace, so signals it has no handler for
+//! are ignored when sent from inside it (a script's `kill $$`).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use super::ChrootError;
+use super::signals::{self, Running};
+
+/// How many of a command's last output lines are kept for error messages.
+pub const TAIL_LINES: usize = 40;
+
+/// The `PATH` every command gets.
+pub const CHROOT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+const SETPRIV_CANDIDATES: [&str; 2] = ["/usr/bin/setpriv", "/bin/setpriv"];
+const UNSHARE_CANDIDATES: [&str; 2] = ["/usr/bin/unshare", "/bin/unshare"];
+
+/// How a command ended, with the end of its output.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its last [`TAIL_LINES`] lines of output (stdout and stderr merged).
+    pub tail: Vec<String>,
+    /// The command line, for messages.
+    pub command: String,
+}
+
+impl Finished {
+    /// `Ok` when the command exited 0; otherwise [`ChrootError::Failed`]
+    /// carrying its last lines of output.
+    pub fn check(self) -> Result<(), ChrootError> {
+        if self.status.success() {
+            return Ok(());
+        }
+        Err(ChrootError::Failed {
+            command: self.command,
+            status: describe(self.status),
+            tail: self.tail.join("\n"),
+        })
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        (None, None) => status.to_string(),
+    }
+}
+
+/// Runs `argv` chrooted into `root` (working directory `/`) in a new PID
+/// namespace, with only `env`, `PATH` ([`CHROOT_PATH`]) and
+/// `DEBIAN_FRONTEND=noninteractive` in its environment (entries in `env`
+/// win). Output is streamed to `log` as it comes; the exit status is the
+/// caller's to judge ([`Finished::check`]). Shells out to util-linux's
+/// `setpriv` and `unshare` (see the module documentation).
+pub fn run_in_chroot(
+    root: &Path,
+    argv: &[String],
+    env: &[(String, String)],
+    log: &mut dyn Write,
+) -> Result<Finished, ChrootError> {
+    let proc = root.join("proc");
+    if !proc.is_dir() {
+        std::fs::create_dir_all(&proc).map_err(|source| ChrootError::Io {
+            action: "create",
+            path: proc.clone(),
+            source,
+        })?;
+    }
+    let mut namespace_args: Vec<std::ffi::OsString> = vec![
+        "--mount-proc=/proc".into(),
+        {
+            let mut root_arg = std::ffi::OsString::from("--root=");
+            root_arg.push(root.as_os_str());
+            root_arg
+        },
+        "--wd=/".into(),
+    ];
+    namespace_args.push("--".into());
+    run(&namespace_args, argv, env, log)
+}
+
+/// Runs `argv` on the host, beside the tree (DIB's outside-chroot phases),
+/// in a new PID namespace but in the build's mount namespace, with the
+/// same environment rules as [`run_in_chroot`] plus `TARGET_ROOT=<root>`.
+/// Shells out to util-linux's `setpriv` and `unshare`.
+pub fn run_outside_chroot(
+    target_root: &Path,
+    argv: &[String],
+    env: &[(String, String)],
+    log: &mut dyn Write,
+) -> Result<Finished, ChrootError> {
+    let mut env = env.to_vec();
+    env.push(("TARGET_ROOT".to_string(), target_root.display().to_string()));
+    run(&["--".into()], argv, &env, log)
+}
+
+fn find_tool(program: &'static str, candidates: &[&str]) -> Result<PathBuf, ChrootError> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .ok_or(ChrootError::ToolMissing { program })
+}
+
+fn run(
+    namespace_args: &[std::ffi::OsString],
+    argv: &[String],
+    env: &[(String, String)],
+    log: &mut dyn Write,
+) -> Result<Finished, ChrootError> {
+    signals::check()?;
+    let command_line = argv.join(" ");
+    let setpriv = find_tool("setpriv", &SETPRIV_CANDIDATES)?;
+    let unshare = find_tool("unshare", &UNSHARE_CANDIDATES)?;
+
+    let (reader, writer) = std::io::pipe().map_err(|source| ChrootError::Spawn {
+        command: command_line.clone(),
+        source,
+    })?;
+    let writer_for_stderr = writer.try_clone().map_err(|source| ChrootError::Spawn {
+        command: command_line.clone(),
+        source,
+    })?;
+
+    let mut command = Command::new(setpriv);
+    command
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(unshare)
+        .args(["--pid", "--fork", "--kill-child=KILL"])
+        .args(namespace_args)
+        .args(argv)
+        .env_clear()
+        .env("PATH", CHROOT_PATH)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_for_stderr);
+    let spawned = {
+        let _unblocked = signals::Unblocked::new();
+        command.spawn()
+    };
+    // The command holds our copies of the pipe's write end; only when they
+    // are closed does the reader see the end of the output.
+    drop(command);
+    let mut child = spawned.map_err(|source| ChrootError::Spawn {
+        command: command_line.clone(),
+        source,
+    })?;
+    let running = Running::register(child.id());
+
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    let mut log_error = None;
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                if log_error.is_none()
+                    && let Err(error) = log.write_all(&line)
+                {
+                    // Keep draining, or the command would block on a full pipe.
+                    log_error = Some(error);
+                }
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                let text = String::from_utf8_lossy(&line);
+                tail.push_back(text.trim_end_matches(['\n', '\r']).to_string());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                log_error.get_or_insert(error);
+                break;
+            }
+        }
+    }
+    // Unregister before reaping: once reaped, the pid may belong to
+    // someone else.
+    drop(running);
+    let status = child.wait().map_err(|source| ChrootError::Spawn {
+        command: command_line.clone(),
+        source,
+    })?;
+    let _ = log.flush();
+    signals::check()?;
+    if let Some(source) = log_error {
+        return Err(ChrootError::Io {
+            action: "write the build log for",
+            path: PathBuf::from(&command_line),
+            source,
+        });
+    }
+    Ok(Finished {
+        status,
+        tail: tail.into(),
+        command: command_line,
+    })
+}
