@@ -64,6 +64,11 @@ use super::version::Version;
 /// priority set.
 const MINBASE_EXTRA: &[&str] = &["apt"];
 
+/// Added, as debootstrap does from bookworm on, when the archive has it:
+/// kiln lays out merged /usr itself, and without this `init-system-helpers`'
+/// `usrmerge | usr-is-merged` would pick `usrmerge`, which drags in perl.
+const MERGED_USR_MARKER: &str = "usr-is-merged";
+
 /// A "did you mean" suggestion for a seed is at most this many edits away
 /// per [`SUGGESTION_CHARS_PER_EDIT`] characters of the name (at least one),
 /// so short names are not matched to unrelated ones.
@@ -322,6 +327,9 @@ pub fn minbase_seeds(index: &PackageIndex) -> Vec<SeedRequest> {
         .map(|package| package.name.as_str())
         .collect();
     names.extend(MINBASE_EXTRA);
+    if index.newest(MERGED_USR_MARKER).is_some() {
+        names.insert(MERGED_USR_MARKER);
+    }
     names.into_iter().map(SeedRequest::new).collect()
 }
 
@@ -1564,6 +1572,18 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(names, ["apt", "dpkg", "mawk", "sed"]);
+
+        // With usr-is-merged in the archive it is seeded, as debootstrap
+        // does, so that `usrmerge | usr-is-merged` needs no perl.
+        let index = super::tests::index(&[
+            pkg("dpkg", "1", &["Essential: yes"]),
+            pkg("usr-is-merged", "1", &["Priority: optional"]),
+        ]);
+        let names: Vec<String> = minbase_seeds(&index)
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, ["apt", "dpkg", "usr-is-merged"]);
     }
 
     #[test]
