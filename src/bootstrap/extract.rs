@@ -1,0 +1,305 @@
+//! The first stage of a Debian bootstrap: the essential set unpacked into
+//! the tree by kiln itself, and the files dpkg and apt need before they can
+//! run inside it.
+//!
+//! What is written mirrors the two reference tools (read from
+//! debootstrap 1.0.128's `first_stage_install` and mmdebstrap 1.3's
+//! `run_setup`): an empty `var/lib/dpkg/status` and `available`
+//! (debootstrap), `var/lib/dpkg/arch` and dpkg's and apt's state and cache
+//! directories (mmdebstrap), `/tmp` as 1777, and the placeholder
+//! `etc/fstab` both write. Neither the host's `resolv.conf` nor its
+//! `hostname` is copied: they would make the tree depend on the build host.
+//! The essential `.deb`s are then placed in `var/cache/apt/archives/` for
+//! the in-chroot `dpkg --install` that registers and configures them.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{Cache, CacheError, Digest};
+use crate::lock::{Lock, LockedPackage};
+
+use super::deb::{DebError, unpack_data};
+use super::essential::{EssentialError, essential_set};
+use super::merged_usr::{MergedUsrError, create_merged_usr};
+use super::repo::{RepoError, link_or_copy};
+
+/// Directories created empty (mode 0755) before dpkg first runs.
+const SKELETON_DIRS: [&str; 15] = [
+    "etc/apt/apt.conf.d",
+    "etc/apt/sources.list.d",
+    "etc/apt/preferences.d",
+    "etc/dpkg/dpkg.cfg.d",
+    "var/cache/apt/archives/partial",
+    "var/lib/apt/lists/partial",
+    "var/lib/dpkg/alternatives",
+    "var/lib/dpkg/info",
+    "var/lib/dpkg/triggers",
+    "var/lib/dpkg/updates",
+    "var/log/apt",
+    "var/lib/dpkg",
+    "var/cache/apt",
+    "etc/apt",
+    "tmp",
+];
+
+/// Why the first stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The essential set could not be worked out.
+    #[error(transparent)]
+    Essential(#[from] EssentialError),
+    /// The merged-/usr links could not be made.
+    #[error(transparent)]
+    MergedUsr(#[from] MergedUsrError),
+    /// A package could not be unpacked.
+    #[error("cannot unpack {package}: {source}")]
+    Unpack {
+        /// The package.
+        package: String,
+        /// What went wrong.
+        source: Box<DebError>,
+    },
+    /// The cache could not be read.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A locked file is not in the cache (or failed its check there).
+    #[error("{what} is not in the cache at {cache}; run `kiln fetch` first")]
+    NotCached {
+        /// The package or index.
+        what: String,
+        /// The cache directory.
+        cache: PathBuf,
+    },
+    /// A digest in the lock is not a SHA-256.
+    #[error("{what}: {reason}")]
+    InvalidLock {
+        /// The package or index.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An index in the cache is not UTF-8 text.
+    #[error("cannot read index {path}: {source}")]
+    ReadIndex {
+        /// The blob.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The repository or a staged `.deb` could not be written.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// A file of the skeleton could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+/// The text of every `Packages` index the lock pins, read from the cache
+/// (where `kiln lock` put them, checked against their hashes).
+pub fn load_indexes(lock: &Lock, cache: &Cache) -> Result<Vec<String>, BootstrapError> {
+    lock.base
+        .indexes
+        .iter()
+        .map(|index| {
+            let path = cached(cache, &index.path, &index.sha256, index.size)?;
+            fs::read_to_string(&path).map_err(|source| BootstrapError::ReadIndex { path, source })
+        })
+        .collect()
+}
+
+/// The verified cache blob of a locked package.
+pub fn cached_deb(cache: &Cache, package: &LockedPackage) -> Result<PathBuf, BootstrapError> {
+    cached(cache, &package.name, &package.sha256, package.size)
+}
+
+fn cached(cache: &Cache, what: &str, sha256: &str, size: u64) -> Result<PathBuf, BootstrapError> {
+    let digest = Digest::new(sha256, size).map_err(|e| BootstrapError::InvalidLock {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })?;
+    match cache.get(&digest)?.path() {
+        Some(path) => Ok(path.to_path_buf()),
+        None => Err(BootstrapError::NotCached {
+            what: what.to_string(),
+            cache: cache.dir().to_path_buf(),
+        }),
+    }
+}
+
+/// Makes the merged-/usr links in `root` (which must exist) and unpacks
+/// the data of every package of [`essential_set`] into it, in lock order.
+/// Returns the names unpacked.
+pub fn extract_essential(
+    lock: &Lock,
+    cache: &Cache,
+    index_texts: &[&str],
+    root: &Path,
+) -> Result<Vec<String>, BootstrapError> {
+    create_merged_usr(root, &lock.base.arch)?;
+    let essential = essential_set(lock, index_texts)?;
+    let mut names = Vec::with_capacity(essential.len());
+    for package in essential {
+        let deb = cached_deb(cache, package)?;
+        unpack_data(&deb, root).map_err(|source| BootstrapError::Unpack {
+            package: package.name.clone(),
+            source: Box::new(source),
+        })?;
+        names.push(package.name.clone());
+    }
+    Ok(names)
+}
+
+/// Writes the directories and files dpkg and apt need before their first
+/// run in `root`; files already there (from a package) are kept.
+pub fn write_dpkg_skeleton(root: &Path, arch: &str) -> Result<(), BootstrapError> {
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BootstrapError::Write { path, source }
+    };
+    for dir in SKELETON_DIRS {
+        let path = root.join(dir);
+        if !path.is_dir() {
+            fs::create_dir_all(&path).map_err(write_error(&path))?;
+        }
+    }
+    let tmp = root.join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(write_error(&tmp))?;
+    let files = [
+        ("var/lib/dpkg/status", String::new()),
+        ("var/lib/dpkg/available", String::new()),
+        ("var/lib/dpkg/arch", format!("{arch}\n")),
+        (
+            "etc/fstab",
+            "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n".to_string(),
+        ),
+    ];
+    for (name, content) in files {
+        let path = root.join(name);
+        if fs::symlink_metadata(&path).is_err() {
+            fs::write(&path, content).map_err(write_error(&path))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .map_err(write_error(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Places the `.deb` of each of `packages` in `root/var/cache/apt/archives/`
+/// (hard links to the cache where possible) and returns their paths as the
+/// chroot sees them, in the same order, for `dpkg --install`.
+pub fn stage_debs(
+    cache: &Cache,
+    packages: &[&LockedPackage],
+    root: &Path,
+) -> Result<Vec<String>, BootstrapError> {
+    let archives = Path::new("var/cache/apt/archives");
+    let dir = root.join(archives);
+    fs::create_dir_all(&dir).map_err(|source| BootstrapError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut staged = Vec::with_capacity(packages.len());
+    for package in packages {
+        let blob = cached_deb(cache, package)?;
+        // The digest keeps names unique and free of anything path-like.
+        let name = format!("{}_{}.deb", package.name, package.sha256);
+        if !package
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return Err(BootstrapError::InvalidLock {
+                what: package.name.clone(),
+                reason: "not a Debian package name".to_string(),
+            });
+        }
+        link_or_copy(&blob, &dir.join(&name))?;
+        staged.push(format!("/{}/{name}", archives.display()));
+    }
+    Ok(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    use crate::bootstrap::deb::tests::{craft_deb, raw_header};
+    use crate::bootstrap::essential::tests::lock_of;
+
+    #[test]
+    fn skeleton_has_what_dpkg_and_apt_need_and_keeps_existing_files() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        fs::write(root.path().join("etc/fstab"), "from a package\n").unwrap();
+        write_dpkg_skeleton(root.path(), "arm64").unwrap();
+        let r = |rel: &str| root.path().join(rel);
+        assert_eq!(fs::read_to_string(r("var/lib/dpkg/status")).unwrap(), "");
+        assert_eq!(fs::read_to_string(r("var/lib/dpkg/available")).unwrap(), "");
+        assert_eq!(
+            fs::read_to_string(r("var/lib/dpkg/arch")).unwrap(),
+            "arm64\n"
+        );
+        assert_eq!(
+            fs::read_to_string(r("etc/fstab")).unwrap(),
+            "from a package\n"
+        );
+        assert!(r("var/lib/dpkg/info").is_dir());
+        assert!(r("var/cache/apt/archives/partial").is_dir());
+        assert_eq!(fs::metadata(r("tmp")).unwrap().mode() & 0o7777, 0o1777);
+    }
+
+    #[test]
+    fn essential_packages_are_unpacked_from_the_cache_with_merged_usr() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let mut digests = Vec::new();
+        for (name, file) in [("ess", &b"./bin/ess"[..]), ("opt", b"./bin/opt")] {
+            let deb = dir.path().join(format!("{name}.deb"));
+            let mut header = raw_header(file, tar::EntryType::Regular, b"", 3);
+            header.set_mode(0o755);
+            header.set_cksum();
+            craft_deb(&deb, b"2.0\n", &[(header, b"hi\n")]);
+            let bytes = fs::read(&deb).unwrap();
+            let digest = Digest::of_bytes(&bytes);
+            cache.insert_bytes(&bytes, &digest).unwrap();
+            digests.push(digest);
+        }
+        let mut lock = lock_of(&[("ess", &digests[0].sha256), ("opt", &digests[1].sha256)]);
+        for (package, digest) in lock.packages.iter_mut().zip(&digests) {
+            package.size = digest.size;
+        }
+        let index = format!(
+            "Package: ess\nEssential: yes\nFilename: pool/ess_1_amd64.deb\nSHA256: {}\n\n\
+             Package: opt\nPriority: optional\nFilename: pool/opt_1_amd64.deb\nSHA256: {}\n",
+            digests[0].sha256, digests[1].sha256
+        );
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let names = extract_essential(&lock, &cache, &[&index], &root).unwrap();
+        assert_eq!(names, ["ess"]);
+        assert_eq!(
+            fs::read_to_string(root.join("usr/bin/ess")).unwrap(),
+            "hi\n"
+        );
+        assert!(!root.join("usr/bin/opt").exists());
+        assert!(
+            fs::symlink_metadata(root.join("bin"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        let staged = stage_debs(&cache, &[&lock.packages[0]], &root).unwrap();
+        assert_eq!(staged.len(), 1);
+        let staged_path = root.join(staged[0].trim_start_matches('/'));
+        assert_eq!(Digest::of_file(&staged_path).unwrap(), digests[0]);
+    }
+}

@@ -1,0 +1,31 @@
+//! Bootstrap: turn a lock and the cache into a root tree without
+//! debootstrap or mmdebstrap on the host.
+//!
+//! The stage unpacks the essential set from the cached, verified `.deb`s
+//! into the tree (merged /usr, as bookworm expects), writes the few files
+//! dpkg and apt need to start, and builds a local apt repository of exactly
+//! the locked files, so that the chroot runner can let the target's own
+//! dpkg configure the essential set and its own apt install the rest.
+//!
+//! - [`deb`]: reading a `.deb` (control file, data unpacked safely).
+//! - [`merged_usr`]: the `/bin -> usr/bin`, … links.
+//! - [`paragraphs`]: each locked package's paragraph in the lock's indexes.
+//! - [`essential`]: which locked packages are unpacked first.
+//! - [`repo`]: the local repository and the apt configuration that points
+//!   at it.
+//! - [`extract`]: the first stage itself.
+
+pub mod deb;
+pub mod essential;
+pub mod extract;
+pub mod merged_usr;
+pub mod paragraphs;
+pub mod repo;
+
+pub use deb::{DebError, UnpackReport, read_control, unpack_data};
+pub use essential::essential_set;
+pub use extract::{
+    BootstrapError, extract_essential, load_indexes, stage_debs, write_dpkg_skeleton,
+};
+pub use merged_usr::create_merged_usr;
+pub use repo::{write_apt_setup, write_local_repo};
