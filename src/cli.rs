@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::commands::build::BuildSettings;
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
 use crate::commands::lock::LockSettings;
@@ -49,6 +50,21 @@ enum CliCommand {
         /// Resolve against the mirror again even if the lock is up to date.
         #[arg(long)]
         update: bool,
+        /// Where downloads are cached (default: /var/cache/kiln for root).
+        #[arg(long, env = "KILN_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Build the image's root tree from the lock (as root).
+    Build {
+        /// The imagefile to build (its lock sits beside it).
+        #[arg(default_value = "imagefile.yaml")]
+        path: PathBuf,
+        /// Where results are written.
+        #[arg(short, long, default_value = "out")]
+        output: PathBuf,
+        /// Use only the cache; fail naming any package that is missing.
+        #[arg(long)]
+        offline: bool,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -126,6 +142,8 @@ pub enum Command {
     Lock(LockSettings),
     /// `kiln fetch`.
     Fetch(FetchSettings),
+    /// `kiln build`.
+    Build(BuildSettings),
     /// `kiln init`.
     Init(InitSettings),
 }
@@ -163,6 +181,17 @@ where
             path,
             update,
             cache_dir,
+        }),
+        CliCommand::Build {
+            path,
+            output,
+            offline,
+            cache_dir,
+        } => Command::Build(BuildSettings {
+            path,
+            output,
+            cache_dir,
+            offline,
         }),
         CliCommand::Fetch {
             path,

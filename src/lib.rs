@@ -31,6 +31,7 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Schema { lock } => commands::schema::run(lock),
         Command::Lock(settings) => commands::lock::run(&settings),
         Command::Fetch(settings) => commands::fetch::run(&settings),
+        Command::Build(settings) => commands::build::run(&settings),
         Command::Init(init) => commands::init::run(&init),
     }
 }

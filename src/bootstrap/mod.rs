@@ -14,10 +14,13 @@
 //! - [`repo`]: the local repository and the apt configuration that points
 //!   at it.
 //! - [`extract`]: the first stage itself.
+//! - [`install`]: the second stage, in the chroot, and the check that
+//!   the tree holds exactly the lock.
 
 pub mod deb;
 pub mod essential;
 pub mod extract;
+pub mod install;
 pub mod merged_usr;
 pub mod paragraphs;
 pub mod repo;
@@ -27,5 +30,6 @@ pub use essential::essential_set;
 pub use extract::{
     BootstrapError, extract_essential, load_indexes, stage_debs, write_dpkg_skeleton,
 };
+pub use install::{Bootstrapped, InstallError, bootstrap};
 pub use merged_usr::create_merged_usr;
 pub use repo::{write_apt_setup, write_local_repo};

@@ -2,6 +2,7 @@
 //! [`crate::cli`]) and a `run` function that does the command's work by
 //! calling the pipeline stages.
 
+pub mod build;
 pub mod fetch;
 pub mod init;
 pub mod lock;
