@@ -65,6 +65,10 @@ enum CliCommand {
         /// Use only the cache; fail naming any package that is missing.
         #[arg(long)]
         offline: bool,
+        /// Fail if the lock is missing or older than the imagefile, rather
+        /// than locking first (for CI).
+        #[arg(long)]
+        locked: bool,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -186,12 +190,14 @@ where
             path,
             output,
             offline,
+            locked,
             cache_dir,
         } => Command::Build(BuildSettings {
             path,
             output,
             cache_dir,
             offline,
+            locked,
         }),
         CliCommand::Fetch {
             path,

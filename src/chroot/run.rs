@@ -95,6 +95,21 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Arguments shown of a command in messages; `dpkg --install` with a
+/// hundred paths says how many it had instead.
+const SHOWN_ARGS: usize = 6;
+
+fn shown_command(argv: &[String]) -> String {
+    if argv.len() <= SHOWN_ARGS {
+        return argv.join(" ");
+    }
+    format!(
+        "{} … ({} more arguments)",
+        argv[..SHOWN_ARGS].join(" "),
+        argv.len() - SHOWN_ARGS
+    )
+}
+
 /// Runs `argv` chrooted into `root` (working directory `/`) in a new PID
 /// namespace, with only `env`, `PATH` ([`CHROOT_PATH`]) and
 /// `DEBIAN_FRONTEND=noninteractive` in its environment (entries in `env`
@@ -158,7 +173,7 @@ fn run(
     log: &mut dyn Write,
 ) -> Result<Finished, ChrootError> {
     signals::check()?;
-    let command_line = argv.join(" ");
+    let command_line = shown_command(argv);
     let setpriv = find_tool("setpriv", &SETPRIV_CANDIDATES)?;
     let unshare = find_tool("unshare", &UNSHARE_CANDIDATES)?;
 

@@ -26,6 +26,9 @@ pub struct BuildSettings {
     pub cache_dir: Option<PathBuf>,
     /// Use only the cache (`kiln fetch --offline` rules).
     pub offline: bool,
+    /// Refuse to build when the lock is missing or older than the
+    /// imagefile, instead of locking first.
+    pub locked: bool,
 }
 
 fn internal(error: impl std::fmt::Display) -> Failure {
@@ -41,19 +44,30 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
-    let lock = read_lock(&settings.path)?;
-    if lock.manifest != lock::sha256_tag(checked.source.text().as_bytes()) {
-        return Err(Failure::user(miette::miette!(
-            help = format!(
-                "run `kiln lock {}` to lock it again",
+    let lock_path = lock::path_for(&settings.path);
+    let current = lock::read(&lock_path)
+        .is_ok_and(|lock| lock.manifest == lock::sha256_tag(checked.source.text().as_bytes()));
+    if !current {
+        if settings.locked {
+            return Err(Failure::user(miette::miette!(
+                help = format!(
+                    "run `kiln lock {}` and commit the lock, or build without --locked",
+                    settings.path.display()
+                ),
+                "{} is missing or older than {}, and --locked forbids locking now",
+                lock_path.display(),
                 settings.path.display()
-            ),
-            "{} changed since {} was written",
-            settings.path.display(),
-            lock::path_for(&settings.path).display()
-        )));
+            )));
+        }
+        // As cargo does: a missing or stale lock is made before building.
+        crate::commands::lock::run(&crate::commands::lock::LockSettings {
+            path: settings.path.clone(),
+            update: false,
+            cache_dir: settings.cache_dir.clone(),
+        })?;
     }
-    let mut timings = vec![("read manifest and lock", started.elapsed())];
+    let lock = read_lock(&settings.path)?;
+    let mut timings = vec![("lock", started.elapsed())];
 
     let cache = open_cache(settings.cache_dir.as_ref())?;
     let http = Http::new(HttpOptions {
@@ -67,13 +81,15 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let name = checked.manifest.name.value.as_str().to_string();
     std::fs::create_dir_all(&settings.output).map_err(internal)?;
-    let work = settings.output.join(format!(".kiln-build-{name}"));
+    // Absolute: the chroot runner changes directories before it uses it.
+    let output = std::fs::canonicalize(&settings.output).map_err(internal)?;
+    let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
         chroot::remove_dir_all_checked(&work).map_err(internal)?;
     }
     let root = work.join("root");
     std::fs::create_dir_all(&root).map_err(internal)?;
-    let log_path = settings.output.join(format!("{name}.build.log"));
+    let log_path = output.join(format!("{name}.build.log"));
     let mut log = std::fs::File::create(&log_path).map_err(internal)?;
 
     terminal::status(&format!(
@@ -102,7 +118,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     };
     timings.extend(bootstrapped.timings.iter().cloned());
 
-    let tree = settings.output.join(format!("{name}.root"));
+    let tree = output.join(format!("{name}.root"));
     if tree.exists() {
         chroot::remove_dir_all_checked(&tree).map_err(internal)?;
     }

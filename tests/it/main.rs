@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod build;
 mod common;
 mod corpus;
 mod editor;

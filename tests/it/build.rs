@@ -1,0 +1,246 @@
+//! `kiln build` as far as it goes today: a minbase tree bootstrapped from
+//! the lock, as root, against the real mirror. The tree must hold exactly
+//! the lock's packages (read with the tree's own dpkg-query, not kiln's
+//! word for it), and the host must be left clean — no mount under the
+//! output, no process rooted in the tree — after success and after kiln is
+//! killed with SIGKILL in the middle of the chroot work.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{kiln, repo_path};
+
+fn shared_cache() -> PathBuf {
+    let dir = std::env::var_os("KILN_TEST_CACHE")
+        .map_or_else(
+            || std::env::temp_dir().join("kiln-test-cache"),
+            PathBuf::from,
+        )
+        .join("kiln-cache");
+    std::fs::create_dir_all(&dir).expect("create the shared cache");
+    dir
+}
+
+/// Mount points (from /proc/self/mountinfo) at or below `path`.
+fn mounts_under(path: &Path) -> Vec<String> {
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
+        .filter(|mount_point| mount_point.starts_with(&path))
+        .collect()
+}
+
+/// Processes whose root directory is inside `path`.
+fn processes_rooted_in(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(root) = std::fs::read_link(entry.path().join("root"))
+            && root.starts_with(path)
+        {
+            found.push(format!("{pid} (root {})", root.display()));
+        }
+    }
+    found
+}
+
+fn prepare(dir: &Path) -> String {
+    std::fs::copy(
+        repo_path("manifests/debian-minimal.yaml"),
+        dir.join("imagefile.yaml"),
+    )
+    .expect("copy");
+    let cache = shared_cache().to_str().expect("UTF-8").to_string();
+    for args in [
+        vec!["lock", "--cache-dir", &cache],
+        vec!["fetch", "--cache-dir", &cache],
+    ] {
+        let output = kiln()
+            .current_dir(dir)
+            .args(&args)
+            .output()
+            .expect("kiln runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    cache
+}
+
+#[test]
+fn a_minbase_tree_holds_exactly_the_lock_and_the_host_stays_clean() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = prepare(temp.path());
+    let out = temp.path().join("out");
+
+    // --locked refuses a lock older than the imagefile, before any work.
+    let manifest = temp.path().join("imagefile.yaml");
+    let original = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(&manifest, format!("{original}# changed\n")).expect("write");
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["build", "--locked", "--cache-dir", &cache, "-o"])
+        .arg(&out)
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--locked forbids locking now"), "{stderr}");
+    assert!(!out.join("debian-minimal.root").exists());
+    std::fs::write(&manifest, original).expect("restore");
+    // Without a lock, `kiln build` locks first (as cargo does); the build
+    // killed below starts that way.
+    std::fs::remove_file(temp.path().join("imagefile.lock")).expect("remove the lock");
+
+    // Killed with SIGKILL while the chroot is configuring packages.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("NO_COLOR", "1")
+        .current_dir(temp.path())
+        .args(["build", "--cache-dir", &cache, "-o"])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln build starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let started = Instant::now();
+    loop {
+        let line = lines
+            .next()
+            .expect("kiln says it is bootstrapping")
+            .expect("UTF-8");
+        if line.starts_with("bootstrapping") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no bootstrap started"
+        );
+    }
+    // Kill once dpkg is at work inside the chroot (its output reaches the
+    // build log), so mounts and chroot processes exist.
+    let log = out.join("debian-minimal.build.log");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("Setting up ")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "dpkg never started in the chroot"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let work = out.join(".kiln-build-debian-minimal");
+    assert!(
+        !processes_rooted_in(&work).is_empty(),
+        "chroot processes run when kiln is killed"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    // The kernel tears down the namespaces as their last process exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (!mounts_under(&out).is_empty() || !processes_rooted_in(&work).is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        mounts_under(&out),
+        Vec::<String>::new(),
+        "mounts left after SIGKILL"
+    );
+    assert_eq!(
+        processes_rooted_in(&work),
+        Vec::<String>::new(),
+        "processes left after SIGKILL"
+    );
+    assert!(
+        !out.join("debian-minimal.root").exists(),
+        "no tree that looks finished"
+    );
+
+    // The next build succeeds, over what the killed one left (and with a
+    // relative output directory, as the README's quick start uses).
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["build", "--cache-dir", &cache, "-o", "out"])
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("exactly the lock's"), "{stderr}");
+    for stage in [
+        "fetch",
+        "unpack essential",
+        "configure essential",
+        "install the rest",
+        "total",
+    ] {
+        assert!(
+            stderr.contains(stage),
+            "the timings table lists {stage}: {stderr}"
+        );
+    }
+    let tree = out.join("debian-minimal.root");
+    assert_eq!(
+        mounts_under(&out),
+        Vec::<String>::new(),
+        "mounts left after a build"
+    );
+    assert_eq!(processes_rooted_in(&tree), Vec::<String>::new());
+    assert!(!work.exists(), "the work directory is gone");
+
+    // The tree's own dpkg says what is installed; it must be the lock.
+    let query = std::process::Command::new("chroot")
+        .arg(&tree)
+        .args([
+            "dpkg-query",
+            "--show",
+            "--showformat=${Package} ${Version} ${db:Status-Abbrev}\\n",
+        ])
+        .output()
+        .expect("chroot dpkg-query");
+    assert!(query.status.success());
+    let mut installed: Vec<String> = String::from_utf8_lossy(&query.stdout)
+        .lines()
+        .map(|l| {
+            assert!(l.ends_with("ii "), "not fully installed: {l}");
+            l.trim_end_matches(" ii ").to_string()
+        })
+        .collect();
+    installed.sort();
+    let lock = kiln::lock::read(&temp.path().join("imagefile.lock")).expect("lock");
+    let mut locked: Vec<String> = lock
+        .packages
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    locked.sort();
+    assert_eq!(installed, locked);
+    // No build scaffolding in the image.
+    for leftover in [
+        "usr/sbin/policy-rc.d",
+        "etc/apt/kiln-bootstrap.list",
+        "var/lib/kiln-bootstrap-repo",
+    ] {
+        assert!(!tree.join(leftover).exists(), "{leftover} left in the tree");
+    }
+    assert!(
+        std::fs::read_link(tree.join("bin")).is_ok_and(|t| t == Path::new("usr/bin")),
+        "merged /usr"
+    );
+
+    // Cleanup without following anything out of the tree.
+    std::fs::remove_dir_all(&tree).expect("remove the tree");
+}
