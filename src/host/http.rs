@@ -838,19 +838,10 @@ mod tests {
         Http::new(fast_options()).unwrap()
     }
 
+    /// The blobs and temporary files a cache directory holds.
     fn blob_files(dir: &Path) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.join("blobs"), dir.join("tmp")];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    found.push(path);
-                }
-            }
-        }
+        let mut found = crate::cache::files_under(&dir.join("blobs"));
+        found.extend(crate::cache::files_under(&dir.join("tmp")));
         found
     }
 

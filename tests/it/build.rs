@@ -6,22 +6,11 @@
 //! killed with SIGKILL in the middle of the chroot work.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{kiln, repo_path};
-
-fn shared_cache() -> PathBuf {
-    let dir = std::env::var_os("KILN_TEST_CACHE")
-        .map_or_else(
-            || std::env::temp_dir().join("kiln-test-cache"),
-            PathBuf::from,
-        )
-        .join("kiln-cache");
-    std::fs::create_dir_all(&dir).expect("create the shared cache");
-    dir
-}
+use crate::common::{kiln, repo_path, shared_cache};
 
 /// Mount points (from /proc/self/mountinfo) at or below `path`.
 fn mounts_under(path: &Path) -> Vec<String> {

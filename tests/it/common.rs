@@ -52,3 +52,17 @@ pub fn files_with_extension(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// A kiln cache shared by the tests that only read from it, so the mirror
+/// is asked for each file once per run of the suite (under
+/// `KILN_TEST_CACHE`, outside the clone, reused between runs).
+pub fn shared_cache() -> PathBuf {
+    let dir = std::env::var_os("KILN_TEST_CACHE")
+        .map_or_else(
+            || std::env::temp_dir().join("kiln-test-cache"),
+            PathBuf::from,
+        )
+        .join("kiln-cache");
+    std::fs::create_dir_all(&dir).expect("create the shared cache");
+    dir
+}

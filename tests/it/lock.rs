@@ -7,20 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{kiln, repo_path};
-
-/// A cache shared by the tests that only read it, so the mirror is asked
-/// for each file once per run of the suite.
-fn shared_cache() -> PathBuf {
-    let dir = std::env::var_os("KILN_TEST_CACHE")
-        .map_or_else(
-            || std::env::temp_dir().join("kiln-test-cache"),
-            PathBuf::from,
-        )
-        .join("kiln-cache");
-    std::fs::create_dir_all(&dir).expect("create the shared cache");
-    dir
-}
+use crate::common::{kiln, repo_path, shared_cache};
 
 /// Copies the example `manifests/NAME.yaml` into `dir`.
 fn example(dir: &Path, name: &str) -> PathBuf {
