@@ -5,12 +5,12 @@
 //! installed and configured, checked with `dpkg-query`), written to
 //! `<output>/<name>.root/`; element phases and image assembly come next.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::bootstrap;
 use crate::chroot;
-use crate::commands::fetch::{open_cache, read_lock};
+use crate::commands::fetch::{fetch_failure, open_cache, read_lock};
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
 use crate::{fetch, lock, manifest, terminal};
@@ -76,7 +76,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     })
     .map_err(internal)?;
     let step = Instant::now();
-    fetch::fetch(&lock, &cache, &http).map_err(internal)?;
+    fetch::fetch(&lock, &cache, &http).map_err(fetch_failure)?;
     timings.push(("fetch", step.elapsed()));
 
     let name = checked.manifest.name.value.as_str().to_string();
@@ -134,13 +134,9 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     terminal::status(&table);
     terminal::status(&format!(
         "built {}: {} packages, exactly the lock's (log: {})",
-        display(&tree),
+        tree.display(),
         bootstrapped.packages,
         log_path.display()
     ));
     Ok(())
-}
-
-fn display(path: &Path) -> String {
-    path.display().to_string()
 }

@@ -55,6 +55,18 @@ pub fn read_lock(manifest: &std::path::Path) -> Result<lock::Lock, Failure> {
     })
 }
 
+/// A fetch failure as the user sees it: packages missing offline are the
+/// user's to fix (exit 1); a mirror or network failure is not (exit 2).
+pub fn fetch_failure(error: FetchError) -> Failure {
+    match error {
+        FetchError::Missing { .. } => Failure::user(miette::miette!(
+            help = "run `kiln fetch` once with the network, then work offline",
+            "{error}"
+        )),
+        other => Failure::Internal(miette::miette!("{other}")),
+    }
+}
+
 /// Downloads (or, offline, checks) every locked package.
 pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
     let lock = read_lock(&settings.path)?;
@@ -65,13 +77,7 @@ pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
     let started = Instant::now();
-    let fetched = fetch::fetch(&lock, &cache, &http).map_err(|error| match error {
-        FetchError::Missing { .. } => Failure::user(miette::miette!(
-            help = "run `kiln fetch` once with the network, then work offline",
-            "{error}"
-        )),
-        other => Failure::Internal(miette::miette!("{other}")),
-    })?;
+    let fetched = fetch::fetch(&lock, &cache, &http).map_err(fetch_failure)?;
     terminal::status(&format!(
         "{} package(s) in the cache at {}: {} already there, {} downloaded ({:.1} MiB) in {:.1} s",
         lock.packages.len(),
