@@ -72,6 +72,11 @@ enum CliCommand {
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// A directory of elements, searched before `KILN_ELEMENTS_PATH`
+        /// (or `ELEMENTS_PATH`) and kiln's built-in elements; repeatable,
+        /// the first given wins.
+        #[arg(long = "elements-path", value_name = "DIR")]
+        elements_path: Vec<PathBuf>,
     },
     /// Download every package the lock pins into the cache.
     Fetch {
@@ -192,12 +197,14 @@ where
             offline,
             locked,
             cache_dir,
+            elements_path,
         } => Command::Build(BuildSettings {
             path,
             output,
             cache_dir,
             offline,
             locked,
+            elements_path,
         }),
         CliCommand::Fetch {
             path,

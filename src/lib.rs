@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod host;
 pub mod lock;
 pub mod manifest;
+pub mod phases;
 pub mod plan;
 pub mod terminal;
 

@@ -1,11 +1,12 @@
 //! `kiln build`: from the lock to a root tree, inside the build's own
 //! mount namespace.
 //!
-//! Today the build stops at the bootstrapped tree (every locked package
-//! installed and configured, checked with `dpkg-query`), written to
-//! `<output>/<name>.root/`; element phases and image assembly come next.
+//! The plan is made first (a bad element set fails before any download);
+//! the tree is bootstrapped (every locked package installed and configured,
+//! checked with `dpkg-query`), the elements' phases run against it, and it
+//! is written to `<output>/<name>.root/`; image assembly comes next.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::bootstrap;
@@ -13,7 +14,7 @@ use crate::chroot;
 use crate::commands::fetch::{fetch_failure, open_cache, read_lock};
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
-use crate::{fetch, lock, manifest, terminal};
+use crate::{fetch, lock, manifest, phases, plan, terminal};
 
 /// Settings of `kiln build`.
 #[derive(Debug)]
@@ -29,6 +30,16 @@ pub struct BuildSettings {
     /// Refuse to build when the lock is missing or older than the
     /// imagefile, instead of locking first.
     pub locked: bool,
+    /// Element directories from the command line, highest precedence
+    /// first.
+    pub elements_path: Vec<PathBuf>,
+}
+
+/// kiln's built-in elements: the repository's `elements/` when the binary
+/// runs from its checkout. Installing them beside an installed binary is
+/// still to do.
+fn builtin_elements() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("elements")
 }
 
 fn internal(error: impl std::fmt::Display) -> Failure {
@@ -44,6 +55,17 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
+    let search = plan::SearchPath::from_env(&settings.elements_path, &builtin_elements());
+    let plan = plan::plan(&checked.manifest, &search).map_err(|error| {
+        Failure::user(miette::miette!(
+            help = "check the manifest's `elements` and the element directories (--elements-path, KILN_ELEMENTS_PATH)",
+            "{}: {error}",
+            settings.path.display()
+        ))
+    })?;
+    for warning in &plan.warnings {
+        terminal::status(&format!("warning: {warning}"));
+    }
     let lock_path = lock::path_for(&settings.path);
     let current = lock::read(&lock_path)
         .is_ok_and(|lock| lock.manifest == lock::sha256_tag(checked.source.text().as_bytes()));
@@ -67,7 +89,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         })?;
     }
     let lock = read_lock(&settings.path)?;
-    let mut timings = vec![("lock", started.elapsed())];
+    let mut timings = vec![("lock".to_string(), started.elapsed())];
 
     let cache = open_cache(settings.cache_dir.as_ref())?;
     let http = Http::new(HttpOptions {
@@ -77,7 +99,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     .map_err(internal)?;
     let step = Instant::now();
     fetch::fetch(&lock, &cache, &http).map_err(fetch_failure)?;
-    timings.push(("fetch", step.elapsed()));
+    timings.push(("fetch".to_string(), step.elapsed()));
 
     let name = checked.manifest.name.value.as_str().to_string();
     std::fs::create_dir_all(&settings.output).map_err(internal)?;
@@ -101,22 +123,34 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     let bootstrapped = match result {
         Ok(done) => done,
         Err(error) => {
-            // Leave nothing that looks like a result; the mounts are gone
-            // with the guards, and removal refuses if any remain.
-            let cleanup = chroot::remove_dir_all_checked(&work);
-            let mut message = format!("{error}\nbuild log: {}", log_path.display());
-            if let Err(e) = cleanup {
-                message.push_str(&format!("\nleft {} in place: {e}", work.display()));
-            }
-            return Err(match error {
+            let signal = match &error {
                 bootstrap::InstallError::Chroot(chroot::ChrootError::Interrupted { signal }) => {
-                    Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}"))
+                    Some(*signal)
                 }
-                _ => Failure::Internal(miette::miette!("{message}")),
-            });
+                _ => None,
+            };
+            return Err(failed(&work, &log_path, &error, signal));
         }
     };
-    timings.extend(bootstrapped.timings.iter().cloned());
+    timings.extend(
+        bootstrapped
+            .timings
+            .iter()
+            .map(|(stage, duration)| (stage.to_string(), *duration)),
+    );
+
+    if plan.phases.iter().any(|p| !p.scripts.is_empty()) {
+        terminal::status(&format!(
+            "running the phases of {} elements",
+            plan.elements.len()
+        ));
+    }
+    match phases::run_phases(&plan, &root, &work, lock.source_date_epoch, &mut log) {
+        Ok(phase_timings) => timings.extend(phase_timings),
+        Err(error) => {
+            return Err(failed(&work, &log_path, &error, error.interrupted_by()));
+        }
+    }
 
     let tree = output.join(format!("{name}.root"));
     if tree.exists() {
@@ -126,6 +160,14 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     chroot::remove_dir_all_checked(&work).map_err(internal)?;
 
     let total = started.elapsed();
+    if let Some(phase) = plan.phase(plan::PhaseName::BlockDevice)
+        && !phase.scripts.is_empty()
+    {
+        terminal::status(&format!(
+            "warning: skipped {} block-device.d scripts: kiln does not assemble images yet",
+            phase.scripts.len()
+        ));
+    }
     let mut table = String::from("stage                        seconds\n");
     for (stage, duration) in &timings {
         table.push_str(&format!("{stage:<28} {:>8.2}\n", duration.as_secs_f64()));
@@ -139,4 +181,24 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         log_path.display()
     ));
     Ok(())
+}
+
+/// The failure of a build step after the work directory exists: leave
+/// nothing that looks like a result (the mounts are gone with the guards,
+/// and removal refuses if any remain) and name the log.
+fn failed(
+    work: &Path,
+    log_path: &Path,
+    error: &dyn std::fmt::Display,
+    interrupted: Option<nix::sys::signal::Signal>,
+) -> Failure {
+    let cleanup = chroot::remove_dir_all_checked(work);
+    let mut message = format!("{error}\nbuild log: {}", log_path.display());
+    if let Err(e) = cleanup {
+        message.push_str(&format!("\nleft {} in place: {e}", work.display()));
+    }
+    match interrupted {
+        Some(signal) => Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}")),
+        None => Failure::Internal(miette::miette!("{message}")),
+    }
 }

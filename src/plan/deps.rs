@@ -32,9 +32,15 @@ pub(crate) struct Resolved {
 }
 
 /// Expands `requested` (in manifest order, already without duplicates).
+///
+/// `os_from_base` says that the image's operating system comes from
+/// kiln's own bootstrap of the manifest's `base` rather than from a DIB
+/// operating-system element, so no element needs to provide
+/// `operating-system`; two providers are still an error.
 pub(crate) fn expand(
     requested: &[ElementName],
     search: &SearchPath,
+    os_from_base: bool,
 ) -> Result<Vec<Resolved>, PlanError> {
     let mut queue: VecDeque<ElementName> = requested.iter().cloned().collect();
     let mut parent: HashMap<ElementName, Option<ElementName>> =
@@ -106,7 +112,7 @@ pub(crate) fn expand(
     {
         return Err(not_found(&name, &parent, search));
     }
-    if !provided_by.contains_key(OPERATING_SYSTEM) {
+    if !os_from_base && !provided_by.contains_key(OPERATING_SYSTEM) {
         return Err(PlanError::NoOperatingSystem {
             elements: order
                 .iter()
@@ -204,7 +210,8 @@ mod tests {
 
     #[test]
     fn closure_keeps_manifest_order_then_discovery_order() {
-        let resolved = expand(&names(&["fixture-os", "fixture-lib"]), &basic()).expect("plan");
+        let resolved =
+            expand(&names(&["fixture-os", "fixture-lib"]), &basic(), false).expect("plan");
         let got: Vec<&str> = resolved.iter().map(|r| r.element.name.as_str()).collect();
         // fixture-lib needs fixture-virtual, which fixture-app provides;
         // fixture-app is pulled in by fixture-lib too, so the virtual
@@ -218,7 +225,8 @@ mod tests {
 
     #[test]
     fn missing_element_names_the_chain_and_a_suggestion() {
-        let err = expand(&names(&["fixture-os", "fixture-ap"]), &basic()).expect_err("missing");
+        let err =
+            expand(&names(&["fixture-os", "fixture-ap"]), &basic(), false).expect_err("missing");
         let PlanError::ElementNotFound(nf) = err else {
             panic!("wrong error: {err}");
         };
@@ -232,7 +240,8 @@ mod tests {
     #[test]
     fn missing_dependency_shows_who_required_it() {
         let search = SearchPath::from_parts(&[fixtures("broken-dep")], None, &fixtures("basic"));
-        let err = expand(&names(&["fixture-os", "needs-missing"]), &search).expect_err("missing");
+        let err =
+            expand(&names(&["fixture-os", "needs-missing"]), &search, false).expect_err("missing");
         let PlanError::ElementNotFound(nf) = &err else {
             panic!("wrong error: {err}");
         };
@@ -243,14 +252,27 @@ mod tests {
 
     #[test]
     fn no_operating_system_is_an_error() {
-        let err = expand(&names(&["fixture-legacy"]), &basic()).expect_err("no os");
+        let err = expand(&names(&["fixture-legacy"]), &basic(), false).expect_err("no os");
         assert!(matches!(err, PlanError::NoOperatingSystem { .. }), "{err}");
+    }
+
+    #[test]
+    fn no_operating_system_is_fine_when_the_base_provides_it() {
+        let resolved = expand(&names(&["fixture-legacy"]), &basic(), true).expect("plan");
+        assert_eq!(resolved.len(), 1);
+    }
+
+    #[test]
+    fn two_operating_systems_are_an_error_even_when_the_base_provides_one() {
+        let search = SearchPath::from_parts(&[fixtures("two-providers")], None, &fixtures("basic"));
+        let err = expand(&names(&["fixture-os", "other-os"]), &search, true).expect_err("two");
+        assert!(matches!(err, PlanError::SeveralOperatingSystems { .. }));
     }
 
     #[test]
     fn two_operating_systems_are_an_error_naming_both() {
         let search = SearchPath::from_parts(&[fixtures("two-providers")], None, &fixtures("basic"));
-        let err = expand(&names(&["fixture-os", "other-os"]), &search).expect_err("two");
+        let err = expand(&names(&["fixture-os", "other-os"]), &search, false).expect_err("two");
         let text = err.to_string();
         assert!(
             text.contains("fixture-os") && text.contains("other-os"),
@@ -265,6 +287,7 @@ mod tests {
         let err = expand(
             &names(&["fixture-os", "fixture-app", "other-virtual"]),
             &search,
+            false,
         )
         .expect_err("twice");
         assert!(
@@ -279,6 +302,7 @@ mod tests {
         let err = expand(
             &names(&["fixture-os", "fixture-app", "fixture-virtual"]),
             &search,
+            false,
         )
         .expect_err("already provided");
         assert!(matches!(err, PlanError::AlreadyProvided { .. }), "{err}");

@@ -178,9 +178,10 @@ pub enum PlanError {
     /// An element is on no directory of the search path.
     #[error("{}", not_found_message(.0))]
     ElementNotFound(Box<NotFound>),
-    /// No element provides `operating-system`.
+    /// No element provides `operating-system`, and the base is not one kiln
+    /// bootstraps itself (Debian, Ubuntu).
     #[error(
-        "no element provides `operating-system` among {}; add the element for the base distribution (one whose `element-provides` lists `operating-system`)",
+        "no element provides `operating-system` among {}, and kiln does not bootstrap this base itself; add the element for the base distribution (one whose `element-provides` lists `operating-system`)",
         names(elements)
     )]
     NoOperatingSystem {
@@ -530,7 +531,10 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
         requested.push(name);
     }
 
-    let resolved = deps::expand(&requested, search)?;
+    // kiln bootstraps Debian-family bases itself, so the tree already has
+    // its operating system and DIB's operating-system element is optional.
+    let os_from_base = manifest.base.value.distro.value.is_debian_family();
+    let resolved = deps::expand(&requested, search, os_from_base)?;
     let mut elements = Vec::with_capacity(resolved.len());
     for r in &resolved {
         if !r.element.shadows.is_empty() {

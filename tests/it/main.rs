@@ -14,5 +14,6 @@ mod common;
 mod corpus;
 mod editor;
 mod lock;
+mod phases;
 mod schema;
 mod validate;

@@ -1,0 +1,386 @@
+//! The phases stage: runs the plan's element hook scripts against the
+//! bootstrapped root tree, phase by phase, as diskimage-builder does.
+//!
+//! The plan already decided which scripts run and in what order; this stage
+//! only executes them. In-chroot phases get their scripts and every
+//! `environment.d` file copied into the tree under [`HOOKS_DIR`] (DIB's
+//! `/tmp/in_target.d`), the kernel filesystems mounted and the build-time
+//! resolv.conf/policy-rc.d in place, all as guards released after the phase
+//! (or on failure). Outside-chroot phases run the scripts where the elements
+//! are, beside the tree, with `TARGET_ROOT` pointing at it. Each script runs
+//! on its own, through a shell that first sources every `environment.d` file
+//! in order (`dib-run-parts` does the same before every phase), so that a
+//! failure names the script.
+//!
+//! `block-device.d` is skipped: its scripts work on `IMAGE_BLOCK_DEVICE`,
+//! which exists only once image assembly makes a disk.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::chroot::{self, ChrootError, Finished};
+use crate::manifest::ElementName;
+use crate::plan::{Phase, PhaseName, Plan, Script};
+
+/// Where the hooks are inside the tree while phases run.
+pub const HOOKS_DIR: &str = "/tmp/kiln-hooks";
+
+/// How many of a failed script's last output lines the error carries.
+pub const FAILURE_TAIL_LINES: usize = 20;
+
+/// The shell program each script is run through. Runs `set -eu` (as
+/// `dib-run-parts` does), sources each argument after the first, then
+/// execs the first. The variable names are unusual so that a sourced file
+/// cannot clobber them by accident.
+const RUN_HOOK: &str = r#"set -eu
+kiln_hook_script=$1
+shift
+for kiln_env_file in "$@"; do
+    . "$kiln_env_file"
+done
+exec "$kiln_hook_script""#;
+
+/// Why the phases could not all run.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    /// A hook script exited non-zero or was killed.
+    #[error(
+        "element `{element}`: {phase} script `{script}` failed ({status}); its last lines were:\n{}",
+        tail.join("\n")
+    )]
+    ScriptFailed {
+        /// The element the script belongs to.
+        element: ElementName,
+        /// The phase.
+        phase: PhaseName,
+        /// The script's file name.
+        script: String,
+        /// How it ended, in words (`exit status 3`).
+        status: String,
+        /// Its last [`FAILURE_TAIL_LINES`] lines of output.
+        tail: Vec<String>,
+    },
+    /// Mounting, running or cleaning up failed, or the build was
+    /// interrupted.
+    #[error("{phase}: {source}")]
+    Chroot {
+        /// The phase being run (or set up).
+        phase: PhaseName,
+        /// The failure.
+        #[source]
+        source: ChrootError,
+    },
+    /// Copying hooks into the tree failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What kiln was doing.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's answer.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PhaseError {
+    /// The signal that stopped the build, when it was interrupted.
+    pub fn interrupted_by(&self) -> Option<nix::sys::signal::Signal> {
+        match self {
+            PhaseError::Chroot {
+                source: ChrootError::Interrupted { signal },
+                ..
+            } => Some(*signal),
+            _ => None,
+        }
+    }
+}
+
+/// Runs every phase of `plan` that has scripts, in order, against the tree
+/// at `root`. `work` is the build's work directory (`TMP_BUILD_DIR`);
+/// `source_date_epoch` comes from the lock. Script output goes to `log`.
+/// Returns how long each phase took, named `phase <dir>`.
+pub fn run_phases(
+    plan: &Plan,
+    root: &Path,
+    work: &Path,
+    source_date_epoch: u64,
+    log: &mut dyn Write,
+) -> Result<Vec<(String, Duration)>, PhaseError> {
+    let hooks = HooksTree::create(root, plan)?;
+    let mut timings = Vec::new();
+    for phase in plan.phases.iter().filter(|p| !p.scripts.is_empty()) {
+        if phase.name == PhaseName::BlockDevice {
+            let _ = writeln!(
+                log,
+                "kiln: skipping {}: no block device before image assembly",
+                phase.name
+            );
+            continue;
+        }
+        let started = Instant::now();
+        if phase.in_chroot {
+            run_in_chroot_phase(plan, phase, root, source_date_epoch, log)?;
+        } else {
+            let env = outside_environment(plan, root, work, &hooks.host_path, source_date_epoch);
+            for script in &phase.scripts {
+                let argv = hook_argv(
+                    &script.path,
+                    plan.environment_files.iter().map(|f| f.path.clone()),
+                );
+                chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
+                log_start(log, phase.name, script);
+                let finished = chroot::run_outside_chroot(root, &argv, &env, log)
+                    .map_err(|source| chroot_error(phase.name, source))?;
+                judge(phase.name, script, finished)?;
+            }
+        }
+        timings.push((format!("phase {}", phase.name), started.elapsed()));
+    }
+    hooks.remove()?;
+    Ok(timings)
+}
+
+fn run_in_chroot_phase(
+    plan: &Plan,
+    phase: &Phase,
+    root: &Path,
+    source_date_epoch: u64,
+    log: &mut dyn Write,
+) -> Result<(), PhaseError> {
+    let in_tree = Path::new(HOOKS_DIR);
+    let env = inside_environment(plan, source_date_epoch);
+    let env_files: Vec<PathBuf> = plan
+        .environment_files
+        .iter()
+        .map(|f| in_tree.join("environment.d").join(&f.name))
+        .collect();
+    let mounts =
+        chroot::mount_dib_filesystems(root).map_err(|source| chroot_error(phase.name, source))?;
+    let setup = chroot::prepare_tree(root).map_err(|source| chroot_error(phase.name, source))?;
+    for script in &phase.scripts {
+        let path = in_tree.join(phase.name.dir_name()).join(&script.name);
+        let argv = hook_argv(&path, env_files.iter().cloned());
+        chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
+        log_start(log, phase.name, script);
+        let finished = chroot::run_in_chroot(root, &argv, &env, log)
+            .map_err(|source| chroot_error(phase.name, source))?;
+        judge(phase.name, script, finished)?;
+    }
+    setup
+        .finish()
+        .map_err(|source| chroot_error(phase.name, source))?;
+    mounts
+        .unmount()
+        .map_err(|source| chroot_error(phase.name, source))
+}
+
+fn chroot_error(phase: PhaseName, source: ChrootError) -> PhaseError {
+    PhaseError::Chroot { phase, source }
+}
+
+fn log_start(log: &mut dyn Write, phase: PhaseName, script: &Script) {
+    let _ = writeln!(
+        log,
+        "kiln: running {phase}/{} of element {}",
+        script.name, script.element
+    );
+}
+
+/// `/bin/bash -c RUN_HOOK kiln-hook SCRIPT ENV_FILE...`: bash, as DIB's
+/// dib-run-parts uses, because environment.d files written for DIB may
+/// use bash syntax.
+fn hook_argv(script: &Path, env_files: impl Iterator<Item = PathBuf>) -> Vec<String> {
+    let mut argv = vec![
+        "/bin/bash".to_string(),
+        "-c".to_string(),
+        RUN_HOOK.to_string(),
+        "kiln-hook".to_string(),
+        script.display().to_string(),
+    ];
+    argv.extend(env_files.map(|p| p.display().to_string()));
+    argv
+}
+
+fn judge(phase: PhaseName, script: &Script, finished: Finished) -> Result<(), PhaseError> {
+    if finished.status.success() {
+        return Ok(());
+    }
+    let skip = finished.tail.len().saturating_sub(FAILURE_TAIL_LINES);
+    Err(PhaseError::ScriptFailed {
+        element: script.element.clone(),
+        phase,
+        script: script.name.clone(),
+        status: describe(finished.status),
+        tail: finished.tail.into_iter().skip(skip).collect(),
+    })
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+fn plan_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = plan
+        .environment
+        .iter()
+        .map(|v| (v.name.clone(), v.value.clone()))
+        .collect();
+    env.push((
+        "SOURCE_DATE_EPOCH".to_string(),
+        source_date_epoch.to_string(),
+    ));
+    env
+}
+
+fn inside_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, String)> {
+    let mut env = plan_environment(plan, source_date_epoch);
+    env.push(("TMP_HOOKS_PATH".to_string(), HOOKS_DIR.to_string()));
+    env
+}
+
+/// `TARGET_ROOT` is added by [`chroot::run_outside_chroot`].
+fn outside_environment(
+    plan: &Plan,
+    root: &Path,
+    work: &Path,
+    hooks: &Path,
+    source_date_epoch: u64,
+) -> Vec<(String, String)> {
+    let mut env = plan_environment(plan, source_date_epoch);
+    env.push(("TMP_MOUNT_PATH".to_string(), root.display().to_string()));
+    env.push(("TMP_BUILD_DIR".to_string(), work.display().to_string()));
+    env.push(("TMP_HOOKS_PATH".to_string(), hooks.display().to_string()));
+    env
+}
+
+/// [`HOOKS_DIR`] in the tree, filled with the in-chroot phases' scripts and
+/// the `environment.d` files. Outside phases see it as `TMP_HOOKS_PATH`
+/// (as DIB's `extra-data.d` scripts expect, to add files for later
+/// phases). Removed by [`HooksTree::remove`]; on failure the whole tree
+/// goes with the work directory.
+struct HooksTree {
+    host_path: PathBuf,
+}
+
+impl HooksTree {
+    fn create(root: &Path, plan: &Plan) -> Result<HooksTree, PhaseError> {
+        let host_path = root.join(HOOKS_DIR.trim_start_matches('/'));
+        if host_path.exists() {
+            chroot::remove_dir_all_checked(&host_path).map_err(|source| PhaseError::Chroot {
+                phase: PhaseName::Root,
+                source,
+            })?;
+        }
+        create_dir_in_tree(root, &host_path)?;
+        let env_dir = host_path.join("environment.d");
+        create_dir_in_tree(root, &env_dir)?;
+        for file in &plan.environment_files {
+            copy(&file.path, &env_dir.join(&file.name))?;
+        }
+        for phase in plan.phases.iter().filter(|p| p.in_chroot) {
+            let dir = host_path.join(phase.name.dir_name());
+            create_dir_in_tree(root, &dir)?;
+            for script in &phase.scripts {
+                copy(&script.path, &dir.join(&script.name))?;
+            }
+        }
+        Ok(HooksTree { host_path })
+    }
+
+    fn remove(self) -> Result<(), PhaseError> {
+        chroot::remove_dir_all_checked(&self.host_path).map_err(|source| PhaseError::Chroot {
+            phase: PhaseName::Cleanup,
+            source,
+        })
+    }
+}
+
+/// Creates `dir` and checks it resolves inside `root`: an image whose
+/// `/tmp` is an absolute symlink must not make kiln write to the host.
+fn create_dir_in_tree(root: &Path, dir: &Path) -> Result<(), PhaseError> {
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PhaseError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let resolved = std::fs::canonicalize(dir).map_err(io("resolve", dir))?;
+    let root = std::fs::canonicalize(root).map_err(io("resolve", root))?;
+    if !resolved.starts_with(&root) {
+        return Err(PhaseError::Chroot {
+            phase: PhaseName::Root,
+            source: ChrootError::OutsideTree {
+                path: dir.to_path_buf(),
+                resolved,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Copies a hook, following a symlink as `dib-run-parts` does and keeping
+/// its mode (`fs::copy` copies permissions).
+fn copy(from: &Path, to: &Path) -> Result<(), PhaseError> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|source| PhaseError::Io {
+            action: "copy",
+            path: from.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_shell_sources_then_execs() {
+        let argv = hook_argv(
+            Path::new("/tmp/kiln-hooks/install.d/10-x"),
+            [PathBuf::from("/e/05-a"), PathBuf::from("/e/10-b.bash")].into_iter(),
+        );
+        assert_eq!(argv[0], "/bin/bash");
+        assert_eq!(argv[1], "-c");
+        assert_eq!(
+            &argv[3..],
+            [
+                "kiln-hook",
+                "/tmp/kiln-hooks/install.d/10-x",
+                "/e/05-a",
+                "/e/10-b.bash"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_names_element_phase_script_and_status() {
+        let error = PhaseError::ScriptFailed {
+            element: "fixture-fail".parse().expect("name"),
+            phase: PhaseName::Install,
+            script: "50-fixture-fail".to_string(),
+            status: "exit code 3".to_string(),
+            tail: vec!["about to fail".to_string()],
+        };
+        let text = error.to_string();
+        for part in [
+            "fixture-fail",
+            "install.d",
+            "50-fixture-fail",
+            "exit code 3",
+            "about to fail",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `kiln build` running element phases against the bootstrapped tree, as
+//! root against the real mirror: the fixture elements in
+//! `tests/fixtures/elements/` record where and in which order their scripts
+//! ran, and a failing `install.d` script stops the build naming itself,
+//! leaving no tree, no mount and no process behind.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{kiln, repo_path, shared_cache};
+
+fn fixtures(set: &str) -> PathBuf {
+    repo_path("tests/fixtures/elements").join(set)
+}
+
+/// Mount points (from /proc/self/mountinfo) at or below `path`.
+fn mounts_under(path: &Path) -> Vec<String> {
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
+        .filter(|mount_point| mount_point.starts_with(&path))
+        .collect()
+}
+
+/// Processes whose root directory is inside `path`.
+fn processes_rooted_in(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(root) = std::fs::read_link(entry.path().join("root"))
+            && root.starts_with(path)
+        {
+            found.push(format!("{pid} (root {})", root.display()));
+        }
+    }
+    found
+}
+
+/// `manifests/debian-minimal.yaml` with `elements` added, in `dir`.
+fn imagefile(dir: &Path, elements: &[&str]) {
+    let minimal =
+        std::fs::read_to_string(repo_path("manifests/debian-minimal.yaml")).expect("read");
+    let list: String = elements.iter().map(|e| format!("  - {e}\n")).collect();
+    std::fs::write(
+        dir.join("imagefile.yaml"),
+        format!("{minimal}elements:\n{list}"),
+    )
+    .expect("write");
+}
+
+fn build(dir: &Path, elements_paths: &[PathBuf]) -> std::process::Output {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let cache = shared_cache();
+    let mut command = kiln();
+    command
+        .current_dir(dir)
+        .args(["build", "-o", "out", "--cache-dir"])
+        .arg(&cache);
+    for path in elements_paths {
+        command.arg("--elements-path").arg(path);
+    }
+    command.output().expect("kiln runs")
+}
+
+#[test]
+fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    imagefile(temp.path(), &["fixture-os", "fixture-lib"]);
+    let output = build(temp.path(), &[fixtures("basic")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for stage in [
+        "phase root.d",
+        "phase install.d",
+        "phase cleanup.d",
+        "total",
+    ] {
+        assert!(stderr.contains(stage), "the timings list {stage}: {stderr}");
+    }
+    assert!(
+        stderr.contains("skipped 1 block-device.d scripts"),
+        "{stderr}"
+    );
+
+    let out = temp.path().join("out");
+    let tree = out.join("debian-minimal.root");
+    let markers = std::fs::read_to_string(tree.join("fixture-markers")).expect("markers");
+    let markers: Vec<&str> = markers.lines().collect();
+    assert_eq!(
+        markers,
+        [
+            "fixture-os/root.d/10-fixture-os-root outside",
+            "fixture-app/root.d/50-fixture-app-root outside",
+            "fixture-app/extra-data.d/50-fixture-app-extra-data outside",
+            "fixture-app/pre-install.d/50-fixture-app-pre-install inside",
+            "fixture-app/install.d/9-fixture-app-early inside",
+            "fixture-lib/install.d/10-fixture-lib inside",
+            "fixture-app/install.d/50-fixture-app-install inside",
+            "fixture-app/install.d/100-fixture-app-late inside",
+            "fixture-lib/post-install.d/40-fixture-lib inside",
+            "fixture-app/post-install.d/50-fixture-app-post-install inside",
+            "fixture-app/post-root.d/50-fixture-app-post-root outside",
+            "fixture-app/pre-finalise.d/50-fixture-app-pre-finalise outside",
+            "fixture-app/finalise.d/50-fixture-app-finalise inside",
+            "fixture-app/cleanup.d/50-fixture-app-cleanup outside",
+            "fixture-os/cleanup.d/90-fixture-os-cleanup outside",
+        ]
+    );
+
+    // environment.d was sourced in order, and kiln's own variables set.
+    let lock = kiln::lock::read(&temp.path().join("imagefile.lock")).expect("lock");
+    let env = std::fs::read_to_string(tree.join("fixture-env")).expect("env");
+    assert_eq!(
+        env.trim_end(),
+        format!(
+            "FIXTURE_OS_LOADED=1 FIXTURE_LIB=1 FIXTURE_LIB_LATE=1 DISTRO_NAME=debian \
+             TMP_HOOKS_PATH=/tmp/kiln-hooks SOURCE_DATE_EPOCH={}",
+            lock.source_date_epoch
+        )
+    );
+
+    // No build scaffolding left in the image or on the host.
+    for leftover in ["tmp/kiln-hooks", "usr/sbin/policy-rc.d"] {
+        assert!(!tree.join(leftover).exists(), "{leftover} left in the tree");
+    }
+    assert_eq!(mounts_under(&out), Vec::<String>::new());
+    assert_eq!(processes_rooted_in(&tree), Vec::<String>::new());
+    assert!(!out.join(".kiln-build-debian-minimal").exists());
+    std::fs::remove_dir_all(&tree).expect("remove the tree");
+}
+
+#[test]
+fn a_failing_script_stops_the_build_naming_itself_and_leaves_nothing() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    imagefile(temp.path(), &["fixture-fail"]);
+    let output = build(temp.path(), &[fixtures("failing")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for part in [
+        "fixture-fail",
+        "install.d",
+        "50-fixture-fail",
+        "exit code 3",
+        "fixture-fail is about to fail",
+        "debian-minimal.build.log",
+    ] {
+        assert!(stderr.contains(part), "stderr names {part}: {stderr}");
+    }
+    let out = temp.path().join("out");
+    assert!(
+        !out.join("debian-minimal.root").exists(),
+        "no finished tree"
+    );
+    assert!(
+        !out.join(".kiln-build-debian-minimal").exists(),
+        "work dir removed"
+    );
+    assert_eq!(mounts_under(&out), Vec::<String>::new());
+    assert_eq!(processes_rooted_in(&out), Vec::<String>::new());
+}
