@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::build::BuildSettings;
+use crate::commands::elements::ElementsSettings;
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
 use crate::commands::lock::LockSettings;
@@ -78,6 +79,14 @@ enum CliCommand {
         #[arg(long = "elements-path", value_name = "DIR")]
         elements_path: Vec<PathBuf>,
     },
+    /// List the elements on the search path, or show one.
+    Elements {
+        #[command(subcommand)]
+        action: ElementsAction,
+        /// A directory of elements, searched first (repeatable).
+        #[arg(long, global = true)]
+        elements_path: Vec<PathBuf>,
+    },
     /// Download every package the lock pins into the cache.
     Fetch {
         /// The imagefile whose lock to fetch.
@@ -101,6 +110,18 @@ enum CliCommand {
         /// The release; defaults to the distro's current stable release.
         #[arg(long)]
         release: Option<String>,
+    },
+}
+
+/// What `kiln elements` does.
+#[derive(Debug, Subcommand)]
+enum ElementsAction {
+    /// Every element on the search path, with its directory.
+    List,
+    /// One element: its directory, tree hash, dependencies and hooks.
+    Show {
+        /// The element's name.
+        name: String,
     },
 }
 
@@ -153,6 +174,8 @@ pub enum Command {
     Fetch(FetchSettings),
     /// `kiln build`.
     Build(BuildSettings),
+    /// `kiln elements list|show`.
+    Elements(ElementsSettings),
     /// `kiln init`.
     Init(InitSettings),
 }
@@ -205,6 +228,16 @@ where
             offline,
             locked,
             elements_path,
+        }),
+        CliCommand::Elements {
+            action,
+            elements_path,
+        } => Command::Elements(ElementsSettings {
+            elements_path,
+            show: match action {
+                ElementsAction::List => None,
+                ElementsAction::Show { name } => Some(name),
+            },
         }),
         CliCommand::Fetch {
             path,

@@ -33,6 +33,7 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Lock(settings) => commands::lock::run(&settings),
         Command::Fetch(settings) => commands::fetch::run(&settings),
         Command::Build(settings) => commands::build::run(&settings),
+        Command::Elements(settings) => commands::elements::run(&settings),
         Command::Init(init) => commands::init::run(&init),
     }
 }

@@ -35,13 +35,6 @@ pub struct BuildSettings {
     pub elements_path: Vec<PathBuf>,
 }
 
-/// kiln's built-in elements: the repository's `elements/` when the binary
-/// runs from its checkout. Installing them beside an installed binary is
-/// still to do.
-fn builtin_elements() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("elements")
-}
-
 fn internal(error: impl std::fmt::Display) -> Failure {
     Failure::Internal(miette::miette!("{error}"))
 }
@@ -55,7 +48,10 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
-    let search = plan::SearchPath::from_env(&settings.elements_path, &builtin_elements());
+    let search = plan::SearchPath::from_env(
+        &settings.elements_path,
+        &crate::commands::elements::builtin_elements(),
+    );
     let plan = plan::plan(&checked.manifest, &search).map_err(|error| {
         Failure::user(miette::miette!(
             help = "check the manifest's `elements` and the element directories (--elements-path, KILN_ELEMENTS_PATH)",

@@ -3,6 +3,7 @@
 //! calling the pipeline stages.
 
 pub mod build;
+pub mod elements;
 pub mod fetch;
 pub mod init;
 pub mod lock;

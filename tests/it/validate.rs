@@ -194,3 +194,41 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("kiln "));
 }
+
+#[test]
+fn elements_are_listed_and_shown_from_the_search_path() {
+    let fixtures = repo_path("tests/fixtures/elements/basic");
+    let output = kiln()
+        .args(["elements", "list", "--elements-path"])
+        .arg(&fixtures)
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for name in ["fixture-app", "fixture-lib", "fixture-os"] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+    assert!(stdout.contains("(provides operating-system)"), "{stdout}");
+
+    let output = kiln()
+        .args(["elements", "show", "fixture-app", "--elements-path"])
+        .arg(&fixtures)
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("tree: sha256:"), "{stdout}");
+    assert!(
+        stdout.contains("install.d (in the chroot): 9-fixture-app-early, 50-fixture-app-install"),
+        "scripts in dib-run-parts order: {stdout}"
+    );
+    assert!(stdout.contains("root.d (on the host)"), "{stdout}");
+
+    let output = kiln()
+        .args(["elements", "show", "fixture-ap", "--elements-path"])
+        .arg(&fixtures)
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `fixture-app`?"));
+}
