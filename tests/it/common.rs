@@ -66,3 +66,31 @@ pub fn shared_cache() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create the shared cache");
     dir
 }
+
+/// Mount points (from /proc/self/mountinfo) at or below `path`.
+pub fn mounts_under(path: &Path) -> Vec<String> {
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
+        .filter(|mount_point| mount_point.starts_with(&path))
+        .collect()
+}
+
+/// Processes whose root directory is inside `path`.
+pub fn processes_rooted_in(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(root) = std::fs::read_link(entry.path().join("root"))
+            && root.starts_with(path)
+        {
+            found.push(format!("{pid} (root {})", root.display()));
+        }
+    }
+    found
+}

@@ -6,50 +6,23 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{kiln, repo_path, shared_cache};
+use crate::common::{kiln, mounts_under, processes_rooted_in, repo_path, shared_cache};
 
 fn fixtures(set: &str) -> PathBuf {
     repo_path("tests/fixtures/elements").join(set)
-}
-
-/// Mount points (from /proc/self/mountinfo) at or below `path`.
-fn mounts_under(path: &Path) -> Vec<String> {
-    let path = path.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
-        .filter(|mount_point| mount_point.starts_with(&path))
-        .collect()
-}
-
-/// Processes whose root directory is inside `path`.
-fn processes_rooted_in(path: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(root) = std::fs::read_link(entry.path().join("root"))
-            && root.starts_with(path)
-        {
-            found.push(format!("{pid} (root {})", root.display()));
-        }
-    }
-    found
 }
 
 /// `manifests/debian-minimal.yaml` with `elements` added, in `dir`.
 fn imagefile(dir: &Path, elements: &[&str]) {
     let minimal =
         std::fs::read_to_string(repo_path("manifests/debian-minimal.yaml")).expect("read");
-    let list: String = elements.iter().map(|e| format!("  - {e}\n")).collect();
-    std::fs::write(
-        dir.join("imagefile.yaml"),
-        format!("{minimal}elements:\n{list}"),
-    )
-    .expect("write");
+    let list: String = if elements.is_empty() {
+        "elements: []\n".to_string()
+    } else {
+        let items: String = elements.iter().map(|e| format!("  - {e}\n")).collect();
+        format!("elements:\n{items}")
+    };
+    std::fs::write(dir.join("imagefile.yaml"), format!("{minimal}{list}")).expect("write");
 }
 
 fn build(dir: &Path, elements_paths: &[PathBuf]) -> std::process::Output {
@@ -164,4 +137,84 @@ fn a_failing_script_stops_the_build_naming_itself_and_leaves_nothing() {
     );
     assert_eq!(mounts_under(&out), Vec::<String>::new());
     assert_eq!(processes_rooted_in(&out), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_during_install_d_leaves_the_host_clean_and_the_next_build_works() {
+    use std::time::{Duration, Instant};
+
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let temp = tempfile::tempdir().expect("tempdir");
+    imagefile(temp.path(), &["fixture-hang"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("NO_COLOR", "1")
+        .current_dir(temp.path())
+        .args(["build", "-o", "out", "--cache-dir"])
+        .arg(shared_cache())
+        .arg("--elements-path")
+        .arg(fixtures("hanging"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kiln build starts");
+
+    // Wait until the install.d script is running in the chroot.
+    let out = temp.path().join("out");
+    let log = out.join("debian-minimal.build.log");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("fixture-hang is waiting"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "install.d never started"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "kiln ended before install.d"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = std::fs::canonicalize(&out).expect("out exists");
+    let work = out.join(".kiln-build-debian-minimal");
+    assert!(
+        !processes_rooted_in(&work).is_empty(),
+        "the script runs in the tree"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_rooted_in(&work).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        processes_rooted_in(&work),
+        Vec::<String>::new(),
+        "processes left after SIGKILL"
+    );
+    assert_eq!(
+        mounts_under(&out),
+        Vec::<String>::new(),
+        "mounts left after SIGKILL"
+    );
+    assert!(
+        !out.join("debian-minimal.root").exists(),
+        "no tree that looks finished"
+    );
+
+    // The next build, without the hanging element, succeeds over the
+    // remains of the killed one.
+    imagefile(temp.path(), &[]);
+    let output = build(temp.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.join("debian-minimal.root/usr/bin/dpkg").exists());
+    assert_eq!(mounts_under(&out), Vec::<String>::new());
+    std::fs::remove_dir_all(out.join("debian-minimal.root")).expect("remove the tree");
 }
