@@ -181,6 +181,10 @@ fn chroot_error(phase: PhaseName, source: ChrootError) -> PhaseError {
 }
 
 fn log_start(log: &mut dyn Write, phase: PhaseName, script: &Script) {
+    crate::terminal::progress(&format!(
+        "{phase}/{} of element {}",
+        script.name, script.element
+    ));
     let _ = writeln!(
         log,
         "kiln: running {phase}/{} of element {}",

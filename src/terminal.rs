@@ -60,3 +60,44 @@ pub fn install_panic_hook() {
         );
     }));
 }
+
+/// The spinner that shows the build's current step with its elapsed time,
+/// on a terminal only (logs and pipes get one plain line per step).
+static PROGRESS: std::sync::OnceLock<Option<indicatif::ProgressBar>> = std::sync::OnceLock::new();
+
+fn spinner() -> Option<&'static indicatif::ProgressBar> {
+    PROGRESS
+        .get_or_init(|| {
+            if !std::io::stderr().is_terminal() {
+                return None;
+            }
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            Some(bar)
+        })
+        .as_ref()
+}
+
+/// Shows `step` as what the build is doing now: on a terminal as a spinner
+/// with the step's elapsed time, elsewhere as a plain line.
+pub fn progress(step: &str) {
+    match spinner() {
+        Some(bar) => {
+            bar.reset_elapsed();
+            bar.set_message(step.to_string());
+        }
+        None => status(&format!("→ {step}")),
+    }
+}
+
+/// Removes the spinner (before a final summary or an error).
+pub fn progress_done() {
+    if let Some(bar) = spinner() {
+        bar.finish_and_clear();
+    }
+}

@@ -115,6 +115,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         lock.packages.len(),
         root.display()
     ));
+    terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
     let result = bootstrap::bootstrap(&lock, &cache, &root, &work, &mut log);
     let bootstrapped = match result {
         Ok(done) => done,
@@ -169,6 +170,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         table.push_str(&format!("{stage:<28} {:>8.2}\n", duration.as_secs_f64()));
     }
     table.push_str(&format!("{:<28} {:>8.2}", "total", total.as_secs_f64()));
+    terminal::progress_done();
     terminal::status(&table);
     terminal::status(&format!(
         "built {}: {} packages, exactly the lock's (log: {})",
@@ -188,6 +190,7 @@ fn failed(
     error: &dyn std::fmt::Display,
     interrupted: Option<nix::sys::signal::Signal>,
 ) -> Failure {
+    terminal::progress_done();
     let cleanup = chroot::remove_dir_all_checked(work);
     let mut message = format!("{error}\nbuild log: {}", log_path.display());
     if let Err(e) = cleanup {
