@@ -70,6 +70,10 @@ enum CliCommand {
         /// than locking first (for CI).
         #[arg(long)]
         locked: bool,
+        /// When a script in the chroot fails, open a shell there to look
+        /// around before cleaning up (DIB's `break=after-error`).
+        #[arg(long)]
+        shell_on_failure: bool,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -219,9 +223,11 @@ where
             output,
             offline,
             locked,
+            shell_on_failure,
             cache_dir,
             elements_path,
         } => Command::Build(BuildSettings {
+            shell_on_failure,
             path,
             output,
             cache_dir,

@@ -106,6 +106,7 @@ pub fn run_phases(
     root: &Path,
     work: &Path,
     source_date_epoch: u64,
+    shell_on_failure: bool,
     log: &mut dyn Write,
 ) -> Result<Vec<(String, Duration)>, PhaseError> {
     let hooks = HooksTree::create(root, plan)?;
@@ -121,7 +122,7 @@ pub fn run_phases(
         }
         let started = Instant::now();
         if phase.in_chroot {
-            run_in_chroot_phase(plan, phase, root, source_date_epoch, log)?;
+            run_in_chroot_phase(plan, phase, root, source_date_epoch, shell_on_failure, log)?;
         } else {
             let env = outside_environment(plan, root, work, &hooks.host_path, source_date_epoch);
             for script in &phase.scripts {
@@ -147,6 +148,7 @@ fn run_in_chroot_phase(
     phase: &Phase,
     root: &Path,
     source_date_epoch: u64,
+    shell_on_failure: bool,
     log: &mut dyn Write,
 ) -> Result<(), PhaseError> {
     let in_tree = Path::new(HOOKS_DIR);
@@ -166,7 +168,20 @@ fn run_in_chroot_phase(
         log_start(log, phase.name, script);
         let finished = chroot::run_in_chroot(root, &argv, &env, log)
             .map_err(|source| chroot_error(phase.name, source))?;
-        judge(phase.name, script, finished)?;
+        let verdict = judge(phase.name, script, finished);
+        if let Err(error) = &verdict
+            && shell_on_failure
+        {
+            // DIB's break=after-error: the tree as the script left it, with
+            // the chroot's mounts still in place; cleanup follows the shell.
+            crate::terminal::progress_done();
+            crate::terminal::status(&format!(
+                "{error}\nopening a shell in the chroot to look around; leave it (exit) to clean up"
+            ));
+            chroot::shell_in_chroot(root, &env)
+                .map_err(|source| chroot_error(phase.name, source))?;
+        }
+        verdict?;
     }
     setup
         .finish()

@@ -158,6 +158,53 @@ pub fn run_outside_chroot(
     run(&["--".into()], argv, &env, log)
 }
 
+/// Opens an interactive shell (`/bin/bash`, else `/bin/sh`) chrooted into
+/// `root`, in a new PID namespace like [`run_in_chroot`], with the
+/// terminal's stdin, stdout and stderr: DIB's `break=after-error`. Returns
+/// when the user leaves the shell.
+pub fn shell_in_chroot(
+    root: &Path,
+    env: &[(String, String)],
+) -> Result<std::process::ExitStatus, ChrootError> {
+    let shell = if root.join("bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let setpriv = find_tool("setpriv", &SETPRIV_CANDIDATES)?;
+    let unshare = find_tool("unshare", &UNSHARE_CANDIDATES)?;
+    let mut root_arg = std::ffi::OsString::from("--root=");
+    root_arg.push(root.as_os_str());
+    let mut command = Command::new(setpriv);
+    command
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(unshare)
+        .args(["--pid", "--fork", "--kill-child=KILL", "--mount-proc=/proc"])
+        .arg(root_arg)
+        .args(["--wd=/", "--", shell])
+        .env_clear()
+        .env("PATH", CHROOT_PATH)
+        .env(
+            "TERM",
+            std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
+        )
+        .env("PS1", "(kiln chroot) \\w# ")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .current_dir("/");
+    let spawned = {
+        let _unblocked = signals::Unblocked::new();
+        command.spawn()
+    };
+    let mut child = spawned.map_err(|source| ChrootError::Spawn {
+        command: shell.to_string(),
+        source,
+    })?;
+    child.wait().map_err(|source| ChrootError::Spawn {
+        command: shell.to_string(),
+        source,
+    })
+}
+
 fn find_tool(program: &'static str, candidates: &[&str]) -> Result<PathBuf, ChrootError> {
     candidates
         .iter()

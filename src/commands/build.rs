@@ -30,6 +30,8 @@ pub struct BuildSettings {
     /// Refuse to build when the lock is missing or older than the
     /// imagefile, instead of locking first.
     pub locked: bool,
+    /// Open a shell in the chroot when an in-chroot script fails.
+    pub shell_on_failure: bool,
     /// Element directories from the command line, highest precedence
     /// first.
     pub elements_path: Vec<PathBuf>,
@@ -142,7 +144,14 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
             plan.elements.len()
         ));
     }
-    match phases::run_phases(&plan, &root, &work, lock.source_date_epoch, &mut log) {
+    match phases::run_phases(
+        &plan,
+        &root,
+        &work,
+        lock.source_date_epoch,
+        settings.shell_on_failure,
+        &mut log,
+    ) {
         Ok(phase_timings) => timings.extend(phase_timings),
         Err(error) => {
             return Err(failed(&work, &log_path, &error, error.interrupted_by()));

@@ -113,9 +113,25 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
 fn a_failing_script_stops_the_build_naming_itself_and_leaves_nothing() {
     let temp = tempfile::tempdir().expect("tempdir");
     imagefile(temp.path(), &["fixture-fail"]);
-    let output = build(temp.path(), &[fixtures("failing")]);
+    // With --shell-on-failure a shell opens in the chroot at the failure,
+    // with its mounts in place; here it reads its commands from stdin.
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["build", "--shell-on-failure", "-o", "out", "--cache-dir"])
+        .arg(shared_cache())
+        .arg("--elements-path")
+        .arg(fixtures("failing"))
+        .write_stdin("echo \"shell sees debian $(cat /etc/debian_version), $(ls /proc | grep -c '^[0-9]') processes\"; exit\n")
+        .output()
+        .expect("kiln runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stdout.contains("shell sees debian 12."),
+        "the shell ran in the tree: {stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("opening a shell in the chroot"), "{stderr}");
     for part in [
         "fixture-fail",
         "install.d",
