@@ -54,6 +54,10 @@ enum CliCommand {
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// A directory of elements, searched before `KILN_ELEMENTS_PATH`
+        /// (or `ELEMENTS_PATH`) and kiln's built-in elements; repeatable.
+        #[arg(long = "elements-path", value_name = "DIR")]
+        elements_path: Vec<PathBuf>,
     },
     /// Build the image's root tree from the lock (as root).
     Build {
@@ -213,10 +217,12 @@ where
             path,
             update,
             cache_dir,
+            elements_path,
         } => Command::Lock(LockSettings {
             path,
             update,
             cache_dir,
+            elements_path,
         }),
         CliCommand::Build {
             path,

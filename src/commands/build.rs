@@ -50,23 +50,10 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
-    let search = plan::SearchPath::from_env(
-        &settings.elements_path,
-        &crate::commands::elements::builtin_elements(),
-    );
-    let plan = plan::plan(&checked.manifest, &search).map_err(|error| {
-        Failure::user(miette::miette!(
-            help = "check the manifest's `elements` and the element directories (--elements-path, KILN_ELEMENTS_PATH)",
-            "{}: {error}",
-            settings.path.display()
-        ))
-    })?;
-    for warning in &plan.warnings {
-        terminal::status(&format!("warning: {warning}"));
-    }
+    let plan = crate::commands::lock::plan_elements(&checked, &settings.elements_path)?;
     let lock_path = lock::path_for(&settings.path);
     let current = lock::read(&lock_path)
-        .is_ok_and(|lock| lock.manifest == lock::sha256_tag(checked.source.text().as_bytes()));
+        .is_ok_and(|lock| crate::commands::lock::is_current(&lock, &checked, &plan));
     if !current {
         if settings.locked {
             return Err(Failure::user(miette::miette!(
@@ -74,7 +61,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
                     "run `kiln lock {}` and commit the lock, or build without --locked",
                     settings.path.display()
                 ),
-                "{} is missing or older than {}, and --locked forbids locking now",
+                "{} is missing, or older than {} or its elements, and --locked forbids locking now",
                 lock_path.display(),
                 settings.path.display()
             )));
@@ -84,6 +71,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
             path: settings.path.clone(),
             update: false,
             cache_dir: settings.cache_dir.clone(),
+            elements_path: settings.elements_path.clone(),
         })?;
     }
     let lock = read_lock(&settings.path)?;

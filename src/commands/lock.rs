@@ -22,6 +22,44 @@ pub struct LockSettings {
     pub update: bool,
     /// The cache directory, when not the default.
     pub cache_dir: Option<PathBuf>,
+    /// Element directories searched first.
+    pub elements_path: Vec<PathBuf>,
+}
+
+/// Plans the manifest's elements (a mistake there is the user's, exit 1).
+pub fn plan_elements(
+    checked: &Checked,
+    elements_path: &[PathBuf],
+) -> Result<crate::plan::Plan, Failure> {
+    let search = crate::plan::SearchPath::from_env(
+        elements_path,
+        &crate::commands::elements::builtin_elements(),
+    );
+    let plan = crate::plan::plan(&checked.manifest, &search).map_err(|error| {
+        Failure::user(miette::miette!(
+            help = "check the element names and --elements-path; `kiln elements list` shows what is found",
+            "{error}"
+        ))
+    })?;
+    for warning in &plan.warnings {
+        terminal::status(&format!("warning: {warning}"));
+    }
+    Ok(plan)
+}
+
+/// Whether `lock` still pins `checked` and the elements `plan` found:
+/// same imagefile bytes, same elements with the same trees. Where an
+/// element was found does not matter (a checkout may move); what it holds
+/// does.
+pub fn is_current(lock: &lock::Lock, checked: &Checked, plan: &crate::plan::Plan) -> bool {
+    let trees = |elements: &[lock::LockedElement]| -> Vec<(String, String)> {
+        elements
+            .iter()
+            .map(|e| (e.name.clone(), e.tree.clone()))
+            .collect()
+    };
+    lock.manifest == lock::sha256_tag(checked.source.text().as_bytes())
+        && trees(&lock.elements) == trees(&make::Elements::from_plan(plan).locked)
 }
 
 /// Writes (or refreshes) the lock beside the imagefile.
@@ -30,11 +68,12 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
     for warning in checked.warnings.diagnostics() {
         terminal::diagnostic(&miette::Report::new(warning));
     }
+    let plan = plan_elements(&checked, &settings.elements_path)?;
     let lock_path = lock::path_for(&settings.path);
     let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
     if !settings.update
         && let Ok(existing) = lock::read(&lock_path)
-        && existing.manifest == manifest_sha256
+        && is_current(&existing, &checked, &plan)
     {
         terminal::status(&format!(
             "{} is up to date ({} packages); `kiln lock --update` resolves against the mirror again",
@@ -51,6 +90,7 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
     let made = make::make(
         &checked,
         &manifest_sha256,
+        &make::Elements::from_plan(&plan),
         &http,
         &cache,
         Path::new(make::HOST_APT_DIR),

@@ -108,6 +108,34 @@ pub enum MakeError {
     Cache(String),
 }
 
+/// What the manifest's elements bring to the lock: their pinned trees and
+/// the packages their `package-installs` ask for.
+#[derive(Debug, Clone, Default)]
+pub struct Elements {
+    /// Every element applied, with its tree hash, in plan order.
+    pub locked: Vec<super::LockedElement>,
+    /// Packages to install for them (pkg-map applied), sorted.
+    pub packages: Vec<String>,
+}
+
+impl Elements {
+    /// The lock's view of a plan.
+    pub fn from_plan(plan: &crate::plan::Plan) -> Self {
+        Elements {
+            locked: plan
+                .elements
+                .iter()
+                .map(|e| super::LockedElement {
+                    name: e.name.to_string(),
+                    origin: e.dir.display().to_string(),
+                    tree: e.tree_hash.clone(),
+                })
+                .collect(),
+            packages: plan.packages_to_install(),
+        }
+    }
+}
+
 /// What `make` also reports besides the lock.
 #[derive(Debug, Clone)]
 pub struct Made {
@@ -123,6 +151,7 @@ pub struct Made {
 pub fn make(
     checked: &Checked,
     manifest_sha256: &str,
+    elements: &Elements,
     http: &Http,
     cache: &Cache,
     apt_dir: &Path,
@@ -211,6 +240,7 @@ pub fn make(
             .iter()
             .map(|p| SeedRequest::new(p.as_str().split(':').next().unwrap_or_default())),
     );
+    seeds.extend(elements.packages.iter().map(SeedRequest::new));
     let resolution =
         resolve::resolve(&index, &seeds, arch).map_err(|e| MakeError::Resolve(Box::new(e)))?;
     let mut packages: Vec<LockedPackage> = resolution
@@ -251,8 +281,7 @@ pub fn make(
         },
         source_date_epoch,
         packages,
-        // Elements are pinned by the build stage's element loader.
-        elements: Vec::new(),
+        elements: elements.locked.clone(),
     };
     Ok(Made { lock, keyring })
 }

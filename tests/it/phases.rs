@@ -46,7 +46,7 @@ fn build(dir: &Path, elements_paths: &[PathBuf]) -> std::process::Output {
 fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
     let temp = tempfile::tempdir().expect("tempdir");
     imagefile(temp.path(), &["fixture-os", "fixture-lib"]);
-    let output = build(temp.path(), &[fixtures("basic")]);
+    let output = build(temp.path(), &[fixtures("build")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     for stage in [
@@ -97,6 +97,58 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
              TMP_HOOKS_PATH=/tmp/kiln-hooks SOURCE_DATE_EPOCH={}",
             lock.source_date_epoch
         )
+    );
+
+    // The lock pins every element's tree, and the packages their
+    // package-installs ask for (through pkg-map: web-server → lighttpd)
+    // are locked and installed; arch-restricted ones are not.
+    let elements: Vec<&str> = lock.elements.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(elements, ["fixture-os", "fixture-lib", "fixture-app"]);
+    assert!(lock.elements.iter().all(|e| e.tree.starts_with("sha256:")));
+    let names: Vec<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
+    for wanted in ["lighttpd", "less"] {
+        assert!(names.contains(&wanted), "{wanted} is locked");
+    }
+    assert!(!names.contains(&"does-not-exist"));
+    assert!(
+        tree.join("usr/sbin/lighttpd").exists(),
+        "lighttpd is installed"
+    );
+
+    // Changing an element makes the lock stale: --locked refuses to build.
+    let elements_copy = temp.path().join("elements");
+    std::fs::create_dir(&elements_copy).expect("mkdir");
+    for name in ["fixture-os", "fixture-lib", "fixture-app"] {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(fixtures("build").join(name))
+            .arg(&elements_copy)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    }
+    let check = |elements_path: &Path| {
+        kiln()
+            .current_dir(temp.path())
+            .args(["build", "--locked", "-o", "out2", "--cache-dir"])
+            .arg(shared_cache())
+            .arg("--elements-path")
+            .arg(elements_path)
+            .args(["--offline"])
+            .output()
+            .expect("kiln runs")
+    };
+    std::fs::write(
+        elements_copy.join("fixture-app/install.d/50-fixture-app-install"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .expect("change the element");
+    let output = check(&elements_copy);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("its elements, and --locked forbids"),
+        "{stderr}"
     );
 
     // No build scaffolding left in the image or on the host.
