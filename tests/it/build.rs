@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{kiln, mounts_under, processes_rooted_in, repo_path, shared_cache};
+use crate::common::{
+    kiln, loop_devices_under, mounts_under, processes_rooted_in, repo_path, shared_cache,
+};
 
 fn prepare(dir: &Path) -> String {
     std::fs::copy(
@@ -120,6 +122,11 @@ fn a_minbase_tree_holds_exactly_the_lock_and_the_host_stays_clean() {
         mounts_under(&out),
         Vec::<String>::new(),
         "mounts left after SIGKILL"
+    );
+    assert_eq!(
+        loop_devices_under(temp.path()),
+        Vec::<String>::new(),
+        "loop devices left after SIGKILL"
     );
     assert_eq!(
         processes_rooted_in(&work),

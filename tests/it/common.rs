@@ -94,3 +94,18 @@ pub fn processes_rooted_in(path: &Path) -> Vec<String> {
     }
     found
 }
+
+/// Loop devices (`losetup -a`) whose backing file is inside `path`.
+pub fn loop_devices_under(path: &Path) -> Vec<String> {
+    let output = std::process::Command::new("losetup")
+        .arg("-a")
+        .output()
+        .expect("losetup runs");
+    assert!(output.status.success(), "losetup -a failed");
+    let path = path.to_string_lossy().into_owned();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(&path))
+        .map(str::to_string)
+        .collect()
+}

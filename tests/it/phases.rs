@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{kiln, mounts_under, processes_rooted_in, repo_path, shared_cache};
+use crate::common::{
+    kiln, loop_devices_under, mounts_under, processes_rooted_in, repo_path, shared_cache,
+};
 
 fn fixtures(set: &str) -> PathBuf {
     repo_path("tests/fixtures/elements").join(set)
@@ -267,6 +269,11 @@ fn sigkill_during_install_d_leaves_the_host_clean_and_the_next_build_works() {
         mounts_under(&out),
         Vec::<String>::new(),
         "mounts left after SIGKILL"
+    );
+    assert_eq!(
+        loop_devices_under(temp.path()),
+        Vec::<String>::new(),
+        "loop devices left after SIGKILL"
     );
     assert!(
         !out.join("debian-minimal.root").exists(),
