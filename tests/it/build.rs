@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    kiln, loop_devices_under, mounts_under, processes_rooted_in, repo_path, shared_cache,
+    assert_clean_after_kill, kiln, mounts_under, processes_rooted_in, repo_path, shared_cache,
 };
 
 fn prepare(dir: &Path) -> String {
@@ -111,32 +111,7 @@ fn a_minbase_tree_holds_exactly_the_lock_and_the_host_stays_clean() {
     );
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
-    // The kernel tears down the namespaces as their last process exits.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while (!mounts_under(&out).is_empty() || !processes_rooted_in(&work).is_empty())
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        mounts_under(&out),
-        Vec::<String>::new(),
-        "mounts left after SIGKILL"
-    );
-    assert_eq!(
-        loop_devices_under(temp.path()),
-        Vec::<String>::new(),
-        "loop devices left after SIGKILL"
-    );
-    assert_eq!(
-        processes_rooted_in(&work),
-        Vec::<String>::new(),
-        "processes left after SIGKILL"
-    );
-    assert!(
-        !out.join("debian-minimal.root").exists(),
-        "no tree that looks finished"
-    );
+    assert_clean_after_kill(&out, &work, temp.path(), "debian-minimal");
 
     // The next build succeeds, over what the killed one left (and with a
     // relative output directory, as the README's quick start uses).

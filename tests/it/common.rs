@@ -109,3 +109,36 @@ pub fn loop_devices_under(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// After kiln was killed with SIGKILL mid-build: waits (up to 10 s) for the
+/// kernel to tear the build's namespaces down, then asserts that nothing
+/// is left — no mount under `out`, no loop device backed by a file under
+/// `scratch`, no process rooted in `work` — and no tree that looks
+/// finished (`out/<image>.root`).
+pub fn assert_clean_after_kill(out: &Path, work: &Path, scratch: &Path, image: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (!mounts_under(out).is_empty() || !processes_rooted_in(work).is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        mounts_under(out),
+        Vec::<String>::new(),
+        "mounts left after SIGKILL"
+    );
+    assert_eq!(
+        loop_devices_under(scratch),
+        Vec::<String>::new(),
+        "loop devices left after SIGKILL"
+    );
+    assert_eq!(
+        processes_rooted_in(work),
+        Vec::<String>::new(),
+        "processes left after SIGKILL"
+    );
+    assert!(
+        !out.join(format!("{image}.root")).exists(),
+        "no tree that looks finished"
+    );
+}

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    kiln, loop_devices_under, mounts_under, processes_rooted_in, repo_path, shared_cache,
+    assert_clean_after_kill, kiln, mounts_under, processes_rooted_in, repo_path, shared_cache,
 };
 
 fn fixtures(set: &str) -> PathBuf {
@@ -256,29 +256,7 @@ fn sigkill_during_install_d_leaves_the_host_clean_and_the_next_build_works() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_rooted_in(&work).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        processes_rooted_in(&work),
-        Vec::<String>::new(),
-        "processes left after SIGKILL"
-    );
-    assert_eq!(
-        mounts_under(&out),
-        Vec::<String>::new(),
-        "mounts left after SIGKILL"
-    );
-    assert_eq!(
-        loop_devices_under(temp.path()),
-        Vec::<String>::new(),
-        "loop devices left after SIGKILL"
-    );
-    assert!(
-        !out.join("debian-minimal.root").exists(),
-        "no tree that looks finished"
-    );
+    assert_clean_after_kill(&out, &work, temp.path(), "debian-minimal");
 
     // The next build, without the hanging element, succeeds over the
     // remains of the killed one.
