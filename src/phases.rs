@@ -111,7 +111,10 @@ pub fn run_phases(
 ) -> Result<Vec<(String, Duration)>, PhaseError> {
     let hooks = HooksTree::create(root, plan)?;
     let mut timings = Vec::new();
-    for phase in plan.phases.iter().filter(|p| !p.scripts.is_empty()) {
+    let element_files = hooks.element_files.clone();
+    for phase in plan.phases.iter().filter(|p| {
+        !p.scripts.is_empty() || (p.name == PhaseName::Install && !element_files.is_empty())
+    }) {
         if phase.name == PhaseName::BlockDevice {
             let _ = writeln!(
                 log,
@@ -122,7 +125,20 @@ pub fn run_phases(
         }
         let started = Instant::now();
         if phase.in_chroot {
-            run_in_chroot_phase(plan, phase, root, source_date_epoch, shell_on_failure, log)?;
+            let before = if phase.name == PhaseName::Install {
+                element_files.as_slice()
+            } else {
+                &[]
+            };
+            run_in_chroot_phase(
+                plan,
+                phase,
+                root,
+                before,
+                source_date_epoch,
+                shell_on_failure,
+                log,
+            )?;
         } else {
             let env = outside_environment(plan, root, work, &hooks.host_path, source_date_epoch);
             for script in &phase.scripts {
@@ -147,6 +163,7 @@ fn run_in_chroot_phase(
     plan: &Plan,
     phase: &Phase,
     root: &Path,
+    before: &[Vec<String>],
     source_date_epoch: u64,
     shell_on_failure: bool,
     log: &mut dyn Write,
@@ -161,6 +178,18 @@ fn run_in_chroot_phase(
     let mounts =
         chroot::mount_dib_filesystems(root).map_err(|source| chroot_error(phase.name, source))?;
     let setup = chroot::prepare_tree(root).map_err(|source| chroot_error(phase.name, source))?;
+    // install-bin and install-static: kiln's own code, run before the
+    // phase's scripts, inside the chroot so links in the image resolve
+    // within it.
+    for argv in before {
+        chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
+        crate::terminal::progress(&format!("{}: {}", phase.name, argv.join(" ")));
+        let finished = chroot::run_in_chroot(root, argv, &env, log)
+            .map_err(|source| chroot_error(phase.name, source))?;
+        finished
+            .check()
+            .map_err(|source| chroot_error(phase.name, source))?;
+    }
     for script in &phase.scripts {
         let path = in_tree.join(phase.name.dir_name()).join(&script.name);
         let argv = hook_argv(&path, env_files.iter().cloned());
@@ -286,6 +315,9 @@ fn outside_environment(
 /// goes with the work directory.
 struct HooksTree {
     host_path: PathBuf,
+    /// Commands that install elements' `bin/` and `static/` files, run in
+    /// the chroot at the start of `install.d`.
+    element_files: Vec<Vec<String>>,
 }
 
 impl HooksTree {
@@ -310,7 +342,11 @@ impl HooksTree {
                 copy(&script.path, &dir.join(&script.name))?;
             }
         }
-        Ok(HooksTree { host_path })
+        let element_files = copy_element_files(root, plan, &host_path)?;
+        Ok(HooksTree {
+            host_path,
+            element_files,
+        })
     }
 
     fn remove(self) -> Result<(), PhaseError> {
@@ -319,6 +355,79 @@ impl HooksTree {
             source,
         })
     }
+}
+
+/// For DIB's `install-bin` and `install-static` elements: copies every
+/// planned element's `bin/` and `static/` into the hooks tree and returns
+/// the commands that install them in the chroot (`bin/*` to
+/// `/usr/local/bin` with mode 0755; `static/` copied over `/`, elements in
+/// plan order).
+fn copy_element_files(
+    root: &Path,
+    plan: &Plan,
+    hooks: &Path,
+) -> Result<Vec<Vec<String>>, PhaseError> {
+    let uses = |name: &str| plan.elements.iter().any(|e| e.name.as_str() == name);
+    let mut commands = Vec::new();
+    let copy_tree = |from: &Path, to: &Path| -> Result<(), PhaseError> {
+        create_dir_in_tree(root, to)?;
+        let mut source = from.as_os_str().to_os_string();
+        source.push("/.");
+        let finished = crate::host::command::run(
+            "cp",
+            &[std::ffi::OsStr::new("-a"), &source, to.as_os_str()],
+            "coreutils",
+        )
+        .map_err(|e| PhaseError::Io {
+            action: "copy",
+            path: from.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if !finished.success() {
+            return Err(PhaseError::Io {
+                action: "copy",
+                path: from.to_path_buf(),
+                source: std::io::Error::other(finished.stderr),
+            });
+        }
+        Ok(())
+    };
+    if uses("install-bin") {
+        let bin = hooks.join("bin");
+        let mut any = false;
+        for element in &plan.elements {
+            let dir = element.dir.join("bin");
+            if dir.is_dir() {
+                copy_tree(&dir, &bin)?;
+                any = true;
+            }
+        }
+        if any {
+            commands.push(vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                format!(
+                    "mkdir -p /usr/local/bin && install -m 0755 {HOOKS_DIR}/bin/* /usr/local/bin/"
+                ),
+            ]);
+        }
+    }
+    if uses("install-static") {
+        for element in &plan.elements {
+            let dir = element.dir.join("static");
+            if dir.is_dir() {
+                let into = hooks.join("static").join(element.name.as_str());
+                copy_tree(&dir, &into)?;
+                commands.push(vec![
+                    "cp".to_string(),
+                    "-a".to_string(),
+                    format!("{HOOKS_DIR}/static/{}/.", element.name),
+                    "/".to_string(),
+                ]);
+            }
+        }
+    }
+    Ok(commands)
 }
 
 /// Creates `dir` and checks it resolves inside `root`: an image whose

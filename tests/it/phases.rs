@@ -105,7 +105,34 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
     // package-installs ask for (through pkg-map: web-server → lighttpd)
     // are locked and installed; arch-restricted ones are not.
     let elements: Vec<&str> = lock.elements.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(elements, ["fixture-os", "fixture-lib", "fixture-app"]);
+    assert_eq!(elements[..3], ["fixture-os", "fixture-lib", "fixture-app"]);
+    // fixture-app's `element-deps: base` resolves to kiln's built-in core
+    // elements under their diskimage-builder names.
+    for core in [
+        "base",
+        "install-bin",
+        "install-static",
+        "package-installs",
+        "pkg-map",
+        "dib-init-system",
+    ] {
+        assert!(
+            elements.contains(&core),
+            "{core} is planned and pinned: {elements:?}"
+        );
+    }
+    // install-bin and install-static did their work before install.d.
+    use std::os::unix::fs::PermissionsExt;
+    let hello = tree.join("usr/local/bin/fixture-hello");
+    let mode = std::fs::metadata(&hello)
+        .expect("bin/ installed")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "installed executable");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/fixture-static.conf")).expect("static/ copied"),
+        "installed by install-static\n"
+    );
     assert!(lock.elements.iter().all(|e| e.tree.starts_with("sha256:")));
     let names: Vec<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
     for wanted in ["lighttpd", "less"] {
