@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::bootstrap;
 use crate::chroot;
-use crate::commands::fetch::{fetch_failure, open_cache, read_lock};
+use crate::commands::fetch::{fetch_failure, open_cache};
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
 use crate::{fetch, lock, manifest, phases, plan, terminal};
@@ -53,28 +53,31 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     let plan = crate::commands::lock::plan_elements(&checked, &settings.elements_path)?;
     let lock_path = lock::path_for(&settings.path);
     let current = lock::read(&lock_path)
-        .is_ok_and(|lock| crate::commands::lock::is_current(&lock, &checked, &plan));
-    if !current {
-        if settings.locked {
-            return Err(Failure::user(miette::miette!(
-                help = format!(
-                    "run `kiln lock {}` and commit the lock, or build without --locked",
+        .ok()
+        .filter(|lock| crate::commands::lock::is_current(lock, &checked, &plan));
+    let lock = match current {
+        Some(lock) => lock,
+        None => {
+            if settings.locked {
+                return Err(Failure::user(miette::miette!(
+                    help = format!(
+                        "run `kiln lock {}` and commit the lock, or build without --locked",
+                        settings.path.display()
+                    ),
+                    "{} is missing, or older than {} or its elements, and --locked forbids locking now",
+                    lock_path.display(),
                     settings.path.display()
-                ),
-                "{} is missing, or older than {} or its elements, and --locked forbids locking now",
-                lock_path.display(),
-                settings.path.display()
-            )));
+                )));
+            }
+            // As cargo does: a missing or stale lock is made before building.
+            crate::commands::lock::lock_planned(
+                &checked,
+                &plan,
+                &lock_path,
+                settings.cache_dir.as_ref(),
+            )?
         }
-        // As cargo does: a missing or stale lock is made before building.
-        crate::commands::lock::run(&crate::commands::lock::LockSettings {
-            path: settings.path.clone(),
-            update: false,
-            cache_dir: settings.cache_dir.clone(),
-            elements_path: settings.elements_path.clone(),
-        })?;
-    }
-    let lock = read_lock(&settings.path)?;
+    };
     let mut timings = vec![("lock".to_string(), started.elapsed())];
 
     let cache = open_cache(settings.cache_dir.as_ref())?;

@@ -70,7 +70,6 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
     }
     let plan = plan_elements(&checked, &settings.elements_path)?;
     let lock_path = lock::path_for(&settings.path);
-    let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
     if !settings.update
         && let Ok(existing) = lock::read(&lock_path)
         && is_current(&existing, &checked, &plan)
@@ -83,22 +82,36 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let cache = open_cache(settings.cache_dir.as_ref())?;
+    lock_planned(&checked, &plan, &lock_path, settings.cache_dir.as_ref())?;
+    Ok(())
+}
+
+/// Resolves and writes the lock for a manifest already read and planned
+/// (by `kiln lock`, or by `kiln build` when its lock is missing or stale),
+/// and returns it.
+pub fn lock_planned(
+    checked: &Checked,
+    plan: &crate::plan::Plan,
+    lock_path: &Path,
+    cache_dir: Option<&PathBuf>,
+) -> Result<lock::Lock, Failure> {
+    let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
+    let cache = open_cache(cache_dir)?;
     let http =
         Http::new(HttpOptions::default()).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
     let started = Instant::now();
     let made = make::make(
-        &checked,
+        checked,
         &manifest_sha256,
-        &make::Elements::from_plan(&plan),
+        &make::Elements::from_plan(plan),
         &http,
         &cache,
         Path::new(make::HOST_APT_DIR),
     )
-    .map_err(|error| failure(error, &checked))?;
+    .map_err(|error| failure(error, checked))?;
     let lock = made.lock;
     let changed =
-        lock::write(&lock_path, &lock).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
+        lock::write(lock_path, &lock).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
     let bytes: u64 = lock.packages.iter().map(|p| p.size).sum();
     terminal::status(&format!(
         "{} {}: {} packages ({:.1} MiB of .debs) from {} {} (InRelease of {}) in {:.2} s",
@@ -111,7 +124,7 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
         lock.base.in_release.date,
         started.elapsed().as_secs_f64(),
     ));
-    Ok(())
+    Ok(lock)
 }
 
 /// Turns a lock failure into diagnostics: a mistake in the manifest points
