@@ -6,6 +6,7 @@
 //! each command lives in [`commands`].
 
 pub mod apt;
+pub mod assemble;
 pub mod bootstrap;
 pub mod cache;
 pub mod chroot;

@@ -1,0 +1,4 @@
+//! The assemble stage: from the finished root tree to filesystem images
+//! and whole-disk images, with every identifier derived from the lock.
+
+pub mod ids;
