@@ -60,6 +60,31 @@ pub enum InstallError {
     },
 }
 
+/// The local repository of the lock's packages, mounted in the tree and
+/// named by the tree's apt configuration while the phases run. Dropping it
+/// unmounts the repository; [`LocalRepo::remove`] also takes the apt
+/// configuration and lists out of the tree.
+#[derive(Debug)]
+pub struct LocalRepo {
+    root: PathBuf,
+    mount: chroot::Mount,
+    mount_point: PathBuf,
+    apt: super::repo::AptSetup,
+}
+
+impl LocalRepo {
+    /// Leaves the tree as if the repository had never been there.
+    pub fn remove(self) -> Result<(), InstallError> {
+        for path in [&self.apt.config, &self.apt.source_list] {
+            remove(&self.root.join(path))?;
+        }
+        remove_dir(&self.root.join(&self.apt.source_parts))?;
+        clear_dir(&self.root.join("var/lib/apt/lists"))?;
+        self.mount.unmount()?;
+        remove_dir(&self.mount_point)
+    }
+}
+
 /// How long each step took, for `--timings`.
 #[derive(Debug, Default, Clone)]
 pub struct Bootstrapped {
@@ -69,17 +94,21 @@ pub struct Bootstrapped {
     pub packages: usize,
 }
 
-/// Builds the root tree for `lock` in `root` (an empty directory), with the
-/// `.deb`s from `cache`; `work` is a scratch directory beside it for the
-/// local repository. Command output goes to `log`. Must run inside the
-/// build's mount namespace ([`chroot::enter_build_namespace`]).
+/// Builds the base root tree for `lock` in `root` (an empty directory),
+/// with the `.deb`s from `cache`: the essential set, the rest of
+/// debootstrap's minbase set and `packages` (the imagefile's). `work` is a
+/// scratch directory beside it for the local repository, which is
+/// returned still mounted for the phases. Command output goes to `log`.
+/// Must run inside the build's mount namespace
+/// ([`chroot::enter_build_namespace`]).
 pub fn bootstrap(
     lock: &Lock,
     cache: &Cache,
     root: &Path,
     work: &Path,
+    packages: &[String],
     log: &mut dyn Write,
-) -> Result<Bootstrapped, InstallError> {
+) -> Result<(Bootstrapped, LocalRepo), InstallError> {
     let mut done = Bootstrapped::default();
     let mut step = Instant::now();
     let mut lap = |name: &'static str, done: &mut Bootstrapped| {
@@ -123,10 +152,11 @@ pub fn bootstrap(
     let repo_mount = chroot::Mount::bind(&repo_dir, &repo_mount_point)?;
     let apt = write_apt_setup(root, REPO_IN_CHROOT)?;
     let essential_names: Vec<&str> = essential.iter().map(|p| p.name.as_str()).collect();
+    let base = base_packages(lock, &texts, packages)?;
     let rest: Vec<String> = lock
         .packages
         .iter()
-        .filter(|p| !essential_names.contains(&p.name.as_str()))
+        .filter(|p| !essential_names.contains(&p.name.as_str()) && base.contains(&p.name))
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
     chroot::signals::check()?;
@@ -137,24 +167,87 @@ pub fn bootstrap(
         chroot::signals::check()?;
         chroot::run_in_chroot(root, &argv, &env, log)?.check()?;
     }
-    lap("install the rest", &mut done);
+    lap("install the base", &mut done);
 
     let installed = installed_packages(root, &env)?;
-    // The bootstrap's apt setup and lists go before the image is used.
-    for path in [&apt.config, &apt.source_list] {
-        remove(&root.join(path))?;
-    }
-    remove_dir(&root.join(&apt.source_parts))?;
-    clear_dir(&root.join("var/lib/apt/lists"))?;
-    repo_mount.unmount()?;
-    remove_dir(&repo_mount_point)?;
     setup.finish()?;
     mounts.unmount()?;
+    let repo = LocalRepo {
+        root: root.to_path_buf(),
+        mount: repo_mount,
+        mount_point: repo_mount_point,
+        apt,
+    };
 
-    compare_with_lock(lock, &installed)?;
+    compare_with_lock(lock, &installed, Coverage::Subset)?;
     done.packages = installed.len();
     lap("check against the lock", &mut done);
-    Ok(done)
+    Ok((done, repo))
+}
+
+/// The names apt is asked for after the essential set: debootstrap's
+/// minbase seeds and the imagefile's packages. apt pulls in their
+/// dependencies from the repository, which holds only locked files.
+fn base_packages(
+    lock: &Lock,
+    texts: &[&str],
+    packages: &[String],
+) -> Result<std::collections::BTreeSet<String>, InstallError> {
+    let mut index = crate::apt::index::PackageIndex::new(&lock.base.arch);
+    for (n, text) in texts.iter().enumerate() {
+        index
+            .add_packages(&format!("index {n}"), text)
+            .map_err(|e| InstallError::Io {
+                action: "read",
+                path: PathBuf::from(format!("the lock's package index {n}")),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+    }
+    let mut names: std::collections::BTreeSet<String> = crate::apt::resolve::minbase_seeds(&index)
+        .into_iter()
+        .map(|seed| seed.package)
+        .collect();
+    names.extend(
+        packages
+            .iter()
+            .map(|p| p.split([':', '=']).next().unwrap_or_default().to_string()),
+    );
+    // apt installs the dependencies; naming them too would mark them as
+    // installed by hand, which apt's autoremove then treats differently.
+    Ok(names)
+}
+
+/// What the build has installed when the phases are done: every package
+/// must be locked at its locked version, and every locked package
+/// installed unless dpkg's log in the tree shows the build removed it.
+/// Returns the names of the packages the build removed.
+pub fn check_finished_tree(lock: &Lock, root: &Path) -> Result<Vec<String>, InstallError> {
+    let env = chroot_env(lock);
+    let installed = installed_packages(root, &env)?;
+    let log_path = root.join("var/log/dpkg.log");
+    let dpkg_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let removed: std::collections::BTreeSet<String> = dpkg_log
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(2);
+            let action = fields.next()?;
+            let package = fields.next()?;
+            matches!(action, "remove" | "purge")
+                .then(|| package.split(':').next().unwrap_or(package).to_string())
+        })
+        .filter(|name| !installed.contains_key(name))
+        .collect();
+    compare_with_lock(lock, &installed, Coverage::AllBut(&removed))?;
+    Ok(removed.into_iter().collect())
+}
+
+/// How much of the lock must be installed.
+enum Coverage<'a> {
+    /// Only locked packages, at locked versions (after the base: the
+    /// elements' packages come in the phases).
+    Subset,
+    /// Every locked package but these (which the build removed).
+    AllBut(&'a std::collections::BTreeSet<String>),
 }
 
 /// The environment of every bootstrap command in the chroot.
@@ -200,10 +293,12 @@ fn installed_packages(
         .collect())
 }
 
-/// Fails unless `installed` is exactly the lock's names and versions.
+/// Fails unless `installed` holds only the lock's names and versions, and
+/// as much of the lock as `coverage` asks.
 fn compare_with_lock(
     lock: &Lock,
     installed: &BTreeMap<String, String>,
+    coverage: Coverage<'_>,
 ) -> Result<(), InstallError> {
     let locked: BTreeMap<&str, &str> = lock
         .packages
@@ -215,7 +310,13 @@ fn compare_with_lock(
         match installed.get(*name) {
             Some(v) if v == version => {}
             Some(v) => differences.push(format!("{name}: locked {version}, installed {v}")),
-            None => differences.push(format!("{name}: locked {version}, not installed")),
+            None => match coverage {
+                Coverage::Subset => {}
+                Coverage::AllBut(removed) if removed.contains(*name) => {}
+                Coverage::AllBut(_) => {
+                    differences.push(format!("{name}: locked {version}, not installed"))
+                }
+            },
         }
     }
     for (name, version) in installed {

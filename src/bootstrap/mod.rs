@@ -30,6 +30,6 @@ pub use essential::essential_set;
 pub use extract::{
     BootstrapError, extract_essential, load_indexes, stage_debs, write_dpkg_skeleton,
 };
-pub use install::{Bootstrapped, InstallError, bootstrap};
+pub use install::{Bootstrapped, InstallError, LocalRepo, bootstrap, check_finished_tree};
 pub use merged_usr::create_merged_usr;
 pub use repo::{write_apt_setup, write_local_repo};

@@ -30,7 +30,7 @@ pub use mounts::{
     ChrootMounts, Mount, mount_dib_filesystems, mounts_under, remove_dir_all_checked,
 };
 pub use namespace::enter_build_namespace;
-pub use run::{Finished, run_in_chroot, run_outside_chroot, shell_in_chroot};
+pub use run::{CHROOT_PATH, Finished, run_in_chroot, run_outside_chroot, shell_in_chroot};
 pub use setup::{TreeSetup, prepare_tree};
 
 /// Everything that can go wrong while preparing, entering or cleaning up a

@@ -109,8 +109,14 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         root.display()
     ));
     terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
-    let result = bootstrap::bootstrap(&lock, &cache, &root, &work, &mut log);
-    let bootstrapped = match result {
+    let packages: Vec<String> = checked
+        .manifest
+        .packages
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
+    let result = bootstrap::bootstrap(&lock, &cache, &root, &work, &packages, &mut log);
+    let (bootstrapped, repo) = match result {
         Ok(done) => done,
         Err(error) => {
             let signal = match &error {
@@ -135,19 +141,30 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
             plan.elements.len()
         ));
     }
-    match phases::run_phases(
-        &plan,
-        &root,
-        &work,
-        lock.source_date_epoch,
-        settings.shell_on_failure,
-        &mut log,
-    ) {
+    let locked: Vec<String> = lock.packages.iter().map(|p| p.name.clone()).collect();
+    let run = phases::PhaseRun {
+        root: &root,
+        work: &work,
+        source_date_epoch: lock.source_date_epoch,
+        locked: &locked,
+        shell_on_failure: settings.shell_on_failure,
+    };
+    match phases::run_phases(&plan, &run, &mut log) {
         Ok(phase_timings) => timings.extend(phase_timings),
         Err(error) => {
+            drop(repo);
             return Err(failed(&work, &log_path, &error, error.interrupted_by()));
         }
     }
+    let step = Instant::now();
+    let checked_tree = repo
+        .remove()
+        .and_then(|()| bootstrap::check_finished_tree(&lock, &root));
+    let removed = match checked_tree {
+        Ok(removed) => removed,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    timings.push(("check against the lock".to_string(), step.elapsed()));
 
     let tree = output.join(format!("{name}.root"));
     if tree.exists() {
@@ -172,10 +189,15 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     table.push_str(&format!("{:<28} {:>8.2}", "total", total.as_secs_f64()));
     terminal::progress_done();
     terminal::status(&table);
+    let removed_note = if removed.is_empty() {
+        String::new()
+    } else {
+        format!("; removed during the build: {}", removed.join(", "))
+    };
     terminal::status(&format!(
-        "built {}: {} packages, exactly the lock's (log: {})",
+        "built {}: {} locked packages{removed_note} (log: {})",
         tree.display(),
-        bootstrapped.packages,
+        lock.packages.len() - removed.len(),
         log_path.display()
     ));
     Ok(())

@@ -18,16 +18,17 @@ pub struct ElementsSettings {
     pub show: Option<String>,
 }
 
-/// kiln's built-in elements: the repository's `elements/` when the binary
-/// runs from its checkout. Installing them beside an installed binary is
-/// still to do.
-pub fn builtin_elements() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("elements")
+/// kiln's built-in elements, embedded in the binary and unpacked into the
+/// cache directory (or, without one, the temporary directory) on first use.
+pub fn builtin_elements() -> Result<PathBuf, Failure> {
+    let base = crate::cache::Cache::default_dir()
+        .unwrap_or_else(|_| std::env::temp_dir().join(format!("kiln-{}", nix::unistd::geteuid())));
+    plan::unpack_builtin_elements(&base).map_err(|e| Failure::Internal(miette::miette!("{e}")))
 }
 
 /// Lists the elements, or shows one.
 pub fn run(settings: &ElementsSettings) -> Result<(), Failure> {
-    let search = SearchPath::from_env(&settings.elements_path, &builtin_elements());
+    let search = SearchPath::from_env(&settings.elements_path, &builtin_elements()?);
     let text = match &settings.show {
         None => list(&search),
         Some(name) => show(&search, name)?,

@@ -33,7 +33,7 @@ pub fn plan_elements(
 ) -> Result<crate::plan::Plan, Failure> {
     let search = crate::plan::SearchPath::from_env(
         elements_path,
-        &crate::commands::elements::builtin_elements(),
+        &crate::commands::elements::builtin_elements()?,
     );
     let plan = crate::plan::plan(&checked.manifest, &search).map_err(|error| {
         Failure::user(miette::miette!(

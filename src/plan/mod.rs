@@ -8,6 +8,7 @@
 //! ask for. It follows diskimage-builder's semantics so that DIB elements
 //! run unchanged; each submodule names the DIB code it mirrors.
 
+mod builtin;
 mod deps;
 mod packages;
 mod phases;
@@ -22,6 +23,7 @@ use crate::manifest::{
     Arch, DEFAULT_ROOT_LABEL, Distro, ElementName, EnvName, Manifest, ParamValue,
 };
 
+pub use builtin::{BuiltinError, unpack_builtin_elements};
 pub use deps::OPERATING_SYSTEM;
 pub use packages::{PackageRequest, PhasePackages};
 pub use phases::{EnvironmentFile, Phase, PhaseName, Script, run_parts_order};
@@ -80,6 +82,11 @@ pub struct Plan {
     pub phases: Vec<Phase>,
     /// Packages to install and remove, by phase, in phase order.
     pub packages: Vec<PhasePackages>,
+    /// Each element's `pkg-map`, flattened for the target (name → the
+    /// names it maps to, space-separated; empty to drop it), for the
+    /// `pkg-map` helper hooks call in the chroot. Elements without one are
+    /// left out.
+    pub pkg_maps: BTreeMap<ElementName, BTreeMap<String, String>>,
     /// Things worth telling the user that do not stop the build.
     pub warnings: Vec<PlanWarning>,
 }
@@ -106,6 +113,11 @@ impl Plan {
     /// One phase's scripts.
     pub fn phase(&self, name: PhaseName) -> Option<&Phase> {
         self.phases.iter().find(|p| p.name == name)
+    }
+
+    /// The packages to install and remove in one phase.
+    pub fn phase_packages(&self, name: PhaseName) -> Option<&PhasePackages> {
+        self.packages.iter().find(|p| p.phase == name)
     }
 }
 
@@ -571,6 +583,7 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
         environment: &env_lookup,
     };
     let packages = packages::collect(&found, &target, &mut warnings)?;
+    let pkg_maps = packages::pkg_maps(&found, &target)?;
 
     Ok(Plan {
         elements,
@@ -578,6 +591,7 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
         environment_files,
         phases,
         packages,
+        pkg_maps,
         warnings,
     })
 }

@@ -115,6 +115,22 @@ pub(crate) fn collect(
     Ok(by_phase.into_values().collect())
 }
 
+/// Every element's `pkg-map`, flattened for the target; elements without
+/// one are left out.
+pub(crate) fn pkg_maps(
+    elements: &[Element],
+    target: &Target<'_>,
+) -> Result<BTreeMap<ElementName, BTreeMap<String, String>>, PlanError> {
+    let mut maps = BTreeMap::new();
+    for element in elements {
+        let map = PkgMap::read(&element.dir.join("pkg-map"), target)?;
+        if !map.names.is_empty() {
+            maps.insert(element.name.clone(), map.names);
+        }
+    }
+    Ok(maps)
+}
+
 type Entries = Vec<(String, Options)>;
 
 /// Reads an element's package files: `package-installs.json` then

@@ -96,7 +96,7 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
         env.trim_end(),
         format!(
             "FIXTURE_OS_LOADED=1 FIXTURE_LIB=1 FIXTURE_LIB_LATE=1 DISTRO_NAME=debian \
-             TMP_HOOKS_PATH=/tmp/kiln-hooks SOURCE_DATE_EPOCH={}",
+             TMP_HOOKS_PATH=/tmp/in_target.d SOURCE_DATE_EPOCH={}",
             lock.source_date_epoch
         )
     );
@@ -144,6 +144,41 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
         "lighttpd is installed"
     );
 
+    // package-installs ran at its place in each phase: lighttpd (install.d)
+    // before 50-fixture-app-install, ed (build-only) during install.d and
+    // gone after it, though locked; DIB's helpers worked in the chroot.
+    let helpers = std::fs::read_to_string(tree.join("fixture-helpers")).expect("helpers");
+    let helpers: Vec<&str> = helpers.lines().collect();
+    assert_eq!(
+        helpers,
+        [
+            "ed-during-install.d /usr/bin/ed",
+            "lighttpd-before-50 installed",
+            "pkg-map lighttpd",
+            "pkg-map-missing-ok vim",
+            "dib-init-system systemd",
+            "hooks /tmp/in_target.d",
+            "unlocked-install refused: install-packages: not in the lock: cowsay",
+            "locked-install ok",
+            "dib-run-parts a b ",
+        ]
+    );
+    assert!(names.contains(&"ed"), "ed is locked");
+    assert!(!tree.join("usr/bin/ed").exists(), "ed was removed");
+    assert!(stderr.contains("removed during the build: ed"), "{stderr}");
+    // Outside the chroot, `sudo` and DIB's exported functions work.
+    let outside = tree.join("fixture-outside");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("element-dir"))
+            .expect("get_image_element_array")
+            .trim_end(),
+        fixtures("build").join("fixture-app").display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("yaml")).expect("IMAGE_ELEMENT_YAML"),
+        "yaml-ok\n"
+    );
+
     // Changing an element makes the lock stale: --locked refuses to build.
     let elements_copy = temp.path().join("elements");
     std::fs::create_dir(&elements_copy).expect("mkdir");
@@ -181,7 +216,12 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
     );
 
     // No build scaffolding left in the image or on the host.
-    for leftover in ["tmp/kiln-hooks", "usr/sbin/policy-rc.d"] {
+    for leftover in [
+        "tmp/in_target.d",
+        "usr/sbin/policy-rc.d",
+        "var/lib/kiln-bootstrap-repo",
+        "etc/apt/kiln-bootstrap.list",
+    ] {
         assert!(!tree.join(leftover).exists(), "{leftover} left in the tree");
     }
     assert_eq!(mounts_under(&out), Vec::<String>::new());

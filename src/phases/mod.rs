@@ -4,13 +4,19 @@
 //! The plan already decided which scripts run and in what order; this stage
 //! only executes them. In-chroot phases get their scripts and every
 //! `environment.d` file copied into the tree under [`HOOKS_DIR`] (DIB's
-//! `/tmp/in_target.d`), the kernel filesystems mounted and the build-time
+//! `/tmp/in_target.d`), DIB's helper commands first on `PATH`
+//! ([`helpers`]), the kernel filesystems mounted and the build-time
 //! resolv.conf/policy-rc.d in place, all as guards released after the phase
 //! (or on failure). Outside-chroot phases run the scripts where the elements
 //! are, beside the tree, with `TARGET_ROOT` pointing at it. Each script runs
 //! on its own, through a shell that first sources every `environment.d` file
 //! in order (`dib-run-parts` does the same before every phase), so that a
 //! failure names the script.
+//!
+//! The elements' `package-installs` run as two steps of each in-chroot
+//! phase that has packages, ordered among its scripts as DIB's
+//! `package-installs` element orders its own hooks: the installs as
+//! `10-package-installs`, the removals as `99-package-uninstalls`.
 //!
 //! `block-device.d` is skipped: its scripts work on `IMAGE_BLOCK_DEVICE`,
 //! which exists only once image assembly makes a disk.
@@ -21,10 +27,21 @@ use std::time::{Duration, Instant};
 
 use crate::chroot::{self, ChrootError, Finished};
 use crate::manifest::ElementName;
-use crate::plan::{Phase, PhaseName, Plan, Script};
+use crate::plan::{Phase, PhaseName, Plan, Script, run_parts_order};
 
-/// Where the hooks are inside the tree while phases run.
-pub const HOOKS_DIR: &str = "/tmp/kiln-hooks";
+mod helpers;
+
+/// Where the hooks are inside the tree while phases run: DIB's path, which
+/// some elements name.
+pub const HOOKS_DIR: &str = "/tmp/in_target.d";
+
+/// The `PATH` of in-chroot hooks: kiln's helpers first.
+const IN_CHROOT_PATH: &str =
+    "/tmp/in_target.d/kiln/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where a phase's package installs and removals run among its scripts.
+const PACKAGE_INSTALLS_STEP: &str = "10-package-installs";
+const PACKAGE_UNINSTALLS_STEP: &str = "99-package-uninstalls";
 
 /// How many of a failed script's last output lines the error carries.
 pub const FAILURE_TAIL_LINES: usize = 20;
@@ -97,23 +114,50 @@ impl PhaseError {
     }
 }
 
-/// Runs every phase of `plan` that has scripts, in order, against the tree
-/// at `root`. `work` is the build's work directory (`TMP_BUILD_DIR`);
-/// `source_date_epoch` comes from the lock. Script output goes to `log`.
-/// Returns how long each phase took, named `phase <dir>`.
+/// What the phases need besides the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseRun<'a> {
+    /// The root tree.
+    pub root: &'a Path,
+    /// The build's work directory (`TMP_BUILD_DIR`).
+    pub work: &'a Path,
+    /// From the lock.
+    pub source_date_epoch: u64,
+    /// The names of the locked packages, which `install-packages` may
+    /// install.
+    pub locked: &'a [String],
+    /// Open a shell in the chroot when an in-chroot script fails.
+    pub shell_on_failure: bool,
+}
+
+/// Runs every phase of `plan` that has scripts or packages, in order,
+/// against the tree. Script output goes to `log`. Returns how long each
+/// phase took, named `phase <dir>`.
 pub fn run_phases(
     plan: &Plan,
-    root: &Path,
-    work: &Path,
-    source_date_epoch: u64,
-    shell_on_failure: bool,
+    run: &PhaseRun<'_>,
     log: &mut dyn Write,
 ) -> Result<Vec<(String, Duration)>, PhaseError> {
-    let hooks = HooksTree::create(root, plan)?;
+    let PhaseRun {
+        root,
+        work,
+        source_date_epoch,
+        shell_on_failure,
+        ..
+    } = *run;
+    let hooks = HooksTree::create(root, plan, run.locked)?;
+    let host_bin = work.join("host-bin");
+    helpers::write_outside(&host_bin).map_err(|source| PhaseError::Io {
+        action: "write",
+        path: host_bin.clone(),
+        source,
+    })?;
     let mut timings = Vec::new();
     let element_files = hooks.element_files.clone();
     for phase in plan.phases.iter().filter(|p| {
-        !p.scripts.is_empty() || (p.name == PhaseName::Install && !element_files.is_empty())
+        !p.scripts.is_empty()
+            || (p.name == PhaseName::Install && !element_files.is_empty())
+            || (p.in_chroot && plan.phase_packages(p.name).is_some())
     }) {
         if phase.name == PhaseName::BlockDevice {
             let _ = writeln!(
@@ -140,7 +184,14 @@ pub fn run_phases(
                 log,
             )?;
         } else {
-            let env = outside_environment(plan, root, work, &hooks.host_path, source_date_epoch);
+            let env = outside_environment(
+                plan,
+                root,
+                work,
+                &hooks.host_path,
+                &host_bin,
+                source_date_epoch,
+            );
             for script in &phase.scripts {
                 let argv = hook_argv(
                     &script.path,
@@ -190,14 +241,36 @@ fn run_in_chroot_phase(
             .check()
             .map_err(|source| chroot_error(phase.name, source))?;
     }
-    for script in &phase.scripts {
-        let path = in_tree.join(phase.name.dir_name()).join(&script.name);
-        let argv = hook_argv(&path, env_files.iter().cloned());
+    for step in steps(plan, phase) {
+        let (argv, script) = match step {
+            Step::Script(script) => {
+                let path = in_tree.join(phase.name.dir_name()).join(&script.name);
+                (hook_argv(&path, env_files.iter().cloned()), script.clone())
+            }
+            Step::Packages {
+                name,
+                remove,
+                names,
+                element,
+            } => {
+                let mut argv = vec![format!("{HOOKS_DIR}/kiln/bin/install-packages")];
+                if remove {
+                    argv.push("-e".to_string());
+                }
+                argv.extend(names);
+                let script = Script {
+                    name: name.to_string(),
+                    element,
+                    path: PathBuf::from(&argv[0]),
+                };
+                (argv, script)
+            }
+        };
         chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
-        log_start(log, phase.name, script);
+        log_start(log, phase.name, &script);
         let finished = chroot::run_in_chroot(root, &argv, &env, log)
             .map_err(|source| chroot_error(phase.name, source))?;
-        let verdict = judge(phase.name, script, finished);
+        let verdict = judge(phase.name, &script, finished);
         if let Err(error) = &verdict
             && shell_on_failure
         {
@@ -218,6 +291,52 @@ fn run_in_chroot_phase(
     mounts
         .unmount()
         .map_err(|source| chroot_error(phase.name, source))
+}
+
+/// One thing an in-chroot phase runs.
+enum Step<'a> {
+    /// An element's script.
+    Script(&'a Script),
+    /// `install-packages` for the phase's `package-installs`.
+    Packages {
+        name: &'static str,
+        remove: bool,
+        names: Vec<String>,
+        /// The first element asking, which a failure names.
+        element: crate::manifest::ElementName,
+    },
+}
+
+/// The phase's scripts with its package steps placed among them by name.
+fn steps<'a>(plan: &Plan, phase: &'a Phase) -> Vec<Step<'a>> {
+    let mut steps: Vec<(String, Step<'a>)> = phase
+        .scripts
+        .iter()
+        .map(|s| (s.name.clone(), Step::Script(s)))
+        .collect();
+    if let Some(packages) = plan.phase_packages(phase.name) {
+        for (name, remove, requests) in [
+            (PACKAGE_INSTALLS_STEP, false, &packages.install),
+            (PACKAGE_UNINSTALLS_STEP, true, &packages.uninstall),
+        ] {
+            if let Some(first) = requests.first() {
+                let names = requests.iter().map(|r| r.name.clone()).collect();
+                let element = first.element.clone();
+                steps.push((
+                    name.to_string(),
+                    Step::Packages {
+                        name,
+                        remove,
+                        names,
+                        element,
+                    },
+                ));
+            }
+        }
+    }
+    // Stable: a script of the same name as a package step runs after it.
+    steps.sort_by(|a, b| run_parts_order(&a.0, &b.0));
+    steps.into_iter().map(|(_, step)| step).collect()
 }
 
 fn chroot_error(phase: PhaseName, source: ChrootError) -> PhaseError {
@@ -290,6 +409,8 @@ fn plan_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, String)
 fn inside_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, String)> {
     let mut env = plan_environment(plan, source_date_epoch);
     env.push(("TMP_HOOKS_PATH".to_string(), HOOKS_DIR.to_string()));
+    env.push(("PATH".to_string(), IN_CHROOT_PATH.to_string()));
+    env.push(("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()));
     env
 }
 
@@ -299,12 +420,18 @@ fn outside_environment(
     root: &Path,
     work: &Path,
     hooks: &Path,
+    host_bin: &Path,
     source_date_epoch: u64,
 ) -> Vec<(String, String)> {
     let mut env = plan_environment(plan, source_date_epoch);
     env.push(("TMP_MOUNT_PATH".to_string(), root.display().to_string()));
     env.push(("TMP_BUILD_DIR".to_string(), work.display().to_string()));
     env.push(("TMP_HOOKS_PATH".to_string(), hooks.display().to_string()));
+    env.push((
+        "PATH".to_string(),
+        format!("{}:{}", host_bin.display(), chroot::CHROOT_PATH),
+    ));
+    env.extend(helpers::exported_functions(plan));
     env
 }
 
@@ -321,7 +448,7 @@ struct HooksTree {
 }
 
 impl HooksTree {
-    fn create(root: &Path, plan: &Plan) -> Result<HooksTree, PhaseError> {
+    fn create(root: &Path, plan: &Plan, locked: &[String]) -> Result<HooksTree, PhaseError> {
         let host_path = root.join(HOOKS_DIR.trim_start_matches('/'));
         if host_path.exists() {
             chroot::remove_dir_all_checked(&host_path).map_err(|source| PhaseError::Chroot {
@@ -342,6 +469,11 @@ impl HooksTree {
                 copy(&script.path, &dir.join(&script.name))?;
             }
         }
+        helpers::write_in_chroot(&host_path, plan, locked).map_err(|source| PhaseError::Io {
+            action: "write",
+            path: host_path.join(helpers::KILN_DIR),
+            source,
+        })?;
         let element_files = copy_element_files(root, plan, &host_path)?;
         Ok(HooksTree {
             host_path,
@@ -475,7 +607,7 @@ mod tests {
     #[test]
     fn the_hook_shell_sources_then_execs() {
         let argv = hook_argv(
-            Path::new("/tmp/kiln-hooks/install.d/10-x"),
+            Path::new("/tmp/in_target.d/install.d/10-x"),
             [PathBuf::from("/e/05-a"), PathBuf::from("/e/10-b.bash")].into_iter(),
         );
         assert_eq!(argv[0], "/bin/bash");
@@ -484,7 +616,7 @@ mod tests {
             &argv[3..],
             [
                 "kiln-hook",
-                "/tmp/kiln-hooks/install.d/10-x",
+                "/tmp/in_target.d/install.d/10-x",
                 "/e/05-a",
                 "/e/10-b.bash"
             ]
