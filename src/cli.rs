@@ -36,6 +36,11 @@ enum CliCommand {
         /// The imagefile to check.
         #[arg(default_value = "imagefile.yaml")]
         path: PathBuf,
+        /// A directory of elements, searched before `KILN_ELEMENTS_PATH`
+        /// (or `ELEMENTS_PATH`) and kiln's built-in elements; repeatable,
+        /// the first given wins.
+        #[arg(long = "elements-path", value_name = "DIR")]
+        elements_path: Vec<PathBuf>,
     },
     /// Print the imagefile's JSON schema (for editors and other tools).
     Schema {
@@ -211,7 +216,13 @@ where
         }
     })?;
     let command = match cli.command {
-        CliCommand::Validate { path } => Command::Validate(ValidateSettings { path }),
+        CliCommand::Validate {
+            path,
+            elements_path,
+        } => Command::Validate(ValidateSettings {
+            path,
+            elements_path,
+        }),
         CliCommand::Schema { lock } => Command::Schema { lock },
         CliCommand::Lock {
             path,

@@ -135,6 +135,7 @@ fn show(search: &SearchPath, name: &str) -> Result<String, Failure> {
             out.push_str(&format!("  has: {file}\n"));
         }
     }
+    out.push_str(&element_yaml_lines(dir));
     let dirs = std::iter::once("environment.d").chain(PhaseName::ALL.iter().map(|p| p.dir_name()));
     for sub in dirs {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
@@ -160,4 +161,54 @@ fn show(search: &SearchPath, name: &str) -> Result<String, Failure> {
         out.push_str(&format!("  {sub}{place}: {}\n", scripts.join(", ")));
     }
     Ok(out)
+}
+
+/// What the element's `element.yaml` declares: description, dependencies,
+/// packages and parameters (with type, default or `required`, and the
+/// variable the hooks read).
+fn element_yaml_lines(dir: &Path) -> String {
+    let yaml = match plan::read_element_yaml(dir) {
+        Ok(Some(yaml)) => yaml,
+        Ok(None) => return String::new(),
+        Err(e) => return format!("  element.yaml: not valid: {e}\n"),
+    };
+    let mut out = String::new();
+    if let Some(description) = &yaml.description {
+        out.push_str(&format!("  description: {}\n", description.trim()));
+    }
+    let list = |items: Vec<String>| items.join(", ");
+    if !yaml.dependencies.is_empty() {
+        let names = yaml.dependencies.iter().map(|d| d.value.to_string());
+        out.push_str(&format!(
+            "  depends on (element.yaml): {}\n",
+            list(names.collect())
+        ));
+    }
+    if !yaml.packages.is_empty() {
+        let names = yaml.packages.iter().map(|p| p.value.clone());
+        out.push_str(&format!("  installs: {}\n", list(names.collect())));
+    }
+    for (name, param) in yaml.parameters.iter().flatten() {
+        let mut kind = param.kind.value.to_string();
+        if !param.values.is_empty() {
+            let values = param.values.iter().map(|v| v.value.0.clone());
+            kind.push_str(&format!(" of {}", list(values.collect())));
+        }
+        if let Some(default) = &param.default {
+            kind.push_str(&format!(", default `{}`", default.value.0));
+        } else if param.required.value {
+            kind.push_str(", required");
+        }
+        let mut line = format!(
+            "  parameter {} ({kind}) -> ${}",
+            name.value,
+            param.env_name(&name.value)
+        );
+        if let Some(description) = &param.description {
+            line.push_str(&format!(": {}", description.trim()));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }

@@ -35,16 +35,32 @@ pub fn plan_elements(
         elements_path,
         &crate::commands::elements::builtin_elements()?,
     );
-    let plan = crate::plan::plan(&checked.manifest, &search).map_err(|error| {
-        Failure::user(miette::miette!(
-            help = "check the element names and --elements-path; `kiln elements list` shows what is found",
-            "{error}"
-        ))
-    })?;
+    let plan = crate::plan::plan(&checked.manifest, &search)
+        .map_err(|error| plan_failure(error, checked))?;
     for warning in &plan.warnings {
         terminal::status(&format!("warning: {warning}"));
     }
     Ok(plan)
+}
+
+/// Turns a plan error into diagnostics: `with:` values that do not fit an
+/// element's parameters point into the manifest, a bad `element.yaml`
+/// points into that file.
+fn plan_failure(error: crate::plan::PlanError, checked: &Checked) -> Failure {
+    match error {
+        crate::plan::PlanError::Parameters(problems) => {
+            Failure::from(checked.source.problems(problems))
+        }
+        crate::plan::PlanError::ElementYaml(bad) => Failure::from(manifest::Problems::new(
+            &bad.path.display().to_string(),
+            bad.text,
+            bad.problems,
+        )),
+        error => Failure::user(miette::miette!(
+            help = "check the element names and --elements-path; `kiln elements list` shows what is found",
+            "{error}"
+        )),
+    }
 }
 
 /// Whether `lock` still pins `checked` and the elements `plan` found:

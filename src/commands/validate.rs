@@ -1,7 +1,13 @@
 //! `kiln validate`: check an imagefile and report every problem in it.
+//!
+//! Besides the manifest's own rules, validate plans its elements as `kiln
+//! lock` would (without touching the network), so elements that cannot be
+//! found, a malformed `element.yaml` and `with:` values that do not fit an
+//! element's declared parameters are reported before any download.
 
 use std::path::PathBuf;
 
+use crate::commands::lock::plan_elements;
 use crate::failure::Failure;
 use crate::{manifest, terminal};
 
@@ -10,14 +16,18 @@ use crate::{manifest, terminal};
 pub struct ValidateSettings {
     /// The imagefile to check.
     pub path: PathBuf,
+    /// Element directories searched first.
+    pub elements_path: Vec<PathBuf>,
 }
 
-/// Checks the imagefile; prints warnings, and a summary when it is valid.
+/// Checks the imagefile and plans its elements; prints warnings, and a
+/// summary when it is valid.
 pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
     let checked = manifest::read(&settings.path)?;
     for warning in checked.warnings.diagnostics() {
         terminal::diagnostic(&miette::Report::new(warning));
     }
+    let plan = plan_elements(&checked, &settings.elements_path)?;
     let manifest = &checked.manifest;
     let base = &manifest.base;
     let release = base
@@ -30,7 +40,7 @@ pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
         checked.source.name(),
         manifest.name.value,
         base.distro.as_str(),
-        manifest.elements.len(),
+        plan.elements.len(),
         manifest.packages.len(),
     ));
     Ok(())

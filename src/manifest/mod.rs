@@ -22,8 +22,10 @@ use serde::{Deserialize, Serialize};
 
 pub use check::check;
 pub use diagnostic::{ManifestError, Problem, Problems, Severity};
+pub(crate) use source::did_you_mean;
 pub use source::{Source, load};
 pub use spanned::Spanned;
+pub(crate) use values::HELP_SEPARATOR;
 pub use values::{
     DiskSize, ElementName, EnvName, ImageName, Label, MountOptions, Mountpoint, PackageName,
     PartitionName, PartitionSize, Release, Sha256Hex, Size, SourceUrl, ValueError,
@@ -191,7 +193,7 @@ impl ElementRef {
     pub fn name(&self) -> &ElementName {
         match self {
             ElementRef::Name(name) => name,
-            ElementRef::WithParams(with) => &with.name,
+            ElementRef::WithParams(with) => &with.name.value,
         }
     }
 }
@@ -201,12 +203,12 @@ impl ElementRef {
 #[serde(deny_unknown_fields)]
 pub struct ElementWithParams {
     /// The element's name.
-    pub name: ElementName,
+    pub name: Spanned<ElementName>,
     /// Parameters for the element. Names follow environment-variable rules,
     /// because diskimage-builder elements read their parameters from the
     /// environment.
     #[serde(default)]
-    pub with: BTreeMap<EnvName, ParamValue>,
+    pub with: BTreeMap<Spanned<EnvName>, Spanned<ParamValue>>,
 }
 
 // Written by hand rather than `#[serde(untagged)]`, which would replace the
@@ -541,7 +543,7 @@ pub fn read(path: &std::path::Path) -> Result<Checked, Problems> {
 ///   editors should not offer it either.
 /// - Descriptions are unwrapped: a doc comment's line breaks are only
 ///   source formatting, but editors show each as a paragraph break.
-fn tidy_for_editors(schema: &mut schemars::Schema) {
+pub(crate) fn tidy_for_editors(schema: &mut schemars::Schema) {
     use serde_json::Value;
 
     if let Some(Value::String(description)) = schema.get_mut("description") {

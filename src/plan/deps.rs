@@ -62,7 +62,12 @@ pub(crate) fn expand(
             missing.push(name);
             continue;
         };
-        let deps = read_name_list(&element.dir.join("element-deps"))?;
+        let mut deps = read_name_list(&element.dir.join("element-deps"))?;
+        for dep in super::element_yaml::dependencies(&element.dir)? {
+            if !deps.contains(&dep) {
+                deps.push(dep);
+            }
+        }
         for provide in read_name_list(&element.dir.join("element-provides"))? {
             provided_by
                 .entry(provide.as_str().to_string())

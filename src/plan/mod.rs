@@ -10,6 +10,7 @@
 
 mod builtin;
 mod deps;
+mod element_yaml;
 mod packages;
 mod phases;
 mod search;
@@ -25,6 +26,10 @@ use crate::manifest::{
 
 pub use builtin::{BuiltinError, unpack_builtin_elements};
 pub use deps::OPERATING_SYSTEM;
+pub use element_yaml::{
+    ELEMENT_YAML, ElementYaml, ElementYamlError, ParamType, Parameter, read_element_yaml,
+    schema as element_schema,
+};
 pub use packages::{PackageRequest, PhasePackages};
 pub use phases::{EnvironmentFile, Phase, PhaseName, Script, run_parts_order};
 pub use search::{DIB_ELEMENTS_PATH_VAR, Element, KILN_ELEMENTS_PATH_VAR, SearchPath};
@@ -130,9 +135,14 @@ pub struct PlannedElement {
     pub dir: PathBuf,
     /// [`tree_hash`] of that directory.
     pub tree_hash: String,
-    /// Parameters the manifest gave it (only the manifest's own elements
-    /// have any).
+    /// The values the manifest's `with:` gave it, by the environment
+    /// variable the hooks read them from (only the manifest's own elements
+    /// have any). Without an `element.yaml` declaring parameters, each
+    /// `with:` key is the variable.
     pub params: BTreeMap<EnvName, ParamValue>,
+    /// Defaults from its `element.yaml` for the parameters the manifest
+    /// left out, by variable; a value set elsewhere wins over them.
+    pub defaults: BTreeMap<EnvName, ParamValue>,
     /// The element whose `element-deps` pulled it in; `None` when the
     /// manifest names it.
     pub required_by: Option<ElementName>,
@@ -356,6 +366,19 @@ pub enum PlanError {
         #[source]
         source: TreeHashError,
     },
+    /// An element's `element.yaml` is malformed or contradicts itself.
+    #[error(transparent)]
+    ElementYaml(Box<ElementYamlError>),
+    /// The manifest's `with:` values do not fit the parameters elements
+    /// declare in `element.yaml`; every problem, each pointing into the
+    /// manifest.
+    #[error("{}", parameter_message(.0))]
+    Parameters(Vec<crate::manifest::Problem>),
+}
+
+fn parameter_message(problems: &[crate::manifest::Problem]) -> String {
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    messages.join("; ")
 }
 
 fn names(list: &[ElementName]) -> String {
@@ -530,15 +553,11 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
     let mut warnings = Vec::new();
 
     let mut requested: Vec<ElementName> = Vec::new();
-    let mut params: BTreeMap<ElementName, BTreeMap<EnvName, ParamValue>> = BTreeMap::new();
     for element in &manifest.elements {
         let name = element.value.name().clone();
         if requested.contains(&name) {
             warnings.push(PlanWarning::DuplicateElement { name });
             continue;
-        }
-        if let crate::manifest::ElementRef::WithParams(with) = &element.value {
-            params.insert(name.clone(), with.with.clone());
         }
         requested.push(name);
     }
@@ -547,6 +566,7 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
     // its operating system and DIB's operating-system element is optional.
     let os_from_base = manifest.base.value.distro.value.is_debian_family();
     let resolved = deps::expand(&requested, search, os_from_base)?;
+    let mut params = element_yaml::bind(manifest, &resolved)?;
     let mut elements = Vec::with_capacity(resolved.len());
     for r in &resolved {
         if !r.element.shadows.is_empty() {
@@ -564,7 +584,14 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
             name: r.element.name.clone(),
             dir: r.element.dir.clone(),
             tree_hash: hash,
-            params: params.remove(&r.element.name).unwrap_or_default(),
+            params: params
+                .get_mut(&r.element.name)
+                .map(|b| std::mem::take(&mut b.given))
+                .unwrap_or_default(),
+            defaults: params
+                .remove(&r.element.name)
+                .map(|b| b.defaults)
+                .unwrap_or_default(),
             required_by: r.required_by.clone(),
         });
     }
@@ -689,6 +716,24 @@ fn environment(manifest: &Manifest, elements: &[PlannedElement]) -> Result<Vec<E
     for element in elements {
         for (name, value) in &element.params {
             set(name, value, EnvOrigin::Element(element.name.clone()))?;
+        }
+    }
+    // Defaults of `element.yaml` parameters yield to every value given,
+    // and among themselves the first element's wins.
+    for element in elements {
+        for (name, value) in &element.defaults {
+            match env.iter_mut().find(|v| v.name == name.as_str()) {
+                Some(existing) if existing.origin == EnvOrigin::Standard => {
+                    existing.value = value.0.clone();
+                    existing.origin = EnvOrigin::Element(element.name.clone());
+                }
+                Some(_) => {}
+                None => env.push(EnvVar {
+                    name: name.to_string(),
+                    value: value.0.clone(),
+                    origin: EnvOrigin::Element(element.name.clone()),
+                }),
+            }
         }
     }
     Ok(env)

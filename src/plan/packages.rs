@@ -184,6 +184,11 @@ fn read_entries(
             .collect();
         files.push((legacy, entries));
     }
+    // element.yaml's `packages`: entries with every option at its default.
+    if let Some((path, names)) = super::element_yaml::packages(&element.dir)? {
+        let entries = names.into_iter().map(|n| (n, Options::default())).collect();
+        files.push((path, entries));
+    }
     Ok(files)
 }
 

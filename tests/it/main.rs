@@ -13,6 +13,7 @@ mod build;
 mod common;
 mod corpus;
 mod editor;
+mod element_yaml;
 mod lock;
 mod phases;
 mod schema;
