@@ -17,8 +17,10 @@ pub mod fetch;
 pub mod host;
 pub mod lock;
 pub mod manifest;
+pub mod output;
 pub mod phases;
 pub mod plan;
+pub mod report;
 pub mod terminal;
 
 pub use failure::Failure;
