@@ -64,7 +64,8 @@ enum CliCommand {
         #[arg(long = "elements-path", value_name = "DIR")]
         elements_path: Vec<PathBuf>,
     },
-    /// Build the image's root tree from the lock (as root).
+    /// Build the image from the lock (as root): the root tree, the raw
+    /// image and every output, with a report beside them.
     Build {
         /// The imagefile to build (its lock sits beside it).
         #[arg(default_value = "imagefile.yaml")]
@@ -83,6 +84,15 @@ enum CliCommand {
         /// around before cleaning up (DIB's `break=after-error`).
         #[arg(long)]
         shell_on_failure: bool,
+        /// Print how long each stage took (it is always in the report).
+        #[arg(long)]
+        timings: bool,
+        /// Keep the finished root tree as `<output>/<name>.root/`.
+        #[arg(long)]
+        keep_tree: bool,
+        /// Compress the qcow2 output (smaller, much slower to write).
+        #[arg(long)]
+        compress: bool,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -241,10 +251,16 @@ where
             offline,
             locked,
             shell_on_failure,
+            timings,
+            keep_tree,
+            compress,
             cache_dir,
             elements_path,
         } => Command::Build(BuildSettings {
             shell_on_failure,
+            timings,
+            keep_tree,
+            compress,
             path,
             output,
             cache_dir,

@@ -197,6 +197,10 @@ pub fn write_report(path: &Path, report: &Report) -> Result<(), ReportError> {
         .map_err(write_error)?;
     temp.write_all(to_text(report).as_bytes())
         .map_err(write_error)?;
+    // Readable like the outputs it describes (a temporary file is 0600).
+    temp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(write_error)?;
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;
     Ok(())

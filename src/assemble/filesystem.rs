@@ -275,6 +275,26 @@ pub fn make_filesystem(
     Ok(made)
 }
 
+/// The UUID (for vfat, the volume id as `XXXX-XXXX`) the filesystem of
+/// `kind` for `purpose` gets: what `/etc/fstab` names when there is no
+/// label, known before the filesystem is made. `None` for no filesystem.
+pub fn filesystem_uuid(kind: Filesystem, purpose: &str, ids: &Ids) -> Option<String> {
+    match kind {
+        Filesystem::Ext4 => Some(ids.uuid(&format!("ext4 uuid {purpose}")).to_string()),
+        Filesystem::Vfat => {
+            let hex = format!("{:08X}", vfat_volume_id(purpose, ids));
+            Some(format!("{}-{}", &hex[..4], &hex[4..]))
+        }
+        Filesystem::Swap => Some(ids.uuid(&format!("swap uuid {purpose}")).to_string()),
+        Filesystem::Xfs => Some(ids.uuid(&format!("xfs uuid {purpose}")).to_string()),
+        Filesystem::None => None,
+    }
+}
+
+fn vfat_volume_id(purpose: &str, ids: &Ids) -> u32 {
+    ids.u32(&format!("vfat volume id {purpose}"))
+}
+
 /// The size `size: auto` gives an ext4 holding `tree` with
 /// `headroom_bytes` free: see [`ext4_layout`]. Reads the tree (sizes,
 /// names, extended attributes), runs nothing.
@@ -494,6 +514,10 @@ fn make_ext4(
     };
     let layout = ext4_layout(&usage, spec.size);
     let uuid = ids.uuid(&format!("ext4 uuid {}", spec.purpose)).to_string();
+    debug_assert_eq!(
+        filesystem_uuid(Filesystem::Ext4, spec.purpose, ids).as_deref(),
+        Some(uuid.as_str())
+    );
     let hash_seed = ids.uuid(&format!("ext4 hash seed {}", spec.purpose));
     create_image_file(out, layout.bytes)?;
     run_mke2fs(
@@ -802,7 +826,7 @@ fn make_vfat(
         SizeChoice::Exact(bytes) => bytes,
         SizeChoice::Auto { headroom_bytes } => vfat_auto_size(content.bytes, headroom_bytes),
     };
-    let volume_id = ids.u32(&format!("vfat volume id {}", spec.purpose));
+    let volume_id = vfat_volume_id(spec.purpose, ids);
     create_image_file(out, bytes)?;
     run_mkfs_vfat(spec, volume_id, out, log)?;
     run_mtools_copy(&content, spec.purpose, source_date_epoch, out, log)?;

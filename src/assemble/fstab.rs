@@ -22,8 +22,9 @@ const HEADER: &str = "# /etc/fstab: written by kiln from the image's disk layout
 /// Each filesystem is named by `LABEL=` when it has a label, else by
 /// `UUID=` from `filesystem_uuids` (partition name → filesystem UUID),
 /// else by `PARTUUID=`. Options are the manifest's, or `umask=0077` for an
-/// ESP (the firmware's files are no one else's business) and `defaults`
-/// otherwise. As Debian's installer does, `/` is checked first (pass 1),
+/// ESP (the firmware's files are no one else's business),
+/// `errors=remount-ro` for an ext4 `/` (as for a one-filesystem image) and
+/// `defaults` otherwise. As Debian's installer does, `/` is checked first (pass 1),
 /// other filesystems after it (pass 2), and swap never. Lines are ordered so
 /// that every mountpoint comes after its parent (by depth, then disk
 /// order); swap comes last.
@@ -58,6 +59,7 @@ pub fn fstab_for(
         let options = match (&part.options, part.kind, part.filesystem) {
             (Some(options), _, _) => options.as_str(),
             (None, PartitionType::Esp, _) | (None, _, Filesystem::Vfat) => "umask=0077",
+            (None, _, Filesystem::Ext4) if mountpoint.is_root() => "errors=remount-ro",
             (None, _, _) => "defaults",
         };
         let pass = if mountpoint.is_root() { 1 } else { 2 };
@@ -149,7 +151,7 @@ mod tests {
             fstab_for(&layout, &uuids),
             "# /etc/fstab: written by kiln from the image's disk layout.\n\
              # <file system> <mount point> <type> <options> <dump> <pass>\n\
-             LABEL=cloudimg-rootfs / ext4 defaults 0 1\n\
+             LABEL=cloudimg-rootfs / ext4 errors=remount-ro 0 1\n\
              LABEL=boot /boot ext4 defaults 0 2\n\
              UUID=d47ad47a-0000-4000-8000-000000000002 /srv xfs defaults,noatime 0 2\n\
              UUID=1A2B-3C4D /boot/efi vfat umask=0077 0 2\n\
@@ -165,7 +167,7 @@ mod tests {
         let id = Ids::from_lock_text("fstab").u32("mbr disk id");
         assert_eq!(
             fstab_for(&layout, &BTreeMap::new()),
-            format!("{HEADER}PARTUUID={id:08x}-01 / ext4 defaults 0 1\n")
+            format!("{HEADER}PARTUUID={id:08x}-01 / ext4 errors=remount-ro 0 1\n")
         );
     }
 

@@ -1,10 +1,13 @@
-//! `kiln build`: from the lock to a root tree, inside the build's own
+//! `kiln build`: from the lock to the image files, inside the build's own
 //! mount namespace.
 //!
 //! The plan is made first (a bad element set fails before any download);
-//! the tree is bootstrapped (every locked package installed and configured,
-//! checked with `dpkg-query`), the elements' phases run against it, and it
-//! is written to `<output>/<name>.root/`; image assembly comes next.
+//! the tree is bootstrapped (the base installed and configured, checked
+//! with `dpkg-query`), the elements' phases run against it, the tree is
+//! checked against the lock, assembled into a raw image (one filesystem or
+//! a whole disk), and the outputs and `<name>.report.json` are written to
+//! the output directory. Everything in between lives in
+//! `<output>/.kiln-build-<name>/`, removed at the end, also on failure.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +17,8 @@ use crate::chroot;
 use crate::commands::fetch::{fetch_failure, open_cache};
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
-use crate::{fetch, lock, manifest, phases, plan, terminal};
+use crate::manifest::OutputFormat;
+use crate::{assemble, fetch, lock, manifest, output, phases, plan, report, terminal};
 
 /// Settings of `kiln build`.
 #[derive(Debug)]
@@ -32,6 +36,12 @@ pub struct BuildSettings {
     pub locked: bool,
     /// Open a shell in the chroot when an in-chroot script fails.
     pub shell_on_failure: bool,
+    /// Print the per-stage timings table.
+    pub timings: bool,
+    /// Keep the root tree as `<output>/<name>.root/`.
+    pub keep_tree: bool,
+    /// Compress the qcow2 output.
+    pub compress: bool,
     /// Element directories from the command line, highest precedence
     /// first.
     pub elements_path: Vec<PathBuf>,
@@ -164,43 +174,140 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         Ok(removed) => removed,
         Err(error) => return Err(failed(&work, &log_path, &error, None)),
     };
-    timings.push(("check against the lock".to_string(), step.elapsed()));
+    timings.push(("check the finished tree".to_string(), step.elapsed()));
 
-    let tree = output.join(format!("{name}.root"));
-    if tree.exists() {
-        chroot::remove_dir_all_checked(&tree).map_err(internal)?;
+    let lock_text = lock::to_text(&lock);
+    let step = Instant::now();
+    terminal::progress("assemble: making the filesystems and the disk");
+    let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
+    let raw = work.join(format!("{name}.raw"));
+    let request = assemble::AssembleRequest {
+        disk: &checked.manifest.disk.value,
+        arch: checked.manifest.base.value.arch.value,
+        uses_vm,
+        lock_text: &lock_text,
+        source_date_epoch: lock.source_date_epoch,
+        root: &root,
+        work: &work,
+        raw: &raw,
+    };
+    let assembled = match assemble::assemble(&request, &mut log) {
+        Ok(assembled) => assembled,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    timings.extend(
+        assembled
+            .timings
+            .iter()
+            .map(|(stage, duration)| (format!("assemble: {stage}"), *duration)),
+    );
+    timings.push(("assemble".to_string(), step.elapsed()));
+
+    let formats: Vec<OutputFormat> = checked.manifest.outputs.iter().map(|o| o.value).collect();
+    terminal::progress("outputs: writing the image files");
+    let outputs = output::write_outputs(&output::OutputRequest {
+        image: &name,
+        dir: &output,
+        formats: &formats,
+        raw: Some(&raw),
+        raw_placement: output::convert::RawPlacement::Move,
+        tree: Some(&root),
+        source_date_epoch: lock.source_date_epoch,
+        disk: output::convert::DiskOptions {
+            compress_qcow2: settings.compress,
+        },
+    });
+    let outputs = match outputs {
+        Ok(outputs) => outputs,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    for written in &outputs {
+        timings.push((
+            format!("output {}", output::extension(written.format)),
+            written.duration,
+        ));
     }
-    std::fs::rename(&root, &tree).map_err(internal)?;
-    chroot::remove_dir_all_checked(&work).map_err(internal)?;
 
+    if settings.keep_tree {
+        let tree = output.join(format!("{name}.root"));
+        if tree.exists() {
+            chroot::remove_dir_all_checked(&tree).map_err(internal)?;
+        }
+        std::fs::rename(&root, &tree).map_err(internal)?;
+    }
+    chroot::remove_dir_all_checked(&work).map_err(internal)?;
     let total = started.elapsed();
+    timings.push(("total".to_string(), total));
+
+    let mut report = report::Report::new(&name, &lock, lock_text.as_bytes());
+    report.packages.retain(|p| !removed.contains(&p.name));
+    if !removed.is_empty() {
+        report.notes.push(format!(
+            "locked but removed during the build: {}",
+            removed.join(", ")
+        ));
+    }
+    for written in &outputs {
+        report
+            .outputs
+            .push(report::describe_output(written.format, &written.path).map_err(internal)?);
+    }
+    report.timings = timings
+        .iter()
+        .map(|(stage, duration)| report::Timing::new(stage, *duration))
+        .collect();
+    let report_path = output.join(format!("{name}.report.json"));
+    report::write_report(&report_path, &report).map_err(internal)?;
+
+    terminal::progress_done();
     if let Some(phase) = plan.phase(plan::PhaseName::BlockDevice)
         && !phase.scripts.is_empty()
     {
         terminal::status(&format!(
-            "warning: skipped {} block-device.d scripts: kiln does not assemble images yet",
+            "warning: skipped {} block-device.d scripts: kiln makes disks without block devices",
             phase.scripts.len()
         ));
     }
-    let mut table = String::from("stage                        seconds\n");
-    for (stage, duration) in &timings {
-        table.push_str(&format!("{stage:<28} {:>8.2}\n", duration.as_secs_f64()));
+    if settings.timings {
+        let mut table = String::from("stage                                  seconds\n");
+        for (stage, duration) in &timings {
+            table.push_str(&format!("{stage:<38} {:>8.2}\n", duration.as_secs_f64()));
+        }
+        terminal::status(table.trim_end());
     }
-    table.push_str(&format!("{:<28} {:>8.2}", "total", total.as_secs_f64()));
-    terminal::progress_done();
-    terminal::status(&table);
     let removed_note = if removed.is_empty() {
         String::new()
     } else {
         format!("; removed during the build: {}", removed.join(", "))
     };
+    let files: Vec<String> = report
+        .outputs
+        .iter()
+        .map(|o| {
+            format!(
+                "{} ({})",
+                output.join(&o.file).display(),
+                human_bytes(o.bytes)
+            )
+        })
+        .collect();
     terminal::status(&format!(
-        "built {}: {} locked packages{removed_note} (log: {})",
-        tree.display(),
+        "built {name} in {:.1} s: {} locked packages{removed_note}\n{}\nreport: {}\nlog: {}",
+        total.as_secs_f64(),
         lock.packages.len() - removed.len(),
+        files.join("\n"),
+        report_path.display(),
         log_path.display()
     ));
     Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
 }
 
 /// The failure of a build step after the work directory exists: leave

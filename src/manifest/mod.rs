@@ -288,6 +288,14 @@ pub struct Disk {
     #[serde(default)]
     pub size: Spanned<DiskSize>,
 
+    /// Free space left in a filesystem whose size is `auto` (the one
+    /// filesystem of an `auto`-sized image, or the `rest` partition of an
+    /// `auto`-sized disk), such as `32MiB`, the default. The root
+    /// filesystem grows to fill the disk on first boot; this is room for
+    /// the first boot itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<Spanned<Size>>,
+
     /// The filesystem of a one-filesystem image. Defaults to `ext4`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<Spanned<Filesystem>>,
@@ -347,6 +355,19 @@ pub struct Partition {
     /// Mount options for `/etc/fstab`. Defaults to `defaults`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<Spanned<MountOptions>>,
+}
+
+/// The headroom of an `auto`-sized filesystem when `disk.headroom` is not
+/// given.
+pub const DEFAULT_HEADROOM_BYTES: u64 = 32 << 20;
+
+impl Disk {
+    /// The free space an `auto`-sized filesystem is given.
+    pub fn headroom_bytes(&self) -> u64 {
+        self.headroom
+            .as_ref()
+            .map_or(DEFAULT_HEADROOM_BYTES, |h| h.value.bytes())
+    }
 }
 
 impl Partition {

@@ -82,6 +82,8 @@ pub struct Written {
     pub format: OutputFormat,
     /// Where it is.
     pub path: PathBuf,
+    /// How long writing it took.
+    pub duration: std::time::Duration,
 }
 
 /// Writes every requested output, and returns them in the order asked.
@@ -108,8 +110,10 @@ pub fn write_outputs(request: &OutputRequest<'_>) -> Result<Vec<Written>, Output
             .ok_or(OutputError::MissingSource { format: "tree" })
     };
 
+    let mut written = Vec::new();
     for &format in &formats {
         let out = path_of(format);
+        let started = std::time::Instant::now();
         match format {
             OutputFormat::Raw => {}
             OutputFormat::Tar => {
@@ -122,17 +126,20 @@ pub fn write_outputs(request: &OutputRequest<'_>) -> Result<Vec<Written>, Output
                 convert::write_disk(raw()?, format, request.disk, &out)?;
             }
         }
+        written.push(Written {
+            format,
+            path: out,
+            duration: started.elapsed(),
+        });
     }
     if formats.contains(&OutputFormat::Raw) {
+        let started = std::time::Instant::now();
         convert::place_raw(raw()?, &path_of(OutputFormat::Raw), request.raw_placement)?;
+        if let Some(raw) = written.iter_mut().find(|w| w.format == OutputFormat::Raw) {
+            raw.duration = started.elapsed();
+        }
     }
-    Ok(formats
-        .into_iter()
-        .map(|format| Written {
-            format,
-            path: path_of(format),
-        })
-        .collect())
+    Ok(written)
 }
 
 /// Why an output could not be written.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     assert_clean_after_kill, kiln, mounts_under, processes_rooted_in, repo_path, shared_cache,
+    tool, tree_inventory,
 };
 
 fn prepare(dir: &Path) -> String {
@@ -117,17 +118,32 @@ fn a_minbase_tree_holds_exactly_the_lock_and_the_host_stays_clean() {
     // relative output directory, as the README's quick start uses).
     let output = kiln()
         .current_dir(temp.path())
-        .args(["build", "--cache-dir", &cache, "-o", "out"])
+        .args([
+            "build",
+            "--keep-tree",
+            "--timings",
+            "--cache-dir",
+            &cache,
+            "-o",
+            "out",
+        ])
         .output()
         .expect("kiln runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("exactly the lock's"), "{stderr}");
+    assert!(
+        stderr.contains("88 locked packages") || stderr.contains(" locked packages"),
+        "{stderr}"
+    );
     for stage in [
         "fetch",
         "unpack essential",
         "configure essential",
-        "install the rest",
+        "install the base",
+        "check the finished tree",
+        "assemble: filesystem ext4",
+        "output raw",
+        "output tar",
         "total",
     ] {
         assert!(
@@ -182,6 +198,89 @@ fn a_minbase_tree_holds_exactly_the_lock_and_the_host_stays_clean() {
     assert!(
         std::fs::read_link(tree.join("bin")).is_ok_and(|t| t == Path::new("usr/bin")),
         "merged /usr"
+    );
+
+    // The raw output is one ext4 filesystem, labelled for cloud images,
+    // clean, 64bit, and growable to 1 TiB (a sparse copy) staying clean.
+    let raw = out.join("debian-minimal.raw");
+    let raw_text = raw.to_str().expect("UTF-8 path");
+    tool("e2fsck", &["-fn", raw_text]);
+    let header = tool("dumpe2fs", &["-h", raw_text]);
+    assert!(
+        header.contains("Filesystem volume name:   cloudimg-rootfs"),
+        "{header}"
+    );
+    assert!(header.contains(" 64bit"), "{header}");
+    let fstab = tool("debugfs", &["-R", "cat /etc/fstab", raw_text]);
+    assert!(fstab.contains("LABEL=cloudimg-rootfs / ext4"), "{fstab}");
+    let grown = temp.path().join("grown.raw");
+    tool(
+        "cp",
+        &["--sparse=always", raw_text, grown.to_str().expect("path")],
+    );
+    tool("truncate", &["-s", "1T", grown.to_str().expect("path")]);
+    tool("resize2fs", &[grown.to_str().expect("path"), "1T"]);
+    tool("e2fsck", &["-fn", grown.to_str().expect("path")]);
+    std::fs::remove_file(&grown).expect("remove the copy");
+
+    // The tar output, extracted, is the tree: types, modes (setuid too),
+    // owners, sizes, links, devices, xattrs, clamped mtimes.
+    let extracted = temp.path().join("extracted");
+    std::fs::create_dir(&extracted).expect("mkdir");
+    tool(
+        "tar",
+        &[
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "-xpf",
+            out.join("debian-minimal.tar").to_str().expect("path"),
+            "-C",
+            extracted.to_str().expect("path"),
+        ],
+    );
+    let epoch = i64::try_from(lock.source_date_epoch).expect("epoch");
+    let expected = tree_inventory(&tree, epoch);
+    assert!(
+        expected
+            .iter()
+            .any(|l| l.starts_with("usr/bin/su mode=104755")),
+        "the tree has setuid su"
+    );
+    assert_eq!(tree_inventory(&extracted, epoch), expected);
+    std::fs::remove_dir_all(&extracted).expect("remove the extraction");
+
+    // The report names each output with its hash, the lock's hash, the
+    // installed packages and the stages' timings.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("debian-minimal.report.json")).expect("report"),
+    )
+    .expect("report is JSON");
+    let outputs = report["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 2);
+    for entry in outputs {
+        let file = out.join(entry["file"].as_str().expect("file"));
+        let sha = tool("sha256sum", &[file.to_str().expect("path")]);
+        assert_eq!(entry["sha256"].as_str(), sha.split_whitespace().next());
+    }
+    let lock_sha = tool(
+        "sha256sum",
+        &[temp.path().join("imagefile.lock").to_str().expect("path")],
+    );
+    assert_eq!(
+        report["lock_sha256"].as_str(),
+        lock_sha.split_whitespace().next()
+    );
+    assert_eq!(
+        report["packages"].as_array().expect("packages").len(),
+        lock.packages.len()
+    );
+    assert!(
+        report["timings"]
+            .as_array()
+            .expect("timings")
+            .iter()
+            .any(|t| t["stage"] == "output tar")
     );
 
     // Cleanup without following anything out of the tree.

@@ -137,8 +137,82 @@ pub fn assert_clean_after_kill(out: &Path, work: &Path, scratch: &Path, image: &
         Vec::<String>::new(),
         "processes left after SIGKILL"
     );
+    for finished in ["root", "raw", "qcow2", "tar", "report.json"] {
+        assert!(
+            !out.join(format!("{image}.{finished}")).exists(),
+            "no {finished} that looks finished"
+        );
+    }
+}
+
+/// Runs a host tool, asserting it succeeds; returns its stdout.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (install it: scripts/install-test-deps): {e}"));
     assert!(
-        !out.join(format!("{image}.root")).exists(),
-        "no tree that looks finished"
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// One line per entry of `tree` (sorted by path): type, mode with the
+/// setuid/setgid/sticky bits, owner, size, link target, device number,
+/// link count, mtime clamped to `clamp`, and every extended attribute, so
+/// two trees compare equal exactly when an archive kept everything.
+pub fn tree_inventory(tree: &Path, clamp: i64) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut lines = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(relative) = stack.pop() {
+        let path = tree.join(&relative);
+        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let kind = meta.file_type();
+        let mut xattrs: Vec<String> = xattr::list(&path)
+            .expect("list xattrs")
+            .map(|name| {
+                let value = xattr::get(&path, &name)
+                    .expect("get xattr")
+                    .unwrap_or_default();
+                format!("{}={}", name.to_string_lossy(), hex::encode(value))
+            })
+            .collect();
+        xattrs.sort();
+        let target = if kind.is_symlink() {
+            std::fs::read_link(&path)
+                .expect("readlink")
+                .display()
+                .to_string()
+        } else {
+            String::new()
+        };
+        // A directory's size and link count depend on the filesystem, not
+        // on what the archive kept.
+        let (size, links) = if kind.is_dir() {
+            (0, 0)
+        } else {
+            (meta.size(), meta.nlink())
+        };
+        lines.push(format!(
+            "{} mode={:o} owner={}:{} size={size} links={links} rdev={} mtime={} target={target} xattrs={}",
+            relative.display(),
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.rdev(),
+            meta.mtime().min(clamp),
+            xattrs.join(",")
+        ));
+        if kind.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("readdir") {
+                stack.push(relative.join(entry.expect("entry").file_name()));
+            }
+        }
+    }
+    lines.sort();
+    lines
 }

@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod assemble;
 mod build;
 mod common;
 mod corpus;

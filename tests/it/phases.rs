@@ -36,7 +36,14 @@ fn build(dir: &Path, elements_paths: &[PathBuf]) -> std::process::Output {
     let mut command = kiln();
     command
         .current_dir(dir)
-        .args(["build", "-o", "out", "--cache-dir"])
+        .args([
+            "build",
+            "--keep-tree",
+            "--timings",
+            "-o",
+            "out",
+            "--cache-dir",
+        ])
         .arg(&cache);
     for path in elements_paths {
         command.arg("--elements-path").arg(path);
