@@ -156,6 +156,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         root: &root,
         work: &work,
         source_date_epoch: lock.source_date_epoch,
+        mirror: &lock.base.mirror,
         locked: &locked,
         shell_on_failure: settings.shell_on_failure,
     };

@@ -123,6 +123,9 @@ pub struct PhaseRun<'a> {
     pub work: &'a Path,
     /// From the lock.
     pub source_date_epoch: u64,
+    /// The archive the lock's packages come from, for hooks that write the
+    /// image's apt sources (`DIB_DISTRIBUTION_MIRROR`).
+    pub mirror: &'a str,
     /// The names of the locked packages, which `install-packages` may
     /// install.
     pub locked: &'a [String],
@@ -138,13 +141,7 @@ pub fn run_phases(
     run: &PhaseRun<'_>,
     log: &mut dyn Write,
 ) -> Result<Vec<(String, Duration)>, PhaseError> {
-    let PhaseRun {
-        root,
-        work,
-        source_date_epoch,
-        shell_on_failure,
-        ..
-    } = *run;
+    let PhaseRun { root, work, .. } = *run;
     let hooks = HooksTree::create(root, plan, run.locked)?;
     let host_bin = work.join("host-bin");
     helpers::write_outside(&host_bin).map_err(|source| PhaseError::Io {
@@ -174,24 +171,9 @@ pub fn run_phases(
             } else {
                 &[]
             };
-            run_in_chroot_phase(
-                plan,
-                phase,
-                root,
-                before,
-                source_date_epoch,
-                shell_on_failure,
-                log,
-            )?;
+            run_in_chroot_phase(plan, phase, run, before, log)?;
         } else {
-            let env = outside_environment(
-                plan,
-                root,
-                work,
-                &hooks.host_path,
-                &host_bin,
-                source_date_epoch,
-            );
+            let env = outside_environment(plan, run, &hooks.host_path, &host_bin);
             for script in &phase.scripts {
                 let argv = hook_argv(
                     &script.path,
@@ -213,14 +195,17 @@ pub fn run_phases(
 fn run_in_chroot_phase(
     plan: &Plan,
     phase: &Phase,
-    root: &Path,
+    run: &PhaseRun<'_>,
     before: &[Vec<String>],
-    source_date_epoch: u64,
-    shell_on_failure: bool,
     log: &mut dyn Write,
 ) -> Result<(), PhaseError> {
     let in_tree = Path::new(HOOKS_DIR);
-    let env = inside_environment(plan, source_date_epoch);
+    let PhaseRun {
+        root,
+        shell_on_failure,
+        ..
+    } = *run;
+    let env = inside_environment(plan, run);
     let env_files: Vec<PathBuf> = plan
         .environment_files
         .iter()
@@ -393,21 +378,50 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-fn plan_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = plan
-        .environment
+/// The variables of the build's host environment that hooks see, as
+/// diskimage-builder passes them on: the proxies (in and outside the
+/// chroot, for `local-config` and the image's package tools).
+const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
+/// Who runs the build, for outside hooks such as `local-config` that copy
+/// the building user's ssh keys (`HOME`, or `SUDO_USER` under sudo).
+const USER_VARIABLES: &[&str] = &["HOME", "USER", "SUDO_USER"];
+
+fn passed_through(names: &[&str]) -> impl Iterator<Item = (String, String)> {
+    names
         .iter()
-        .map(|v| (v.name.clone(), v.value.clone()))
-        .collect();
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+}
+
+fn plan_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = passed_through(PROXY_VARIABLES).collect();
+    if plan.env("DIB_DISTRIBUTION_MIRROR").is_none() {
+        env.push((
+            "DIB_DISTRIBUTION_MIRROR".to_string(),
+            run.mirror.to_string(),
+        ));
+    }
+    env.extend(
+        plan.environment
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone())),
+    );
     env.push((
         "SOURCE_DATE_EPOCH".to_string(),
-        source_date_epoch.to_string(),
+        run.source_date_epoch.to_string(),
     ));
     env
 }
 
-fn inside_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, String)> {
-    let mut env = plan_environment(plan, source_date_epoch);
+fn inside_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
+    let mut env = plan_environment(plan, run);
     env.push(("TMP_HOOKS_PATH".to_string(), HOOKS_DIR.to_string()));
     env.push(("PATH".to_string(), IN_CHROOT_PATH.to_string()));
     env.push(("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()));
@@ -417,15 +431,14 @@ fn inside_environment(plan: &Plan, source_date_epoch: u64) -> Vec<(String, Strin
 /// `TARGET_ROOT` is added by [`chroot::run_outside_chroot`].
 fn outside_environment(
     plan: &Plan,
-    root: &Path,
-    work: &Path,
+    run: &PhaseRun<'_>,
     hooks: &Path,
     host_bin: &Path,
-    source_date_epoch: u64,
 ) -> Vec<(String, String)> {
-    let mut env = plan_environment(plan, source_date_epoch);
-    env.push(("TMP_MOUNT_PATH".to_string(), root.display().to_string()));
-    env.push(("TMP_BUILD_DIR".to_string(), work.display().to_string()));
+    let mut env: Vec<(String, String)> = passed_through(USER_VARIABLES).collect();
+    env.extend(plan_environment(plan, run));
+    env.push(("TMP_MOUNT_PATH".to_string(), run.root.display().to_string()));
+    env.push(("TMP_BUILD_DIR".to_string(), run.work.display().to_string()));
     env.push(("TMP_HOOKS_PATH".to_string(), hooks.display().to_string()));
     env.push((
         "PATH".to_string(),
