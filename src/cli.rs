@@ -90,6 +90,10 @@ enum CliCommand {
         /// Keep the finished root tree as `<output>/<name>.root/`.
         #[arg(long)]
         keep_tree: bool,
+        /// Build twice, in two directories, and compare every output;
+        /// name what differs when they are not identical.
+        #[arg(long)]
+        check: bool,
         /// Compress the qcow2 output (smaller, much slower to write).
         #[arg(long)]
         compress: bool,
@@ -253,6 +257,7 @@ where
             shell_on_failure,
             timings,
             keep_tree,
+            check,
             compress,
             cache_dir,
             elements_path,
@@ -260,6 +265,7 @@ where
             shell_on_failure,
             timings,
             keep_tree,
+            check,
             compress,
             path,
             output,

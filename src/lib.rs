@@ -17,10 +17,12 @@ pub mod fetch;
 pub mod host;
 pub mod lock;
 pub mod manifest;
+pub mod normalise;
 pub mod output;
 pub mod phases;
 pub mod plan;
 pub mod report;
+pub mod reproducible;
 pub mod terminal;
 
 pub use failure::Failure;

@@ -8,7 +8,6 @@
 //! outputs, so a report on disk always describes a finished build.
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -183,27 +182,12 @@ pub fn to_text(report: &Report) -> String {
 /// Writes the report to `path` atomically: to a temporary file beside it,
 /// flushed to disk, then renamed over it.
 pub fn write_report(path: &Path, report: &Report) -> Result<(), ReportError> {
-    let write_error = |source| ReportError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".kiln-report-")
-        .tempfile_in(dir)
-        .map_err(write_error)?;
-    temp.write_all(to_text(report).as_bytes())
-        .map_err(write_error)?;
-    // Readable like the outputs it describes (a temporary file is 0600).
-    temp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(write_error)?;
-    temp.as_file().sync_all().map_err(write_error)?;
-    temp.persist(path).map_err(|e| write_error(e.error))?;
-    Ok(())
+    crate::host::file::write_atomic(path, to_text(report).as_bytes()).map_err(|source| {
+        ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]

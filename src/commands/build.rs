@@ -18,7 +18,10 @@ use crate::commands::fetch::{fetch_failure, open_cache};
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
 use crate::manifest::OutputFormat;
-use crate::{assemble, fetch, lock, manifest, output, phases, plan, report, terminal};
+use crate::{
+    assemble, fetch, lock, manifest, normalise, output, phases, plan, report, reproducible,
+    terminal,
+};
 
 /// Settings of `kiln build`.
 #[derive(Debug)]
@@ -40,6 +43,8 @@ pub struct BuildSettings {
     pub timings: bool,
     /// Keep the root tree as `<output>/<name>.root/`.
     pub keep_tree: bool,
+    /// Build twice and compare the outputs.
+    pub check: bool,
     /// Compress the qcow2 output.
     pub compress: bool,
     /// Element directories from the command line, highest precedence
@@ -100,10 +105,65 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     fetch::fetch(&lock, &cache, &http).map_err(fetch_failure)?;
     timings.push(("fetch".to_string(), step.elapsed()));
 
+    let context = Context {
+        settings,
+        checked: &checked,
+        plan: &plan,
+        lock: &lock,
+        cache: &cache,
+        started,
+    };
+    if settings.check {
+        return check_reproducible(&context, timings);
+    }
+    let built = build_into(&context, &settings.output, settings.keep_tree, timings)?;
+    print_result(&context, &built);
+    Ok(())
+}
+
+/// What one build needs that does not change between two builds of it.
+struct Context<'a> {
+    settings: &'a BuildSettings,
+    checked: &'a manifest::Checked,
+    plan: &'a plan::Plan,
+    lock: &'a lock::Lock,
+    cache: &'a crate::cache::Cache,
+    started: Instant,
+}
+
+/// What one build made.
+struct Built {
+    output: PathBuf,
+    name: String,
+    report: report::Report,
+    report_path: PathBuf,
+    log_path: PathBuf,
+    removed: Vec<String>,
+    timings: Vec<(String, std::time::Duration)>,
+    /// The kept root tree, when asked for.
+    tree: Option<PathBuf>,
+}
+
+/// Builds the image into `output_dir` (the work directory beside the
+/// outputs), from the fetched lock.
+fn build_into(
+    context: &Context<'_>,
+    output_dir: &Path,
+    keep_tree: bool,
+    mut timings: Vec<(String, std::time::Duration)>,
+) -> Result<Built, Failure> {
+    let Context {
+        settings,
+        checked,
+        plan,
+        lock,
+        cache,
+        started,
+    } = *context;
     let name = checked.manifest.name.value.as_str().to_string();
-    std::fs::create_dir_all(&settings.output).map_err(internal)?;
+    std::fs::create_dir_all(output_dir).map_err(internal)?;
     // Absolute: the chroot runner changes directories before it uses it.
-    let output = std::fs::canonicalize(&settings.output).map_err(internal)?;
+    let output = std::fs::canonicalize(output_dir).map_err(internal)?;
     let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
         chroot::remove_dir_all_checked(&work).map_err(internal)?;
@@ -125,7 +185,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         .iter()
         .map(|p| p.as_str().to_string())
         .collect();
-    let result = bootstrap::bootstrap(&lock, &cache, &root, &work, &packages, &mut log);
+    let result = bootstrap::bootstrap(lock, cache, &root, &work, &packages, &mut log);
     let (bootstrapped, repo) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -160,7 +220,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         locked: &locked,
         shell_on_failure: settings.shell_on_failure,
     };
-    match phases::run_phases(&plan, &run, &mut log) {
+    match phases::run_phases(plan, &run, &mut log) {
         Ok(phase_timings) => timings.extend(phase_timings),
         Err(error) => {
             drop(repo);
@@ -170,14 +230,20 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     let step = Instant::now();
     let checked_tree = repo
         .remove()
-        .and_then(|()| bootstrap::check_finished_tree(&lock, &root));
+        .and_then(|()| bootstrap::check_finished_tree(lock, &root));
     let removed = match checked_tree {
         Ok(removed) => removed,
         Err(error) => return Err(failed(&work, &log_path, &error, None)),
     };
     timings.push(("check the finished tree".to_string(), step.elapsed()));
 
-    let lock_text = lock::to_text(&lock);
+    let step = Instant::now();
+    if let Err(error) = normalise::normalise(&root, lock.source_date_epoch, &mut log) {
+        return Err(failed(&work, &log_path, &error, None));
+    }
+    timings.push(("normalise".to_string(), step.elapsed()));
+
+    let lock_text = lock::to_text(lock);
     let step = Instant::now();
     terminal::progress("assemble: making the filesystems and the disk");
     let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
@@ -229,18 +295,21 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         ));
     }
 
-    if settings.keep_tree {
+    let kept_tree = if keep_tree {
         let tree = output.join(format!("{name}.root"));
         if tree.exists() {
             chroot::remove_dir_all_checked(&tree).map_err(internal)?;
         }
         std::fs::rename(&root, &tree).map_err(internal)?;
-    }
+        Some(tree)
+    } else {
+        None
+    };
     chroot::remove_dir_all_checked(&work).map_err(internal)?;
     let total = started.elapsed();
     timings.push(("total".to_string(), total));
 
-    let mut report = report::Report::new(&name, &lock, lock_text.as_bytes());
+    let mut report = report::Report::new(&name, lock, lock_text.as_bytes());
     report.packages.retain(|p| !removed.contains(&p.name));
     if !removed.is_empty() {
         report.notes.push(format!(
@@ -261,6 +330,158 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     report::write_report(&report_path, &report).map_err(internal)?;
 
     terminal::progress_done();
+    Ok(Built {
+        output,
+        name,
+        report,
+        report_path,
+        log_path,
+        removed,
+        timings,
+        tree: kept_tree,
+    })
+}
+
+/// `--check`: builds into the output directory and again into a second
+/// directory below it (another path, another work directory), compares
+/// every output, and on a difference names the files of the tree, or the
+/// partitions, that differ.
+fn check_reproducible(
+    context: &Context<'_>,
+    timings: Vec<(String, std::time::Duration)>,
+) -> Result<(), Failure> {
+    let settings = context.settings;
+    let first = build_into(context, &settings.output, true, timings.clone())?;
+    let second_dir = first.output.join(format!(".kiln-check-{}", first.name));
+    let second = build_into(context, &second_dir, true, timings)?;
+    let by_format = |built: &Built| -> Vec<(String, String, String)> {
+        built
+            .report
+            .outputs
+            .iter()
+            .map(|o| {
+                (
+                    format!("{:?}", o.format).to_lowercase(),
+                    o.file.clone(),
+                    o.sha256.clone(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (by_format(&first), by_format(&second));
+    let differing: Vec<&(String, String, String)> = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.2 != y.2)
+        .map(|(x, _)| x)
+        .collect();
+    let mut findings = Vec::new();
+    if !differing.is_empty() {
+        if let (Some(tree_a), Some(tree_b)) = (&first.tree, &second.tree) {
+            let differences = reproducible::diff_trees(tree_a, tree_b).map_err(internal)?;
+            for difference in differences.iter().take(MAX_SHOWN_DIFFERENCES) {
+                findings.push(difference.to_string());
+            }
+            if differences.len() > MAX_SHOWN_DIFFERENCES {
+                findings.push(format!(
+                    "… and {} more",
+                    differences.len() - MAX_SHOWN_DIFFERENCES
+                ));
+            }
+        }
+        let raw_a = first.output.join(format!("{}.raw", first.name));
+        let raw_b = second.output.join(format!("{}.raw", second.name));
+        if let Some(partitions) = partitions_of(&raw_a)
+            && raw_b.exists()
+        {
+            let names = reproducible::differing_partitions(&raw_a, &raw_b, &partitions)
+                .map_err(internal)?;
+            if !names.is_empty() {
+                findings.push(format!("partitions that differ: {}", names.join(", ")));
+            }
+        }
+        if findings.is_empty() {
+            findings.push(
+                "the trees are identical: the difference is in what a tool wrote around the files (filesystem metadata)"
+                    .to_string(),
+            );
+        }
+    }
+    // The second build and the kept trees are only for the comparison.
+    chroot::remove_dir_all_checked(&second_dir).map_err(internal)?;
+    if !settings.keep_tree
+        && let Some(tree) = &first.tree
+    {
+        chroot::remove_dir_all_checked(tree).map_err(internal)?;
+    }
+    if differing.is_empty() {
+        print_result(context, &first);
+        terminal::status(&format!(
+            "reproducible: a second build in another directory gave the same {} outputs byte for byte",
+            a.len()
+        ));
+        return Ok(());
+    }
+    let files: Vec<String> = differing.iter().map(|(_, file, _)| file.clone()).collect();
+    Err(Failure::user(miette::miette!(
+        help = "make the element that writes this honour SOURCE_DATE_EPOCH and write no random data; see the user guide's reproducibility page",
+        "not reproducible: {} differ between two builds of the same lock:\n{}",
+        files.join(", "),
+        findings.join("\n")
+    )))
+}
+
+/// How many differences `--check` lists.
+const MAX_SHOWN_DIFFERENCES: usize = 20;
+
+/// (name, start, size) in bytes of each partition of a raw disk, read
+/// with sfdisk; `None` for a filesystem image or when it cannot be read.
+fn partitions_of(raw: &Path) -> Option<Vec<(String, u64, u64)>> {
+    let finished = crate::host::command::run(
+        "sfdisk",
+        &[std::ffi::OsStr::new("--json"), raw.as_os_str()],
+        "fdisk",
+    )
+    .ok()?;
+    if !finished.success() {
+        return None;
+    }
+    let table: serde_json::Value = serde_json::from_slice(&finished.stdout).ok()?;
+    let sector = table["partitiontable"]["sectorsize"]
+        .as_u64()
+        .unwrap_or(512);
+    table["partitiontable"]["partitions"]
+        .as_array()?
+        .iter()
+        .map(|p| {
+            Some((
+                p["name"].as_str().unwrap_or("?").to_string(),
+                p["start"].as_u64()? * sector,
+                p["size"].as_u64()? * sector,
+            ))
+        })
+        .collect()
+}
+
+/// Tells the user what the build made.
+fn print_result(context: &Context<'_>, built: &Built) {
+    let Context {
+        settings,
+        plan,
+        lock,
+        ..
+    } = *context;
+    let Built {
+        output,
+        name,
+        report,
+        report_path,
+        log_path,
+        removed,
+        timings,
+        ..
+    } = built;
+    let total = timings.last().map(|(_, d)| *d).unwrap_or_default();
     if let Some(phase) = plan.phase(plan::PhaseName::BlockDevice)
         && !phase.scripts.is_empty()
     {
@@ -271,7 +492,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     }
     if settings.timings {
         let mut table = String::from("stage                                  seconds\n");
-        for (stage, duration) in &timings {
+        for (stage, duration) in timings {
             table.push_str(&format!("{stage:<38} {:>8.2}\n", duration.as_secs_f64()));
         }
         terminal::status(table.trim_end());
@@ -300,7 +521,6 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         report_path.display(),
         log_path.display()
     ));
-    Ok(())
 }
 
 fn human_bytes(bytes: u64) -> String {

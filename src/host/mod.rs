@@ -9,4 +9,5 @@
 //! command with what it was asked to do and how it ended.
 
 pub mod command;
+pub mod file;
 pub mod http;

@@ -284,21 +284,10 @@ pub fn write(path: &Path, lock: &Lock) -> Result<bool, LockError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
-    let write_error = |source| LockError::Write {
+    crate::host::file::write_atomic(path, text.as_bytes()).map_err(|source| LockError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".kiln-lock-")
-        .tempfile_in(dir)
-        .map_err(write_error)?;
-    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(write_error)?;
-    temp.as_file().sync_all().map_err(write_error)?;
-    temp.persist(path).map_err(|e| write_error(e.error))?;
+    })?;
     Ok(true)
 }
 

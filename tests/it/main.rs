@@ -17,5 +17,6 @@ mod editor;
 mod element_yaml;
 mod lock;
 mod phases;
+mod reproducible;
 mod schema;
 mod validate;
