@@ -6,7 +6,8 @@
 //! With one (or with the `vm` element, which defaults to a GPT disk
 //! bootable by BIOS and UEFI) the tree is split by mountpoint, each
 //! partition's filesystem is made as a file from its part and copied to
-//! its offset in the disk, after `/etc/fstab` is written from the layout.
+//! its offset in the disk. `/etc/fstab` follows from the layout alone
+//! ([`fstab_text`]); the build writes it before the phases.
 //! Nothing is mounted and no loop device is used: the kernel needs no
 //! vfat or partition-table support, and the result is the same bytes
 //! every time.
@@ -150,7 +151,76 @@ pub fn effective_disk(disk: &Disk, uses_vm: bool) -> Result<Disk, AssembleError>
     Ok(default)
 }
 
-/// Assembles the raw image from the tree. Command output goes to `log`.
+/// The `/etc/fstab` the image gets. It depends only on the layout, the
+/// filesystems' labels and their lock-derived UUIDs, so the build writes
+/// it before the phases: hooks and the initramfs (whose fsck hook reads
+/// it) see the image's real mounts, and an element may add lines.
+pub fn fstab_text(
+    disk: &Disk,
+    uses_vm: bool,
+    arch: Arch,
+    lock_text: &str,
+) -> Result<String, AssembleError> {
+    let ids = Ids::from_lock_text(lock_text);
+    let disk = effective_disk(disk, uses_vm)?;
+    if disk.table.is_none() {
+        let kind = disk
+            .filesystem
+            .as_ref()
+            .map_or(Filesystem::Ext4, |f| f.value);
+        let label = disk
+            .label
+            .as_ref()
+            .map_or(DEFAULT_ROOT_LABEL, |l| l.value.as_str());
+        return Ok(fstab::fstab_for_single(label, kind));
+    }
+    let layout = disk::layout(&disk, arch, &ids, &placeholder_sizes(&disk))?;
+    Ok(fstab::fstab_for(&layout, &filesystem_uuids(&layout, &ids)))
+}
+
+/// Any size for each `rest` partition: enough for a layout whose
+/// mountpoints, names and identifiers are right, before sizes are known.
+fn placeholder_sizes(disk: &Disk) -> BTreeMap<PartitionName, u64> {
+    disk.partitions
+        .iter()
+        .filter(|p| p.size.value == PartitionSize::Rest)
+        .map(|p| (p.name.value.clone(), 1 << 20))
+        .collect()
+}
+
+fn filesystem_uuids(layout: &DiskLayout, ids: &Ids) -> BTreeMap<PartitionName, String> {
+    layout
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            filesystem::filesystem_uuid(p.filesystem, p.name.as_str(), ids)
+                .map(|uuid| (p.name.clone(), uuid))
+        })
+        .collect()
+}
+
+/// Writes the image's `/etc/fstab` ([`fstab_text`]) into the tree.
+pub fn write_fstab(root: &Path, text: &str) -> Result<(), AssembleError> {
+    let etc = root.join("etc");
+    let path = etc.join("fstab");
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AssembleError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(&etc).map_err(io("create", &etc))?;
+    // A symlink must not lead the write out of the tree.
+    if path.is_symlink() {
+        std::fs::remove_file(&path).map_err(io("replace", &path))?;
+    }
+    std::fs::write(&path, text).map_err(io("write", &path))
+}
+
+/// Assembles the raw image from the tree (whose `/etc/fstab` the build
+/// wrote before the phases). Command output goes to `log`.
 pub fn assemble(
     request: &AssembleRequest<'_>,
     log: &mut dyn Write,
@@ -180,7 +250,6 @@ fn assemble_filesystem(
         .as_ref()
         .map_or(DEFAULT_ROOT_LABEL, |l| l.value.as_str());
     let started = Instant::now();
-    write_fstab(request.root, &fstab::fstab_for_single(label, kind))?;
     let spec = FilesystemSpec {
         kind,
         label: Some(label),
@@ -226,13 +295,7 @@ fn assemble_disk(
 ) -> Result<Assembled, AssembleError> {
     // The mountpoints do not depend on sizes: a first layout with any size
     // for a `rest` partition is enough to split the tree.
-    let placeholder: BTreeMap<PartitionName, u64> = disk
-        .partitions
-        .iter()
-        .filter(|p| p.size.value == PartitionSize::Rest)
-        .map(|p| (p.name.value.clone(), 1 << 20))
-        .collect();
-    let first = disk::layout(disk, request.arch, ids, &placeholder)?;
+    let first = disk::layout(disk, request.arch, ids, &placeholder_sizes(disk))?;
     let parts = disk::split_tree(request.root, &first, staging)?;
     let result = place_partitions(request, disk, ids, &parts, log);
     let restored = disk::unsplit_tree(request.root, &first, staging);
@@ -290,15 +353,6 @@ fn place_partitions(
         }
     }
     let layout = disk::layout(disk, request.arch, ids, &content_bytes)?;
-    let uuids: BTreeMap<PartitionName, String> = layout
-        .partitions
-        .iter()
-        .filter_map(|p| {
-            filesystem::filesystem_uuid(p.filesystem, p.name.as_str(), ids)
-                .map(|uuid| (p.name.clone(), uuid))
-        })
-        .collect();
-    write_fstab(request.root, &fstab::fstab_for(&layout, &uuids))?;
     timings.push(("layout".to_string(), started.elapsed()));
 
     disk::write_table(request.raw, &layout)?;
@@ -374,26 +428,6 @@ fn place_partitions(
         filesystems,
         timings,
     })
-}
-
-/// Writes `/etc/fstab` in the tree, refusing a symlink that would lead
-/// the write outside it.
-fn write_fstab(root: &Path, text: &str) -> Result<(), AssembleError> {
-    let etc = root.join("etc");
-    let path = etc.join("fstab");
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AssembleError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    std::fs::create_dir_all(&etc).map_err(io("create", &etc))?;
-    if path.is_symlink() {
-        std::fs::remove_file(&path).map_err(io("replace", &path))?;
-    }
-    std::fs::write(&path, text).map_err(io("write", &path))
 }
 
 fn remove_file(path: &Path) -> Result<(), AssembleError> {

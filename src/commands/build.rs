@@ -205,6 +205,20 @@ fn build_into(
             .map(|(stage, duration)| (stage.to_string(), *duration)),
     );
 
+    let lock_text = lock::to_text(lock);
+    let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
+    let fstab = assemble::fstab_text(
+        &checked.manifest.disk.value,
+        uses_vm,
+        checked.manifest.base.value.arch.value,
+        &lock_text,
+    )
+    .and_then(|text| assemble::write_fstab(&root, &text));
+    if let Err(error) = fstab {
+        drop(repo);
+        return Err(failed(&work, &log_path, &error, None));
+    }
+
     if plan.phases.iter().any(|p| !p.scripts.is_empty()) {
         terminal::status(&format!(
             "running the phases of {} elements",
@@ -243,10 +257,8 @@ fn build_into(
     }
     timings.push(("normalise".to_string(), step.elapsed()));
 
-    let lock_text = lock::to_text(lock);
     let step = Instant::now();
     terminal::progress("assemble: making the filesystems and the disk");
-    let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
     let raw = work.join(format!("{name}.raw"));
     let request = assemble::AssembleRequest {
         disk: &checked.manifest.disk.value,
