@@ -8,13 +8,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::commands::boot::{BootSettings, MachineOptions};
 use crate::commands::build::BuildSettings;
 use crate::commands::elements::ElementsSettings;
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
 use crate::commands::lock::LockSettings;
+use crate::commands::test::TestSettings;
 use crate::commands::validate::ValidateSettings;
-use crate::manifest::Distro;
+use crate::machine::Accel;
+use crate::manifest::{Distro, Size};
 
 /// Exit code of a user error: a bad manifest, a wrong flag.
 pub const USER_EXIT_CODE: u8 = 1;
@@ -126,6 +129,23 @@ enum CliCommand {
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// Boot a built image in QEMU on a throwaway copy-on-write overlay,
+    /// with a fresh ssh key given to cloud-init and the serial console on
+    /// the terminal.
+    Boot {
+        #[command(flatten)]
+        machine: CliMachine,
+    },
+    /// Boot a built image and check it: ssh login with a key, systemd
+    /// running, no password login, root filesystem grown, and the
+    /// imagefile's own `tests:`.
+    Test {
+        #[command(flatten)]
+        machine: CliMachine,
+        /// Seconds the machine gets to boot and accept the ssh login.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
+    },
     /// Write a commented starter imagefile.
     Init {
         /// Where to write it; a directory gets `imagefile.yaml` inside.
@@ -138,6 +158,60 @@ enum CliCommand {
         #[arg(long)]
         release: Option<String>,
     },
+}
+
+/// The options of `kiln boot` and `kiln test` that set up the machine.
+#[derive(Debug, clap::Args)]
+struct CliMachine {
+    /// An imagefile, whose built image (`<output>/<name>.qcow2`, else
+    /// `.raw`) is booted; or an image file.
+    #[arg(default_value = "imagefile.yaml")]
+    path: PathBuf,
+    /// Where `kiln build` wrote the image.
+    #[arg(short, long, default_value = "out")]
+    output: PathBuf,
+    /// Boot with UEFI firmware (OVMF) instead of BIOS.
+    #[arg(long)]
+    uefi: bool,
+    /// How QEMU runs the guest: `tcg` (emulation, works everywhere) or
+    /// `kvm` (fast, where /dev/kvm works).
+    #[arg(long, value_enum, default_value_t = CliAccel::Tcg)]
+    accel: CliAccel,
+    /// The machine's disk size, such as `4GiB`; the root filesystem grows
+    /// into it (default: the image's size plus 1 GiB). The image itself is
+    /// never changed.
+    #[arg(long, value_name = "SIZE")]
+    disk_size: Option<Size>,
+    /// Write the serial console to FILE.
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+    /// The user to ssh in as (the image's cloud-init default user).
+    #[arg(long, default_value = "debian")]
+    user: String,
+}
+
+impl From<CliMachine> for MachineOptions {
+    fn from(machine: CliMachine) -> MachineOptions {
+        MachineOptions {
+            path: machine.path,
+            output: machine.output,
+            uefi: machine.uefi,
+            accel: match machine.accel {
+                CliAccel::Tcg => Accel::Tcg,
+                CliAccel::Kvm => Accel::Kvm,
+            },
+            disk_size: machine.disk_size,
+            serial_log: machine.serial_log,
+            user: machine.user,
+        }
+    }
+}
+
+/// `--accel` values; mirrors [`Accel`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliAccel {
+    Tcg,
+    Kvm,
 }
 
 /// What `kiln elements` does.
@@ -205,6 +279,10 @@ pub enum Command {
     Elements(ElementsSettings),
     /// `kiln init`.
     Init(InitSettings),
+    /// `kiln boot`.
+    Boot(BootSettings),
+    /// `kiln test`.
+    Test(TestSettings),
 }
 
 /// Parses the process's arguments. On `--help` and `--version` prints and
@@ -292,6 +370,13 @@ where
             path,
             offline,
             cache_dir,
+        }),
+        CliCommand::Boot { machine } => Command::Boot(BootSettings {
+            machine: machine.into(),
+        }),
+        CliCommand::Test { machine, timeout } => Command::Test(TestSettings {
+            machine: machine.into(),
+            timeout: std::time::Duration::from_secs(timeout),
         }),
         CliCommand::Init {
             path,

@@ -16,6 +16,7 @@ pub mod failure;
 pub mod fetch;
 pub mod host;
 pub mod lock;
+pub mod machine;
 pub mod manifest;
 pub mod normalise;
 pub mod output;
@@ -40,5 +41,7 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Build(settings) => commands::build::run(&settings),
         Command::Elements(settings) => commands::elements::run(&settings),
         Command::Init(init) => commands::init::run(&init),
+        Command::Boot(settings) => commands::boot::run(&settings),
+        Command::Test(settings) => commands::test::run(&settings),
     }
 }

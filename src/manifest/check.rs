@@ -14,8 +14,8 @@ use miette::SourceSpan;
 use super::diagnostic::Problem;
 use super::values::Size;
 use super::{
-    Disk, DiskSize, Distro, Filesystem, Manifest, Partition, PartitionSize, PartitionTable,
-    PartitionType, Spanned,
+    Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, Partition, PartitionSize,
+    PartitionTable, PartitionType, Spanned,
 };
 
 /// Space kept free before the first partition, and the alignment of every
@@ -35,6 +35,7 @@ pub fn check(manifest: &Manifest) -> Vec<Problem> {
     check_base(manifest, &mut problems);
     check_lists(manifest, &mut problems);
     check_disk(&manifest.disk, &mut problems);
+    check_tests(manifest, &mut problems);
     if let Some(epoch) = &manifest.source_date_epoch
         && epoch.value > MAX_EPOCH_SECONDS
     {
@@ -154,6 +155,104 @@ fn check_lists(manifest: &Manifest, problems: &mut Vec<Problem>) {
             .with_related(first, "first listed here")
             .warning(),
         );
+    }
+}
+
+fn check_tests(manifest: &Manifest, problems: &mut Vec<Problem>) {
+    for test in &manifest.tests {
+        check_test(test, problems);
+    }
+    for (first, again) in duplicates(
+        manifest
+            .tests
+            .iter()
+            .filter_map(|t| t.name.as_ref())
+            .map(|n| (n.value.clone(), n.span)),
+    ) {
+        problems.push(
+            Problem::error(
+                "two tests have this name",
+                again,
+                "used again",
+                "give each test its own name, so a failure says which one failed",
+            )
+            .with_related(first, "first used here"),
+        );
+    }
+}
+
+fn check_test(test: &Spanned<ImageTest>, problems: &mut Vec<Problem>) {
+    let kinds: Vec<(&str, miette::SourceSpan)> = [
+        ("run", test.run.as_ref().map(|r| r.span)),
+        ("file", test.file.as_ref().map(|f| f.span)),
+        ("unit", test.unit.as_ref().map(|u| u.span)),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| span.map(|span| (key, span)))
+    .collect();
+    match kinds.as_slice() {
+        [] => problems.push(Problem::error(
+            "this test checks nothing",
+            test.span,
+            "no `run`, `file` or `unit`",
+            "add `run: <command>`, `file: /path` or `unit: <name>.service`",
+        )),
+        [_] => {}
+        [(first, first_span), (second, second_span), ..] => problems.push(
+            Problem::error(
+                format!("a test is one check; this one has both `{first}` and `{second}`"),
+                *second_span,
+                "second check",
+                "split it into two list entries, one per check",
+            )
+            .with_related(*first_span, "first check"),
+        ),
+    }
+    if test.run.is_none() {
+        for (key, span) in [
+            ("exit", test.exit.as_ref().map(|e| e.span)),
+            ("output", test.output.as_ref().map(|o| o.span)),
+            ("sudo", test.sudo.as_ref().map(|s| s.span)),
+        ] {
+            if let Some(span) = span {
+                problems.push(Problem::error(
+                    format!("`{key}` applies only to a `run` test"),
+                    span,
+                    "no command to apply it to",
+                    format!("remove `{key}`, or make this a `run` test"),
+                ));
+            }
+        }
+    }
+    if let Some(run) = &test.run
+        && run.value.trim().is_empty()
+    {
+        problems.push(Problem::error(
+            "the command of this test is empty",
+            run.span,
+            "nothing to run",
+            "write a shell command, such as `systemctl is-active nginx`",
+        ));
+    }
+    if let Some(file) = &test.file
+        && !file.value.starts_with('/')
+    {
+        problems.push(Problem::error(
+            format!("`{}` is not an absolute path", file.value),
+            file.span,
+            "relative to what?",
+            format!("write the path from the image's root: `/{}`", file.value),
+        ));
+    }
+    if let Some(unit) = &test.unit
+        && (unit.value.is_empty() || unit.value.contains(|c: char| c.is_whitespace() || c == '/'))
+    {
+        problems.push(Problem::error(
+            format!("`{}` is not a systemd unit name", unit.value),
+            unit.span,
+            "not a unit",
+            "write one unit's name, such as `nginx.service`",
+        ));
     }
 }
 
@@ -548,6 +647,37 @@ mod tests {
         assert_eq!(
             problems_of(&yaml),
             vec!["the partitions need 1026MiB but the disk is 1025MiB"]
+        );
+    }
+
+    #[test]
+    fn tests_check_one_thing_each() {
+        let yaml = format!(
+            "{HEAD}tests:\n\
+             \x20 - {{run: 'true', exit: 0, output: x, sudo: true}}\n\
+             \x20 - {{file: /etc/hostname, name: host}}\n\
+             \x20 - {{unit: ssh.service}}\n"
+        );
+        assert!(problems_of(&yaml).is_empty());
+        let yaml = format!(
+            "{HEAD}tests:\n\
+             \x20 - {{name: a}}\n\
+             \x20 - {{run: 'true', file: /x, name: a}}\n\
+             \x20 - {{file: etc/hostname, exit: 1}}\n\
+             \x20 - {{unit: 'a b'}}\n\
+             \x20 - {{run: ' '}}\n"
+        );
+        assert_eq!(
+            problems_of(&yaml),
+            vec![
+                "`a b` is not a systemd unit name",
+                "`etc/hostname` is not an absolute path",
+                "`exit` applies only to a `run` test",
+                "a test is one check; this one has both `run` and `file`",
+                "the command of this test is empty",
+                "this test checks nothing",
+                "two tests have this name",
+            ]
         );
     }
 

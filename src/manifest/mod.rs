@@ -77,6 +77,13 @@ pub struct Manifest {
     /// Defaults to the date of the base distribution's index in the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<Spanned<u64>>,
+
+    /// Checks `kiln test` runs in the booted image, after its built-in ones
+    /// (boots, ssh login with a key, no password login, root filesystem
+    /// grown): each runs a command (`run`), looks for a file (`file`) or
+    /// asks whether a systemd unit is active (`unit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<Spanned<ImageTest>>,
 }
 
 fn default_outputs() -> Vec<Spanned<OutputFormat>> {
@@ -502,6 +509,103 @@ pub enum OutputFormat {
     Vmdk,
     /// A compressed read-only squashfs of the tree.
     Squashfs,
+}
+
+/// One check of `kiln test` in the booted image: exactly one of `run`,
+/// `file` or `unit`, and optionally a `name` to report it by.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["run"]},
+    {"required": ["file"], "not": {"anyOf": [{"required": ["exit"]}, {"required": ["output"]}, {"required": ["sudo"]}]}},
+    {"required": ["unit"], "not": {"anyOf": [{"required": ["exit"]}, {"required": ["output"]}, {"required": ["sudo"]}]}}
+]))]
+pub struct ImageTest {
+    /// What `kiln test` calls this check in its output. Defaults to the
+    /// command, path or unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Spanned<String>>,
+
+    /// A shell command run over ssh as the default user (with `sudo: true`,
+    /// as root). It passes when it exits with `exit` and its output
+    /// contains `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Spanned<String>>,
+
+    /// The exit status `run` must end with. Defaults to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Spanned<u8>>,
+
+    /// Text that the output of `run` (stdout and stderr) must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Spanned<String>>,
+
+    /// Run the command as root, with `sudo`. Defaults to `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<Spanned<bool>>,
+
+    /// An absolute path that must exist in the booted image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<Spanned<String>>,
+
+    /// A systemd unit that must be active, such as `nginx.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Spanned<String>>,
+}
+
+/// What an [`ImageTest`] checks, once [`check()`](fn@check) has made sure
+/// it names exactly one thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestCheck<'a> {
+    /// Run a command; it must exit with `exit` and print `output`.
+    Run {
+        /// The shell command.
+        command: &'a str,
+        /// The exit status it must end with.
+        exit: u8,
+        /// Text its output must contain.
+        output: Option<&'a str>,
+        /// Whether it runs as root through `sudo`.
+        sudo: bool,
+    },
+    /// This path must exist.
+    File(&'a str),
+    /// This systemd unit must be active.
+    Unit(&'a str),
+}
+
+impl ImageTest {
+    /// What the test checks; `None` when it names none or several of
+    /// `run`, `file` and `unit` (which [`check()`](fn@check) refuses).
+    pub fn check(&self) -> Option<TestCheck<'_>> {
+        match (&self.run, &self.file, &self.unit) {
+            (Some(run), None, None) => Some(TestCheck::Run {
+                command: run.value.as_str(),
+                exit: self.exit.as_ref().map_or(0, |e| e.value),
+                output: self.output.as_ref().map(|o| o.value.as_str()),
+                sudo: self.sudo.as_ref().is_some_and(|s| s.value),
+            }),
+            (None, Some(file), None) => Some(TestCheck::File(file.value.as_str())),
+            (None, None, Some(unit)) => Some(TestCheck::Unit(unit.value.as_str())),
+            _ => None,
+        }
+    }
+
+    /// The name `kiln test` reports the test by: its `name`, or what it
+    /// checks.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.value.clone();
+        }
+        match self.check() {
+            Some(TestCheck::Run { command, sudo, .. }) => {
+                format!("run `{}{command}`", if sudo { "sudo " } else { "" })
+            }
+            Some(TestCheck::File(path)) => format!("file {path} exists"),
+            Some(TestCheck::Unit(unit)) => format!("unit {unit} is active"),
+            None => "test".to_string(),
+        }
+    }
 }
 
 /// Parses an imagefile's text into a [`Manifest`], or reports every problem

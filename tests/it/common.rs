@@ -216,3 +216,15 @@ pub fn tree_inventory(tree: &Path, clamp: i64) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// One TCG guest at a time, across every test that boots one (`boot`,
+/// `docs`): the test machines have few cores, and two emulated guests at
+/// once would each take longer than their timeouts.
+static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the right to boot a guest until dropped.
+pub fn one_boot_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    BOOTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -10,9 +10,11 @@
 )]
 
 mod assemble;
+mod boot;
 mod build;
 mod common;
 mod corpus;
+mod docs;
 mod editor;
 mod element_yaml;
 mod lock;

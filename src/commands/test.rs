@@ -1,0 +1,635 @@
+//! `kiln test`: boot the built image and check that it came up as a cloud
+//! image should, then run the imagefile's own `tests:`.
+//!
+//! The built-in checks, in order: ssh login as the default user with the
+//! key from the NoCloud seed (within `--timeout`, which also covers the
+//! boot), systemd reaching `running` with no failed unit, password login
+//! not offered, the root filesystem grown to the disk, and the root
+//! filesystem's label at `/`. When ssh never comes up, the rest are
+//! skipped. The serial console goes to a file; on a failure its last
+//! lines are shown. QEMU is stopped on every way out (see
+//! [`crate::machine`]).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::chroot;
+use crate::failure::Failure;
+use crate::machine::{Machine, Serial, SshTarget};
+use crate::manifest::TestCheck;
+use crate::terminal;
+
+use super::boot::{MachineOptions, Target, absolute, find_target, machine_spec};
+
+/// Settings of `kiln test`.
+#[derive(Debug, Clone)]
+pub struct TestSettings {
+    /// The machine.
+    pub machine: MachineOptions,
+    /// How long the machine gets to boot and accept the ssh login.
+    pub timeout: Duration,
+}
+
+/// Lines of the serial console shown after a failure.
+pub const SERIAL_TAIL_LINES: usize = 40;
+
+/// Longest a single check's command may run.
+const CHECK_LIMIT: Duration = Duration::from_secs(120);
+
+/// Lines of systemd failures quoted from the console when the boot fails.
+const CONSOLE_FAILURES: usize = 10;
+
+/// How often ssh is tried while the machine boots.
+const SSH_POLL: Duration = Duration::from_secs(2);
+
+/// The allowed gap between the disk and the root filesystem: the larger
+/// of this share of the disk and [`GROW_SLACK_BYTES`] (filesystem
+/// metadata, other partitions).
+const GROW_SLACK_PERCENT: u64 = 5;
+/// See [`GROW_SLACK_PERCENT`].
+const GROW_SLACK_BYTES: u64 = 100 << 20;
+
+/// Serial console lines that mean the boot has failed for good, and why.
+const FATAL_CONSOLE: [(&str, &str); 4] = [
+    (
+        "You are in emergency mode",
+        "the machine entered emergency mode",
+    ),
+    ("Kernel panic", "the kernel panicked"),
+    (
+        "Give root password for maintenance",
+        "the machine entered emergency mode",
+    ),
+    (
+        "Cannot open access to console, the root account is locked",
+        "the machine entered emergency mode",
+    ),
+];
+
+/// A built-in check run once ssh works.
+type BuiltIn = Box<dyn Fn(&SshTarget) -> Outcome>;
+
+/// How one check ended.
+#[derive(Debug)]
+struct Outcome {
+    name: String,
+    passed: bool,
+    took: Duration,
+    detail: String,
+}
+
+fn internal(error: impl std::fmt::Display) -> Failure {
+    Failure::Internal(miette::miette!("{error}"))
+}
+
+/// Boots the image and runs every check; fails (exit 1) if any fails.
+pub fn run(settings: &TestSettings) -> Result<(), Failure> {
+    chroot::signals::install().map_err(internal)?;
+    let options = &settings.machine;
+    let target = find_target(options)?;
+    let started = Instant::now();
+    let scratch = tempfile::Builder::new()
+        .prefix("kiln-test-")
+        .tempdir()
+        .map_err(internal)?;
+    let serial_log = match &options.serial_log {
+        Some(path) => absolute(path)?,
+        None => scratch.path().join("serial.log"),
+    };
+    let spec = machine_spec(options, &target, Serial::File(serial_log.clone()))?;
+    let machine = Machine::start(&spec).map_err(internal)?;
+    terminal::status(&format!(
+        "testing {} ({}, {}) on the overlay {}; serial console: {}",
+        target.image.display(),
+        spec.firmware.as_str(),
+        spec.accel.as_str(),
+        machine.files.overlay.display(),
+        serial_log.display()
+    ));
+
+    let mut outcomes = Vec::new();
+    let deadline = started + settings.timeout;
+    let login = wait_for_login(&machine, &serial_log, deadline, started);
+    report(&login);
+    let logged_in = login.passed;
+    outcomes.push(login);
+    if logged_in {
+        terminal::status(&format!(
+            "ssh login after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        let checks: Vec<BuiltIn> = vec![
+            Box::new(move |ssh| system_running(ssh, deadline)),
+            Box::new(password_refused),
+            Box::new(root_grown),
+            Box::new({
+                let label = target.root_label();
+                move |ssh| root_label(ssh, &label)
+            }),
+        ];
+        for check in checks {
+            interrupted()?;
+            let outcome = check(&machine.ssh);
+            report(&outcome);
+            outcomes.push(outcome);
+        }
+        for outcome in manifest_tests(&target, &machine.ssh)? {
+            outcomes.push(outcome);
+        }
+    }
+    interrupted()?;
+    drop(machine);
+
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed).collect();
+    if failed.is_empty() {
+        terminal::status(&format!(
+            "all {} checks passed in {:.1} s",
+            outcomes.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        return Ok(());
+    }
+    let tail = serial_tail(&serial_log, SERIAL_TAIL_LINES);
+    terminal::status(&format!(
+        "last {SERIAL_TAIL_LINES} lines of the serial console ({}):\n{}",
+        serial_log.display(),
+        if tail.is_empty() {
+            "(nothing)".to_string()
+        } else {
+            tail
+        }
+    ));
+    let names: Vec<String> = failed.iter().map(|o| format!("`{}`", o.name)).collect();
+    let mut help = String::from("the serial console's end is above");
+    if options.serial_log.is_none() {
+        help.push_str("; keep all of it with --serial-log FILE");
+    }
+    if !logged_in {
+        help.push_str("; a slow host may need a longer --timeout");
+    }
+    Err(Failure::user(miette::miette!(
+        help = help,
+        "{} of {} checks failed: {}",
+        failed.len(),
+        outcomes.len(),
+        names.join(", ")
+    )))
+}
+
+fn interrupted() -> Result<(), Failure> {
+    match chroot::signals::received() {
+        Some(signal) => Err(Failure::Internal(miette::miette!(
+            "interrupted by {signal:?}; the machine was stopped"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Prints one check's line on stdout: ✓ or ✗, its name, its seconds, and
+/// why it failed.
+fn report(outcome: &Outcome) {
+    let mut stdout = std::io::stdout().lock();
+    let mark = if outcome.passed { '✓' } else { '✗' };
+    let _ = writeln!(
+        stdout,
+        "{mark} {} ({:.1} s)",
+        outcome.name,
+        outcome.took.as_secs_f64()
+    );
+    if !outcome.detail.is_empty() {
+        for line in outcome.detail.lines() {
+            let _ = writeln!(stdout, "    {line}");
+        }
+    }
+    let _ = stdout.flush();
+}
+
+fn outcome(name: impl Into<String>, started: Instant, result: Result<(), String>) -> Outcome {
+    let (passed, detail) = match result {
+        Ok(()) => (true, String::new()),
+        Err(detail) => (false, detail),
+    };
+    Outcome {
+        name: name.into(),
+        passed,
+        took: started.elapsed(),
+        detail,
+    }
+}
+
+/// Polls ssh until the key logs in, the machine fails for good (QEMU
+/// ended, emergency mode, a kernel panic), a signal arrives, or the
+/// deadline passes.
+fn wait_for_login(
+    machine: &Machine,
+    serial_log: &std::path::Path,
+    deadline: Instant,
+    started: Instant,
+) -> Outcome {
+    let name = format!(
+        "boots, and `{}` logs in over ssh with the key from the seed",
+        machine.ssh.user
+    );
+    let mut last_error = String::new();
+    let result = loop {
+        if let Some(signal) = chroot::signals::received() {
+            break Err(format!("interrupted by {signal:?}"));
+        }
+        if machine.has_exited() {
+            let output = machine.qemu_output();
+            break Err(format!(
+                "QEMU ended before ssh came up{}",
+                if output.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {output}")
+                }
+            ));
+        }
+        let console = std::fs::read_to_string(serial_log).unwrap_or_default();
+        if let Some((_, why)) = FATAL_CONSOLE
+            .iter()
+            .find(|(line, _)| console.contains(line))
+        {
+            let failures = console_failures(&console);
+            break Err(if failures.is_empty() {
+                format!("{why} (see the serial console below)")
+            } else {
+                format!("{why}; systemd reported:\n{}", failures.join("\n"))
+            });
+        }
+        if Instant::now() >= deadline {
+            break Err(format!(
+                "no ssh login within {} s{}",
+                deadline.duration_since(started).as_secs(),
+                if last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!("; ssh said: {last_error}")
+                }
+            ));
+        }
+        let limit = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(20));
+        match machine.ssh.run("true", limit) {
+            Ok(finished) if finished.success() => break Ok(()),
+            Ok(finished) => last_error = finished.stderr.trim().to_string(),
+            Err(error) => break Err(error.to_string()),
+        }
+        std::thread::sleep(SSH_POLL);
+    };
+    outcome(name, started, result)
+}
+
+/// The console's lines where systemd reports a unit that failed, timed out
+/// or could not start for a failed dependency (at most
+/// [`CONSOLE_FAILURES`]), so the cause stays in view when the console
+/// tail has scrolled past it.
+fn console_failures(console: &str) -> Vec<String> {
+    let plain = plain_text(console);
+    let mut lines: Vec<String> = plain
+        .lines()
+        .filter(|l| {
+            ["[FAILED]", "[ TIME ]", "[DEPEND]"]
+                .iter()
+                .any(|m| l.contains(m))
+        })
+        .map(|l| l.trim().to_string())
+        .collect();
+    lines.dedup();
+    lines.truncate(CONSOLE_FAILURES);
+    lines
+}
+
+/// Runs `remote`, returning its stdout, or why it failed.
+fn remote_output(ssh: &SshTarget, remote: &str, limit: Duration) -> Result<String, String> {
+    let finished = ssh.run(remote, limit).map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&finished.stdout).trim().to_string();
+    if finished.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "`{remote}` failed ({}): {}{}",
+            finished
+                .code
+                .map_or_else(|| "killed".to_string(), |c| format!("exit status {c}")),
+            stdout,
+            finished.stderr.trim()
+        ))
+    }
+}
+
+fn system_running(ssh: &SshTarget, deadline: Instant) -> Outcome {
+    let started = Instant::now();
+    let limit = deadline
+        .saturating_duration_since(started)
+        .max(Duration::from_secs(60));
+    let result = (|| {
+        // Exits non-zero when degraded: the state is what matters.
+        let finished = ssh
+            .run(&as_root(ssh, "systemctl is-system-running --wait"), limit)
+            .map_err(|e| e.to_string())?;
+        let state = String::from_utf8_lossy(&finished.stdout).trim().to_string();
+        let failed = remote_output(
+            ssh,
+            &as_root(ssh, "systemctl --failed --no-legend --plain"),
+            CHECK_LIMIT,
+        )?;
+        let units: Vec<&str> = failed
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        if !units.is_empty() {
+            return Err(format!(
+                "system is {state}; failed units: {}",
+                units.join(", ")
+            ));
+        }
+        if state != "running" {
+            return Err(format!("system is `{state}`, not `running`"));
+        }
+        Ok(())
+    })();
+    outcome(
+        "systemd reaches `running` with no failed unit",
+        started,
+        result,
+    )
+}
+
+fn password_refused(ssh: &SshTarget) -> Outcome {
+    let started = Instant::now();
+    let result = match ssh.offered_methods() {
+        Err(error) => Err(error.to_string()),
+        Ok(None) => Err("a login without a key succeeded".to_string()),
+        Ok(Some(methods)) => {
+            let weak: Vec<&String> = methods
+                .iter()
+                .filter(|m| *m == "password" || *m == "keyboard-interactive")
+                .collect();
+            if weak.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "sshd offers {}; set `PasswordAuthentication no` and `KbdInteractiveAuthentication no`",
+                    methods.join(", ")
+                ))
+            }
+        }
+    };
+    outcome("ssh refuses password logins", started, result)
+}
+
+fn root_grown(ssh: &SshTarget) -> Outcome {
+    let started = Instant::now();
+    // Sizes in bytes: the filesystem at `/`, its partition, and the disk
+    // space after the partition (the filesystem's own device and 0 when
+    // the image has no partition table), read from sysfs.
+    let script = "src=$(findmnt -n -o SOURCE /); part=$(basename \"$(readlink -f \"$src\")\"); \
+                  parent=$(lsblk -n -o PKNAME \"$src\" | head -n 1); fs=$(findmnt -n -b -o SIZE /); \
+                  size=$(cat /sys/class/block/$part/size); \
+                  if [ -n \"$parent\" ]; then start=$(cat /sys/class/block/$part/start); \
+                  disk=$(cat /sys/class/block/$parent/size); gap=$((disk - start - size)); \
+                  else gap=0; fi; echo \"$fs $((size * 512)) $((gap * 512)) $src\"";
+    let result = remote_output(ssh, script, CHECK_LIMIT).and_then(|text| {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        let (Some(fs), Some(partition), Some(gap)) = (number(0), number(1), number(2)) else {
+            return Err(format!("cannot read the sizes from `{text}`"));
+        };
+        root_fills_disk(fs, partition, gap).map_err(|why| {
+            format!(
+                "{why} ({}): it was not grown",
+                fields.get(3).unwrap_or(&"?")
+            )
+        })
+    });
+    outcome("the root filesystem fills the disk", started, result)
+}
+
+/// Whether a root filesystem of `fs` bytes on a partition of `partition`
+/// bytes, followed by `gap` free bytes on the disk, was grown to the disk:
+/// the gap within [`GROW_SLACK_BYTES`], and the filesystem's shortfall (its
+/// metadata) within the larger of [`GROW_SLACK_PERCENT`] of the partition
+/// and [`GROW_SLACK_BYTES`].
+fn root_fills_disk(fs: u64, partition: u64, gap: u64) -> Result<(), String> {
+    let slack = (partition / 100 * GROW_SLACK_PERCENT).max(GROW_SLACK_BYTES);
+    if gap > GROW_SLACK_BYTES {
+        return Err(format!(
+            "{} MiB of the disk lie unused after the root partition",
+            gap >> 20
+        ));
+    }
+    if fs.saturating_add(slack) < partition {
+        return Err(format!(
+            "`/` is {} MiB on a partition of {} MiB",
+            fs >> 20,
+            partition >> 20
+        ));
+    }
+    Ok(())
+}
+
+fn root_label(ssh: &SshTarget, label: &str) -> Outcome {
+    let started = Instant::now();
+    let result = remote_output(ssh, "findmnt -n -o LABEL /", CHECK_LIMIT).and_then(|found| {
+        if found == label {
+            Ok(())
+        } else {
+            Err(format!("`/` is labelled `{found}`"))
+        }
+    });
+    outcome(format!("`{label}` is mounted at `/`"), started, result)
+}
+
+/// Runs the imagefile's `tests:`, printing each.
+fn manifest_tests(target: &Target, ssh: &SshTarget) -> Result<Vec<Outcome>, Failure> {
+    let Some(checked) = &target.manifest else {
+        return Ok(Vec::new());
+    };
+    let mut outcomes = Vec::new();
+    for test in &checked.manifest.tests {
+        interrupted()?;
+        let started = Instant::now();
+        let result = match test.check() {
+            Some(check) => run_test(ssh, &check),
+            None => Err("this test names no check".to_string()),
+        };
+        let outcome = outcome(test.display_name(), started, result);
+        report(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+fn run_test(ssh: &SshTarget, check: &TestCheck<'_>) -> Result<(), String> {
+    match check {
+        TestCheck::File(path) => {
+            let finished = ssh
+                .run(&format!("test -e {}", quoted(path)), CHECK_LIMIT)
+                .map_err(|e| e.to_string())?;
+            match finished.code {
+                Some(0) => Ok(()),
+                Some(1) => Err(format!("{path} does not exist")),
+                _ => Err(format!("cannot look: {}", finished.stderr.trim())),
+            }
+        }
+        TestCheck::Unit(unit) => {
+            let finished = ssh
+                .run(
+                    &as_root(ssh, &format!("systemctl is-active {}", quoted(unit))),
+                    CHECK_LIMIT,
+                )
+                .map_err(|e| e.to_string())?;
+            let state = String::from_utf8_lossy(&finished.stdout).trim().to_string();
+            if finished.success() {
+                Ok(())
+            } else {
+                Err(format!("{unit} is `{state}`"))
+            }
+        }
+        TestCheck::Run {
+            command,
+            exit,
+            output,
+            sudo,
+        } => {
+            let remote = if *sudo {
+                format!("sudo -n sh -c {}", quoted(command))
+            } else {
+                (*command).to_string()
+            };
+            let finished = ssh.run(&remote, CHECK_LIMIT).map_err(|e| e.to_string())?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&finished.stdout),
+                finished.stderr
+            );
+            let shown = last_lines(&text, 10);
+            if finished.code == Some(255) {
+                return Err(format!("ssh failed: {}", finished.stderr.trim()));
+            }
+            if finished.code != Some(i32::from(*exit)) {
+                return Err(format!(
+                    "exited {}, expected {exit}{}",
+                    finished
+                        .code
+                        .map_or_else(|| "by a signal".to_string(), |c| c.to_string()),
+                    if shown.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; output ends:\n{shown}")
+                    }
+                ));
+            }
+            if let Some(wanted) = output
+                && !text.contains(wanted)
+            {
+                return Err(format!(
+                    "the output does not contain `{wanted}`; it ends:\n{shown}"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `command` run as root: through `sudo` unless the user is root. A user's
+/// `systemctl` asks systemd over D-Bus, which a minimal image may lack;
+/// root's uses systemd's private socket.
+fn as_root(ssh: &SshTarget, command: &str) -> String {
+    if ssh.user == "root" {
+        command.to_string()
+    } else {
+        format!("sudo -n {command}")
+    }
+}
+
+/// `text` as one single-quoted shell word.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// The last `count` lines of the serial log, without terminal escape
+/// sequences (systemd colours its status) or other control characters.
+fn serial_tail(path: &std::path::Path, count: usize) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    last_lines(&plain_text(&String::from_utf8_lossy(&bytes)), count)
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … final byte`) and control
+/// characters other than newline and tab.
+fn plain_text(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters and intermediates, up to the final byte.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\n' || c == '\t' {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_survive_quotes() {
+        assert_eq!(quoted("it's"), r"'it'\''s'");
+        assert_eq!(quoted("/etc/x y"), "'/etc/x y'");
+    }
+
+    #[test]
+    fn the_serial_tail_drops_control_characters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("serial.log");
+        let text: String = (1..=50)
+            .map(|i| format!("[\x1b[0;32m  OK  \x1b[0m] line {i}\r\n"))
+            .collect();
+        std::fs::write(&path, text).expect("write");
+        let tail = serial_tail(&path, 40);
+        assert_eq!(tail.lines().count(), 40);
+        assert!(tail.starts_with("[  OK  ] line 11\n"), "{tail}");
+        assert!(tail.ends_with("[  OK  ] line 50"));
+    }
+
+    #[test]
+    fn systemd_failures_are_picked_from_the_console() {
+        let console = "[\x1b[0;32m  OK  \x1b[0m] Started a.service\r\n\
+                       [\x1b[0;1;31m TIME \x1b[0m] Timed out waiting for device dev-x.device\r\n\
+                       [\x1b[0;1;33mDEPEND\x1b[0m] Dependency failed for mnt-x.mount\r\n";
+        assert_eq!(
+            console_failures(console),
+            [
+                "[ TIME ] Timed out waiting for device dev-x.device",
+                "[DEPEND] Dependency failed for mnt-x.mount"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_grown_root_leaves_little_of_the_disk() {
+        const MIB: u64 = 1 << 20;
+        // 1835 MiB of ext4 on a 1900 MiB partition that ends the disk.
+        assert!(root_fills_disk(1835 * MIB, 1900 * MIB, MIB).is_ok());
+        assert!(root_fills_disk(700 * MIB, 1900 * MIB, MIB).is_err());
+        assert!(root_fills_disk(700 * MIB, 750 * MIB, 1024 * MIB).is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! `kiln boot` and `kiln test` on real images under QEMU's TCG: a fixture
+//! image (the `vm` element, cloud-init, sshd taking keys only) built once
+//! per change of its inputs and kept beside the shared cache, booted by
+//! BIOS and by UEFI. The image file must not change; a broken image and a
+//! failing `tests:` entry must fail `kiln test`, saying what failed; and
+//! no QEMU may outlive kiln, also after SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::common::{kiln, repo_path, shared_cache};
+
+const FIXTURE: &str = "name: boot-fixture
+base: {distro: debian, release: bookworm}
+elements: [vm, fixture-cloud]
+packages: [openssh-server, sudo, cloud-init, cloud-guest-utils, ifupdown, isc-dhcp-client]
+outputs: [qcow2]
+";
+
+const BROKEN: &str = "name: boot-fixture-broken
+base: {distro: debian, release: bookworm}
+elements: [vm, fixture-cloud, fixture-broken-fstab]
+packages: [openssh-server, sudo, cloud-init, cloud-guest-utils, ifupdown, isc-dhcp-client]
+outputs: [qcow2]
+";
+
+/// The fixture's own checks, one of each kind, all passing.
+const PASSING_TESTS: &str = "tests:
+  - {run: cat /etc/os-release, output: bookworm}
+  - {name: root through sudo, run: id -u, sudo: true, output: '0'}
+  - {run: 'exit 3', exit: 3}
+  - {file: /etc/ssh/sshd_config.d/50-fixture-keys-only.conf}
+  - {unit: ssh.service}
+";
+
+use crate::common::one_boot_at_a_time;
+
+/// Every file under `dir`, hashed with its relative path.
+fn hash_tree(hasher: &mut Sha256, dir: &Path) {
+    let mut files = crate::common::files_with_extension(dir, &[""]);
+    files.sort();
+    for file in files {
+        hasher.update(
+            file.strip_prefix(dir)
+                .expect("inside")
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hasher.update(std::fs::read(&file).expect("read fixture file"));
+    }
+}
+
+/// Builds `manifest` (once per change of it, of the fixture elements and
+/// of kiln's built-in elements) in a directory beside the shared cache,
+/// and returns that directory: `imagefile.yaml` and `out/<name>.qcow2`.
+fn built(manifest: &'static str, cell: &'static OnceLock<PathBuf>) -> PathBuf {
+    cell.get_or_init(|| {
+        let mut hasher = Sha256::new();
+        hasher.update(manifest.as_bytes());
+        hash_tree(&mut hasher, &repo_path("tests/fixtures/elements/boot"));
+        hash_tree(&mut hasher, &repo_path("elements"));
+        let key = hex::encode(hasher.finalize());
+        let name = manifest
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("name: "))
+            .expect("name first");
+        let cache = shared_cache();
+        let dir = cache
+            .parent()
+            .expect("cache has a parent")
+            .join("boot-fixtures")
+            .join(format!("{name}-{}", &key[..16]));
+        let image = dir.join("out").join(format!("{name}.qcow2"));
+        if image.is_file() {
+            return dir;
+        }
+        // Fixtures of earlier inputs are 1 GiB each: keep only this one.
+        let parent = dir.parent().expect("fixtures directory");
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let stale = file_name
+                .strip_prefix(&format!("{name}-"))
+                .is_some_and(|hash| {
+                    hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+            if stale && entry.path() != dir {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        std::fs::create_dir_all(&dir).expect("create the fixture directory");
+        std::fs::write(dir.join("imagefile.yaml"), manifest).expect("write");
+        let output = kiln()
+            .current_dir(&dir)
+            .args(["build", "--cache-dir"])
+            .arg(&cache)
+            .arg("--elements-path")
+            .arg(repo_path("tests/fixtures/elements/boot"))
+            .output()
+            .expect("kiln runs");
+        assert!(
+            output.status.success() && image.is_file(),
+            "building {name} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir
+    })
+    .clone()
+}
+
+fn fixture() -> PathBuf {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    built(FIXTURE, &CELL)
+}
+
+fn broken_fixture() -> PathBuf {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    built(BROKEN, &CELL)
+}
+
+/// A directory with an imagefile for the fixture's image (its name, and
+/// `tests`), whose `-o` is the fixture's output directory.
+fn imagefile_with(fixture: &Path, manifest: &str, tests: &str) -> (tempfile::TempDir, Vec<String>) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        temp.path().join("imagefile.yaml"),
+        format!("{manifest}{tests}"),
+    )
+    .expect("write");
+    let out = fixture.join("out").to_string_lossy().into_owned();
+    (temp, vec!["-o".to_string(), out])
+}
+
+fn sha256(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read the image")))
+}
+
+/// Processes whose command line contains `needle` (QEMU with the overlay
+/// or serial log of one run).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == std::process::id().to_string() {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) && cmdline.contains("qemu-system") {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+    }
+    found
+}
+
+/// The overlay path `kiln test`/`kiln boot` names on stderr.
+fn overlay_in(stderr: &str) -> String {
+    let start = stderr.find("overlay ").expect("the overlay is named") + "overlay ".len();
+    stderr[start..]
+        .split([';', ' ', '\n'])
+        .next()
+        .expect("a path")
+        .to_string()
+}
+
+/// A kiln started in the background, killed if the test fails before it
+/// ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kiln_test(dir: &Path, args: &[&str]) -> Output {
+    let _one = one_boot_at_a_time();
+    kiln()
+        .current_dir(dir)
+        .arg("test")
+        .args(args)
+        .output()
+        .expect("kiln runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_no_qemu_left(overlay: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_with(overlay).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        processes_with(overlay),
+        Vec::<String>::new(),
+        "QEMU left running"
+    );
+    assert!(!Path::new(overlay).exists(), "the overlay is removed");
+}
+
+#[test]
+fn the_fixture_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
+    let fixture = fixture();
+    let image = fixture.join("out/boot-fixture.qcow2");
+    let before = sha256(&image);
+    let (dir, out) = imagefile_with(&fixture, FIXTURE, PASSING_TESTS);
+    for firmware in [None, Some("--uefi")] {
+        let mut args: Vec<&str> = out.iter().map(String::as_str).collect();
+        args.extend(firmware);
+        let output = kiln_test(dir.path(), &args);
+        let (stdout, stderr) = text(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{firmware:?}\n{stdout}\n{stderr}"
+        );
+        for check in [
+            "✓ boots, and `debian` logs in over ssh with the key from the seed (",
+            "✓ systemd reaches `running` with no failed unit (",
+            "✓ ssh refuses password logins (",
+            "✓ the root filesystem fills the disk (",
+            "✓ `cloudimg-rootfs` is mounted at `/` (",
+            "✓ run `cat /etc/os-release` (",
+            "✓ root through sudo (",
+            "✓ run `exit 3` (",
+            "✓ file /etc/ssh/sshd_config.d/50-fixture-keys-only.conf exists (",
+            "✓ unit ssh.service is active (",
+        ] {
+            assert!(
+                stdout.contains(check),
+                "{firmware:?}: no `{check}`:\n{stdout}"
+            );
+        }
+        let login = stderr
+            .lines()
+            .find(|l| l.starts_with("ssh login after "))
+            .expect("the login time is printed");
+        eprintln!("{}: {login}", firmware.unwrap_or("--bios"));
+        assert!(stderr.contains("all 10 checks passed"), "{stderr}");
+        assert_no_qemu_left(&overlay_in(&stderr));
+    }
+    assert_eq!(sha256(&image), before, "the image file changed");
+}
+
+#[test]
+fn a_failing_test_of_the_imagefile_is_reported_by_name() {
+    let fixture = fixture();
+    let (dir, out) = imagefile_with(
+        &fixture,
+        FIXTURE,
+        "tests:\n  - {name: nginx is installed, file: /usr/sbin/nginx}\n  - {name: says hello, run: echo bye, output: hello}\n  - {unit: ssh.service}\n",
+    );
+    let args: Vec<&str> = out.iter().map(String::as_str).collect();
+    let output = kiln_test(dir.path(), &args);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("✗ nginx is installed ("), "{stdout}");
+    assert!(
+        stdout.contains("/usr/sbin/nginx does not exist"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✗ says hello ("), "{stdout}");
+    assert!(
+        stdout.contains("the output does not contain `hello`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("✓ unit ssh.service is active ("),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("2 of 8 checks failed: `nginx is installed`, `says hello`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("last 40 lines of the serial console"),
+        "{stderr}"
+    );
+    assert_no_qemu_left(&overlay_in(&stderr));
+}
+
+#[test]
+fn a_broken_fstab_fails_kiln_test_with_the_serial_console_shown() {
+    let fixture = broken_fixture();
+    let output = kiln_test(&fixture, &["--timeout", "400"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("✗ boots, and `debian` logs in over ssh with the key from the seed ("),
+        "{stdout}"
+    );
+    assert!(stdout.contains("emergency mode"), "{stdout}");
+    assert!(
+        stderr.contains("last 40 lines of the serial console"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("[DEPEND] Dependency failed for")
+            && stdout.contains("A filesystem that does not exist"),
+        "the failed mount is named:\n{stdout}"
+    );
+    assert!(stderr.contains("You are in emergency mode"), "{stderr}");
+    assert!(stderr.contains("1 of 1 checks failed"), "{stderr}");
+    assert_no_qemu_left(&overlay_in(&stderr));
+}
+
+#[test]
+fn sigint_stops_kiln_test_and_its_machine() {
+    let fixture = fixture();
+    let _one = one_boot_at_a_time();
+    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("NO_COLOR", "1")
+        .current_dir(&fixture)
+        .arg("test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln test starts");
+    let mut child = KillOnDrop(child);
+    let stderr = child.0.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines
+        .next()
+        .expect("kiln names the overlay")
+        .expect("UTF-8");
+    let overlay = overlay_in(&line);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with(&overlay).len() != 1 {
+        assert!(Instant::now() < deadline, "QEMU runs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let started = Instant::now();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.0.wait().expect("reaped");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "kiln stopped promptly"
+    );
+    assert_eq!(status.code(), Some(2), "{rest:?}");
+    assert!(
+        rest.join("\n").contains("interrupted by SIGINT"),
+        "{rest:?}"
+    );
+    assert_no_qemu_left(&overlay);
+}
+
+#[test]
+fn kiln_boot_runs_on_an_overlay_and_stops_on_sigterm() {
+    let fixture = fixture();
+    let image = fixture.join("out/boot-fixture.qcow2");
+    let before = sha256(&image);
+    let temp = tempfile::tempdir().expect("tempdir");
+    let serial = temp.path().join("serial.log");
+    let _one = one_boot_at_a_time();
+    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("NO_COLOR", "1")
+        .args(["boot", "--disk-size", "3GiB", "--serial-log"])
+        .arg(&serial)
+        .arg(&image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln boot starts");
+    let mut child = KillOnDrop(child);
+    let stderr = child.0.stderr.take().expect("stderr");
+    let lines: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .take(3)
+        .collect();
+    let said = lines.join("\n");
+    assert!(said.contains("ssh -o StrictHostKeyChecking=no"), "{said}");
+    assert!(said.contains("debian@127.0.0.1"), "{said}");
+    let overlay = overlay_in(&said);
+    let info = crate::common::tool("qemu-img", &["info", "--force-share", &overlay]);
+    assert!(info.contains("virtual size: 3 GiB"), "{info}");
+    assert!(
+        info.contains(&format!("backing file: {}", image.display())),
+        "{info}"
+    );
+    // Up to the kernel, at least.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&serial).is_ok_and(|t| t.contains("Linux version")) {
+        assert!(Instant::now() < deadline, "the kernel never started");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = child.0.wait().expect("reaped");
+    assert_eq!(status.code(), Some(2));
+    assert_no_qemu_left(&overlay);
+    assert_eq!(sha256(&image), before, "the image file changed");
+}
+
+#[test]
+fn kiln_test_before_kiln_build_says_to_build() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(temp.path().join("imagefile.yaml"), FIXTURE).expect("write");
+    let output = kiln()
+        .current_dir(temp.path())
+        .arg("test")
+        .output()
+        .expect("kiln runs");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("boot-fixture has not been built"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run `kiln build imagefile.yaml` first"),
+        "{stderr}"
+    );
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["boot", "missing.qcow2"])
+        .output()
+        .expect("kiln runs");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing.qcow2 does not exist"), "{stderr}");
+}
