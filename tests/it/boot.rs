@@ -1,7 +1,7 @@
-//! `kiln boot` and `kiln test` on real images under QEMU's TCG: a fixture
-//! image (the `vm` element, cloud-init, sshd taking keys only) built once
-//! per change of its inputs and kept beside the shared cache, booted by
-//! BIOS and by UEFI. The image file must not change; a broken image and a
+//! `kiln boot` and `kiln test` on real images under QEMU's TCG:
+//! `manifests/debian-cloud.yaml` as committed (and a broken fixture),
+//! built once per change of their inputs and kept beside the shared cache,
+//! booted by BIOS and by UEFI. The image file must not change; a broken image and a
 //! failing `tests:` entry must fail `kiln test`, saying what failed; and
 //! no QEMU may outlive kiln, also after SIGINT.
 
@@ -15,12 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{kiln, repo_path, shared_cache};
 
-const FIXTURE: &str = "name: boot-fixture
-base: {distro: debian, release: bookworm}
-elements: [vm, fixture-cloud]
-packages: [openssh-server, sudo, cloud-init, cloud-guest-utils, ifupdown, isc-dhcp-client]
-outputs: [qcow2]
-";
+/// The example cloud image, as committed: what CI must prove boots.
+const FIXTURE: &str = include_str!("../../manifests/debian-cloud.yaml");
 
 const BROKEN: &str = "name: boot-fixture-broken
 base: {distro: debian, release: bookworm}
@@ -34,7 +30,7 @@ const PASSING_TESTS: &str = "tests:
   - {run: cat /etc/os-release, output: bookworm}
   - {name: root through sudo, run: id -u, sudo: true, output: '0'}
   - {run: 'exit 3', exit: 3}
-  - {file: /etc/ssh/sshd_config.d/50-fixture-keys-only.conf}
+  - {file: /etc/ssh/sshd_config.d/50-kiln-debian.conf}
   - {unit: ssh.service}
 ";
 
@@ -67,9 +63,8 @@ fn built(manifest: &'static str, cell: &'static OnceLock<PathBuf>) -> PathBuf {
         let key = hex::encode(hasher.finalize());
         let name = manifest
             .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("name: "))
-            .expect("name first");
+            .find_map(|l| l.strip_prefix("name: "))
+            .expect("a name");
         let cache = shared_cache();
         let dir = cache
             .parent()
@@ -211,9 +206,9 @@ fn assert_no_qemu_left(overlay: &str) {
 }
 
 #[test]
-fn the_fixture_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
+fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
     let fixture = fixture();
-    let image = fixture.join("out/boot-fixture.qcow2");
+    let image = fixture.join("out/debian-cloud.qcow2");
     let before = sha256(&image);
     let (dir, out) = imagefile_with(&fixture, FIXTURE, PASSING_TESTS);
     for firmware in [None, Some("--uefi")] {
@@ -235,7 +230,7 @@ fn the_fixture_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             "✓ run `cat /etc/os-release` (",
             "✓ root through sudo (",
             "✓ run `exit 3` (",
-            "✓ file /etc/ssh/sshd_config.d/50-fixture-keys-only.conf exists (",
+            "✓ file /etc/ssh/sshd_config.d/50-kiln-debian.conf exists (",
             "✓ unit ssh.service is active (",
         ] {
             assert!(
@@ -365,7 +360,7 @@ fn sigint_stops_kiln_test_and_its_machine() {
 #[test]
 fn kiln_boot_runs_on_an_overlay_and_stops_on_sigterm() {
     let fixture = fixture();
-    let image = fixture.join("out/boot-fixture.qcow2");
+    let image = fixture.join("out/debian-cloud.qcow2");
     let before = sha256(&image);
     let temp = tempfile::tempdir().expect("tempdir");
     let serial = temp.path().join("serial.log");
@@ -426,7 +421,7 @@ fn kiln_test_before_kiln_build_says_to_build() {
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("boot-fixture has not been built"),
+        stderr.contains("debian-cloud has not been built"),
         "{stderr}"
     );
     assert!(
