@@ -164,18 +164,24 @@ pub fn fstab_text(
     let ids = Ids::from_lock_text(lock_text);
     let disk = effective_disk(disk, uses_vm)?;
     if disk.table.is_none() {
-        let kind = disk
-            .filesystem
-            .as_ref()
-            .map_or(Filesystem::Ext4, |f| f.value);
-        let label = disk
-            .label
-            .as_ref()
-            .map_or(DEFAULT_ROOT_LABEL, |l| l.value.as_str());
+        let (kind, label) = single_filesystem(&disk);
         return Ok(fstab::fstab_for_single(label, kind));
     }
     let layout = disk::layout(&disk, arch, &ids, &placeholder_sizes(&disk))?;
     Ok(fstab::fstab_for(&layout, &filesystem_uuids(&layout, &ids)))
+}
+
+/// The filesystem and label of an image without a partition table.
+fn single_filesystem(disk: &Disk) -> (Filesystem, &str) {
+    let kind = disk
+        .filesystem
+        .as_ref()
+        .map_or(Filesystem::Ext4, |f| f.value);
+    let label = disk
+        .label
+        .as_ref()
+        .map_or(DEFAULT_ROOT_LABEL, |l| l.value.as_str());
+    (kind, label)
 }
 
 /// Any size for each `rest` partition: enough for a layout whose
@@ -241,14 +247,7 @@ fn assemble_filesystem(
     ids: &Ids,
     log: &mut dyn Write,
 ) -> Result<Assembled, AssembleError> {
-    let kind = disk
-        .filesystem
-        .as_ref()
-        .map_or(Filesystem::Ext4, |f| f.value);
-    let label = disk
-        .label
-        .as_ref()
-        .map_or(DEFAULT_ROOT_LABEL, |l| l.value.as_str());
+    let (kind, label) = single_filesystem(disk);
     let started = Instant::now();
     let spec = FilesystemSpec {
         kind,
