@@ -125,7 +125,7 @@ impl SshTarget {
         args.extend(self.args(&[]));
         args.push("--".into());
         args.push(remote.to_string());
-        Ok(command::run("timeout", &args, "coreutils")?)
+        run_retrying(&args)
     }
 
     /// The authentication methods the server offers, read from ssh's
@@ -145,11 +145,45 @@ impl SshTarget {
         ]));
         args.push("--".into());
         args.push("true".into());
-        let finished = command::run("timeout", &args, "coreutils")?;
+        let finished = run_retrying(&args)?;
         if finished.success() {
             return Ok(None);
         }
-        Ok(denied_methods(&finished.stderr))
+        match denied_methods(&finished.stderr) {
+            Some(methods) => Ok(Some(methods)),
+            None => Err(MachineError::Failed {
+                command: "ssh without a key".to_string(),
+                status: format!("{:?}", finished.code),
+                stderr: finished.stderr,
+            }),
+        }
+    }
+}
+
+/// How long a connection that sshd drops (it restarts on a first boot,
+/// when cloud-init changes its configuration or keys) is tried again.
+const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `timeout ARGS` (an ssh command line), trying again while ssh
+/// fails to connect at all (exit 255 before authentication): a first boot
+/// restarts sshd, and a check must not fail because it was in between.
+fn run_retrying(args: &[String]) -> Result<Finished, MachineError> {
+    let started = std::time::Instant::now();
+    loop {
+        let finished = command::run("timeout", args, "coreutils")?;
+        let dropped = finished.code == Some(255)
+            && [
+                "kex_exchange_identification",
+                "Connection reset",
+                "Connection refused",
+                "Connection closed",
+            ]
+            .iter()
+            .any(|sign| finished.stderr.contains(sign));
+        if !dropped || started.elapsed() > RECONNECT_LIMIT {
+            return Ok(finished);
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 
