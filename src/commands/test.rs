@@ -126,6 +126,10 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
                 let label = target.root_label();
                 move |ssh| root_label(ssh, &label)
             }),
+            Box::new({
+                let image = target.image.clone();
+                move |ssh| host_keys_fresh(ssh, &image)
+            }),
         ];
         for check in checks {
             interrupted()?;
@@ -443,6 +447,75 @@ fn root_label(ssh: &SshTarget, label: &str) -> Outcome {
     outcome(format!("`{label}` is mounted at `/`"), started, result)
 }
 
+/// sshd's host keys must be made by the machine on its first boot: an
+/// image that carries them gives every machine made from it the same
+/// identity. Each public key the machine serves is looked for in the image
+/// file (an uncompressed image holds the key files' text as it is), and
+/// the keys are printed so that two boots can be compared.
+fn host_keys_fresh(ssh: &SshTarget, image: &std::path::Path) -> Outcome {
+    let started = Instant::now();
+    let result = remote_output(ssh, "cat /etc/ssh/ssh_host_*_key.pub", CHECK_LIMIT).and_then(
+        |text| {
+            let blobs: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.split_whitespace().nth(1))
+                .collect();
+            if blobs.is_empty() {
+                return Err("the machine serves no host key".to_string());
+            }
+            for line in text.lines() {
+                let mut fields = line.split_whitespace();
+                if let (Some(kind), Some(blob)) = (fields.next(), fields.next()) {
+                    terminal::status(&format!("host key: {kind} {blob}"));
+                }
+            }
+            let found = file_contains_any(image, &blobs)
+                .map_err(|e| format!("cannot read {}: {e}", image.display()))?;
+            match found {
+                Some(blob) => Err(format!(
+                    "the image file holds the host key {}…: the image was built with its host keys",
+                    &blob[..blob.len().min(24)]
+                )),
+                None => Ok(()),
+            }
+        },
+    );
+    outcome(
+        "sshd's host keys were made on this machine, not taken from the image",
+        started,
+        result,
+    )
+}
+
+/// The first of `needles` that occurs in the file, read in large chunks
+/// that overlap by the longest needle.
+fn file_contains_any<'a>(
+    path: &std::path::Path,
+    needles: &[&'a str],
+) -> std::io::Result<Option<&'a str>> {
+    use std::io::Read;
+    const CHUNK_BYTES: usize = 8 << 20;
+    let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; CHUNK_BYTES + overlap];
+    let mut kept = 0;
+    loop {
+        let read = file.read(&mut buffer[kept..])?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let filled = kept + read;
+        let window = &buffer[..filled];
+        for needle in needles {
+            if memchr::memmem::find(window, needle.as_bytes()).is_some() {
+                return Ok(Some(needle));
+            }
+        }
+        kept = overlap.min(filled);
+        buffer.copy_within(filled - kept..filled, 0);
+    }
+}
+
 /// Runs the imagefile's `tests:`, printing each.
 fn manifest_tests(target: &Target, ssh: &SshTarget) -> Result<Vec<Outcome>, Failure> {
     let Some(checked) = &target.manifest else {
@@ -589,6 +662,22 @@ fn plain_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_across_a_chunk_boundary_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("image");
+        let mut bytes = vec![0u8; (8 << 20) - 10];
+        bytes.extend_from_slice(b"AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob");
+        bytes.extend(vec![0u8; 100]);
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(
+            file_contains_any(&path, &["nothere", "AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob"])
+                .expect("read"),
+            Some("AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob")
+        );
+        assert_eq!(file_contains_any(&path, &["absent"]).expect("read"), None);
+    }
 
     #[test]
     fn shell_words_survive_quotes() {

@@ -211,6 +211,7 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
     let image = fixture.join("out/debian-cloud.qcow2");
     let before = sha256(&image);
     let (dir, out) = imagefile_with(&fixture, FIXTURE, PASSING_TESTS);
+    let mut host_keys: Vec<Vec<String>> = Vec::new();
     for firmware in [None, Some("--uefi")] {
         let mut args: Vec<&str> = out.iter().map(String::as_str).collect();
         args.extend(firmware);
@@ -227,6 +228,7 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             "✓ ssh refuses password logins (",
             "✓ the root filesystem fills the disk (",
             "✓ `cloudimg-rootfs` is mounted at `/` (",
+            "✓ sshd's host keys were made on this machine, not taken from the image (",
             "✓ run `cat /etc/os-release` (",
             "✓ root through sudo (",
             "✓ run `exit 3` (",
@@ -243,10 +245,24 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             .find(|l| l.starts_with("ssh login after "))
             .expect("the login time is printed");
         eprintln!("{}: {login}", firmware.unwrap_or("--bios"));
-        assert!(stderr.contains("all 10 checks passed"), "{stderr}");
+        assert!(stderr.contains("all 11 checks passed"), "{stderr}");
+        let keys: Vec<String> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("host key: "))
+            .map(str::to_string)
+            .collect();
+        assert!(keys.len() >= 2, "the host keys are printed: {stderr}");
+        host_keys.push(keys);
         assert_no_qemu_left(&overlay_in(&stderr));
     }
     assert_eq!(sha256(&image), before, "the image file changed");
+    // Two boots of two copies of one image: no host key in common (and, by
+    // the check above, none of them in the image file).
+    let common: Vec<&String> = host_keys[0]
+        .iter()
+        .filter(|k| host_keys[1].contains(k))
+        .collect();
+    assert!(common.is_empty(), "both boots have {common:?}");
 }
 
 #[test]
@@ -276,7 +292,7 @@ fn a_failing_test_of_the_imagefile_is_reported_by_name() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("2 of 8 checks failed: `nginx is installed`, `says hello`"),
+        stderr.contains("2 of 9 checks failed: `nginx is installed`, `says hello`"),
         "{stderr}"
     );
     assert!(
