@@ -454,8 +454,8 @@ fn root_label(ssh: &SshTarget, label: &str) -> Outcome {
 /// the keys are printed so that two boots can be compared.
 fn host_keys_fresh(ssh: &SshTarget, image: &std::path::Path) -> Outcome {
     let started = Instant::now();
-    let result = remote_output(ssh, "cat /etc/ssh/ssh_host_*_key.pub", CHECK_LIMIT).and_then(
-        |text| {
+    let result =
+        remote_output(ssh, "cat /etc/ssh/ssh_host_*_key.pub", CHECK_LIMIT).and_then(|text| {
             let blobs: Vec<&str> = text
                 .lines()
                 .filter_map(|line| line.split_whitespace().nth(1))
@@ -478,8 +478,7 @@ fn host_keys_fresh(ssh: &SshTarget, image: &std::path::Path) -> Outcome {
                 )),
                 None => Ok(()),
             }
-        },
-    );
+        });
     outcome(
         "sshd's host keys were made on this machine, not taken from the image",
         started,
