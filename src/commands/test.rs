@@ -276,7 +276,7 @@ fn wait_for_login(
         let limit = deadline
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(20));
-        match machine.ssh.run("true", limit) {
+        match machine.ssh.run_once("true", limit) {
             Ok(finished) if finished.success() => break Ok(()),
             Ok(finished) => last_error = finished.stderr.trim().to_string(),
             Err(error) => break Err(error.to_string()),

@@ -117,6 +117,20 @@ impl SshTarget {
     /// 255 is ssh's own failure (no connection, key refused); 124 is the
     /// limit.
     pub fn run(&self, remote: &str, limit: Duration) -> Result<Finished, MachineError> {
+        run_retrying(&self.run_args(remote, limit))
+    }
+
+    /// [`SshTarget::run`] once, without trying a dropped connection again:
+    /// for polling until the machine lets anyone in at all.
+    pub fn run_once(&self, remote: &str, limit: Duration) -> Result<Finished, MachineError> {
+        Ok(command::run(
+            "timeout",
+            &self.run_args(remote, limit),
+            "coreutils",
+        )?)
+    }
+
+    fn run_args(&self, remote: &str, limit: Duration) -> Vec<String> {
         let mut args = vec![
             "--kill-after=5".to_string(),
             format!("{}", limit.as_secs().max(1)),
@@ -125,7 +139,7 @@ impl SshTarget {
         args.extend(self.args(&[]));
         args.push("--".into());
         args.push(remote.to_string());
-        run_retrying(&args)
+        args
     }
 
     /// The authentication methods the server offers, read from ssh's
@@ -180,7 +194,11 @@ fn run_retrying(args: &[String]) -> Result<Finished, MachineError> {
             ]
             .iter()
             .any(|sign| finished.stderr.contains(sign));
-        if !dropped || started.elapsed() > RECONNECT_LIMIT {
+        // A signal stops the wait at once; the caller reports it.
+        if !dropped
+            || started.elapsed() > RECONNECT_LIMIT
+            || crate::chroot::signals::received().is_some()
+        {
             return Ok(finished);
         }
         std::thread::sleep(Duration::from_secs(2));
