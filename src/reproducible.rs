@@ -13,8 +13,6 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 /// One way two trees differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeDifference {
@@ -161,17 +159,7 @@ fn inventory(root: &Path) -> std::io::Result<BTreeMap<PathBuf, Entry>> {
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(crate::cache::Digest::of_reader(std::fs::File::open(path)?)?.sha256)
 }
 
 /// The partitions (by name) whose bytes differ between two disks of the

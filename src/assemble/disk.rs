@@ -24,16 +24,9 @@ use crate::manifest::{
     PartitionSize, PartitionTable, PartitionType, Size,
 };
 
-/// Space kept free before the first partition, and the alignment of every
-/// partition start and size: 1 MiB, as fdisk and parted do. Must equal the
-/// manifest checker's `ALIGN_BYTES` (a test below checks that the two agree
-/// on which disks fit).
-pub const ALIGN_BYTES: u64 = 1 << 20;
-
-/// Space kept free after the last partition of a GPT disk for the backup
-/// header and partition array (33 sectors, rounded up to the alignment).
-/// Must equal the manifest checker's `GPT_BACKUP_BYTES`.
-pub const GPT_BACKUP_BYTES: u64 = 1 << 20;
+// The layout rules the manifest checker applies are the ones the disk is
+// laid out by: one definition of the alignment and the GPT backup space.
+pub use crate::manifest::{ALIGN_BYTES, GPT_BACKUP_BYTES};
 
 /// The logical sector size kiln writes tables for; sfdisk uses 512 for
 /// image files.

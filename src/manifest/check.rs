@@ -20,10 +20,10 @@ use super::{
 
 /// Space kept free before the first partition, and the alignment of every
 /// partition: 1 MiB, as fdisk and parted do.
-pub(crate) const ALIGN_BYTES: u64 = 1 << 20;
+pub const ALIGN_BYTES: u64 = 1 << 20;
 
 /// Space kept free after the last partition for GPT's backup header.
-pub(crate) const GPT_BACKUP_BYTES: u64 = 1 << 20;
+pub const GPT_BACKUP_BYTES: u64 = 1 << 20;
 
 /// ext4 stores timestamps up to 2446-05-10 (with 256-byte inodes).
 const MAX_EPOCH_SECONDS: u64 = (1 << 34) - 1;

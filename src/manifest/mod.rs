@@ -8,6 +8,7 @@
 //! crate can be swapped in one place.
 
 mod check;
+pub use check::{ALIGN_BYTES, GPT_BACKUP_BYTES};
 mod diagnostic;
 mod source;
 mod spanned;
