@@ -90,8 +90,6 @@ impl LocalRepo {
 pub struct Bootstrapped {
     /// (step, duration), in order.
     pub timings: Vec<(&'static str, Duration)>,
-    /// How many packages the tree holds.
-    pub packages: usize,
 }
 
 /// Builds the base root tree for `lock` in `root` (an empty directory),
@@ -180,7 +178,6 @@ pub fn bootstrap(
     };
 
     compare_with_lock(lock, &installed, Coverage::Subset)?;
-    done.packages = installed.len();
     lap("check against the lock", &mut done);
     Ok((done, repo))
 }
