@@ -199,6 +199,7 @@ mod tests {
             name: name.to_string(),
             version: "1.0-1".to_string(),
             arch: "amd64".to_string(),
+            priority: None,
             size: 10,
             sha256: "0".repeat(64),
             filename: format!("pool/main/{name}.deb"),

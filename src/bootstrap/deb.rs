@@ -702,13 +702,26 @@ pub(crate) mod tests {
     /// Writes a `.deb` whose data.tar holds `entries` (header, content)
     /// exactly as given, with a `debian-binary` of `version`.
     pub(crate) fn craft_deb(path: &Path, version: &[u8], entries: &[(tar::Header, &[u8])]) {
+        write_deb(path, version, b"Package: crafted\nVersion: 1\n", entries);
+    }
+
+    /// Writes a well-formed `.deb` with the control file `control` and a
+    /// data.tar of `entries`.
+    pub(crate) fn craft_deb_with_control(
+        path: &Path,
+        control: &[u8],
+        entries: &[(tar::Header, &[u8])],
+    ) {
+        write_deb(path, b"2.0\n", control, entries);
+    }
+
+    fn write_deb(path: &Path, version: &[u8], text: &[u8], entries: &[(tar::Header, &[u8])]) {
         let mut data = tar::Builder::new(Vec::new());
         for (header, content) in entries {
             data.append(header, *content).unwrap();
         }
         let data = data.into_inner().unwrap();
         let mut control = tar::Builder::new(Vec::new());
-        let text = b"Package: crafted\nVersion: 1\n";
         let mut header = raw_header(
             b"./control",
             tar::EntryType::Regular,
@@ -716,7 +729,7 @@ pub(crate) mod tests {
             text.len() as u64,
         );
         header.set_cksum();
-        control.append(&header, &text[..]).unwrap();
+        control.append(&header, text).unwrap();
         let control = control.into_inner().unwrap();
         let mut ar = ar::Builder::new(File::create(path).unwrap());
         for (name, bytes) in [

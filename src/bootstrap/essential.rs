@@ -21,16 +21,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::apt::deb822::{Paragraphs, parse_provides, parse_relationships};
-use crate::lock::{Lock, LockedPackage};
+use crate::lock::LockedPackage;
 
-use super::paragraphs::{ParagraphError, locked_paragraphs};
+use super::paragraphs::LockedParagraph;
 
 /// Why the essential set could not be worked out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EssentialError {
-    /// A locked package is missing from the index.
-    #[error(transparent)]
-    Paragraph(#[from] ParagraphError),
     /// A locked package's paragraph cannot be read.
     #[error("the index paragraph of {package} cannot be read: {message}")]
     Invalid {
@@ -48,17 +45,16 @@ struct Facts<'t> {
     depends: Vec<Vec<&'t str>>,
 }
 
-/// The locked packages to unpack first, in lock order; see the module
-/// documentation for the rule.
+/// The locked packages to unpack first, in lock order, from the locked
+/// packages' `paragraphs` (in lock order); see the module documentation
+/// for the rule.
 pub fn essential_set<'l>(
-    lock: &'l Lock,
-    index_texts: &[&str],
+    paragraphs: &[LockedParagraph<'l>],
 ) -> Result<Vec<&'l LockedPackage>, EssentialError> {
-    let paragraphs = locked_paragraphs(lock, index_texts)?;
     let mut facts: HashMap<&str, Facts<'_>> = HashMap::new();
     // Real package names and the names they provide, to the locked package.
     let mut providers: HashMap<&str, &str> = HashMap::new();
-    for (package, text) in &paragraphs {
+    for LockedParagraph { package, text, .. } in paragraphs {
         let invalid = |message: String| EssentialError::Invalid {
             package: package.name.clone(),
             message,
@@ -102,7 +98,7 @@ pub fn essential_set<'l>(
         );
     }
     // A real package always wins over a provider of the same name.
-    for (package, _) in &paragraphs {
+    for LockedParagraph { package, .. } in paragraphs {
         providers.insert(package.name.as_str(), package.name.as_str());
     }
 
@@ -132,9 +128,9 @@ pub fn essential_set<'l>(
             }
         }
     }
-    Ok(lock
-        .packages
+    Ok(paragraphs
         .iter()
+        .map(|paragraph| paragraph.package)
         .filter(|package| chosen.contains(package.name.as_str()))
         .collect())
 }
@@ -142,7 +138,10 @@ pub fn essential_set<'l>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::lock::{LockedBase, LockedInRelease};
+    use crate::bootstrap::paragraphs::field_value;
+    use crate::bootstrap::paragraphs::raw_paragraphs;
+    use crate::bootstrap::paragraphs::tests::paragraphs_of;
+    use crate::lock::{Lock, LockedBase, LockedInRelease};
 
     /// A lock of the given packages (name, sha256), with dummy other fields.
     pub(crate) fn lock_of(packages: &[(&str, &str)]) -> Lock {
@@ -168,6 +167,7 @@ pub(crate) mod tests {
                     name: (*name).into(),
                     version: "1".into(),
                     arch: "amd64".into(),
+                    priority: None,
                     size: 1,
                     sha256: (*sha256).into(),
                     filename: format!("pool/main/{name}_1_amd64.deb"),
@@ -220,17 +220,32 @@ Essential: yes
 SHA256: c2-other-version
 ";
 
+    /// `lock` with each package's priority taken from its paragraph in
+    /// `index`, as `kiln lock` takes it from the archive's.
+    fn with_priorities(mut lock: Lock, index: &str) -> Lock {
+        for package in &mut lock.packages {
+            package.priority = raw_paragraphs(index)
+                .find(|p| field_value(p, "Package") == Some(package.name.as_str()))
+                .and_then(|p| field_value(p, "Priority"))
+                .map(str::to_string);
+        }
+        lock
+    }
+
     #[test]
     fn seeds_are_essential_or_required_closed_over_dependencies() {
-        let lock = lock_of(&[
-            ("apt", "a1"),
-            ("coreutils", "c1"),
-            ("libc6", "l1"),
-            ("libgcc-s1", "g1"),
-            ("mawk", "m1"),
-            ("other-base", "o1"),
-        ]);
-        let names: Vec<_> = essential_set(&lock, &[INDEX])
+        let lock = with_priorities(
+            lock_of(&[
+                ("apt", "a1"),
+                ("coreutils", "c1"),
+                ("libc6", "l1"),
+                ("libgcc-s1", "g1"),
+                ("mawk", "m1"),
+                ("other-base", "o1"),
+            ]),
+            INDEX,
+        );
+        let names: Vec<_> = essential_set(&paragraphs_of(&lock, INDEX))
             .unwrap()
             .into_iter()
             .map(|p| p.name.as_str())
@@ -244,9 +259,20 @@ SHA256: c2-other-version
     }
 
     #[test]
-    fn a_locked_package_missing_from_the_index_is_an_error() {
-        let lock = lock_of(&[("coreutils", "not-in-index")]);
-        let err = essential_set(&lock, &[INDEX]).unwrap_err();
-        assert!(err.to_string().contains("coreutils"), "{err}");
+    fn the_archive_priority_decides_not_the_packages_own() {
+        // mawk's own control file says `required`; the archive (the lock)
+        // says `optional`, as an override file can.
+        let mut lock = with_priorities(lock_of(&[("mawk", "m1")]), INDEX);
+        lock.packages[0].priority = Some("optional".into());
+        assert!(
+            essential_set(&paragraphs_of(&lock, INDEX))
+                .unwrap()
+                .is_empty()
+        );
+        lock.packages[0].priority = Some("required".into());
+        assert_eq!(
+            essential_set(&paragraphs_of(&lock, INDEX)).unwrap().len(),
+            1
+        );
     }
 }

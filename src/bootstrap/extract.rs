@@ -17,12 +17,13 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{Cache, CacheError, Digest};
-use crate::lock::{Lock, LockedPackage};
+use crate::cache::Cache;
+use crate::lock::LockedPackage;
 
 use super::deb::{DebError, unpack_data};
-use super::essential::{EssentialError, essential_set};
+use super::essential::EssentialError;
 use super::merged_usr::{MergedUsrError, create_merged_usr};
+use super::paragraphs::{ParagraphError, cached_deb};
 use super::repo::{RepoError, link_or_copy};
 
 /// Directories created empty (mode 0755) before dpkg first runs.
@@ -61,32 +62,16 @@ pub enum BootstrapError {
         /// What went wrong.
         source: Box<DebError>,
     },
-    /// The cache could not be read.
+    /// A locked `.deb` could not be found or read.
     #[error(transparent)]
-    Cache(#[from] CacheError),
-    /// A locked file is not in the cache (or failed its check there).
-    #[error("{what} is not in the cache at {cache}; run `kiln fetch` first")]
-    NotCached {
-        /// The package or index.
-        what: String,
-        /// The cache directory.
-        cache: PathBuf,
-    },
-    /// A digest in the lock is not a SHA-256.
+    Paragraph(#[from] ParagraphError),
+    /// A locked value is not usable as a file name.
     #[error("{what}: {reason}")]
     InvalidLock {
-        /// The package or index.
+        /// The package.
         what: String,
         /// What is wrong.
         reason: String,
-    },
-    /// An index in the cache is not UTF-8 text.
-    #[error("cannot read index {path}: {source}")]
-    ReadIndex {
-        /// The blob.
-        path: PathBuf,
-        /// What went wrong.
-        source: io::Error,
     },
     /// The repository or a staged `.deb` could not be written.
     #[error(transparent)]
@@ -101,49 +86,17 @@ pub enum BootstrapError {
     },
 }
 
-/// The text of every `Packages` index the lock pins, read from the cache
-/// (where `kiln lock` put them, checked against their hashes).
-pub fn load_indexes(lock: &Lock, cache: &Cache) -> Result<Vec<String>, BootstrapError> {
-    lock.base
-        .indexes
-        .iter()
-        .map(|index| {
-            let path = cached(cache, &index.path, &index.sha256, index.size)?;
-            fs::read_to_string(&path).map_err(|source| BootstrapError::ReadIndex { path, source })
-        })
-        .collect()
-}
-
-/// The verified cache blob of a locked package.
-pub fn cached_deb(cache: &Cache, package: &LockedPackage) -> Result<PathBuf, BootstrapError> {
-    cached(cache, &package.name, &package.sha256, package.size)
-}
-
-fn cached(cache: &Cache, what: &str, sha256: &str, size: u64) -> Result<PathBuf, BootstrapError> {
-    let digest = Digest::new(sha256, size).map_err(|e| BootstrapError::InvalidLock {
-        what: what.to_string(),
-        reason: e.to_string(),
-    })?;
-    match cache.get(&digest)?.path() {
-        Some(path) => Ok(path.to_path_buf()),
-        None => Err(BootstrapError::NotCached {
-            what: what.to_string(),
-            cache: cache.dir().to_path_buf(),
-        }),
-    }
-}
-
-/// Makes the merged-/usr links in `root` (which must exist) and unpacks
-/// the data of every package of [`essential_set`] into it, in lock order.
+/// Makes the merged-/usr links in `root` (which must exist) for `arch` and
+/// unpacks the data of every package of `essential` (the
+/// [`essential_set`](super::essential::essential_set)) into it, in order.
 /// Returns the names unpacked.
 pub fn extract_essential(
-    lock: &Lock,
+    essential: &[&LockedPackage],
     cache: &Cache,
-    index_texts: &[&str],
+    arch: &str,
     root: &Path,
 ) -> Result<Vec<String>, BootstrapError> {
-    create_merged_usr(root, &lock.base.arch)?;
-    let essential = essential_set(lock, index_texts)?;
+    create_merged_usr(root, arch)?;
     let mut names = Vec::with_capacity(essential.len());
     for package in essential {
         let deb = cached_deb(cache, package)?;
@@ -231,8 +184,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    use crate::bootstrap::deb::tests::{craft_deb, raw_header};
+    use crate::bootstrap::deb::tests::{craft_deb_with_control, raw_header};
+    use crate::bootstrap::essential::essential_set;
     use crate::bootstrap::essential::tests::lock_of;
+    use crate::bootstrap::paragraphs::locked_paragraphs;
+    use crate::cache::Digest;
 
     #[test]
     fn skeleton_has_what_dpkg_and_apt_need_and_keeps_existing_files() {
@@ -261,12 +217,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(&dir.path().join("cache")).unwrap();
         let mut digests = Vec::new();
-        for (name, file) in [("ess", &b"./bin/ess"[..]), ("opt", b"./bin/opt")] {
+        for (name, file, field) in [
+            ("ess", &b"./bin/ess"[..], "Essential: yes"),
+            ("opt", b"./bin/opt", "Essential: no"),
+        ] {
             let deb = dir.path().join(format!("{name}.deb"));
             let mut header = raw_header(file, tar::EntryType::Regular, b"", 3);
             header.set_mode(0o755);
             header.set_cksum();
-            craft_deb(&deb, b"2.0\n", &[(header, b"hi\n")]);
+            let control = format!("Package: {name}\nVersion: 1\nArchitecture: amd64\n{field}\n");
+            craft_deb_with_control(&deb, control.as_bytes(), &[(header, b"hi\n")]);
             let bytes = fs::read(&deb).unwrap();
             let digest = Digest::of_bytes(&bytes);
             cache.insert_bytes(&bytes, &digest).unwrap();
@@ -276,14 +236,11 @@ mod tests {
         for (package, digest) in lock.packages.iter_mut().zip(&digests) {
             package.size = digest.size;
         }
-        let index = format!(
-            "Package: ess\nEssential: yes\nFilename: pool/ess_1_amd64.deb\nSHA256: {}\n\n\
-             Package: opt\nPriority: optional\nFilename: pool/opt_1_amd64.deb\nSHA256: {}\n",
-            digests[0].sha256, digests[1].sha256
-        );
+        let paragraphs = locked_paragraphs(&lock, &cache).unwrap();
+        let essential = essential_set(&paragraphs).unwrap();
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
-        let names = extract_essential(&lock, &cache, &[&index], &root).unwrap();
+        let names = extract_essential(&essential, &cache, "amd64", &root).unwrap();
         assert_eq!(names, ["ess"]);
         assert_eq!(
             fs::read_to_string(root.join("usr/bin/ess")).unwrap(),

@@ -19,9 +19,8 @@ use crate::chroot::{self, ChrootError};
 use crate::lock::Lock;
 
 use super::essential::essential_set;
-use super::extract::{
-    BootstrapError, extract_essential, load_indexes, stage_debs, write_dpkg_skeleton,
-};
+use super::extract::{BootstrapError, extract_essential, stage_debs, write_dpkg_skeleton};
+use super::paragraphs::{LockedParagraph, ParagraphError, locked_paragraphs};
 use super::repo::{RepoError, write_apt_setup, write_local_repo};
 
 /// Where the local repository appears inside the chroot.
@@ -36,6 +35,9 @@ pub enum InstallError {
     /// The essential set could not be worked out.
     #[error(transparent)]
     Essential(#[from] super::essential::EssentialError),
+    /// A locked package's paragraph could not be made from its `.deb`.
+    #[error(transparent)]
+    Paragraph(#[from] ParagraphError),
     /// The local repository could not be written.
     #[error(transparent)]
     Repo(#[from] RepoError),
@@ -114,9 +116,11 @@ pub fn bootstrap(
         step = Instant::now();
     };
 
-    let texts = load_indexes(lock, cache)?;
-    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    extract_essential(lock, cache, &texts, root)?;
+    // Everything the bootstrap knows of a package comes from the lock and
+    // its `.deb`: no archive index is read (see `paragraphs`).
+    let paragraphs = locked_paragraphs(lock, cache)?;
+    let essential = essential_set(&paragraphs)?;
+    extract_essential(&essential, cache, &lock.base.arch, root)?;
     write_dpkg_skeleton(root, &lock.base.arch)?;
     lap("unpack essential", &mut done);
 
@@ -124,7 +128,6 @@ pub fn bootstrap(
     let mounts = chroot::mount_dib_filesystems(root)?;
     let setup = chroot::prepare_tree(root)?;
 
-    let essential = essential_set(lock, &texts)?;
     let staged = stage_debs(cache, &essential, root)?;
     let mut argv = vec![
         "dpkg".to_string(),
@@ -140,7 +143,7 @@ pub fn bootstrap(
     lap("configure essential", &mut done);
 
     let repo_dir = work.join("repo");
-    write_local_repo(lock, cache, &texts, &repo_dir)?;
+    write_local_repo(lock, &paragraphs, &repo_dir)?;
     let repo_mount_point = root.join(REPO_IN_CHROOT.trim_start_matches('/'));
     std::fs::create_dir_all(&repo_mount_point).map_err(|source| InstallError::Io {
         action: "create",
@@ -150,7 +153,7 @@ pub fn bootstrap(
     let repo_mount = chroot::Mount::bind(&repo_dir, &repo_mount_point)?;
     let apt = write_apt_setup(root, REPO_IN_CHROOT)?;
     let essential_names: Vec<&str> = essential.iter().map(|p| p.name.as_str()).collect();
-    let base = base_packages(lock, &texts, packages)?;
+    let base = base_packages(lock, &paragraphs, packages)?;
     let rest: Vec<String> = lock
         .packages
         .iter()
@@ -187,19 +190,23 @@ pub fn bootstrap(
 /// dependencies from the repository, which holds only locked files.
 fn base_packages(
     lock: &Lock,
-    texts: &[&str],
+    paragraphs: &[LockedParagraph<'_>],
     packages: &[String],
 ) -> Result<std::collections::BTreeSet<String>, InstallError> {
+    // The seeds of minbase among the locked packages are the seeds of
+    // minbase in the whole archive: `kiln lock` resolved from them.
     let mut index = crate::apt::index::PackageIndex::new(&lock.base.arch);
-    for (n, text) in texts.iter().enumerate() {
-        index
-            .add_packages(&format!("index {n}"), text)
-            .map_err(|e| InstallError::Io {
-                action: "read",
-                path: PathBuf::from(format!("the lock's package index {n}")),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-    }
+    let text: String = paragraphs
+        .iter()
+        .map(|paragraph| format!("{}\n\n", paragraph.text))
+        .collect();
+    index
+        .add_packages("the locked packages", &text)
+        .map_err(|e| InstallError::Io {
+            action: "read",
+            path: PathBuf::from("the locked packages' control files"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let mut names: std::collections::BTreeSet<String> = crate::apt::resolve::minbase_seeds(&index)
         .into_iter()
         .map(|seed| seed.package)

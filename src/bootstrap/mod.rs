@@ -9,7 +9,8 @@
 //!
 //! - [`deb`]: reading a `.deb` (control file, data unpacked safely).
 //! - [`merged_usr`]: the `/bin -> usr/bin`, … links.
-//! - [`paragraphs`]: each locked package's paragraph in the lock's indexes.
+//! - [`paragraphs`]: each locked package's index paragraph, made from the
+//!   lock and its `.deb` (the build reads no archive index).
 //! - [`essential`]: which locked packages are unpacked first.
 //! - [`repo`]: the local repository and the apt configuration that points
 //!   at it.
@@ -27,9 +28,7 @@ pub mod repo;
 
 pub use deb::{DebError, UnpackReport, read_control, unpack_data};
 pub use essential::essential_set;
-pub use extract::{
-    BootstrapError, extract_essential, load_indexes, stage_debs, write_dpkg_skeleton,
-};
+pub use extract::{BootstrapError, extract_essential, stage_debs, write_dpkg_skeleton};
 pub use install::{Bootstrapped, InstallError, LocalRepo, bootstrap, check_finished_tree};
 pub use merged_usr::create_merged_usr;
 pub use repo::{write_apt_setup, write_local_repo};

@@ -16,10 +16,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{Cache, Digest};
+use crate::cache::Digest;
 use crate::lock::Lock;
 
-use super::paragraphs::{ParagraphError, locked_paragraphs};
+use super::paragraphs::LockedParagraph;
 
 /// The suite name of the local repository.
 pub const SUITE: &str = "kiln";
@@ -30,20 +30,6 @@ pub const COMPONENT: &str = "main";
 /// Why the local repository could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    /// A locked package is missing from the index.
-    #[error(transparent)]
-    Paragraph(#[from] ParagraphError),
-    /// A locked `.deb` is not in the cache (or failed its check there).
-    #[error("{package}: its .deb is not in the cache at {cache}; run `kiln fetch` first")]
-    NotCached {
-        /// The package.
-        package: String,
-        /// The cache directory.
-        cache: PathBuf,
-    },
-    /// The cache could not be read.
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
     /// A locked value is not usable as a file name or digest.
     #[error("{package}: {reason}")]
     Invalid {
@@ -73,16 +59,14 @@ pub struct LocalRepo {
     pub packages_digest: Digest,
 }
 
-/// Writes the repository for every locked package into `dir` (created if
-/// missing).
+/// Writes the repository of the locked packages' `paragraphs` (every
+/// package of `lock`) into `dir` (created if missing).
 pub fn write_local_repo(
     lock: &Lock,
-    cache: &Cache,
-    index_texts: &[&str],
+    paragraphs: &[LockedParagraph<'_>],
     dir: &Path,
 ) -> Result<LocalRepo, RepoError> {
     let arch = &lock.base.arch;
-    let paragraphs = locked_paragraphs(lock, index_texts)?;
     let pool = dir.join("pool");
     let binary_dir = dir
         .join("dists")
@@ -98,7 +82,12 @@ pub fn write_local_repo(
 
     let mut packages = String::new();
     let mut debs = Vec::new();
-    for (package, paragraph) in paragraphs {
+    for LockedParagraph {
+        package,
+        text: paragraph,
+        deb: blob,
+    } in paragraphs
+    {
         let invalid = |reason: String| RepoError::Invalid {
             package: package.name.clone(),
             reason,
@@ -109,15 +98,6 @@ pub fn write_local_repo(
                 package.filename
             ))
         })?;
-        let digest =
-            Digest::new(&package.sha256, package.size).map_err(|e| invalid(e.to_string()))?;
-        let blob = cache.get(&digest)?;
-        let Some(blob) = blob.path() else {
-            return Err(RepoError::NotCached {
-                package: package.name.clone(),
-                cache: cache.dir().to_path_buf(),
-            });
-        };
         let target = pool.join(file_name);
         link_or_copy(blob, &target)?;
         debs.push((package.name.clone(), target));
@@ -326,20 +306,24 @@ mod tests {
 
     #[test]
     fn repository_holds_exactly_the_locked_paragraphs() {
-        let cache_dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(cache_dir.path()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let deb_a = b"not really a deb, but the repo does not look inside".to_vec();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, &deb_a).unwrap();
         let digest = Digest::of_bytes(&deb_a);
-        cache.insert_bytes(&deb_a, &digest).unwrap();
         let mut lock = lock_of(&[("a", &digest.sha256)]);
         lock.packages[0].size = digest.size;
         lock.packages[0].filename = "pool/main/a/a/a_1_amd64.deb".into();
-        let index = format!(
-            "Package: a\nVersion: 1\nFilename: pool/main/a/a/a_1_amd64.deb\nSize: {}\nSHA256: {}\nDescription: A\n line two\n\nPackage: unlocked\nSHA256: 00\n",
-            digest.size, digest.sha256
-        );
+        let paragraphs = [LockedParagraph {
+            package: &lock.packages[0],
+            text: format!(
+                "Package: a\nVersion: 1\nDescription: A\n line two\nFilename: pool/main/a/a/a_1_amd64.deb\nSize: {}\nSHA256: {}",
+                digest.size, digest.sha256
+            ),
+            deb: blob,
+        }];
         let repo_dir = tempfile::tempdir().unwrap();
-        let repo = write_local_repo(&lock, &cache, &[&index], repo_dir.path()).unwrap();
+        let repo = write_local_repo(&lock, &paragraphs, repo_dir.path()).unwrap();
         let packages = fs::read_to_string(
             repo_dir
                 .path()
@@ -349,7 +333,7 @@ mod tests {
         assert_eq!(
             packages,
             format!(
-                "Package: a\nVersion: 1\nFilename: pool/a_1_amd64.deb\nSize: {}\nSHA256: {}\nDescription: A\n line two\n",
+                "Package: a\nVersion: 1\nDescription: A\n line two\nFilename: pool/a_1_amd64.deb\nSize: {}\nSHA256: {}\n",
                 digest.size, digest.sha256
             )
         );
@@ -363,18 +347,6 @@ mod tests {
             repo.packages_digest.sha256, repo.packages_digest.size
         )));
         assert_eq!(repo.packages_digest, Digest::of_bytes(packages.as_bytes()));
-    }
-
-    #[test]
-    fn a_package_missing_from_the_cache_is_reported() {
-        let cache_dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(cache_dir.path()).unwrap();
-        let sha = "ab".repeat(32);
-        let lock = lock_of(&[("a", &sha)]);
-        let index = format!("Package: a\nFilename: pool/a_1_amd64.deb\nSHA256: {sha}\n");
-        let repo_dir = tempfile::tempdir().unwrap();
-        let err = write_local_repo(&lock, &cache, &[&index], repo_dir.path()).unwrap_err();
-        assert!(matches!(err, RepoError::NotCached { .. }), "{err}");
     }
 
     #[test]

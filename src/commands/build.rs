@@ -67,21 +67,39 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     let checked = manifest::read(&settings.path)?;
     let plan = crate::commands::lock::plan_elements(&checked, &settings.elements_path)?;
     let lock_path = lock::path_for(&settings.path);
-    let current = lock::read(&lock_path)
-        .ok()
-        .filter(|lock| crate::commands::lock::is_current(lock, &checked, &plan));
-    let lock = match current {
-        Some(lock) => lock,
-        None => {
+    let read = lock::read(&lock_path);
+    let lock = match read {
+        Ok(lock) if crate::commands::lock::is_current(&lock, &checked, &plan) => lock,
+        read => {
+            let why = match read {
+                Err(lock::LockError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    format!("there is no lock at {}", lock_path.display())
+                }
+                Err(error) => error.to_string(),
+                Ok(_) => format!(
+                    "{} is older than {} or its elements",
+                    lock_path.display(),
+                    settings.path.display()
+                ),
+            };
             if settings.locked {
                 return Err(Failure::user(miette::miette!(
                     help = format!(
                         "run `kiln lock {}` and commit the lock, or build without --locked",
                         settings.path.display()
                     ),
-                    "{} is missing, or older than {} or its elements, and --locked forbids locking now",
-                    lock_path.display(),
-                    settings.path.display()
+                    "{why}, and --locked forbids locking now"
+                )));
+            }
+            if settings.offline {
+                return Err(Failure::user(miette::miette!(
+                    help = format!(
+                        "run `kiln lock {0}` and `kiln fetch {0}` with the network first; then --offline builds",
+                        settings.path.display()
+                    ),
+                    "{why}, and --offline cannot lock: locking reads the mirror"
                 )));
             }
             // As cargo does: a missing or stale lock is made before building.

@@ -1,4 +1,5 @@
-//! `kiln fetch`: download every package a lock pins into the cache.
+//! `kiln fetch`: download every package a lock pins into the cache: all
+//! that a build from the lock needs, so that `kiln build --offline` works.
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -68,14 +68,12 @@ fn plan_failure(error: crate::plan::PlanError, checked: &Checked) -> Failure {
 /// element was found does not matter (a checkout may move); what it holds
 /// does.
 pub fn is_current(lock: &lock::Lock, checked: &Checked, plan: &crate::plan::Plan) -> bool {
-    let trees = |elements: &[lock::LockedElement]| -> Vec<(String, String)> {
-        elements
-            .iter()
-            .map(|e| (e.name.clone(), e.tree.clone()))
-            .collect()
-    };
-    lock.manifest == lock::sha256_tag(checked.source.text().as_bytes())
-        && trees(&lock.elements) == trees(&make::Elements::from_plan(plan).locked)
+    let locked = lock.elements.iter().map(|e| (e.name.as_str(), &e.tree));
+    let planned = plan
+        .elements
+        .iter()
+        .map(|e| (e.name.as_str(), &e.tree_hash));
+    lock.manifest == lock::sha256_tag(checked.source.text().as_bytes()) && locked.eq(planned)
 }
 
 /// Writes (or refreshes) the lock beside the imagefile.
@@ -116,10 +114,17 @@ pub fn lock_planned(
     let http =
         Http::new(HttpOptions::default()).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
     let started = Instant::now();
+    let builtin = crate::commands::elements::builtin_elements()?;
+    let manifest_dir = lock_path.parent().unwrap_or(Path::new("."));
+    let manifest_dir = if manifest_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        manifest_dir
+    };
     let made = make::make(
         checked,
         &manifest_sha256,
-        &make::Elements::from_plan(plan),
+        &make::Elements::from_plan(plan, &builtin, manifest_dir),
         &http,
         &cache,
         Path::new(make::HOST_APT_DIR),

@@ -119,20 +119,41 @@ pub struct Elements {
 }
 
 impl Elements {
-    /// The lock's view of a plan.
-    pub fn from_plan(plan: &crate::plan::Plan) -> Self {
+    /// The lock's view of a plan whose built-in elements are in `builtin`,
+    /// for the imagefile in `manifest_dir`.
+    pub fn from_plan(plan: &crate::plan::Plan, builtin: &Path, manifest_dir: &Path) -> Self {
         Elements {
             locked: plan
                 .elements
                 .iter()
                 .map(|e| super::LockedElement {
                     name: e.name.to_string(),
-                    origin: e.dir.display().to_string(),
+                    origin: origin(&e.dir, builtin, manifest_dir),
                     tree: e.tree_hash.clone(),
                 })
                 .collect(),
             packages: plan.packages_to_install(),
         }
+    }
+}
+
+/// Where an element was found, as the lock records it: `builtin`, its
+/// directory relative to the imagefile's when it is inside that (an
+/// element committed beside the imagefile), else its absolute directory.
+/// Never the cache's or a checkout's own path, which differ from machine
+/// to machine: the same inputs must give the same lock, byte for byte,
+/// because the image's identifiers are derived from it.
+fn origin(dir: &Path, builtin: &Path, manifest_dir: &Path) -> String {
+    let canonical =
+        |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = canonical(dir);
+    if dir.starts_with(canonical(builtin)) {
+        return "builtin".to_string();
+    }
+    match dir.strip_prefix(canonical(manifest_dir)) {
+        Ok(relative) if relative.as_os_str().is_empty() => ".".to_string(),
+        Ok(relative) => relative.display().to_string(),
+        Err(_) => dir.display().to_string(),
     }
 }
 
@@ -252,6 +273,7 @@ pub fn make(
                 name: p.name.clone(),
                 version: p.version.to_string(),
                 arch: p.architecture.clone(),
+                priority: p.priority.map(|priority| priority.to_string()),
                 size: p.size,
                 sha256: p.sha256.clone(),
                 filename: p.filename.clone(),
@@ -431,4 +453,43 @@ fn read_text(path: &Path, url: &str) -> Result<String, MakeError> {
         url: url.to_string(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_origins_do_not_name_the_machine() {
+        let temp = tempfile::tempdir().unwrap();
+        let builtin = temp.path().join("cache/builtin-elements/0123456789abcdef");
+        let checkout = temp.path().join("checkout");
+        let outside = temp.path().join("elsewhere/elements/site");
+        for dir in [
+            builtin.join("vm"),
+            checkout.join("elements/mine"),
+            outside.clone(),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        assert_eq!(origin(&builtin.join("vm"), &builtin, &checkout), "builtin");
+        assert_eq!(
+            origin(&checkout.join("elements/mine"), &builtin, &checkout),
+            "elements/mine"
+        );
+        // Through a relative or symlinked path, the same answer.
+        let link = temp.path().join("link");
+        std::os::unix::fs::symlink(&checkout, &link).unwrap();
+        assert_eq!(
+            origin(&link.join("elements/mine"), &builtin, &checkout),
+            "elements/mine"
+        );
+        assert_eq!(
+            origin(&outside, &builtin, &checkout),
+            std::fs::canonicalize(&outside)
+                .unwrap()
+                .display()
+                .to_string()
+        );
+    }
 }

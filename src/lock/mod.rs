@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod make;
 
 /// The version of the lockfile format this kiln writes and reads.
-pub const LOCK_FORMAT_VERSION: u32 = 1;
+pub const LOCK_FORMAT_VERSION: u32 = 2;
 
 /// Everything an image build needs, pinned.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -90,6 +90,12 @@ pub struct LockedPackage {
     pub version: String,
     /// Its architecture (`amd64`, or `all`).
     pub arch: String,
+    /// Its `Priority` as the archive's signed index gives it (the archive
+    /// may override the `.deb`'s own); absent when the index gives none.
+    /// The build takes the essential set and the base from it, so it needs
+    /// no index at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
     /// The `.deb`'s size in bytes.
     pub size: u64,
     /// The `.deb`'s SHA-256.
@@ -129,8 +135,11 @@ pub enum LockError {
         /// What is wrong.
         message: String,
     },
-    /// The lock was written by a newer format.
-    #[error("{path} has lockfile format {found}; this kiln reads format {LOCK_FORMAT_VERSION}")]
+    /// The lock was written in another format.
+    #[error(
+        "{path} has lockfile format {found}; this kiln reads format {LOCK_FORMAT_VERSION}{}",
+        if *found < LOCK_FORMAT_VERSION { " (the lock was written by an older kiln)" } else { " (the lock was written by a newer kiln)" }
+    )]
     Version {
         /// The lock's path.
         path: PathBuf,
@@ -208,9 +217,14 @@ pub fn to_text(lock: &Lock) -> String {
     } else {
         let _ = writeln!(out, "packages:");
         for p in &lock.packages {
+            let priority = p
+                .priority
+                .as_ref()
+                .map(|priority| format!(", priority: {}", q(priority)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  - {{name: {}, version: {}, arch: {}, size: {}, sha256: {}, filename: {}}}",
+                "  - {{name: {}, version: {}, arch: {}{priority}, size: {}, sha256: {}, filename: {}}}",
                 q(&p.name),
                 q(&p.version),
                 q(&p.arch),
@@ -256,23 +270,32 @@ fn quote(text: &str) -> String {
     out
 }
 
+/// Just the format version of a lockfile, whatever else it holds.
+#[derive(Deserialize)]
+struct Format {
+    version: u32,
+}
+
 /// Reads the lock at `path`.
 pub fn read(path: &Path) -> Result<Lock, LockError> {
     let text = std::fs::read_to_string(path).map_err(|source| LockError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let lock: Lock = serde_saphyr::from_str(&text).map_err(|e| LockError::Invalid {
+    let invalid = |e: serde_saphyr::Error| LockError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    if lock.version != LOCK_FORMAT_VERSION {
+    };
+    // The version first: a lock of another format may not have this
+    // format's fields, and "written by another kiln" is the useful message.
+    let format: Format = serde_saphyr::from_str(&text).map_err(invalid)?;
+    if format.version != LOCK_FORMAT_VERSION {
         return Err(LockError::Version {
             path: path.to_path_buf(),
-            found: lock.version,
+            found: format.version,
         });
     }
-    Ok(lock)
+    serde_saphyr::from_str(&text).map_err(invalid)
 }
 
 /// Writes the lock atomically: to a temporary file beside `path`, flushed
@@ -330,6 +353,7 @@ mod tests {
                     name: "libc6".into(),
                     version: "2.36-9+deb12u13".into(),
                     arch: "amd64".into(),
+                    priority: Some("optional".into()),
                     size: 2_757_936,
                     sha256: "ef".repeat(32),
                     filename: "pool/main/g/glibc/libc6_2.36-9+deb12u13_amd64.deb".into(),
@@ -338,6 +362,7 @@ mod tests {
                     name: "yes".into(),
                     version: "2.30".into(),
                     arch: "all".into(),
+                    priority: None,
                     size: 1,
                     sha256: "01".repeat(32),
                     filename: "pool/main/y/yes/yes_2.30_all.deb".into(),
@@ -391,12 +416,41 @@ mod tests {
         let path = dir.path().join("x.lock");
         std::fs::write(
             &path,
-            to_text(&sample()).replace("version: 1\n", "version: 9\n"),
+            to_text(&sample()).replace("version: 2\n", "version: 9\n"),
         )
         .unwrap();
         assert!(matches!(
             read(&path),
             Err(LockError::Version { found: 9, .. })
         ));
+    }
+
+    #[test]
+    fn a_lock_of_the_first_format_is_named_as_older_not_as_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        // Format 1 had no `priority`, and an unknown field is refused: the
+        // version must be looked at before the rest.
+        let text = to_text(&sample())
+            .replace("version: 2\n", "version: 1\n")
+            .replace(", priority: \"optional\"", "")
+            .replace("  indexes:", "  unknown_in_format_2: 1\n  indexes:");
+        std::fs::write(&path, text).unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(
+            matches!(error, LockError::Version { found: 1, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("older kiln"), "{error}");
+    }
+
+    #[test]
+    fn the_archive_priority_is_written_only_when_the_index_gave_one() {
+        let text = to_text(&sample());
+        assert!(
+            text.contains("arch: \"amd64\", priority: \"optional\", size: 2757936"),
+            "{text}"
+        );
+        assert!(text.contains("arch: \"all\", size: 1,"), "{text}");
     }
 }

@@ -12,6 +12,7 @@
 mod assemble;
 mod boot;
 mod build;
+mod committed_lock;
 mod common;
 mod corpus;
 mod docs;
