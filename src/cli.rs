@@ -59,6 +59,9 @@ enum CliCommand {
         /// Resolve against the mirror again even if the lock is up to date.
         #[arg(long)]
         update: bool,
+        /// Show what would change, without writing the lock.
+        #[arg(long)]
+        dry_run: bool,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -100,6 +103,12 @@ enum CliCommand {
         /// Compress the qcow2 output (smaller, much slower to write).
         #[arg(long)]
         compress: bool,
+        /// Download the locked `.deb`s from this archive instead of the
+        /// lock's mirror: a mirror or proxy of the same distribution
+        /// (http, https or file URL). Every file is still checked against
+        /// the lock's hash, and the image still names the lock's mirror.
+        #[arg(long, env = "KILN_MIRROR", value_name = "URL")]
+        mirror: Option<String>,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -125,6 +134,12 @@ enum CliCommand {
         /// Use only the cache; fail naming any package that is missing.
         #[arg(long)]
         offline: bool,
+        /// Download the locked `.deb`s from this archive instead of the
+        /// lock's mirror: a mirror or proxy of the same distribution
+        /// (http, https or file URL). Every file is still checked against
+        /// the lock's hash, and the image still names the lock's mirror.
+        #[arg(long, env = "KILN_MIRROR", value_name = "URL")]
+        mirror: Option<String>,
         /// Where downloads are cached (default: /var/cache/kiln for root).
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -319,11 +334,13 @@ where
         CliCommand::Lock {
             path,
             update,
+            dry_run,
             cache_dir,
             elements_path,
         } => Command::Lock(LockSettings {
             path,
             update,
+            dry_run,
             cache_dir,
             elements_path,
         }),
@@ -337,9 +354,11 @@ where
             keep_tree,
             check,
             compress,
+            mirror,
             cache_dir,
             elements_path,
         } => Command::Build(BuildSettings {
+            mirror,
             shell_on_failure,
             timings,
             keep_tree,
@@ -365,10 +384,12 @@ where
         CliCommand::Fetch {
             path,
             offline,
+            mirror,
             cache_dir,
         } => Command::Fetch(FetchSettings {
             path,
             offline,
+            mirror,
             cache_dir,
         }),
         CliCommand::Boot { machine } => Command::Boot(BootSettings {

@@ -34,6 +34,9 @@ pub struct BuildSettings {
     pub cache_dir: Option<PathBuf>,
     /// Use only the cache (`kiln fetch --offline` rules).
     pub offline: bool,
+    /// Where to download the locked `.deb`s from instead of the lock's
+    /// mirror.
+    pub mirror: Option<String>,
     /// Refuse to build when the lock is missing or older than the
     /// imagefile, instead of locking first.
     pub locked: bool,
@@ -108,6 +111,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
                 &plan,
                 &lock_path,
                 settings.cache_dir.as_ref(),
+                crate::commands::lock::Write::Yes,
             )?
         }
     };
@@ -120,7 +124,8 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     })
     .map_err(internal)?;
     let step = Instant::now();
-    fetch::fetch(&lock, &cache, &http).map_err(fetch_failure)?;
+    let mirror = crate::commands::fetch::download_mirror(&lock, settings.mirror.as_deref())?;
+    fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
     timings.push(("fetch".to_string(), step.elapsed()));
 
     let context = Context {

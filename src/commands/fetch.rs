@@ -17,6 +17,8 @@ pub struct FetchSettings {
     pub path: PathBuf,
     /// Use only the cache; fail naming what is missing.
     pub offline: bool,
+    /// Where to download from instead of the lock's mirror.
+    pub mirror: Option<String>,
     /// The cache directory, when not the default.
     pub cache_dir: Option<PathBuf>,
 }
@@ -56,6 +58,28 @@ pub fn read_lock(manifest: &std::path::Path) -> Result<lock::Lock, Failure> {
     })
 }
 
+/// The archive to download the locked `.deb`s from: `--mirror` when
+/// given (checked to be a URL kiln can download from), else the lock's.
+pub fn download_mirror<'a>(
+    lock: &'a lock::Lock,
+    mirror: Option<&'a str>,
+) -> Result<&'a str, Failure> {
+    let Some(mirror) = mirror else {
+        return Ok(&lock.base.mirror);
+    };
+    let scheme_ok = ["http://", "https://", "file://"]
+        .iter()
+        .any(|scheme| mirror.starts_with(scheme) && mirror.len() > scheme.len());
+    if scheme_ok {
+        Ok(mirror)
+    } else {
+        Err(Failure::user(miette::miette!(
+            help = "give the archive's base URL, the one with `pool/` below it, such as the URI of your apt sources (http://, https:// or file://)",
+            "--mirror `{mirror}` is not an http, https or file URL"
+        )))
+    }
+}
+
 /// A fetch failure as the user sees it: packages missing offline are the
 /// user's to fix (exit 1); a mirror or network failure is not (exit 2).
 pub fn fetch_failure(error: FetchError) -> Failure {
@@ -77,8 +101,9 @@ pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
         ..HttpOptions::default()
     })
     .map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
+    let mirror = download_mirror(&lock, settings.mirror.as_deref())?;
     let started = Instant::now();
-    let fetched = fetch::fetch(&lock, &cache, &http).map_err(fetch_failure)?;
+    let fetched = fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
     terminal::status(&format!(
         "{} package(s) in the cache at {}: {} already there, {} downloaded ({:.1} MiB) in {:.1} s",
         lock.packages.len(),

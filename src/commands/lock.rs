@@ -20,6 +20,8 @@ pub struct LockSettings {
     pub path: PathBuf,
     /// Resolve again even when the lock matches the manifest.
     pub update: bool,
+    /// Show what would change without writing the lock.
+    pub dry_run: bool,
     /// The cache directory, when not the default.
     pub cache_dir: Option<PathBuf>,
     /// Element directories searched first.
@@ -96,18 +98,39 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
         return Ok(());
     }
 
-    lock_planned(&checked, &plan, &lock_path, settings.cache_dir.as_ref())?;
+    let write = if settings.dry_run {
+        Write::DryRun
+    } else {
+        Write::Yes
+    };
+    lock_planned(
+        &checked,
+        &plan,
+        &lock_path,
+        settings.cache_dir.as_ref(),
+        write,
+    )?;
     Ok(())
+}
+
+/// Whether [`lock_planned`] writes the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Write it (when its text changes).
+    Yes,
+    /// Only report what would change.
+    DryRun,
 }
 
 /// Resolves and writes the lock for a manifest already read and planned
 /// (by `kiln lock`, or by `kiln build` when its lock is missing or stale),
-/// and returns it.
+/// reports what changed against the lock already there, and returns it.
 pub fn lock_planned(
     checked: &Checked,
     plan: &crate::plan::Plan,
     lock_path: &Path,
     cache_dir: Option<&PathBuf>,
+    write: Write,
 ) -> Result<lock::Lock, Failure> {
     let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
     let cache = open_cache(cache_dir)?;
@@ -131,12 +154,34 @@ pub fn lock_planned(
     )
     .map_err(|error| failure(error, checked))?;
     let lock = made.lock;
-    let changed =
-        lock::write(lock_path, &lock).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
+    match lock::read(lock_path) {
+        Ok(old) => {
+            let report = lock::diff::render(&lock::diff::changes(&old, &lock), &lock.base.release);
+            if !report.is_empty() {
+                terminal::status(report.trim_end());
+            }
+        }
+        Err(lock::LockError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => terminal::status(&format!("{error}; its changes are not listed")),
+    }
+    let verb = match write {
+        Write::DryRun
+            if lock::to_text(&lock) == std::fs::read_to_string(lock_path).unwrap_or_default() =>
+        {
+            "unchanged"
+        }
+        Write::DryRun => "would write",
+        Write::Yes => {
+            let changed = lock::write(lock_path, &lock)
+                .map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
+            if changed { "wrote" } else { "unchanged" }
+        }
+    };
     let bytes: u64 = lock.packages.iter().map(|p| p.size).sum();
     terminal::status(&format!(
         "{} {}: {} packages ({:.1} MiB of .debs) from {} {} (InRelease of {}) in {:.2} s",
-        if changed { "wrote" } else { "unchanged" },
+        verb,
         lock_path.display(),
         lock.packages.len(),
         bytes as f64 / f64::from(1u32 << 20),

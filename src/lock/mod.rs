@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod diff;
 pub mod make;
 
 /// The version of the lockfile format this kiln writes and reads.

@@ -125,7 +125,92 @@ fn locking_the_examples_is_exact_and_repeatable() {
             first,
             "{name}: locks differ"
         );
+        for change in ["Upgrading", "Adding", "Removing", "changed ("] {
+            assert!(!stderr.contains(change), "nothing changed: {stderr}");
+        }
+        assert!(stderr.contains("unchanged"), "{stderr}");
     }
+}
+
+#[test]
+fn lock_update_says_what_changed_and_dry_run_writes_nothing() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let cache = shared_cache();
+    let cache = cache.to_str().expect("UTF-8 path");
+    let lock_path = temp.path().join("debian-minimal.lock");
+    let bash = lock
+        .packages
+        .iter()
+        .find(|p| p.name == "bash")
+        .expect("bash is locked");
+    let sed = lock
+        .packages
+        .iter()
+        .find(|p| p.name == "sed")
+        .expect("sed is locked");
+
+    // As if the lock were older: bash at an older version, sed missing,
+    // a package the resolution no longer needs.
+    let text = std::fs::read_to_string(&lock_path).expect("lock");
+    let older: String = text
+        .lines()
+        .filter(|line| !line.contains("{name: \"sed\""))
+        .map(|line| {
+            let line = line.replace(
+                &format!("name: \"bash\", version: \"{}\"", bash.version),
+                "name: \"bash\", version: \"5.0-1\"",
+            );
+            if line.contains("{name: \"coreutils\"") {
+                format!(
+                    "  - {{name: \"cowsay\", version: \"3.03+dfsg2-8\", arch: \"all\", size: 1, sha256: \"{}\", filename: \"pool/main/c/cowsay/cowsay_3.03+dfsg2-8_all.deb\"}}\n{line}\n",
+                    "0".repeat(64)
+                )
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&lock_path, &older).expect("write");
+
+    let expected = [
+        format!("Upgrading bash 5.0-1 -> {} (bookworm)", bash.version),
+        "Removing cowsay 3.03+dfsg2-8".to_string(),
+        format!("Adding sed {} (bookworm)", sed.version),
+        "3 packages changed (1 upgraded, 1 added, 1 removed)".to_string(),
+    ];
+    let update = [
+        "lock",
+        "--update",
+        "debian-minimal.yaml",
+        "--cache-dir",
+        cache,
+    ];
+    let (code, stderr) = run(temp.path(), &[&update[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    for line in &expected {
+        assert!(stderr.contains(line.as_str()), "{line}: {stderr}");
+    }
+    assert!(
+        stderr.contains("would write debian-minimal.lock"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lock_path).expect("lock"),
+        older,
+        "--dry-run writes nothing"
+    );
+
+    let (code, stderr) = run(temp.path(), &update);
+    assert_eq!(code, 0, "{stderr}");
+    for line in &expected {
+        assert!(stderr.contains(line.as_str()), "{line}: {stderr}");
+    }
+    assert_eq!(
+        read_lock(&lock_path),
+        lock,
+        "the lock is back to the mirror's"
+    );
 }
 
 #[test]
@@ -467,4 +552,103 @@ fn lock_mistakes_point_into_the_manifest() {
         !temp.path().join("imagefile.lock").exists(),
         "no lock is written"
     );
+}
+
+/// A `file://` archive laid out as Debian's (`pool/main/…`), holding the
+/// locked `.deb`s copied from the shared cache: a local mirror.
+fn pool_mirror(dir: &Path, lock: &kiln::lock::Lock) -> PathBuf {
+    let mirror = dir.join("local-mirror");
+    let cache = shared_cache();
+    for package in &lock.packages {
+        let blob = cache
+            .join("blobs/sha256")
+            .join(&package.sha256[..2])
+            .join(&package.sha256);
+        let target = mirror.join(&package.filename);
+        std::fs::create_dir_all(target.parent().expect("a directory")).expect("mkdir");
+        std::fs::copy(&blob, &target).expect("the shared cache holds every locked .deb");
+    }
+    mirror
+}
+
+#[test]
+fn a_lock_whose_mirror_is_unreachable_fetches_from_another_by_hash() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let (code, stderr) = run(
+        temp.path(),
+        &[
+            "fetch",
+            "debian-minimal.yaml",
+            "--cache-dir",
+            shared_cache().to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mirror = pool_mirror(temp.path(), &lock);
+
+    // The lock names a mirror this machine cannot reach.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let lock_path = temp.path().join("debian-minimal.lock");
+    let unreachable = format!("http://127.0.0.1:{closed_port}/debian");
+    let text = std::fs::read_to_string(&lock_path)
+        .expect("lock")
+        .replace(&lock.base.mirror, &unreachable);
+    std::fs::write(&lock_path, &text).expect("point the lock at nothing");
+
+    let fresh = temp.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("UTF-8");
+    let (code, stderr) = run(
+        temp.path(),
+        &["fetch", "debian-minimal.yaml", "--cache-dir", fresh_arg],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&unreachable), "names the URL: {stderr}");
+
+    // Another archive of the same distribution: every file checked
+    // against the lock, the lock itself untouched.
+    let local = format!("file://{}", mirror.display());
+    let fetch_from = |mirror: &str, cache: &Path| {
+        let cache = cache.to_str().expect("UTF-8");
+        run(
+            temp.path(),
+            &[
+                "fetch",
+                "debian-minimal.yaml",
+                "--mirror",
+                mirror,
+                "--cache-dir",
+                cache,
+            ],
+        )
+    };
+    let (code, stderr) = fetch_from(&local, &fresh);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} downloaded", lock.packages.len())),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&lock_path).expect("lock"), text);
+
+    // An archive that serves another file under a locked name is refused.
+    let victim = &lock.packages[0];
+    std::fs::write(mirror.join(&victim.filename), b"not the locked file").expect("write");
+    let (code, stderr) = fetch_from(&local, &temp.path().join("other"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot fetch {} {}", victim.name, victim.version)),
+        "{stderr}"
+    );
+
+    // Not a URL: the user's mistake, with what to give instead.
+    let (code, stderr) = fetch_from("deb.example", &fresh);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is not an http, https or file URL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help:"), "{stderr}");
 }

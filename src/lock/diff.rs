@@ -1,0 +1,292 @@
+//! What changed between two locks, as `kiln lock --update` reports it:
+//! like `cargo update`, one line per package upgraded, downgraded, added,
+//! removed or rebuilt (same version, another file), one per element whose
+//! tree changed, and a summary. This is how a user learns that a security
+//! update is waiting: `kiln lock --update --dry-run` shows it without
+//! writing anything.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::apt::version::Version;
+
+use super::{Lock, LockedPackage};
+
+/// One change of one package or element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A newer version.
+    Upgraded {
+        /// The package.
+        name: String,
+        /// The old version.
+        from: String,
+        /// The new version.
+        to: String,
+    },
+    /// An older version (a package the archive took back, or a pin).
+    Downgraded {
+        /// The package.
+        name: String,
+        /// The old version.
+        from: String,
+        /// The new version.
+        to: String,
+    },
+    /// The same version with another file: a binary rebuild, or an
+    /// archive that replaced a file, which is worth a look.
+    Rebuilt {
+        /// The package.
+        name: String,
+        /// The version.
+        version: String,
+    },
+    /// A package the old lock did not have.
+    Added {
+        /// The package.
+        name: String,
+        /// Its version.
+        version: String,
+    },
+    /// A package the new lock does not have.
+    Removed {
+        /// The package.
+        name: String,
+        /// Its old version.
+        version: String,
+    },
+    /// An element whose tree hash changed, appeared or went away.
+    Element {
+        /// The element.
+        name: String,
+        /// `changed`, `added` or `removed`.
+        how: &'static str,
+    },
+}
+
+/// The changes from `old` to `new`, packages by name, then elements in
+/// the new lock's order.
+pub fn changes(old: &Lock, new: &Lock) -> Vec<Change> {
+    let by_name = |lock: &Lock| -> BTreeMap<String, LockedPackage> {
+        lock.packages
+            .iter()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect()
+    };
+    let (before, after) = (by_name(old), by_name(new));
+    let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut changes = Vec::new();
+    for name in names {
+        let name = name.clone();
+        match (before.get(&name), after.get(&name)) {
+            (Some(old), Some(new)) if old.version != new.version => {
+                let (from, to) = (old.version.clone(), new.version.clone());
+                changes.push(match compare_versions(&from, &to) {
+                    Ordering::Greater => Change::Downgraded { name, from, to },
+                    _ => Change::Upgraded { name, from, to },
+                });
+            }
+            (Some(old), Some(new)) if old.sha256 != new.sha256 => changes.push(Change::Rebuilt {
+                name,
+                version: new.version.clone(),
+            }),
+            (Some(_), Some(_)) => {}
+            (None, Some(new)) => changes.push(Change::Added {
+                name,
+                version: new.version.clone(),
+            }),
+            (Some(old), None) => changes.push(Change::Removed {
+                name,
+                version: old.version.clone(),
+            }),
+            (None, None) => {}
+        }
+    }
+    let old_trees: BTreeMap<&str, &str> = old
+        .elements
+        .iter()
+        .map(|e| (e.name.as_str(), e.tree.as_str()))
+        .collect();
+    for element in &new.elements {
+        let how = match old_trees.get(element.name.as_str()) {
+            None => "added",
+            Some(tree) if *tree != element.tree => "changed",
+            Some(_) => continue,
+        };
+        changes.push(Change::Element {
+            name: element.name.clone(),
+            how,
+        });
+    }
+    for element in &old.elements {
+        if !new.elements.iter().any(|e| e.name == element.name) {
+            changes.push(Change::Element {
+                name: element.name.clone(),
+                how: "removed",
+            });
+        }
+    }
+    changes
+}
+
+/// Debian's version order; text order for a version that does not parse
+/// (a lock edited by hand), so a report never fails.
+fn compare_versions(a: &str, b: &str) -> Ordering {
+    match (Version::parse(a), Version::parse(b)) {
+        (Ok(a), Ok(b)) => a.cmp(&b),
+        _ => a.cmp(b),
+    }
+}
+
+/// The report: one line per change, with the repository `source` the new
+/// lock took packages from, then a summary line. Empty when nothing
+/// changed.
+pub fn render(changes: &[Change], source: &str) -> String {
+    let mut out = String::new();
+    let (mut upgraded, mut downgraded, mut rebuilt, mut added, mut removed, mut elements) =
+        (0, 0, 0, 0, 0, 0);
+    for change in changes {
+        // `write!` to a String cannot fail.
+        let _ = match change {
+            Change::Upgraded { name, from, to } => {
+                upgraded += 1;
+                writeln!(out, "   Upgrading {name} {from} -> {to} ({source})")
+            }
+            Change::Downgraded { name, from, to } => {
+                downgraded += 1;
+                writeln!(out, " Downgrading {name} {from} -> {to} ({source})")
+            }
+            Change::Rebuilt { name, version } => {
+                rebuilt += 1;
+                writeln!(
+                    out,
+                    "   Replacing {name} {version}: same version, another file ({source})"
+                )
+            }
+            Change::Added { name, version } => {
+                added += 1;
+                writeln!(out, "      Adding {name} {version} ({source})")
+            }
+            Change::Removed { name, version } => {
+                removed += 1;
+                writeln!(out, "    Removing {name} {version}")
+            }
+            Change::Element { name, how } => {
+                elements += 1;
+                writeln!(out, "     Element {name}: {how}")
+            }
+        };
+    }
+    if changes.is_empty() {
+        return out;
+    }
+    let parts: Vec<String> = [
+        (upgraded, "upgraded"),
+        (downgraded, "downgraded"),
+        (rebuilt, "replaced"),
+        (added, "added"),
+        (removed, "removed"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let packages = upgraded + downgraded + rebuilt + added + removed;
+    let mut summary = String::new();
+    if packages > 0 {
+        let _ = write!(
+            summary,
+            "{packages} package{} changed ({})",
+            if packages == 1 { "" } else { "s" },
+            parts.join(", ")
+        );
+    }
+    if elements > 0 {
+        if !summary.is_empty() {
+            summary.push_str("; ");
+        }
+        let _ = write!(
+            summary,
+            "{elements} element{} changed",
+            if elements == 1 { "" } else { "s" }
+        );
+    }
+    let _ = writeln!(out, "{summary}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstrap::essential::tests::lock_of;
+    use crate::lock::LockedElement;
+
+    fn lock(packages: &[(&str, &str, &str)], elements: &[(&str, &str)]) -> Lock {
+        let pairs: Vec<(&str, &str)> = packages
+            .iter()
+            .map(|(name, _, sha)| (*name, *sha))
+            .collect();
+        let mut lock = lock_of(&pairs);
+        for (package, (_, version, _)) in lock.packages.iter_mut().zip(packages) {
+            package.version = (*version).to_string();
+        }
+        lock.elements = elements
+            .iter()
+            .map(|(name, tree)| LockedElement {
+                name: (*name).into(),
+                origin: "builtin".into(),
+                tree: (*tree).into(),
+            })
+            .collect();
+        lock
+    }
+
+    #[test]
+    fn every_kind_of_change_is_reported_with_a_summary() {
+        let old = lock(
+            &[
+                ("libc6", "2.36-9+deb12u10", "a"),
+                ("libexpat1", "2.5.0-1+deb12u1", "b"),
+                ("gone", "1.0", "c"),
+                ("same", "1.0", "d"),
+                ("rebuilt", "1.0", "e"),
+                ("taken-back", "2.0~rc1", "f"),
+            ],
+            &[("base", "t1"), ("old-element", "t2")],
+        );
+        let new = lock(
+            &[
+                ("libc6", "2.36-9+deb12u13", "a2"),
+                ("libexpat1", "2.5.0-1+deb12u2", "b2"),
+                ("new", "3", "g"),
+                ("same", "1.0", "d"),
+                ("rebuilt", "1.0", "e2"),
+                ("taken-back", "1.9", "f2"),
+            ],
+            &[("base", "t1b"), ("new-element", "t3")],
+        );
+        insta::assert_snapshot!(render(&changes(&old, &new), "bookworm"));
+    }
+
+    #[test]
+    fn nothing_changed_prints_nothing() {
+        let one = lock(&[("libc6", "2.36", "a")], &[("base", "t")]);
+        assert_eq!(changes(&one, &one), []);
+        assert_eq!(render(&[], "bookworm"), "");
+    }
+
+    #[test]
+    fn versions_compare_as_debian_does() {
+        // Text order would call 1.10 older than 1.9, and 1.0~rc1 newer than 1.0.
+        let old = lock(&[("a", "1.9", "x"), ("b", "1.0~rc1", "y")], &[]);
+        let new = lock(&[("a", "1.10", "x2"), ("b", "1.0", "y2")], &[]);
+        let changes = changes(&old, &new);
+        assert!(
+            changes.iter().all(|c| matches!(c, Change::Upgraded { .. })),
+            "{changes:?}"
+        );
+    }
+}
