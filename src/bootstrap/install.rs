@@ -120,6 +120,7 @@ pub fn bootstrap(
     // its `.deb`: no archive index is read (see `paragraphs`).
     let paragraphs = locked_paragraphs(lock, cache)?;
     let essential = essential_set(&paragraphs)?;
+    lap("read the locked packages", &mut done);
     extract_essential(&essential, cache, &lock.base.arch, root)?;
     write_dpkg_skeleton(root, &lock.base.arch)?;
     lap("unpack essential", &mut done);
