@@ -4,9 +4,9 @@
 //! `kiln fetch` and `kiln build` call [`fetch`] with the lock. The locked
 //! `.deb`s are everything a build from the lock reads from the cache (the
 //! bootstrap makes each package's index paragraph from its `.deb` and the
-//! lock), so after a fetch a build needs no network. Every `.deb` is looked up in the content-addressed cache by its locked
-//! size and SHA-256 (which re-verifies it) and downloaded only when absent
-//! or corrupt. With the network switched off (`--offline`), a missing
+//! lock), so after a fetch a build needs no network. Every `.deb` is
+//! looked up in the content-addressed cache by its locked size and SHA-256
+//! (which re-verifies it) and downloaded only when absent or corrupt. With the network switched off (`--offline`), a missing
 //! package is an error that names it; nothing falls back to anything.
 
 use std::sync::Mutex;

@@ -138,12 +138,11 @@ pub fn lock_planned(
         Http::new(HttpOptions::default()).map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
     let started = Instant::now();
     let builtin = crate::commands::elements::builtin_elements()?;
-    let manifest_dir = lock_path.parent().unwrap_or(Path::new("."));
-    let manifest_dir = if manifest_dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        manifest_dir
-    };
+    // `imagefile.lock` has the parent "": the current directory.
+    let manifest_dir = lock_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let made = make::make(
         checked,
         &manifest_sha256,
