@@ -21,7 +21,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::apt::deb822::{Paragraphs, parse_provides, parse_relationships};
-use crate::lock::LockedPackage;
 
 use super::paragraphs::LockedParagraph;
 
@@ -46,11 +45,11 @@ struct Facts<'t> {
 }
 
 /// The locked packages to unpack first, in lock order, from the locked
-/// packages' `paragraphs` (in lock order); see the module documentation
-/// for the rule.
-pub fn essential_set<'l>(
-    paragraphs: &[LockedParagraph<'l>],
-) -> Result<Vec<&'l LockedPackage>, EssentialError> {
+/// packages' `paragraphs` (in lock order), each with its verified `.deb`;
+/// see the module documentation for the rule.
+pub fn essential_set<'p, 'l>(
+    paragraphs: &'p [LockedParagraph<'l>],
+) -> Result<Vec<&'p LockedParagraph<'l>>, EssentialError> {
     let mut facts: HashMap<&str, Facts<'_>> = HashMap::new();
     // Real package names and the names they provide, to the locked package.
     let mut providers: HashMap<&str, &str> = HashMap::new();
@@ -130,8 +129,7 @@ pub fn essential_set<'l>(
     }
     Ok(paragraphs
         .iter()
-        .map(|paragraph| paragraph.package)
-        .filter(|package| chosen.contains(package.name.as_str()))
+        .filter(|paragraph| chosen.contains(paragraph.package.name.as_str()))
         .collect())
 }
 
@@ -141,7 +139,7 @@ pub(crate) mod tests {
     use crate::bootstrap::paragraphs::field_value;
     use crate::bootstrap::paragraphs::raw_paragraphs;
     use crate::bootstrap::paragraphs::tests::paragraphs_of;
-    use crate::lock::{Lock, LockedBase, LockedInRelease};
+    use crate::lock::{Lock, LockedBase, LockedInRelease, LockedPackage};
 
     /// A lock of the given packages (name, sha256), with dummy other fields.
     pub(crate) fn lock_of(packages: &[(&str, &str)]) -> Lock {
@@ -248,7 +246,7 @@ SHA256: c2-other-version
         let names: Vec<_> = essential_set(&paragraphs_of(&lock, INDEX))
             .unwrap()
             .into_iter()
-            .map(|p| p.name.as_str())
+            .map(|p| p.package.name.as_str())
             .collect();
         // libgcc-s1's `gcc-12-base | gcc-base` is met by the provider in the
         // lock; apt is neither essential nor required.

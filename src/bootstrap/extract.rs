@@ -17,13 +17,10 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::cache::Cache;
-use crate::lock::LockedPackage;
-
 use super::deb::{DebError, unpack_data};
 use super::essential::EssentialError;
 use super::merged_usr::{MergedUsrError, create_merged_usr};
-use super::paragraphs::{ParagraphError, cached_deb};
+use super::paragraphs::{LockedParagraph, ParagraphError};
 use super::repo::{RepoError, link_or_copy};
 
 /// Directories created empty (mode 0755) before dpkg first runs.
@@ -91,16 +88,14 @@ pub enum BootstrapError {
 /// [`essential_set`](super::essential::essential_set)) into it, in order.
 /// Returns the names unpacked.
 pub fn extract_essential(
-    essential: &[&LockedPackage],
-    cache: &Cache,
+    essential: &[&LockedParagraph<'_>],
     arch: &str,
     root: &Path,
 ) -> Result<Vec<String>, BootstrapError> {
     create_merged_usr(root, arch)?;
     let mut names = Vec::with_capacity(essential.len());
-    for package in essential {
-        let deb = cached_deb(cache, package)?;
-        unpack_data(&deb, root).map_err(|source| BootstrapError::Unpack {
+    for LockedParagraph { package, deb, .. } in essential {
+        unpack_data(deb, root).map_err(|source| BootstrapError::Unpack {
             package: package.name.clone(),
             source: Box::new(source),
         })?;
@@ -148,8 +143,7 @@ pub fn write_dpkg_skeleton(root: &Path, arch: &str) -> Result<(), BootstrapError
 /// (hard links to the cache where possible) and returns their paths as the
 /// chroot sees them, in the same order, for `dpkg --install`.
 pub fn stage_debs(
-    cache: &Cache,
-    packages: &[&LockedPackage],
+    packages: &[&LockedParagraph<'_>],
     root: &Path,
 ) -> Result<Vec<String>, BootstrapError> {
     let archives = Path::new("var/cache/apt/archives");
@@ -159,8 +153,7 @@ pub fn stage_debs(
         source,
     })?;
     let mut staged = Vec::with_capacity(packages.len());
-    for package in packages {
-        let blob = cached_deb(cache, package)?;
+    for LockedParagraph { package, deb, .. } in packages {
         // The digest keeps names unique and free of anything path-like.
         let name = format!("{}_{}.deb", package.name, package.sha256);
         if !package
@@ -173,7 +166,7 @@ pub fn stage_debs(
                 reason: "not a Debian package name".to_string(),
             });
         }
-        link_or_copy(&blob, &dir.join(&name))?;
+        link_or_copy(deb, &dir.join(&name))?;
         staged.push(format!("/{}/{name}", archives.display()));
     }
     Ok(staged)
@@ -188,7 +181,7 @@ mod tests {
     use crate::bootstrap::essential::essential_set;
     use crate::bootstrap::essential::tests::lock_of;
     use crate::bootstrap::paragraphs::locked_paragraphs;
-    use crate::cache::Digest;
+    use crate::cache::{Cache, Digest};
 
     #[test]
     fn skeleton_has_what_dpkg_and_apt_need_and_keeps_existing_files() {
@@ -240,7 +233,7 @@ mod tests {
         let essential = essential_set(&paragraphs).unwrap();
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
-        let names = extract_essential(&essential, &cache, "amd64", &root).unwrap();
+        let names = extract_essential(&essential, "amd64", &root).unwrap();
         assert_eq!(names, ["ess"]);
         assert_eq!(
             fs::read_to_string(root.join("usr/bin/ess")).unwrap(),
@@ -254,7 +247,7 @@ mod tests {
                 .is_symlink()
         );
 
-        let staged = stage_debs(&cache, &[&lock.packages[0]], &root).unwrap();
+        let staged = stage_debs(&essential, &root).unwrap();
         assert_eq!(staged.len(), 1);
         let staged_path = root.join(staged[0].trim_start_matches('/'));
         assert_eq!(Digest::of_file(&staged_path).unwrap(), digests[0]);

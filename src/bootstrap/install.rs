@@ -121,7 +121,7 @@ pub fn bootstrap(
     let paragraphs = locked_paragraphs(lock, cache)?;
     let essential = essential_set(&paragraphs)?;
     lap("read the locked packages", &mut done);
-    extract_essential(&essential, cache, &lock.base.arch, root)?;
+    extract_essential(&essential, &lock.base.arch, root)?;
     write_dpkg_skeleton(root, &lock.base.arch)?;
     lap("unpack essential", &mut done);
 
@@ -129,7 +129,7 @@ pub fn bootstrap(
     let mounts = chroot::mount_dib_filesystems(root)?;
     let setup = chroot::prepare_tree(root)?;
 
-    let staged = stage_debs(cache, &essential, root)?;
+    let staged = stage_debs(&essential, root)?;
     let mut argv = vec![
         "dpkg".to_string(),
         "--install".to_string(),
@@ -153,7 +153,7 @@ pub fn bootstrap(
     })?;
     let repo_mount = chroot::Mount::bind(&repo_dir, &repo_mount_point)?;
     let apt = write_apt_setup(root, REPO_IN_CHROOT)?;
-    let essential_names: Vec<&str> = essential.iter().map(|p| p.name.as_str()).collect();
+    let essential_names: Vec<&str> = essential.iter().map(|p| p.package.name.as_str()).collect();
     let base = base_packages(lock, &paragraphs, packages)?;
     let rest: Vec<String> = lock
         .packages

@@ -91,7 +91,7 @@ pub struct LockedParagraph<'l> {
 }
 
 /// The verified cache blob of a locked package's `.deb`.
-pub fn cached_deb(cache: &Cache, package: &LockedPackage) -> Result<PathBuf, ParagraphError> {
+fn cached_deb(cache: &Cache, package: &LockedPackage) -> Result<PathBuf, ParagraphError> {
     let digest =
         Digest::new(&package.sha256, package.size).map_err(|e| ParagraphError::Invalid {
             package: package.name.clone(),
