@@ -65,19 +65,19 @@ pub enum FetchError {
     Cache(#[from] CacheError),
 }
 
-/// The URL of a locked package on `mirror` (the lock's, or one given
-/// for downloading).
-pub fn package_url(mirror: &str, package: &LockedPackage) -> String {
-    format!("{}/{}", mirror.trim_end_matches('/'), package.filename)
-}
-
 /// Makes sure every package of `lock` is in `cache`, verified, downloading
-/// what is missing from `mirror`: the lock's own, or another archive of
-/// the same distribution (a local mirror or proxy). Which one does not
-/// change a byte: every file is checked against the lock's hash. Reports
+/// what is missing from its repository, or from `mirror` instead of the
+/// base archive (a local mirror or proxy of the same distribution). Which
+/// one does not change a byte: every file is checked against the lock's
+/// hash. Reports
 /// all missing packages at once when offline; stops at the first download
 /// error otherwise.
-pub fn fetch(lock: &Lock, mirror: &str, cache: &Cache, http: &Http) -> Result<Fetched, FetchError> {
+pub fn fetch(
+    lock: &Lock,
+    mirror: Option<&str>,
+    cache: &Cache,
+    http: &Http,
+) -> Result<Fetched, FetchError> {
     let mut digests = Vec::with_capacity(lock.packages.len());
     for package in &lock.packages {
         let digest =
@@ -98,7 +98,8 @@ pub fn fetch(lock: &Lock, mirror: &str, cache: &Cache, http: &Http) -> Result<Fe
         if outcome.lock().map(|o| o.2.is_some()).unwrap_or(true) {
             return;
         }
-        let result = fetch_one(mirror, package, digest, cache, http);
+        let url = lock.package_url(package, mirror);
+        let result = fetch_one(&url, package, digest, cache, http);
         let Ok(mut outcome) = outcome.lock() else {
             return;
         };
@@ -145,7 +146,7 @@ enum One {
 }
 
 fn fetch_one(
-    mirror: &str,
+    url: &str,
     package: &LockedPackage,
     digest: &Digest,
     cache: &Cache,
@@ -164,7 +165,7 @@ fn fetch_one(
             true
         }
     };
-    http.download(&package_url(mirror, package), digest, cache)
+    http.download(url, digest, cache)
         .map_err(|source| FetchError::Download {
             package: package.name.clone(),
             version: package.version.clone(),

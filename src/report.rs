@@ -202,6 +202,7 @@ mod tests {
             priority: None,
             size: 10,
             sha256: "0".repeat(64),
+            repository: "debian/bookworm".to_string(),
             filename: format!("pool/main/{name}.deb"),
         }
     }
@@ -215,13 +216,8 @@ mod tests {
                 distro: "debian".to_string(),
                 release: "bookworm".to_string(),
                 arch: "amd64".to_string(),
-                mirror: "http://mirror.invalid/debian".to_string(),
-                in_release: crate::lock::LockedInRelease {
-                    sha256: "2".repeat(64),
-                    date: "Sat, 10 May 2025 00:00:00 UTC".to_string(),
-                },
-                indexes: Vec::new(),
             },
+            repositories: Vec::new(),
             source_date_epoch: 1_746_835_200,
             packages: vec![package("zlib1g"), package("base-files")],
             elements: Vec::new(),

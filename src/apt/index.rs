@@ -21,6 +21,9 @@ use super::deb822::{
 };
 use super::version::{Version, VersionError};
 
+/// apt's pin priority of a repository nothing else says about.
+pub const DEFAULT_PIN: i32 = 500;
+
 /// Error messages quote at most this many characters of a bad value.
 const EXCERPT_CHARS: usize = 60;
 
@@ -64,6 +67,13 @@ pub struct Package {
     pub size: u64,
     /// `SHA256`: the `.deb`'s digest, as 64 lower-case hex digits.
     pub sha256: String,
+    /// The repository the text it was read from belongs to, as the caller
+    /// numbered it in [`PackageIndex::add_repository`] (0 for
+    /// [`PackageIndex::add_packages`]).
+    pub repository: usize,
+    /// apt's pin priority of that repository: the candidate of a package
+    /// is its version of the highest pin, then the newest.
+    pub pin: i32,
 }
 
 /// A package's `Multi-Arch` field: how it may satisfy dependencies from
@@ -191,6 +201,35 @@ pub enum IndexError {
         /// every `Result` carrying an `IndexError` would pay for them.
         kind: Box<PackageErrorKind>,
     },
+    /// The text gives a version another repository gives with other
+    /// contents.
+    #[error(transparent)]
+    Differs(Box<SameVersionDiffers>),
+}
+
+/// Two repositories give the same package at the same version with
+/// different contents: which one apt installs would depend on the order it
+/// reads them, and the lock could not say which file the image holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{origin} gives {package} {version} ({architecture}) with SHA-256 {sha256}, \
+     but another repository gives the same version with SHA-256 {earlier_sha256}"
+)]
+pub struct SameVersionDiffers {
+    /// The text read second.
+    pub origin: String,
+    /// The package.
+    pub package: String,
+    /// Its version.
+    pub version: String,
+    /// Its architecture.
+    pub architecture: String,
+    /// Its digest in `origin`.
+    pub sha256: String,
+    /// The repository (as the caller numbered it) read first.
+    pub earlier_repository: usize,
+    /// Its digest there.
+    pub earlier_sha256: String,
 }
 
 /// The ways a `Packages` paragraph can be unusable.
@@ -254,14 +293,18 @@ impl IndexError {
     pub fn origin(&self) -> &str {
         match self {
             IndexError::Syntax { origin, .. } | IndexError::Package { origin, .. } => origin,
+            IndexError::Differs(differs) => &differs.origin,
         }
     }
 
-    /// The 1-based line the error is about.
+    /// The 1-based line the error is about; 0 for [`IndexError::Differs`],
+    /// which is about a whole paragraph.
     pub fn line(&self) -> usize {
         match self {
             IndexError::Syntax { error, .. } => error.line(),
             IndexError::Package { line, .. } => *line,
+            // About a whole paragraph, which the text does not say where.
+            IndexError::Differs(_) => 0,
         }
     }
 
@@ -269,6 +312,7 @@ impl IndexError {
     pub fn package(&self) -> Option<&str> {
         match self {
             IndexError::Syntax { .. } => None,
+            IndexError::Differs(differs) => Some(&differs.package),
             IndexError::Package { package, .. } => package.as_deref(),
         }
     }
@@ -299,8 +343,18 @@ impl PackageIndex {
     }
 
     /// Adds the packages of one `Packages` text (already decompressed and
-    /// hash-checked) and returns how many were added. `origin` names the
-    /// text in error messages, e.g. its URL.
+    /// hash-checked) as repository 0 at apt's default pin priority, 500;
+    /// see [`PackageIndex::add_repository`].
+    pub fn add_packages(&mut self, origin: &str, text: &str) -> Result<usize, IndexError> {
+        self.add_repository(origin, text, 0, DEFAULT_PIN)
+    }
+
+    /// Adds the packages of one `Packages` text (already decompressed and
+    /// hash-checked) of `repository` (the caller's number for it), whose
+    /// packages have apt pin priority `pin`, and returns how many were
+    /// added. `origin` names the text in error messages, e.g. its URL.
+    /// A package whose pin is negative is never installed, as in apt, so
+    /// it is not added at all.
     ///
     /// Paragraphs for other architectures are skipped after reading only
     /// their `Architecture`, so a mistake in a package kiln can never use
@@ -308,15 +362,47 @@ impl PackageIndex {
     /// architecture are already in the index is skipped too: like apt with
     /// one version in two suites, the first text read wins, so callers add
     /// texts in order of preference. On error the index is left unchanged.
-    pub fn add_packages(&mut self, origin: &str, text: &str) -> Result<usize, IndexError> {
+    pub fn add_repository(
+        &mut self,
+        origin: &str,
+        text: &str,
+        repository: usize,
+        pin: i32,
+    ) -> Result<usize, IndexError> {
         let mut read = Vec::new();
         for paragraph in Paragraphs::new(text) {
             let paragraph = paragraph.map_err(|error| IndexError::Syntax {
                 origin: origin.to_string(),
                 error,
             })?;
-            if let Some(package) = self.read_package(origin, &paragraph)? {
+            if let Some(mut package) = self.read_package(origin, &paragraph)? {
+                package.repository = repository;
+                package.pin = pin;
                 read.push(package);
+            }
+        }
+        if pin < 0 {
+            return Ok(0);
+        }
+        // Checked before anything is added, so an error leaves the index
+        // unchanged.
+        for package in &read {
+            let earlier = self.versions(&package.name).find(|known| {
+                known.repository != repository
+                    && known.version == package.version
+                    && known.architecture == package.architecture
+                    && known.sha256 != package.sha256
+            });
+            if let Some(earlier) = earlier {
+                return Err(IndexError::Differs(Box::new(SameVersionDiffers {
+                    origin: origin.to_string(),
+                    package: package.name.clone(),
+                    version: package.version.to_string(),
+                    architecture: package.architecture.clone(),
+                    sha256: package.sha256.clone(),
+                    earlier_repository: earlier.repository,
+                    earlier_sha256: earlier.sha256.clone(),
+                })));
             }
         }
 
@@ -357,8 +443,9 @@ impl PackageIndex {
                 versions.sort_by(|&a, &b| {
                     let (a_package, b_package) = (&packages[a], &packages[b]);
                     b_package
-                        .version
-                        .cmp(&a_package.version)
+                        .pin
+                        .cmp(&a_package.pin)
+                        .then_with(|| b_package.version.cmp(&a_package.version))
                         .then_with(|| {
                             // The architecture-specific build before an
                             // `all` one of the same version.
@@ -573,6 +660,8 @@ impl PackageIndex {
             // Lower case so digests compare as strings, whatever case the
             // archive wrote them in.
             sha256: sha256.to_ascii_lowercase(),
+            repository: 0,
+            pin: DEFAULT_PIN,
         }))
     }
 
@@ -596,8 +685,9 @@ impl PackageIndex {
         self.packages.iter()
     }
 
-    /// Every version of the real package `name`, newest first (for equal
-    /// versions, the index's own architecture before `all`). Empty for a
+    /// Every version of the real package `name`, candidate first: highest
+    /// pin priority first, then newest (for equal versions, the index's own
+    /// architecture before `all`). Empty for a
     /// name no package has, including purely virtual names.
     pub fn versions(&self, name: &str) -> impl ExactSizeIterator<Item = &Package> + '_ {
         self.by_name
@@ -608,7 +698,8 @@ impl PackageIndex {
             .map(|&i| &self.packages[i])
     }
 
-    /// The newest version of the real package `name`.
+    /// apt's candidate version of the real package `name`: the newest of
+    /// those with the highest pin priority.
     pub fn newest(&self, name: &str) -> Option<&Package> {
         self.versions(name).next()
     }

@@ -33,8 +33,35 @@ pub struct Release {
     /// `Acquire-By-Hash: yes`: indexes can be fetched by their hash, which
     /// stays valid while the mirror updates.
     pub acquire_by_hash: bool,
+    /// `NotAutomatic: yes` (backports, experimental): apt gives its
+    /// packages pin priority 1, so they are taken only when asked for.
+    pub not_automatic: bool,
+    /// `ButAutomaticUpgrades: yes`: with `NotAutomatic`, priority 100, so
+    /// packages installed from it are upgraded from it.
+    pub but_automatic_upgrades: bool,
     /// The `SHA256` list: path below `dists/<suite>/` → digest.
     pub files: BTreeMap<String, Digest>,
+}
+
+impl Release {
+    /// apt's default pin priority for the packages of this release: 1
+    /// for `NotAutomatic`, 100 with `ButAutomaticUpgrades` too, else 500.
+    pub fn default_pin(&self) -> i32 {
+        match (self.not_automatic, self.but_automatic_upgrades) {
+            (true, true) => 100,
+            (true, false) => 1,
+            _ => 500,
+        }
+    }
+}
+
+/// A checked `InRelease`: the text the signature covers, and who signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The signed text.
+    pub text: String,
+    /// The fingerprint of the (primary) key whose signature verified.
+    pub fingerprint: String,
 }
 
 /// Why an `InRelease` was refused.
@@ -55,6 +82,24 @@ pub enum ReleaseError {
     MissingKeyring {
         /// The keyring's path.
         keyring: String,
+    },
+    /// The keyring file holds no OpenPGP public key.
+    #[error("{keyring} is not an OpenPGP public key: {detail}")]
+    NotAKey {
+        /// The file's path.
+        keyring: String,
+        /// What it holds instead.
+        detail: String,
+    },
+    /// A good signature, but not by the key the fingerprint names.
+    #[error("{url} is signed by {found}, not by the key {wanted} (`fingerprint`)")]
+    WrongSigner {
+        /// Where the file came from.
+        url: String,
+        /// The fingerprint asked for.
+        wanted: String,
+        /// Who signed it.
+        found: String,
     },
     /// gpgv could not be run.
     #[error(transparent)]
@@ -77,44 +122,59 @@ pub enum ReleaseError {
     },
 }
 
-/// Checks the OpenPGP signature of an `InRelease` file with `gpgv` and
-/// returns the signed text. Accepts the file when at least one signature is
-/// good (`VALIDSIG`) and none is bad (`BADSIG`), as apt does: archives sign
-/// with several keys, and a keyring need not hold all of them.
-pub fn verify(in_release: &[u8], keyring: &Path, url: &str) -> Result<String, ReleaseError> {
-    if !keyring.is_file() {
-        return Err(ReleaseError::MissingKeyring {
-            keyring: keyring.display().to_string(),
-        });
-    }
+/// Checks the OpenPGP signature of an `InRelease` file with `gpgv` against
+/// `keyrings` (binary or armored key files) and returns the signed text and
+/// the signer. Accepts the file when at least one signature is good
+/// (`VALIDSIG`) and none is bad (`BADSIG`), as apt does: archives sign
+/// with several keys, and a keyring need not hold all of them. With
+/// `fingerprint`, a good signature must be by that key (its primary key
+/// or a subkey), as apt's `Signed-By: <fingerprint>`.
+pub fn verify(
+    in_release: &[u8],
+    keyrings: &[&Path],
+    fingerprint: Option<&str>,
+    url: &str,
+) -> Result<Verified, ReleaseError> {
     let io = |source| ReleaseError::Io {
         url: url.to_string(),
         source,
     };
     let dir = tempfile::tempdir().map_err(io)?;
+    let mut args: Vec<std::ffi::OsString> = vec!["--status-fd".into(), "2".into()];
+    for (n, keyring) in keyrings.iter().enumerate() {
+        let binary = dir.path().join(format!("keyring-{n}.gpg"));
+        std::fs::write(&binary, read_key(keyring)?).map_err(io)?;
+        args.push("--keyring".into());
+        args.push(binary.into());
+    }
     let signed = dir.path().join("InRelease");
     let content = dir.path().join("content");
     std::fs::write(&signed, in_release).map_err(io)?;
-    let args = [
-        "--status-fd".as_ref(),
-        "2".as_ref(),
-        "--keyring".as_ref(),
-        keyring.as_os_str(),
-        "--output".as_ref(),
-        content.as_os_str(),
-        signed.as_os_str(),
-    ];
-    let finished = command::run::<&std::ffi::OsStr>("gpgv", &args, "gpgv")?;
+    args.extend(["--output".into(), content.clone().into(), signed.into()]);
+    let finished = command::run::<std::ffi::OsString>("gpgv", &args, "gpgv")?;
     let status: Vec<&str> = finished
         .stderr
         .lines()
         .filter_map(|line| line.strip_prefix("[GNUPG:] "))
         .collect();
-    let good = status.iter().any(|s| s.starts_with("VALIDSIG "));
+    // `VALIDSIG <signing key fpr> … <primary key fpr>`.
+    let signers: Vec<(&str, &str)> = status
+        .iter()
+        .filter_map(|s| s.strip_prefix("VALIDSIG "))
+        .filter_map(|rest| {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some((*fields.first()?, *fields.last()?))
+        })
+        .collect();
     let bad = status
         .iter()
         .any(|s| s.starts_with("BADSIG ") || s.starts_with("ERRSIG "));
-    if !good || bad {
+    let keyring_names = keyrings
+        .iter()
+        .map(|k| k.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if signers.is_empty() || bad {
         let detail: Vec<&str> = finished
             .stderr
             .lines()
@@ -122,7 +182,7 @@ pub fn verify(in_release: &[u8], keyring: &Path, url: &str) -> Result<String, Re
             .collect();
         return Err(ReleaseError::BadSignature {
             url: url.to_string(),
-            keyring: keyring.display().to_string(),
+            keyring: keyring_names,
             detail: if detail.is_empty() {
                 "no signature found".to_string()
             } else {
@@ -130,7 +190,116 @@ pub fn verify(in_release: &[u8], keyring: &Path, url: &str) -> Result<String, Re
             },
         });
     }
-    std::fs::read_to_string(&content).map_err(io)
+    let signer = match fingerprint {
+        None => signers[0].1,
+        Some(wanted) => signers
+            .iter()
+            .find(|(key, primary)| {
+                key.eq_ignore_ascii_case(wanted) || primary.eq_ignore_ascii_case(wanted)
+            })
+            .map(|(_, primary)| *primary)
+            .ok_or_else(|| ReleaseError::WrongSigner {
+                url: url.to_string(),
+                wanted: wanted.to_string(),
+                found: signers[0].1.to_string(),
+            })?,
+    };
+    Ok(Verified {
+        text: std::fs::read_to_string(&content).map_err(io)?,
+        fingerprint: signer.to_string(),
+    })
+}
+
+/// The binary OpenPGP packets of a key file, as gpgv reads keyrings: the
+/// file itself, or the decoded body of an ASCII-armored one (`.asc`), which
+/// apt accepts and gpgv does not. Anything that does not start with a
+/// public-key packet is refused by name.
+pub fn read_key(path: &Path) -> Result<Vec<u8>, ReleaseError> {
+    let keyring = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ReleaseError::MissingKeyring { keyring });
+        }
+        Err(source) => {
+            return Err(ReleaseError::Io {
+                url: keyring,
+                source,
+            });
+        }
+    };
+    let not_a_key = |detail: &str| ReleaseError::NotAKey {
+        keyring: keyring.clone(),
+        detail: detail.to_string(),
+    };
+    let binary = if bytes.starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+        let text = String::from_utf8_lossy(&bytes);
+        dearmor(&text).ok_or_else(|| not_a_key("its armor does not decode"))?
+    } else if bytes.starts_with(b"-----BEGIN PGP") {
+        return Err(not_a_key("it is armored, but not a PUBLIC KEY BLOCK"));
+    } else {
+        bytes
+    };
+    // The first packet's tag must be 6, a public key: old format
+    // `10tttt ll`, new format `11tttttt`.
+    let tag = binary.first().map(|&b| match b {
+        b if b & 0xc0 == 0xc0 => b & 0x3f,
+        b if b & 0x80 == 0x80 => (b >> 2) & 0x0f,
+        _ => 0,
+    });
+    if tag != Some(6) {
+        return Err(not_a_key(if binary.is_empty() {
+            "it is empty"
+        } else {
+            "it does not start with a public key packet"
+        }));
+    }
+    Ok(binary)
+}
+
+/// The body of an ASCII-armored block (RFC 4880 §6): the base64 between
+/// the blank line after the headers and the `=` checksum line.
+fn dearmor(text: &str) -> Option<Vec<u8>> {
+    let mut lines = text.lines().map(str::trim_end);
+    lines.next()?;
+    // Armor headers (`Comment: …`) up to the first blank line.
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            break;
+        }
+    }
+    let mut body = String::new();
+    for line in lines {
+        if line.starts_with('=') || line.starts_with("-----END") {
+            break;
+        }
+        body.push_str(line);
+    }
+    base64_decode(&body)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// Reads the fields kiln needs from a (verified) Release text.
@@ -148,6 +317,11 @@ pub fn parse(text: &str, url: &str) -> Result<Release, ReleaseError> {
             .get(name)
             .map(|v| v.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default()
+    };
+    let yes = |name: &str| {
+        paragraph
+            .get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes"))
     };
     let date = paragraph
         .get("Date")
@@ -189,9 +363,9 @@ pub fn parse(text: &str, url: &str) -> Result<Release, ReleaseError> {
         valid_until_epoch,
         architectures: words("Architectures"),
         components: words("Components"),
-        acquire_by_hash: paragraph
-            .get("Acquire-By-Hash")
-            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        acquire_by_hash: yes("Acquire-By-Hash"),
+        not_automatic: yes("NotAutomatic"),
+        but_automatic_upgrades: yes("ButAutomaticUpgrades"),
         files,
     })
 }

@@ -81,6 +81,9 @@ pub struct SeedRequest {
     pub package: String,
     /// The version it must have, if any.
     pub version: Option<VersionConstraint>,
+    /// The repositories (as the index numbers them) to take it from, as
+    /// apt's `name/suite` does; empty for apt's candidate.
+    pub repositories: Vec<usize>,
 }
 
 /// The resolved package set, sorted by name.
@@ -186,6 +189,19 @@ pub enum Unsatisfied {
         /// `foo provides 1.0` or `foo provides it without a version`.
         available: Vec<String>,
     },
+    /// A version that meets the constraint exists, but it is not apt's
+    /// candidate, and apt installs a dependency only at its candidate.
+    #[error(
+        "apt's candidate is {candidate}, which does not satisfy it (apt installs the newest version \
+         of the highest pin priority; {} would); ask for it in `packages` as `name/suite`",
+        .meeting.join(", ")
+    )]
+    NotCandidate {
+        /// The candidate version.
+        candidate: String,
+        /// The versions that would meet the constraint.
+        meeting: Vec<String>,
+    },
     /// Versions meet the constraint, but not the `:qualifier`.
     #[error("nothing available matches `:{qualifier}` (available: {})", .available.join(", "))]
     WrongArchitecture {
@@ -259,6 +275,7 @@ impl SeedRequest {
         SeedRequest {
             package: package.into(),
             version: None,
+            repositories: Vec::new(),
         }
     }
 
@@ -267,7 +284,15 @@ impl SeedRequest {
         SeedRequest {
             package: package.into(),
             version: Some(constraint),
+            repositories: Vec::new(),
         }
+    }
+
+    /// The same request, taken from one of `repositories` (as the index
+    /// numbers them) rather than from wherever apt's candidate is.
+    pub fn from_repositories(mut self, repositories: Vec<usize>) -> SeedRequest {
+        self.repositories = repositories;
+        self
     }
 
     fn alternative(&self) -> DependencyAlternative {
@@ -354,6 +379,11 @@ pub fn resolve<'i>(
         selected: Vec::new(),
         by_name: HashMap::new(),
         dropped: HashMap::new(),
+        chosen_versions: seeds
+            .iter()
+            .filter(|seed| seed.version.is_some() || !seed.repositories.is_empty())
+            .map(|seed| (seed.package.as_str(), seed))
+            .collect(),
     };
 
     // All seeds first, as apt marks every command-line package before
@@ -401,6 +431,9 @@ struct Resolver<'i, 'a> {
     /// Position in `selected` of dropped packages, by name; a dropped name
     /// is never selected again, which keeps the repair loop finite.
     dropped: HashMap<&'i str, usize>,
+    /// Seeds that choose their version (by constraint or repository), as
+    /// `apt-get install name=version` and `name/suite` set the candidate.
+    chosen_versions: HashMap<&'a str, &'a SeedRequest>,
 }
 
 struct Selected<'i> {
@@ -636,16 +669,15 @@ impl<'i> Resolver<'i, '_> {
         } else if let Some(&position) = self.dropped.get(name) {
             blocked = Some(self.dropped_reason(position));
         } else {
-            for package in self.index.versions(name) {
-                if !version_meets(constraint, &package.version) {
-                    continue;
-                }
-                if !self.qualifier_matches(alternative, package) {
+            // apt takes a dependency only at its candidate version.
+            if let Some(package) = self.candidate(name)
+                && version_meets(constraint, &package.version)
+            {
+                if self.qualifier_matches(alternative, package) {
+                    found.push(package);
+                } else {
                     wrong_architecture.push(package);
-                    continue;
                 }
-                found.push(package);
-                break;
             }
         }
 
@@ -667,11 +699,10 @@ impl<'i> Resolver<'i, '_> {
                 blocked.get_or_insert_with(|| self.dropped_reason(position));
                 continue;
             }
-            // Providers come newest first within a name: keep the newest
-            // version that provides what is needed.
-            if providers
-                .last()
-                .is_some_and(|last| last.name == package.name)
+            // A provider too is installed at its candidate only.
+            if !self
+                .candidate(&package.name)
+                .is_some_and(|candidate| std::ptr::eq(candidate, package))
             {
                 continue;
             }
@@ -710,6 +741,20 @@ impl<'i> Resolver<'i, '_> {
                     .collect(),
             });
         }
+        if let Some(candidate) = self.candidate(name) {
+            let meeting: Vec<String> = self
+                .index
+                .versions(name)
+                .filter(|package| version_meets(constraint, &package.version))
+                .map(|package| package.version.to_string())
+                .collect();
+            if !meeting.is_empty() {
+                return Err(Unsatisfied::NotCandidate {
+                    candidate: candidate.version.to_string(),
+                    meeting,
+                });
+            }
+        }
         let mut available: Vec<String> = versions
             .map(|package| package.version.to_string())
             .collect();
@@ -719,6 +764,18 @@ impl<'i> Resolver<'i, '_> {
         }));
         available.dedup();
         Err(Unsatisfied::NoVersion { available })
+    }
+
+    /// The version of `name` apt would install: the one a seed chose, else
+    /// the index's candidate (highest pin priority, then newest).
+    fn candidate(&self, name: &str) -> Option<&'i Package> {
+        let Some(seed) = self.chosen_versions.get(name) else {
+            return self.index.newest(name);
+        };
+        self.index.versions(name).find(|package| {
+            version_meets(seed.version.as_ref(), &package.version)
+                && (seed.repositories.is_empty() || seed.repositories.contains(&package.repository))
+        })
     }
 
     fn already_selected(&self, position: usize) -> Unsatisfied {
@@ -1006,6 +1063,7 @@ fn suggest(index: &PackageIndex, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apt::index::IndexError;
     use crate::apt::version::Relation;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -1189,7 +1247,7 @@ mod tests {
     }
 
     #[test]
-    fn picks_the_newest_version_that_meets_the_constraint() {
+    fn dependencies_take_the_candidate_and_version_seeds_choose_their_own() {
         let index = index(&[
             pkg("app", "1", &["Depends: lib (<< 2~)"]),
             pkg("lib", "1.0-1", &[]),
@@ -1197,10 +1255,19 @@ mod tests {
             pkg("lib", "2.0-1", &[]),
             pkg("other", "1", &["Depends: lib"]),
         ]);
-        assert_eq!(resolved(&index, &["app"]), ["app 1", "lib 1.5-1"]);
         assert_eq!(resolved(&index, &["other"]), ["lib 2.0-1", "other 1"]);
+        // apt installs a dependency only at its candidate, the newest:
+        // "Depends: lib (<< 2~) but 2.0-1 is to be installed".
+        let message = error(&index, &["app"]);
+        assert!(
+            message.contains("apt's candidate is 2.0-1")
+                && message.contains("1.5-1, 1.0-1 would")
+                && message.contains("`name/suite`"),
+            "{message}"
+        );
 
-        // A version seed.
+        // A version seed (`apt-get install lib=…`) chooses the newest
+        // version that meets it, for its dependents too.
         let constraint = VersionConstraint {
             relation: Relation::Earlier,
             version: Version::parse("1.5").unwrap(),
@@ -1216,6 +1283,99 @@ mod tests {
             "1.0-1"
         );
         assert_eq!(resolution.get("lib").unwrap().chain, ["lib (<< 1.5)"]);
+    }
+
+    /// An index of several repositories: `(pin, paragraphs)` each, numbered
+    /// in order.
+    fn pinned_index(repositories: &[(i32, Vec<String>)]) -> PackageIndex {
+        let mut index = PackageIndex::new("amd64");
+        for (number, (pin, paragraphs)) in repositories.iter().enumerate() {
+            index
+                .add_repository(&format!("repo{number}"), &paragraphs.concat(), number, *pin)
+                .unwrap();
+        }
+        index
+    }
+
+    #[test]
+    fn pin_priorities_choose_the_candidate_as_apt_does() {
+        // 0: the release, 1: its security suite, 2: backports with
+        // `NotAutomatic` and `ButAutomaticUpgrades` (100), 3: a vendor
+        // pinned at 900, 4: a repository pinned below 0.
+        let index = pinned_index(&[
+            (
+                500,
+                vec![
+                    pkg("app", "1", &["Depends: lib"]),
+                    pkg("lib", "1.0-1", &[]),
+                    pkg("kernel", "6.1", &[]),
+                    pkg("tool", "1", &[]),
+                ],
+            ),
+            (500, vec![pkg("lib", "1.0-1+deb12u1", &[])]),
+            (
+                100,
+                vec![
+                    pkg("lib", "3.0-1~bpo12+1", &[]),
+                    pkg("kernel", "6.12", &[]),
+                    pkg("only-in-backports", "1", &[]),
+                ],
+            ),
+            (900, vec![pkg("tool", "0.9-vendor", &[])]),
+            (-1, vec![pkg("tool", "5", &[]), pkg("never", "1", &[])]),
+        ]);
+        // Equal priorities: the newest, from the security suite.
+        assert_eq!(resolved(&index, &["app"]), ["app 1", "lib 1.0-1+deb12u1"]);
+        // Backports only when asked for, or when nothing else has it.
+        assert_eq!(resolved(&index, &["kernel"]), ["kernel 6.1"]);
+        assert_eq!(
+            resolved(&index, &["only-in-backports"]),
+            ["only-in-backports 1"]
+        );
+        let from_backports = resolve(
+            &index,
+            &[SeedRequest::new("kernel").from_repositories(vec![2])],
+            "amd64",
+        )
+        .unwrap();
+        assert_eq!(
+            from_backports
+                .get("kernel")
+                .unwrap()
+                .package
+                .version
+                .as_str(),
+            "6.12"
+        );
+        // A higher pin wins over a newer version; a negative one is never
+        // installed.
+        assert_eq!(resolved(&index, &["tool"]), ["tool 0.9-vendor"]);
+        assert!(error(&index, &["never"]).contains("no package called `never`"));
+    }
+
+    #[test]
+    fn one_version_with_two_contents_is_refused() {
+        let mut index = PackageIndex::new("amd64");
+        index
+            .add_repository("first", &pkg("lib", "1", &[]), 0, 500)
+            .unwrap();
+        // The same bytes again (a point release copies updates into the
+        // release): kept once.
+        index
+            .add_repository("second", &pkg("lib", "1", &[]), 1, 500)
+            .unwrap();
+        assert_eq!(index.versions("lib").len(), 1);
+        let rebuilt = pkg("lib", "1", &[]).replace(SHA, &"f".repeat(64));
+        let error = index.add_repository("third", &rebuilt, 2, 500).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("third gives lib 1 (amd64)") && message.contains("another repository"),
+            "{message}"
+        );
+        assert!(
+            matches!(&error, IndexError::Differs(d) if d.earlier_repository == 0),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub(crate) mod tests {
     use crate::bootstrap::paragraphs::field_value;
     use crate::bootstrap::paragraphs::raw_paragraphs;
     use crate::bootstrap::paragraphs::tests::paragraphs_of;
-    use crate::lock::{Lock, LockedBase, LockedInRelease, LockedPackage};
+    use crate::lock::{Lock, LockedBase, LockedPackage};
 
     /// A lock of the given packages (name, sha256), with dummy other fields.
     pub(crate) fn lock_of(packages: &[(&str, &str)]) -> Lock {
@@ -151,13 +151,8 @@ pub(crate) mod tests {
                 distro: "debian".into(),
                 release: "bookworm".into(),
                 arch: "amd64".into(),
-                mirror: "http://mirror.invalid/debian".into(),
-                in_release: LockedInRelease {
-                    sha256: "0".into(),
-                    date: "today".into(),
-                },
-                indexes: Vec::new(),
             },
+            repositories: Vec::new(),
             source_date_epoch: 0,
             packages: packages
                 .iter()
@@ -168,6 +163,7 @@ pub(crate) mod tests {
                     priority: None,
                     size: 1,
                     sha256: (*sha256).into(),
+                    repository: "debian/bookworm".into(),
                     filename: format!("pool/main/{name}_1_amd64.deb"),
                 })
                 .collect(),

@@ -124,7 +124,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     })
     .map_err(internal)?;
     let step = Instant::now();
-    let mirror = crate::commands::fetch::download_mirror(&lock, settings.mirror.as_deref())?;
+    let mirror = crate::commands::fetch::download_mirror(settings.mirror.as_deref())?;
     fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
     timings.push(("fetch".to_string(), step.elapsed()));
 
@@ -253,7 +253,7 @@ fn build_into(
         root: &root,
         work: &work,
         source_date_epoch: lock.source_date_epoch,
-        mirror: &lock.base.mirror,
+        apt: &phases::apt_environment(lock),
         locked: &locked,
         shell_on_failure: settings.shell_on_failure,
     };

@@ -58,20 +58,18 @@ pub fn read_lock(manifest: &std::path::Path) -> Result<lock::Lock, Failure> {
     })
 }
 
-/// The archive to download the locked `.deb`s from: `--mirror` when
-/// given (checked to be a URL kiln can download from), else the lock's.
-pub fn download_mirror<'a>(
-    lock: &'a lock::Lock,
-    mirror: Option<&'a str>,
-) -> Result<&'a str, Failure> {
+/// The archive to download the base archive's `.deb`s from instead of the
+/// lock's: `--mirror`, when given, checked to be a URL kiln can download
+/// from.
+pub fn download_mirror(mirror: Option<&str>) -> Result<Option<&str>, Failure> {
     let Some(mirror) = mirror else {
-        return Ok(&lock.base.mirror);
+        return Ok(None);
     };
     let scheme_ok = ["http://", "https://", "file://"]
         .iter()
         .any(|scheme| mirror.starts_with(scheme) && mirror.len() > scheme.len());
     if scheme_ok {
-        Ok(mirror)
+        Ok(Some(mirror))
     } else {
         Err(Failure::user(miette::miette!(
             help = "give the archive's base URL, the one with `pool/` below it, such as the URI of your apt sources (http://, https:// or file://)",
@@ -101,7 +99,7 @@ pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
         ..HttpOptions::default()
     })
     .map_err(|e| Failure::Internal(miette::miette!("{e}")))?;
-    let mirror = download_mirror(&lock, settings.mirror.as_deref())?;
+    let mirror = download_mirror(settings.mirror.as_deref())?;
     let started = Instant::now();
     let fetched = fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
     terminal::status(&format!(

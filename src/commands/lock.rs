@@ -146,6 +146,7 @@ pub fn lock_planned(
     let made = make::make(
         checked,
         &manifest_sha256,
+        manifest_dir,
         &make::Elements::from_plan(plan, &builtin, manifest_dir),
         &http,
         &cache,
@@ -179,14 +180,16 @@ pub fn lock_planned(
     };
     let bytes: u64 = lock.packages.iter().map(|p| p.size).sum();
     terminal::status(&format!(
-        "{} {}: {} packages ({:.1} MiB of .debs) from {} {} (InRelease of {}) in {:.2} s",
+        "{} {}: {} packages ({:.1} MiB of .debs) from {} in {:.2} s",
         verb,
         lock_path.display(),
         lock.packages.len(),
         bytes as f64 / f64::from(1u32 << 20),
-        lock.base.mirror,
-        lock.base.release,
-        lock.base.in_release.date,
+        lock.repositories
+            .iter()
+            .map(|r| r.suite.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         started.elapsed().as_secs_f64(),
     ));
     Ok(lock)
@@ -196,7 +199,8 @@ pub fn lock_planned(
 /// at it; a failure of the mirror, network or host exits 2 and names the
 /// URL involved.
 fn failure(error: MakeError, checked: &Checked) -> Failure {
-    let base = &checked.manifest.base;
+    let manifest = &checked.manifest;
+    let base = &manifest.base;
     let in_manifest = |span: SourceSpan, label: &str, help: String| {
         Failure::from(checked.source.problems(vec![Problem::error(
             error.to_string(),
@@ -205,7 +209,25 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
             help,
         )]))
     };
-    match &error {
+    // The entry of the manifest a repository's failure is about, and the
+    // failure itself.
+    let (entry, inner) = match &error {
+        MakeError::At { entry, error, .. } => (Some(*entry), error.as_ref()),
+        other => (None, other),
+    };
+    let repository = match entry {
+        Some(make::Entry::Repository(n)) => manifest.repositories.get(n),
+        _ => None,
+    };
+    let suite_span = match entry {
+        Some(make::Entry::Base(Some(kind))) => base
+            .suites
+            .as_ref()
+            .and_then(|suites| suites.iter().find(|s| s.value == kind))
+            .map(|s| s.span),
+        _ => None,
+    };
+    match inner {
         MakeError::Unsupported { .. } => in_manifest(
             base.distro.span,
             "not lockable yet",
@@ -216,25 +238,123 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
             "from which mirror?",
             "add `mirror:` to `base`, such as the URL your host's apt sources use".to_string(),
         ),
-        MakeError::NoRelease { .. } => {
-            let span = base.release.as_ref().map_or(base.distro.span, |r| r.span);
-            in_manifest(
-                span,
+        MakeError::NoRelease { .. } => match (repository, entry) {
+            (Some(repository), _) => in_manifest(
+                repository
+                    .suites
+                    .first()
+                    .map_or(repository.url.span, |s| s.span),
+                "not in this repository",
+                "check the repository's `url` and `suites` (the directories below its `dists/`)"
+                    .to_string(),
+            ),
+            (None, Some(make::Entry::Base(Some(kind)))) => in_manifest(
+                suite_span
+                    .or(base.release.as_ref().map(|r| r.span))
+                    .unwrap_or(base.distro.span),
+                "not on the mirror",
+                if kind == crate::manifest::SuiteKind::Security {
+                    "set `security_mirror:` in `base` to where the security suite is published, or leave `security` out of `suites`".to_string()
+                } else {
+                    format!(
+                        "leave `{}` out of `suites`, or use a mirror that has it",
+                        kind.as_str()
+                    )
+                },
+            ),
+            _ => in_manifest(
+                base.release.as_ref().map_or(base.distro.span, |r| r.span),
                 "not on the mirror",
                 "check the release's code name (such as `bookworm`) and the mirror URL".to_string(),
-            )
+            ),
+        },
+        MakeError::NotInRelease { wanted, .. } => {
+            let component_span = match repository {
+                Some(repository) => repository
+                    .components
+                    .iter()
+                    .find(|c| c.as_str() == wanted)
+                    .map(|c| c.span),
+                None => base
+                    .components
+                    .iter()
+                    .flatten()
+                    .find(|c| c.as_str() == wanted)
+                    .map(|c| c.span),
+            };
+            match component_span {
+                Some(span) => in_manifest(
+                    span,
+                    "not in this archive",
+                    "list only components the archive's InRelease names".to_string(),
+                ),
+                None => in_manifest(
+                    repository.map_or(base.arch.span, |r| r.url.span),
+                    "not in this archive",
+                    "choose an architecture the archive carries, or another mirror".to_string(),
+                ),
+            }
         }
-        MakeError::NotInRelease { .. } => in_manifest(
-            base.arch.span,
-            "not in this archive",
-            "choose an architecture the archive carries, or another mirror".to_string(),
-        ),
-        MakeError::Release(crate::apt::release::ReleaseError::MissingKeyring { .. }) => {
-            let help = "install the distribution's keyring package (debian-archive-keyring) or set `keyring:` in `base`";
-            match &base.keyring {
-                Some(keyring) => in_manifest(keyring.span, "no such file", help.to_string()),
+        MakeError::Release(release_error) => {
+            use crate::apt::release::ReleaseError;
+            let key_span = match repository {
+                Some(repository) => Some(
+                    repository
+                        .key
+                        .as_ref()
+                        .map(|k| k.span)
+                        .or(repository.fingerprint.as_ref().map(|f| f.span))
+                        .unwrap_or(repository.name.span),
+                ),
+                None => base.keyring.as_ref().map(|k| k.span),
+            };
+            let (label, help) = match release_error {
+                ReleaseError::MissingKeyring { .. } => (
+                    "no such file",
+                    if repository.is_some() {
+                        "give the path of the repository's public key, relative to the imagefile"
+                    } else {
+                        "install the distribution's keyring package (debian-archive-keyring, ubuntu-keyring) or set `keyring:` in `base`"
+                    },
+                ),
+                ReleaseError::NotAKey { .. } => (
+                    "not a key",
+                    "give the repository's public key: a binary `.gpg` keyring or an armored `.asc` file, as its vendor publishes it",
+                ),
+                ReleaseError::BadSignature { .. } => (
+                    "does not verify",
+                    "check that the key is the repository's signing key; a repository whose signature does not verify is never read",
+                ),
+                ReleaseError::WrongSigner { .. } => (
+                    "signed by another key",
+                    "check `fingerprint` against the key that signs the repository",
+                ),
+                _ => (
+                    "cannot be checked",
+                    "check that gpgv is installed (package gpgv)",
+                ),
+            };
+            match key_span {
+                Some(span) => in_manifest(span, label, help.to_string()),
                 None => Failure::user(miette::miette!(help = help, "{error}")),
             }
+        }
+        MakeError::SameVersionDiffers { first, second, .. } => {
+            let named = |id: &str| {
+                let name = id.split('/').next().unwrap_or_default();
+                manifest
+                    .repositories
+                    .iter()
+                    .find(|r| r.name.as_str() == name)
+            };
+            let span = named(second)
+                .or_else(|| named(first))
+                .map_or(base.distro.span, |r| r.name.span);
+            in_manifest(
+                span,
+                "conflicting repository",
+                "one of the two rebuilt the package without changing its version, so kiln cannot say which file the image gets: remove one of them, or ask its vendor for a distinct version".to_string(),
+            )
         }
         MakeError::Resolve(resolve_error) => {
             let package = match resolve_error.as_ref() {
@@ -254,7 +374,7 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
                     .manifest
                     .packages
                     .iter()
-                    .find(|p| p.as_str().split(':').next() == Some(name.as_str()))
+                    .find(|p| p.value.name() == name)
                     .map(|p| p.span)
             });
             match span {

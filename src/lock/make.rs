@@ -1,34 +1,37 @@
 //! Making a lock: from a checked manifest to every package pinned.
 //!
 //! The steps, each verified before the next trusts it:
-//! 1. the mirror (the manifest's, or the host's apt sources') and keyring;
-//! 2. `dists/<release>/InRelease`, its signature checked with gpgv;
+//! 1. the repositories: the release, its `-updates`, `-security` (and
+//!    `-backports`) suites at the mirrors the manifest or the host's apt
+//!    sources name, then the manifest's `repositories`, each with its key;
+//! 2. for each, `dists/<suite>/InRelease`, its signature checked with gpgv;
 //! 3. each `Packages` index, fetched compressed (by hash when the archive
 //!    allows), decompressed, and checked against the size and SHA-256 the
 //!    InRelease gives for the uncompressed file, then kept in the cache;
-//! 4. the resolution of minbase plus the manifest's packages.
+//! 4. the resolution of minbase plus the manifest's packages across all of
+//!    them, with apt's pin priorities (`NotAutomatic` suites 1 or 100,
+//!    others 500 unless the manifest says otherwise).
 //!
 //! The result is a [`Lock`]; writing it is the caller's business.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::apt::index::PackageIndex;
+use crate::apt::index::{IndexError, PackageIndex};
 use crate::apt::release::{self, Release, ReleaseError};
 use crate::apt::resolve::{self, ResolveError, SeedRequest};
 use crate::apt::sources;
 use crate::cache::{Cache, CommitError, Digest, Lookup};
 use crate::host::http::{Http, HttpError};
-use crate::manifest::{Checked, Distro};
+use crate::manifest::{Checked, Distro, Manifest, SuiteKind};
 
-use super::{LOCK_FORMAT_VERSION, Lock, LockedBase, LockedFile, LockedInRelease, LockedPackage};
+use super::{
+    LOCK_FORMAT_VERSION, Lock, LockedBase, LockedFile, LockedInRelease, LockedPackage,
+    LockedRepository,
+};
 
 /// An `InRelease` is about 150 KiB; anything above this is not one.
 const MAX_IN_RELEASE_BYTES: u64 = 16 << 20;
-
-/// The archive components kiln reads. Debian's essential set lives in
-/// `main`; more components arrive with a manifest field for them.
-const COMPONENTS: [&str; 1] = ["main"];
 
 /// Where the host keeps its apt configuration.
 pub const HOST_APT_DIR: &str = "/etc/apt";
@@ -106,6 +109,32 @@ pub enum MakeError {
     /// The cache failed.
     #[error("the cache failed: {0}")]
     Cache(String),
+    /// Two repositories give one package version with different contents.
+    #[error(
+        "{first} and {second} both give {package} {version}, with different contents: \
+         the image could hold either"
+    )]
+    SameVersionDiffers {
+        /// The package.
+        package: String,
+        /// The version.
+        version: String,
+        /// The repository read first, as `name/suite`.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A failure reading one repository, with the manifest entry it comes
+    /// from.
+    #[error("{suite}: {error}")]
+    At {
+        /// The entry.
+        entry: Entry,
+        /// The suite being read.
+        suite: String,
+        /// What went wrong.
+        error: Box<MakeError>,
+    },
 }
 
 /// What the manifest's elements bring to the lock: their pinned trees and
@@ -162,16 +191,41 @@ fn origin(dir: &Path, builtin: &Path, manifest_dir: &Path) -> String {
 pub struct Made {
     /// The lock.
     pub lock: Lock,
-    /// Where the keyring that verified the InRelease is.
-    pub keyring: PathBuf,
+    /// The key files that verified each repository, in the lock's order.
+    pub keyrings: Vec<PathBuf>,
+}
+
+/// Which entry of the manifest a repository comes from, so an error about
+/// it can point there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// The base archive: the release itself (`None`) or one of `suites`.
+    Base(Option<SuiteKind>),
+    /// The `repositories` entry at this position.
+    Repository(usize),
+}
+
+/// One suite of one archive to read, with how to trust it.
+#[derive(Debug, Clone)]
+struct Wanted {
+    entry: Entry,
+    name: String,
+    suite: String,
+    url: String,
+    components: Vec<String>,
+    keyrings: Vec<PathBuf>,
+    fingerprint: Option<String>,
+    priority: Option<i32>,
 }
 
 /// Makes the lock for `checked`, whose file's SHA-256 is `manifest_sha256`
-/// (as `sha256:…`). `apt_dir` is where the host's apt sources are read
+/// (as `sha256:…`) and which lives in `manifest_dir` (key files are
+/// relative to it). `apt_dir` is where the host's apt sources are read
 /// when the manifest names no mirror.
 pub fn make(
     checked: &Checked,
     manifest_sha256: &str,
+    manifest_dir: &Path,
     elements: &Elements,
     http: &Http,
     cache: &Cache,
@@ -194,73 +248,58 @@ pub fn make(
         crate::manifest::Arch::Amd64 => "amd64",
         crate::manifest::Arch::Arm64 => "arm64",
     };
-
-    let host_entry = if base.mirror.is_none() || base.keyring.is_none() {
-        let entries = sources::read_entries(&sources::source_files(apt_dir));
-        // A Debian host's fallback archive serves Debian releases only: an
-        // Ubuntu base must find its own release named in the sources.
-        match distro {
-            Distro::Ubuntu => entries
-                .iter()
-                .find(|e| e.suites.contains(&release_name))
-                .cloned(),
-            _ => sources::mirror_for(&entries, &release_name).cloned(),
-        }
-    } else {
-        None
-    };
-    let mirror = match (&base.mirror, &host_entry) {
-        (Some(mirror), _) => mirror.as_str().trim_end_matches('/').to_string(),
-        (None, Some(entry)) => entry.uri.clone(),
-        (None, None) => {
-            return Err(MakeError::NoMirror {
-                release: release_name,
-            });
-        }
-    };
-    let keyring = match (&base.keyring, &host_entry) {
-        (Some(keyring), _) => PathBuf::from(keyring.value.as_str()),
-        (None, Some(entry)) if base.mirror.is_none() && entry.signed_by.is_some() => {
-            entry.signed_by.clone().unwrap_or_default()
-        }
-        _ => default_keyring(distro),
-    };
-
-    let dists = format!("{mirror}/dists/{release_name}");
-    let in_release_url = format!("{dists}/InRelease");
-    let in_release = http
-        .get_small(&in_release_url, MAX_IN_RELEASE_BYTES)
-        .map_err(|e| match e {
-            HttpError::NotFound { url } => MakeError::NoRelease {
-                release: release_name.clone(),
-                url,
-            },
-            other => MakeError::Http(other),
-        })?;
-    let signed = release::verify(&in_release, &keyring, &in_release_url)?;
-    let release = release::parse(&signed, &in_release_url)?;
-    check_release(&release, &in_release_url, arch)?;
+    let wanted = wanted_repositories(manifest, &release_name, manifest_dir, apt_dir)?;
 
     let mut index = PackageIndex::new(arch);
-    let mut indexes = Vec::new();
-    for component in COMPONENTS {
-        let (text, file) = load_index(&release, &dists, component, arch, http, cache)?;
-        index
-            .add_packages(&format!("{dists}/{}", file.path), &text)
-            .map_err(|e| MakeError::BadIndex {
-                url: format!("{dists}/{}", file.path),
-                detail: e.to_string(),
-            })?;
-        indexes.push(file);
+    let mut repositories = Vec::new();
+    let mut keyrings = Vec::new();
+    let mut newest_date = 0;
+    for (number, want) in wanted.iter().enumerate() {
+        let at = |error: MakeError| MakeError::At {
+            entry: want.entry,
+            suite: want.suite.clone(),
+            error: Box::new(error),
+        };
+        let (locked, release, texts) = read_repository(want, arch, http, cache).map_err(at)?;
+        newest_date = newest_date.max(release.date_epoch);
+        for (url, text) in texts {
+            index
+                .add_repository(&url, &text, number, locked.priority)
+                .map_err(|e| match e {
+                    IndexError::Differs(differs) => MakeError::SameVersionDiffers {
+                        package: differs.package.clone(),
+                        version: differs.version.clone(),
+                        first: repositories
+                            .get(differs.earlier_repository)
+                            .map(LockedRepository::id)
+                            .unwrap_or_default(),
+                        second: locked.id(),
+                    },
+                    other => at(MakeError::BadIndex {
+                        url: url.clone(),
+                        detail: other.to_string(),
+                    }),
+                })?;
+        }
+        keyrings.push(want.keyrings.first().cloned().unwrap_or_default());
+        repositories.push(locked);
     }
 
     let mut seeds = resolve::minbase_seeds(&index);
-    seeds.extend(
-        manifest
-            .packages
-            .iter()
-            .map(|p| SeedRequest::new(p.as_str().split(':').next().unwrap_or_default())),
-    );
+    seeds.extend(manifest.packages.iter().map(|p| {
+        let seed = SeedRequest::new(p.value.name());
+        match p.value.suite() {
+            Some(suite) => seed.from_repositories(
+                repositories
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.suite == suite)
+                    .map(|(n, _)| n)
+                    .collect(),
+            ),
+            None => seed,
+        }
+    }));
     seeds.extend(elements.packages.iter().map(SeedRequest::new));
     let resolution =
         resolve::resolve(&index, &seeds, arch).map_err(|e| MakeError::Resolve(Box::new(e)))?;
@@ -276,6 +315,10 @@ pub fn make(
                 priority: p.priority.map(|priority| priority.to_string()),
                 size: p.size,
                 sha256: p.sha256.clone(),
+                repository: repositories
+                    .get(p.repository)
+                    .map(LockedRepository::id)
+                    .unwrap_or_default(),
                 filename: p.filename.clone(),
             }
         })
@@ -285,7 +328,7 @@ pub fn make(
     let source_date_epoch = manifest
         .source_date_epoch
         .as_ref()
-        .map_or(release.date_epoch, |s| s.value);
+        .map_or(newest_date, |s| s.value);
     let lock = Lock {
         version: LOCK_FORMAT_VERSION,
         kiln: env!("CARGO_PKG_VERSION").to_string(),
@@ -294,18 +337,257 @@ pub fn make(
             distro: distro.as_str().to_string(),
             release: release_name,
             arch: arch.to_string(),
-            mirror,
-            in_release: LockedInRelease {
-                sha256: Digest::of_bytes(&in_release).sha256,
-                date: release.date.clone(),
-            },
-            indexes,
         },
+        repositories,
         source_date_epoch,
         packages,
         elements: elements.locked.clone(),
     };
-    Ok(Made { lock, keyring })
+    Ok(Made { lock, keyrings })
+}
+
+/// The repositories the manifest asks for, in the order they are read:
+/// the release, its other suites as listed, then `repositories`.
+fn wanted_repositories(
+    manifest: &Manifest,
+    release: &str,
+    manifest_dir: &Path,
+    apt_dir: &Path,
+) -> Result<Vec<Wanted>, MakeError> {
+    let base = &manifest.base;
+    let distro = base.distro.value;
+    let entries =
+        if base.mirror.is_none() || base.keyring.is_none() || base.security_mirror.is_none() {
+            sources::read_entries(&sources::source_files(apt_dir))
+        } else {
+            Vec::new()
+        };
+    // A Debian host's fallback archive serves Debian releases only: an
+    // Ubuntu base must find its own release named in the sources.
+    let host_entry = match distro {
+        Distro::Ubuntu => entries
+            .iter()
+            .find(|e| e.suites.iter().any(|s| s == release)),
+        _ => sources::mirror_for(&entries, release),
+    };
+    let mirror = match (&base.mirror, host_entry) {
+        (Some(mirror), _) => mirror.as_str().trim_end_matches('/').to_string(),
+        (None, Some(entry)) => entry.uri.clone(),
+        (None, None) => {
+            return Err(MakeError::NoMirror {
+                release: release.to_string(),
+            });
+        }
+    };
+    let keyring = match (&base.keyring, host_entry) {
+        (Some(keyring), _) => manifest_dir.join(keyring.value.as_str()),
+        (None, Some(entry)) if base.mirror.is_none() && entry.signed_by.is_some() => {
+            entry.signed_by.clone().unwrap_or_default()
+        }
+        _ => default_keyring(distro),
+    };
+    let components: Vec<String> = match &base.components {
+        Some(components) => components.iter().map(|c| c.as_str().to_string()).collect(),
+        None if distro == Distro::Ubuntu => vec!["main".into(), "universe".into()],
+        None => vec!["main".into()],
+    };
+    let kinds: Vec<SuiteKind> = match &base.suites {
+        Some(suites) => suites.iter().map(|s| s.value).collect(),
+        None if DEVELOPMENT_RELEASES.contains(&release) => Vec::new(),
+        None => SuiteKind::DEFAULT.to_vec(),
+    };
+    let base_repository = |entry, suite: String, url: String| Wanted {
+        entry,
+        name: distro.as_str().to_string(),
+        suite,
+        url,
+        components: components.clone(),
+        keyrings: vec![keyring.clone()],
+        fingerprint: None,
+        priority: None,
+    };
+    let mut wanted = vec![base_repository(
+        Entry::Base(None),
+        release.to_string(),
+        mirror.clone(),
+    )];
+    let mut seen = Vec::new();
+    for kind in kinds {
+        if seen.contains(&kind) {
+            continue;
+        }
+        seen.push(kind);
+        let suite = kind.suite(release);
+        let url = match kind {
+            SuiteKind::Security => security_mirror(manifest, &mirror, &entries, &suite),
+            _ => mirror.clone(),
+        };
+        wanted.push(base_repository(Entry::Base(Some(kind)), suite, url));
+    }
+    for (position, repository) in manifest.repositories.iter().enumerate() {
+        let keyrings = match &repository.key {
+            Some(key) => vec![manifest_dir.join(key.value.as_str())],
+            None => host_keyrings(apt_dir),
+        };
+        let suites: Vec<String> = if repository.suites.is_empty() {
+            vec![release.to_string()]
+        } else {
+            repository
+                .suites
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect()
+        };
+        let components: Vec<String> = if repository.components.is_empty() {
+            vec!["main".to_string()]
+        } else {
+            repository
+                .components
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect()
+        };
+        for suite in suites {
+            wanted.push(Wanted {
+                entry: Entry::Repository(position),
+                name: repository.name.as_str().to_string(),
+                suite,
+                url: repository.url.as_str().trim_end_matches('/').to_string(),
+                components: components.clone(),
+                keyrings: keyrings.clone(),
+                fingerprint: repository
+                    .fingerprint
+                    .as_ref()
+                    .map(|f| f.value.normalised()),
+                priority: repository.priority.as_ref().map(|p| p.value),
+            });
+        }
+    }
+    Ok(wanted)
+}
+
+/// Releases that have no updates, security or backports suites.
+const DEVELOPMENT_RELEASES: [&str; 4] = ["sid", "unstable", "experimental", "rc-buggy"];
+
+/// Where `suite` (`<release>-security`) is published: the manifest's
+/// `security_mirror`; else, with no `mirror` in the manifest, the host's
+/// apt sources (the entry naming that suite, or any security suite);
+/// else Debian's layout (`…/debian` → `…/debian-security`), or the mirror
+/// itself (Ubuntu's layout, and any mirror that merges them).
+fn security_mirror(
+    manifest: &Manifest,
+    mirror: &str,
+    entries: &[sources::SourceEntry],
+    suite: &str,
+) -> String {
+    let base = &manifest.base;
+    if let Some(url) = &base.security_mirror {
+        return url.as_str().trim_end_matches('/').to_string();
+    }
+    if base.mirror.is_none() {
+        let host = entries
+            .iter()
+            .find(|e| e.suites.iter().any(|s| s == suite))
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find(|e| e.suites.iter().any(|s| s.ends_with("-security")))
+            });
+        if let Some(entry) = host {
+            return entry.uri.clone();
+        }
+    }
+    match (base.distro.value, mirror.strip_suffix("/debian")) {
+        (Distro::Debian, Some(root)) => format!("{root}/debian-security"),
+        _ => mirror.to_string(),
+    }
+}
+
+/// The keyrings apt trusts on the host without a `Signed-By`: where a
+/// `fingerprint` alone looks for its key.
+fn host_keyrings(apt_dir: &Path) -> Vec<PathBuf> {
+    let mut keyrings = Vec::new();
+    for dir in [
+        apt_dir.join("trusted.gpg.d"),
+        apt_dir.join("keyrings"),
+        PathBuf::from("/usr/share/keyrings"),
+    ] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|ext| ext == "gpg" || ext == "asc")
+            })
+            .filter(|path| crate::apt::release::read_key(path).is_ok())
+            .collect();
+        found.sort();
+        keyrings.extend(found);
+    }
+    let trusted = apt_dir.join("trusted.gpg");
+    if trusted.is_file() {
+        keyrings.push(trusted);
+    }
+    keyrings
+}
+
+/// Reads one repository: its `InRelease` (verified), and the `Packages`
+/// index of each component (from the cache when the hash matches).
+/// Returns the locked entry, the release, and `(url, text)` per index.
+fn read_repository(
+    want: &Wanted,
+    arch: &str,
+    http: &Http,
+    cache: &Cache,
+) -> Result<(LockedRepository, Release, Vec<(String, String)>), MakeError> {
+    let dists = format!("{}/dists/{}", want.url, want.suite);
+    let in_release_url = format!("{dists}/InRelease");
+    let in_release = http
+        .get_small(&in_release_url, MAX_IN_RELEASE_BYTES)
+        .map_err(|e| match e {
+            HttpError::NotFound { url } => MakeError::NoRelease {
+                release: want.suite.clone(),
+                url,
+            },
+            other => MakeError::Http(other),
+        })?;
+    if want.keyrings.is_empty() {
+        return Err(MakeError::Release(ReleaseError::MissingKeyring {
+            keyring: "the host's apt keyrings (none found)".to_string(),
+        }));
+    }
+    let keyrings: Vec<&Path> = want.keyrings.iter().map(PathBuf::as_path).collect();
+    let verified = release::verify(
+        &in_release,
+        &keyrings,
+        want.fingerprint.as_deref(),
+        &in_release_url,
+    )?;
+    let release = release::parse(&verified.text, &in_release_url)?;
+    check_release(&release, &in_release_url, arch, &want.components)?;
+    let mut indexes = Vec::new();
+    let mut texts = Vec::new();
+    for component in &want.components {
+        let (text, file) = load_index(&release, &dists, component, arch, http, cache)?;
+        texts.push((format!("{dists}/{}", file.path), text));
+        indexes.push(file);
+    }
+    let locked = LockedRepository {
+        name: want.name.clone(),
+        suite: want.suite.clone(),
+        url: want.url.clone(),
+        components: want.components.clone(),
+        priority: want.priority.unwrap_or_else(|| release.default_pin()),
+        signed_by: verified.fingerprint,
+        in_release: LockedInRelease {
+            sha256: Digest::of_bytes(&in_release).sha256,
+            date: release.date.clone(),
+        },
+        indexes,
+    };
+    Ok((locked, release, texts))
 }
 
 /// The archive keyring Debian's and Ubuntu's keyring packages install.
@@ -316,7 +598,12 @@ fn default_keyring(distro: Distro) -> PathBuf {
     })
 }
 
-fn check_release(release: &Release, url: &str, arch: &str) -> Result<(), MakeError> {
+fn check_release(
+    release: &Release,
+    url: &str,
+    arch: &str,
+    components: &[String],
+) -> Result<(), MakeError> {
     if !release.architectures.iter().any(|a| a == arch) {
         return Err(MakeError::NotInRelease {
             url: url.to_string(),
@@ -324,8 +611,15 @@ fn check_release(release: &Release, url: &str, arch: &str) -> Result<(), MakeErr
             available: release.architectures.clone(),
         });
     }
-    for component in COMPONENTS {
-        if !release.components.iter().any(|c| c == component) {
+    for component in components {
+        // Debian's security archive lists `updates/main` for the `main`
+        // that sources name (and publishes its indexes under `main/`).
+        let listed = |c: &String| {
+            c == component
+                || c.strip_suffix(component.as_str())
+                    .is_some_and(|prefix| prefix.ends_with('/'))
+        };
+        if !release.components.iter().any(listed) {
             return Err(MakeError::NotInRelease {
                 url: url.to_string(),
                 wanted: component.to_string(),

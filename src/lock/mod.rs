@@ -18,7 +18,7 @@ pub mod diff;
 pub mod make;
 
 /// The version of the lockfile format this kiln writes and reads.
-pub const LOCK_FORMAT_VERSION: u32 = 2;
+pub const LOCK_FORMAT_VERSION: u32 = 3;
 
 /// Everything an image build needs, pinned.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -31,8 +31,11 @@ pub struct Lock {
     pub kiln: String,
     /// `sha256:` and the SHA-256 of the imagefile the lock was made from.
     pub manifest: String,
-    /// The base distribution and the signed index the packages come from.
+    /// The base distribution.
     pub base: LockedBase,
+    /// Every apt repository (one suite of one archive) the packages come
+    /// from, with its signed `InRelease` and the indexes read.
+    pub repositories: Vec<LockedRepository>,
     /// Seconds since 1970-01-01 UTC used for every timestamp in the image.
     pub source_date_epoch: u64,
     /// Every package installed in the image, sorted by name.
@@ -51,12 +54,69 @@ pub struct LockedBase {
     pub release: String,
     /// The architecture (`amd64`, `arm64`).
     pub arch: String,
-    /// The archive the packages are downloaded from.
-    pub mirror: String,
-    /// The signed `InRelease` file that pins the indexes.
+}
+
+/// One suite of one apt archive, as read at the time of locking.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedRepository {
+    /// The repository's name: the distro's (`debian`) for the base
+    /// archive's suites, else the name the imagefile gives it.
+    pub name: String,
+    /// The suite, below `dists/`.
+    pub suite: String,
+    /// The archive's URL, the directory holding `dists/` and `pool/`.
+    pub url: String,
+    /// The components read.
+    pub components: Vec<String>,
+    /// apt's pin priority for its packages when the lock was resolved.
+    pub priority: i32,
+    /// The fingerprint of the key whose signature on the `InRelease` was
+    /// checked.
+    pub signed_by: String,
+    /// The signed `InRelease` that pins the indexes.
     pub in_release: LockedInRelease,
     /// The package indexes the resolution read, with their hashes.
     pub indexes: Vec<LockedFile>,
+}
+
+impl LockedRepository {
+    /// How packages name it: `<name>/<suite>`, such as
+    /// `debian/bookworm-security`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.name, self.suite)
+    }
+}
+
+impl Lock {
+    /// The repository a package was locked from.
+    pub fn repository_of(&self, package: &LockedPackage) -> Option<&LockedRepository> {
+        let (name, suite) = package.repository.split_once('/')?;
+        self.repositories
+            .iter()
+            .find(|r| r.name == name && r.suite == suite)
+    }
+
+    /// The base archive's URL: that of the repository of the release
+    /// itself (the first the lock lists).
+    pub fn base_url(&self) -> &str {
+        self.repositories.first().map_or("", |r| r.url.as_str())
+    }
+
+    /// Where a package is downloaded from: its repository's URL and its
+    /// `Filename`. When `mirror` is given, it stands in for every archive
+    /// of the base distribution (whose pools do not overlap: Debian's
+    /// security archive keeps its files under `pool/updates/`); packages of
+    /// the imagefile's other repositories keep their own.
+    pub fn package_url(&self, package: &LockedPackage, mirror: Option<&str>) -> String {
+        let repository = self.repository_of(package);
+        let url = match (mirror, repository) {
+            (Some(mirror), Some(r)) if r.name == self.base.distro => mirror,
+            (_, Some(r)) => r.url.as_str(),
+            (_, None) => "",
+        };
+        format!("{}/{}", url.trim_end_matches('/'), package.filename)
+    }
 }
 
 /// The archive's signed `InRelease` at the time of locking.
@@ -101,7 +161,9 @@ pub struct LockedPackage {
     pub size: u64,
     /// The `.deb`'s SHA-256.
     pub sha256: String,
-    /// The `.deb`'s path below the mirror.
+    /// The repository it comes from, as `<name>/<suite>`.
+    pub repository: String,
+    /// The `.deb`'s path below the repository's URL.
     pub filename: String,
 }
 
@@ -194,18 +256,34 @@ pub fn to_text(lock: &Lock) -> String {
     let _ = writeln!(out, "  distro: {}", q(&base.distro));
     let _ = writeln!(out, "  release: {}", q(&base.release));
     let _ = writeln!(out, "  arch: {}", q(&base.arch));
-    let _ = writeln!(out, "  mirror: {}", q(&base.mirror));
-    let _ = writeln!(out, "  in_release:");
-    let _ = writeln!(out, "    sha256: {}", q(&base.in_release.sha256));
-    let _ = writeln!(out, "    date: {}", q(&base.in_release.date));
-    if base.indexes.is_empty() {
-        let _ = writeln!(out, "  indexes: []");
+    if lock.repositories.is_empty() {
+        let _ = writeln!(out, "repositories: []");
     } else {
-        let _ = writeln!(out, "  indexes:");
-        for index in &base.indexes {
+        let _ = writeln!(out, "repositories:");
+    }
+    for repository in &lock.repositories {
+        let _ = writeln!(out, "  - name: {}", q(&repository.name));
+        let _ = writeln!(out, "    suite: {}", q(&repository.suite));
+        let _ = writeln!(out, "    url: {}", q(&repository.url));
+        let components: Vec<String> = repository.components.iter().map(|c| q(c)).collect();
+        let _ = writeln!(out, "    components: [{}]", components.join(", "));
+        let _ = writeln!(out, "    priority: {}", repository.priority);
+        let _ = writeln!(out, "    signed_by: {}", q(&repository.signed_by));
+        let _ = writeln!(
+            out,
+            "    in_release: {{sha256: {}, date: {}}}",
+            q(&repository.in_release.sha256),
+            q(&repository.in_release.date)
+        );
+        if repository.indexes.is_empty() {
+            let _ = writeln!(out, "    indexes: []");
+        } else {
+            let _ = writeln!(out, "    indexes:");
+        }
+        for index in &repository.indexes {
             let _ = writeln!(
                 out,
-                "    - {{path: {}, size: {}, sha256: {}}}",
+                "      - {{path: {}, size: {}, sha256: {}}}",
                 q(&index.path),
                 index.size,
                 q(&index.sha256)
@@ -225,12 +303,13 @@ pub fn to_text(lock: &Lock) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  - {{name: {}, version: {}, arch: {}{priority}, size: {}, sha256: {}, filename: {}}}",
+                "  - {{name: {}, version: {}, arch: {}{priority}, size: {}, sha256: {}, repository: {}, filename: {}}}",
                 q(&p.name),
                 q(&p.version),
                 q(&p.arch),
                 p.size,
                 q(&p.sha256),
+                q(&p.repository),
                 q(&p.filename)
             );
         }
@@ -337,17 +416,31 @@ mod tests {
                 distro: "debian".into(),
                 release: "bookworm".into(),
                 arch: "amd64".into(),
-                mirror: "http://mirror.example.invalid/debian".into(),
-                in_release: LockedInRelease {
-                    sha256: "ab".repeat(32),
-                    date: "Sat, 11 Jul 2026 10:16:37 UTC".into(),
-                },
-                indexes: vec![LockedFile {
-                    path: "main/binary-amd64/Packages".into(),
-                    sha256: "cd".repeat(32),
-                    size: 50_060_337,
-                }],
             },
+            repositories: ["bookworm", "bookworm-security"]
+                .into_iter()
+                .map(|suite| LockedRepository {
+                    name: "debian".into(),
+                    suite: suite.into(),
+                    url: if suite == "bookworm" {
+                        "http://mirror.example.invalid/debian".into()
+                    } else {
+                        "http://mirror.example.invalid/debian-security".into()
+                    },
+                    components: vec!["main".into()],
+                    priority: 500,
+                    signed_by: "AB".repeat(20),
+                    in_release: LockedInRelease {
+                        sha256: "ab".repeat(32),
+                        date: "Sat, 11 Jul 2026 10:16:37 UTC".into(),
+                    },
+                    indexes: vec![LockedFile {
+                        path: "main/binary-amd64/Packages".into(),
+                        sha256: "cd".repeat(32),
+                        size: 50_060_337,
+                    }],
+                })
+                .collect(),
             source_date_epoch: 1_783_764_997,
             packages: vec![
                 LockedPackage {
@@ -357,6 +450,7 @@ mod tests {
                     priority: Some("optional".into()),
                     size: 2_757_936,
                     sha256: "ef".repeat(32),
+                    repository: "debian/bookworm-security".into(),
                     filename: "pool/main/g/glibc/libc6_2.36-9+deb12u13_amd64.deb".into(),
                 },
                 LockedPackage {
@@ -366,6 +460,7 @@ mod tests {
                     priority: None,
                     size: 1,
                     sha256: "01".repeat(32),
+                    repository: "debian/bookworm".into(),
                     filename: "pool/main/y/yes/yes_2.30_all.deb".into(),
                 },
             ],
@@ -417,7 +512,7 @@ mod tests {
         let path = dir.path().join("x.lock");
         std::fs::write(
             &path,
-            to_text(&sample()).replace("version: 2\n", "version: 9\n"),
+            to_text(&sample()).replace("version: 3\n", "version: 9\n"),
         )
         .unwrap();
         assert!(matches!(
@@ -427,15 +522,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_of_the_first_format_is_named_as_older_not_as_broken() {
+    fn a_lock_of_an_older_format_is_named_as_older_not_as_broken() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
-        // Format 1 had no `priority`, and an unknown field is refused: the
-        // version must be looked at before the rest.
+        // Format 1 had no `priority` and format 2 no `repositories`, and an
+        // unknown field is refused: the version must be looked at first.
         let text = to_text(&sample())
-            .replace("version: 2\n", "version: 1\n")
+            .replace("version: 3\n", "version: 1\n")
             .replace(", priority: \"optional\"", "")
-            .replace("  indexes:", "  unknown_in_format_2: 1\n  indexes:");
+            .replace("    indexes:", "    unknown_in_format_3: 1\n    indexes:");
         std::fs::write(&path, text).unwrap();
         let error = read(&path).unwrap_err();
         assert!(
@@ -443,6 +538,25 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("older kiln"), "{error}");
+    }
+
+    #[test]
+    fn packages_download_from_their_own_repository() {
+        let lock = sample();
+        let libc = &lock.packages[0];
+        assert_eq!(
+            lock.package_url(libc, None),
+            "http://mirror.example.invalid/debian-security/pool/main/g/glibc/libc6_2.36-9+deb12u13_amd64.deb"
+        );
+        // `--mirror` stands in for every archive of the distribution.
+        assert_eq!(
+            lock.package_url(libc, Some("file:///srv/m")),
+            "file:///srv/m/pool/main/g/glibc/libc6_2.36-9+deb12u13_amd64.deb"
+        );
+        assert_eq!(
+            lock.package_url(&lock.packages[1], Some("file:///srv/m/")),
+            "file:///srv/m/pool/main/y/yes/yes_2.30_all.deb"
+        );
     }
 
     #[test]

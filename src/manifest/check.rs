@@ -15,7 +15,7 @@ use super::diagnostic::Problem;
 use super::values::Size;
 use super::{
     Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, Partition, PartitionSize,
-    PartitionTable, PartitionType, Spanned,
+    PartitionTable, PartitionType, Spanned, SuiteKind,
 };
 
 /// Space kept free before the first partition, and the alignment of every
@@ -33,6 +33,7 @@ const MAX_EPOCH_SECONDS: u64 = (1 << 34) - 1;
 pub fn check(manifest: &Manifest) -> Vec<Problem> {
     let mut problems = Vec::new();
     check_base(manifest, &mut problems);
+    check_repositories(manifest, &mut problems);
     check_lists(manifest, &mut problems);
     check_disk(&manifest.disk, &mut problems);
     check_tests(manifest, &mut problems);
@@ -114,6 +115,171 @@ fn check_base(manifest: &Manifest, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Suites that only some releases have: a development release has no
+/// updates, security or backports suite.
+const RELEASES_WITHOUT_SUITES: [&str; 4] = ["sid", "unstable", "experimental", "rc-buggy"];
+
+fn check_repositories(manifest: &Manifest, problems: &mut Vec<Problem>) {
+    let base = &manifest.base;
+    let distro = base.distro.value;
+    let release = base.release.as_ref().map(|r| r.as_str().to_string());
+    if !distro.is_debian_family() {
+        let apt_keys = [
+            (
+                "suites",
+                base.suites
+                    .as_ref()
+                    .map(|s| s.first().map_or(base.distro.span, |s| s.span)),
+            ),
+            (
+                "components",
+                base.components
+                    .as_ref()
+                    .map(|c| c.first().map_or(base.distro.span, |c| c.span)),
+            ),
+            (
+                "security_mirror",
+                base.security_mirror.as_ref().map(|m| m.span),
+            ),
+        ];
+        for (key, span) in apt_keys {
+            if let Some(span) = span {
+                problems.push(Problem::error(
+                    format!(
+                        "`{key}` is for apt archives; `distro: {}` does not use it",
+                        distro.as_str()
+                    ),
+                    span,
+                    "not used",
+                    "remove it, or use `distro: debian` or `distro: ubuntu`",
+                ));
+            }
+        }
+        if let Some(repository) = manifest.repositories.first() {
+            problems.push(Problem::error(
+                format!(
+                    "`repositories` are apt archives; `distro: {}` does not use them",
+                    distro.as_str()
+                ),
+                repository.span,
+                "not used",
+                "remove `repositories`, or use `distro: debian` or `distro: ubuntu`",
+            ));
+        }
+    }
+    if let (Some(release), Some(suites)) = (&release, &base.suites)
+        && RELEASES_WITHOUT_SUITES.contains(&release.as_str())
+        && let Some(first) = suites.first()
+    {
+        problems.push(Problem::error(
+            format!("`{release}` has no `{}` suite", first.value.as_str()),
+            first.span,
+            "no such suite",
+            "a development release has only itself: write `suites: []` or remove `suites`",
+        ));
+    }
+    if let Some(suites) = &base.suites {
+        for (first, again) in duplicates(suites.iter().map(|s| (s.value, s.span))) {
+            problems.push(
+                Problem::error(
+                    "this suite is listed twice",
+                    again,
+                    "listed again",
+                    "remove the second entry",
+                )
+                .with_related(first, "first listed here")
+                .warning(),
+            );
+        }
+    }
+    for (first, again) in duplicates(
+        manifest
+            .repositories
+            .iter()
+            .map(|r| (r.name.value.clone(), r.name.span)),
+    ) {
+        problems.push(
+            Problem::error(
+                "two repositories have this name",
+                again,
+                "used again",
+                "give each repository its own name: the lock and the image's apt sources name it by it",
+            )
+            .with_related(first, "first used here"),
+        );
+    }
+    for repository in &manifest.repositories {
+        if repository.name.as_str() == distro.as_str() {
+            problems.push(Problem::error(
+                format!(
+                    "`{}` is the name of the base distribution's archive",
+                    distro.as_str()
+                ),
+                repository.name.span,
+                "taken",
+                "give the repository another name, such as its vendor's",
+            ));
+        }
+        if repository.key.is_none() && repository.fingerprint.is_none() {
+            problems.push(Problem::error(
+                "this repository names no key to check it with",
+                repository.name.span,
+                "signed by whom?",
+                "add `key: <file>` with the repository's public key (armored or binary), or `fingerprint:` of a key in the host's apt keyrings",
+            ));
+        }
+        if let Some(key) = &repository.key
+            && key.value.trim().is_empty()
+        {
+            problems.push(Problem::error(
+                "`key` is empty",
+                key.span,
+                "no path",
+                "give the path of the repository's public key file, relative to the imagefile",
+            ));
+        }
+    }
+    // `name/suite` must name a suite the lock reads.
+    let mut known: Vec<String> = Vec::new();
+    if let Some(release) = &release {
+        known.push(release.clone());
+        if !RELEASES_WITHOUT_SUITES.contains(&release.as_str()) {
+            let kinds = base.suites.as_ref().map_or_else(
+                || SuiteKind::DEFAULT.to_vec(),
+                |suites| suites.iter().map(|s| s.value).collect(),
+            );
+            known.extend(kinds.iter().map(|kind| kind.suite(release)));
+        }
+    }
+    for repository in &manifest.repositories {
+        if repository.suites.is_empty() {
+            known.extend(release.clone());
+        }
+        known.extend(repository.suites.iter().map(|s| s.as_str().to_string()));
+    }
+    for package in &manifest.packages {
+        let Some(suite) = package.value.suite() else {
+            continue;
+        };
+        if known.iter().any(|k| k == suite) {
+            continue;
+        }
+        let backports = release
+            .as_ref()
+            .is_some_and(|r| suite == SuiteKind::Backports.suite(r));
+        problems.push(Problem::error(
+            format!("`{suite}` is not a suite this image reads"),
+            package.span,
+            "unknown suite",
+            if backports {
+                "add `backports` to `base.suites` to read it".to_string()
+            } else {
+                format!("the suites read are: {}", known.join(", "))
+            },
+        ));
+    }
+}
+
 fn check_lists(manifest: &Manifest, problems: &mut Vec<Problem>) {
     for (first, again) in duplicates(
         manifest
@@ -132,7 +298,12 @@ fn check_lists(manifest: &Manifest, problems: &mut Vec<Problem>) {
             .warning(),
         );
     }
-    for (first, again) in duplicates(manifest.packages.iter().map(|p| (p.value.clone(), p.span))) {
+    for (first, again) in duplicates(
+        manifest
+            .packages
+            .iter()
+            .map(|p| (p.value.name().to_string(), p.span)),
+    ) {
         problems.push(
             Problem::error(
                 "this package is listed twice",

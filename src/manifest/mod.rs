@@ -28,8 +28,9 @@ pub use source::{Source, load};
 pub use spanned::Spanned;
 pub(crate) use values::HELP_SEPARATOR;
 pub use values::{
-    DiskSize, ElementName, EnvName, ImageName, Label, MountOptions, Mountpoint, PackageName,
-    PartitionName, PartitionSize, Release, Sha256Hex, Size, SourceUrl, ValueError,
+    Component, DiskSize, ElementName, EnvName, Fingerprint, ImageName, Label, MountOptions,
+    Mountpoint, PackageName, PartitionName, PartitionSize, Release, RepositoryName, Sha256Hex,
+    Size, SourceUrl, SuiteName, ValueError,
 };
 
 /// The label of the root filesystem when the manifest names none; cloud
@@ -54,9 +55,17 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub elements: Vec<Spanned<ElementRef>>,
 
-    /// Extra packages to install from the base distribution's archive.
+    /// Extra packages to install from the base distribution's archive (or
+    /// from `repositories`). Write `name/suite` to take a package from one
+    /// suite, as apt does: `linux-image-amd64/bookworm-backports`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Spanned<PackageName>>,
+
+    /// Other apt repositories to install packages from, besides the base
+    /// distribution's archive: a vendor's, or your own. Each is signed by
+    /// its own `key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<Spanned<Repository>>,
 
     /// Environment variables handed to every element hook, such as
     /// `DIB_RELEASE` for elements written for diskimage-builder.
@@ -118,6 +127,29 @@ pub struct Base {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Spanned<SourceUrl>>,
 
+    /// The release's suites besides `<release>` itself: `updates`
+    /// (`<release>-updates`, point-release fixes), `security`
+    /// (`<release>-security`) and `backports` (`<release>-backports`,
+    /// whose packages are only taken when asked for, as
+    /// `name/<release>-backports`). Defaults to `[updates, security]`, as
+    /// the distributions' own cloud images; `[]` for the release alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suites: Option<Vec<Spanned<SuiteKind>>>,
+
+    /// The archive components to read. Defaults to `[main]` for Debian
+    /// and `[main, universe]` for Ubuntu; add `contrib`, `non-free` or
+    /// `non-free-firmware` (Debian), `restricted` or `multiverse`
+    /// (Ubuntu) as needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<Spanned<Component>>>,
+
+    /// Where the `security` suite is published. Defaults to the archive
+    /// the host's apt sources name for `<release>-security`, else, for
+    /// Debian, `mirror` with `-security` added (`…/debian` becomes
+    /// `…/debian-security`) and for Ubuntu `mirror` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_mirror: Option<Spanned<SourceUrl>>,
+
     /// An OpenPGP keyring that signs the archive. Defaults to the host's
     /// archive keyring for the distro.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +164,82 @@ pub struct Base {
     /// the digest of what it downloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Spanned<Sha256Hex>>,
+}
+
+/// One of a release's suites besides the release itself.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SuiteKind {
+    /// `<release>-updates`: fixes published between point releases.
+    Updates,
+    /// `<release>-security`: security updates.
+    Security,
+    /// `<release>-backports`: newer versions from the next release, taken
+    /// only for packages asked for as `name/<release>-backports`.
+    Backports,
+}
+
+impl SuiteKind {
+    /// The defaults, as Debian's and Ubuntu's cloud images take them.
+    pub const DEFAULT: [SuiteKind; 2] = [SuiteKind::Updates, SuiteKind::Security];
+
+    /// The suite's name for `release`: `bookworm-security`.
+    pub fn suite(self, release: &str) -> String {
+        format!("{release}-{}", self.as_str())
+    }
+
+    /// The name as written in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuiteKind::Updates => "updates",
+            SuiteKind::Security => "security",
+            SuiteKind::Backports => "backports",
+        }
+    }
+}
+
+/// An extra apt repository.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["key"]}, {"required": ["fingerprint"]}]))]
+pub struct Repository {
+    /// A short name for it: the lock names the repository by it, and the
+    /// image's apt source is `/etc/apt/sources.list.d/<name>.sources`.
+    pub name: Spanned<RepositoryName>,
+
+    /// The archive's URL: the directory that holds `dists/` and `pool/`.
+    pub url: Spanned<SourceUrl>,
+
+    /// The suites to read, below `dists/`. Defaults to the base's
+    /// `release`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<Spanned<SuiteName>>,
+
+    /// The components to read. Defaults to `[main]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Spanned<Component>>,
+
+    /// The OpenPGP public key (armored `.asc` or binary `.gpg`) that signs
+    /// the repository's `InRelease`, relative to the imagefile. It is also
+    /// installed in the image, so that apt there trusts the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Spanned<String>>,
+
+    /// The fingerprint of the key that must have signed the `InRelease`,
+    /// as apt's `Signed-By` takes it. With `key`, only that key of the
+    /// file counts; without, the key is looked up in the host's apt
+    /// keyrings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Spanned<Fingerprint>>,
+
+    /// apt's pin priority for the repository's packages. Defaults to 500,
+    /// that of every repository apt reads; a higher one wins over newer
+    /// versions elsewhere, below 100 its packages are only taken when
+    /// nothing else has them, below 0 never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Spanned<i32>>,
 }
 
 /// A distribution family.

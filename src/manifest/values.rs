@@ -423,6 +423,26 @@ name_type!(
     "partition name",
     36
 );
+name_type!(
+    /// The name of an extra apt repository: the lock names the repository
+    /// by it, and the image's apt source is `<name>.sources`.
+    RepositoryName,
+    "repository name",
+    64
+);
+name_type!(
+    /// An apt suite: a directory below the archive's `dists/`, such as
+    /// `bookworm-backports` or `stable`.
+    SuiteName,
+    "suite name",
+    64
+);
+name_type!(
+    /// An archive component, such as `main`, `contrib` or `universe`.
+    Component,
+    "component",
+    64
+);
 /// A distribution release: a code name (`bookworm`) or number (`9`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Release(String);
@@ -451,19 +471,38 @@ checked_string!(
 );
 
 /// The name of a package in the base distribution's archive, optionally
-/// qualified with an architecture (`libc6:amd64`).
+/// qualified with an architecture (`libc6:amd64`) or, as apt writes it,
+/// with the suite to take it from (`linux-image-amd64/bookworm-backports`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PackageName(String);
+
+impl PackageName {
+    /// The package's name alone, without `:arch` or `/suite`.
+    pub fn name(&self) -> &str {
+        let end = self.0.find([':', '/']).unwrap_or(self.0.len());
+        &self.0[..end]
+    }
+
+    /// The suite after `/`, when the package is asked for from one.
+    pub fn suite(&self) -> Option<&str> {
+        self.0.split_once('/').map(|(_, suite)| suite)
+    }
+}
 
 impl FromStr for PackageName {
     type Err = ValueError;
 
     fn from_str(text: &str) -> Result<Self, ValueError> {
         let help = "package names are made of letters, digits, `+`, `.`, `_` and `-`, \
-                    optionally followed by `:arch`";
-        let (name, arch) = match text.split_once(':') {
-            Some((name, arch)) => (name, Some(arch)),
+                    optionally followed by `:arch` or by `/suite` (as in \
+                    `linux-image-amd64/bookworm-backports`)";
+        let (rest, suite) = match text.split_once('/') {
+            Some((rest, suite)) => (rest, Some(suite)),
             None => (text, None),
+        };
+        let (name, arch) = match rest.split_once(':') {
+            Some((name, arch)) => (name, Some(arch)),
+            None => (rest, None),
         };
         let valid_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && name
@@ -472,13 +511,14 @@ impl FromStr for PackageName {
         let valid_arch = arch.is_none_or(|a| {
             !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
+        let valid_suite = suite.is_none_or(|s| check_name(s, "suite name", 64).is_ok());
         if text.contains(['=', '(', '<', '>']) {
             return Err(ValueError::new(
                 format!("`{text}` is not a package name"),
                 "versions are pinned by `kiln lock`, not in the manifest; write the bare name",
             ));
         }
-        if !valid_name || !valid_arch {
+        if !valid_name || !valid_arch || !valid_suite {
             return Err(ValueError::new(
                 format!("`{text}` is not a package name"),
                 help,
@@ -494,9 +534,9 @@ checked_string!(
     PackageName,
     json_schema!({
         "type": "string",
-        "pattern": "^[A-Za-z0-9][A-Za-z0-9+._-]*(:[A-Za-z0-9-]+)?$",
-        "description": "A package name, optionally with `:arch`.",
-        "examples": ["openssh-server", "cloud-init"]
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9+._-]*(:[A-Za-z0-9-]+)?(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+        "description": "A package name, optionally with `:arch`, or with `/suite` to take it from that suite (such as backports).",
+        "examples": ["openssh-server", "cloud-init", "linux-image-amd64/bookworm-backports"]
     })
 );
 
@@ -702,6 +742,48 @@ checked_string!(
         "type": "string",
         "pattern": "^(https?|file)://\\S+$",
         "format": "uri"
+    })
+);
+
+/// An OpenPGP key fingerprint: 40 hexadecimal digits (64 for a version 5
+/// key), spaces allowed between groups as `gpg` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint as upper-case digits without spaces, as gpgv's
+    /// status lines give it.
+    pub fn normalised(&self) -> String {
+        self.0
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        let digits: String = text.chars().filter(|c| *c != ' ').collect();
+        if !matches!(digits.len(), 40 | 64) || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ValueError::new(
+                format!("`{text}` is not an OpenPGP fingerprint"),
+                "give the key's full fingerprint, 40 hexadecimal digits, as `gpg --show-keys --with-fingerprint KEYFILE` prints it",
+            ));
+        }
+        Ok(Fingerprint(text.to_string()))
+    }
+}
+
+text_newtype!(Fingerprint);
+
+checked_string!(
+    Fingerprint,
+    json_schema!({
+        "type": "string",
+        "pattern": "^([0-9A-Fa-f] ?){40}(([0-9A-Fa-f] ?){24})?$"
     })
 );
 

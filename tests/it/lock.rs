@@ -84,7 +84,28 @@ fn locking_the_examples_is_exact_and_repeatable() {
             lock.manifest,
             kiln::lock::sha256_tag(&std::fs::read(&manifest).expect("read"))
         );
-        assert_eq!(lock.base.in_release.sha256.len(), 64);
+        let suites: Vec<&str> = lock.repositories.iter().map(|r| r.suite.as_str()).collect();
+        assert_eq!(
+            suites,
+            ["bookworm", "bookworm-updates", "bookworm-security"],
+            "the release, its updates and its security suite by default"
+        );
+        for repository in &lock.repositories {
+            assert_eq!(repository.in_release.sha256.len(), 64);
+            assert_eq!(repository.signed_by.len(), 40, "{repository:?}");
+            assert!(!repository.indexes.is_empty());
+        }
+        assert!(
+            lock.repositories[2].url.ends_with("-security"),
+            "the security suite is at its own archive, as the host's apt sources say"
+        );
+        for package in &lock.packages {
+            assert!(
+                lock.repository_of(package).is_some(),
+                "{} names a locked repository",
+                package.name
+            );
+        }
         assert!(
             lock.source_date_epoch > 1_600_000_000,
             "defaults to the InRelease's Date"
@@ -232,7 +253,7 @@ fn locked_packages_match_the_mirror() {
     // A sample spread over the alphabet, fetched by curl, not by kiln.
     let step = (lock.packages.len() / 5).max(1);
     for package in lock.packages.iter().step_by(step).take(5) {
-        let url = format!("{}/{}", lock.base.mirror, package.filename);
+        let url = lock.package_url(package, None);
         let output = std::process::Command::new("curl")
             .args(["--fail", "--silent", "--show-error", "--location", &url])
             .output()
@@ -339,7 +360,7 @@ fn fetch_fills_the_cache_repairs_it_and_works_offline() {
     let lock_path = temp.path().join("debian-minimal.lock");
     let text = std::fs::read_to_string(&lock_path).expect("lock");
     let unreachable = text.replace(
-        &lock.base.mirror,
+        lock.base_url(),
         &format!("http://127.0.0.1:{closed_port}/debian"),
     );
     std::fs::write(&lock_path, unreachable).expect("point the lock at nothing");
@@ -370,7 +391,7 @@ fn local_mirror(dir: &Path, lock: &kiln::lock::Lock) -> PathBuf {
         assert!(output.status.success(), "curl {url}");
         output.stdout
     };
-    let in_release = fetch(&format!("{}/dists/bookworm/InRelease", lock.base.mirror));
+    let in_release = fetch(&format!("{}/dists/bookworm/InRelease", lock.base_url()));
     std::fs::write(dists.join("InRelease"), &in_release).expect("write");
     let text = String::from_utf8_lossy(&in_release).into_owned();
     let xz_hash = text
@@ -382,7 +403,7 @@ fn local_mirror(dir: &Path, lock: &kiln::lock::Lock) -> PathBuf {
         .to_string();
     let xz = fetch(&format!(
         "{}/dists/bookworm/main/binary-amd64/by-hash/SHA256/{xz_hash}",
-        lock.base.mirror
+        lock.base_url()
     ));
     std::fs::write(index_dir.join("by-hash/SHA256").join(&xz_hash), &xz).expect("write");
     std::fs::write(index_dir.join("Packages.xz"), &xz).expect("write");
@@ -394,7 +415,7 @@ fn manifest_with_mirror(dir: &Path, mirror: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "name: local\nbase:\n  distro: debian\n  release: bookworm\n  mirror: file://{}\n",
+            "name: local\nbase:\n  distro: debian\n  release: bookworm\n  suites: []\n  mirror: file://{}\n",
             mirror.display()
         ),
     )
@@ -471,7 +492,7 @@ fn tampered_inputs_are_refused_by_name() {
     let package = &lock.packages[0];
     let deb = mirror.join(&package.filename);
     std::fs::create_dir_all(deb.parent().expect("parent")).expect("mkdir");
-    let url = format!("{}/{}", lock.base.mirror, package.filename);
+    let url = lock.package_url(package, None);
     let output = std::process::Command::new("curl")
         .args(["--fail", "--silent", &url])
         .output()
@@ -479,12 +500,16 @@ fn tampered_inputs_are_refused_by_name() {
     let mut bytes = output.stdout;
     bytes[0] ^= 0xff;
     std::fs::write(&deb, bytes).expect("write");
+    let repository = kiln::lock::LockedRepository {
+        url: format!("file://{}", mirror.display()),
+        ..local.repositories[0].clone()
+    };
     let one_package = kiln::lock::Lock {
-        packages: vec![package.clone()],
-        base: kiln::lock::LockedBase {
-            mirror: format!("file://{}", mirror.display()),
-            ..local.base.clone()
-        },
+        packages: vec![kiln::lock::LockedPackage {
+            repository: repository.id(),
+            ..package.clone()
+        }],
+        repositories: vec![repository],
         ..local.clone()
     };
     kiln::lock::write(&temp.path().join("imagefile.lock"), &one_package).expect("write lock");
@@ -596,7 +621,7 @@ fn a_lock_whose_mirror_is_unreachable_fetches_from_another_by_hash() {
     let unreachable = format!("http://127.0.0.1:{closed_port}/debian");
     let text = std::fs::read_to_string(&lock_path)
         .expect("lock")
-        .replace(&lock.base.mirror, &unreachable);
+        .replace(lock.base_url(), &unreachable);
     std::fs::write(&lock_path, &text).expect("point the lock at nothing");
 
     let fresh = temp.path().join("fresh");
