@@ -72,7 +72,9 @@ pub fn starter(name: &str, distro: Distro, release: Option<&str>) -> String {
     if distro.is_debian_family() {
         base.push_str(
             "  # arch: amd64        # or arm64\n\
-             \x20 # mirror: http://…   # default: the mirror the host's apt sources name\n",
+             \x20 # mirror: http://…   # default: the mirror the host's apt sources name\n\
+             \x20 # suites: [updates, security]   # the default; add backports, or [] for the release alone\n\
+             \x20 # components: [main]            # add contrib, non-free-firmware, …\n",
         );
     } else {
         base.push_str(
@@ -96,9 +98,18 @@ name: {name}\n\
 # diskimage-builder. Give parameters with `- {{name: NAME, with: {{KEY: value}}}}`.\n\
 elements: []\n\
 \n\
-# Extra packages from the distribution's archive.\n\
+# Extra packages from the distribution's archive. `name/suite` takes one\n\
+# from that suite, such as `linux-image-amd64/bookworm-backports`.\n\
 packages:\n\
 \x20 - openssh-server\n\
+\n\
+# Other apt repositories, each checked with its own key:\n\
+# repositories:\n\
+#   - name: vendor\n\
+#     url: https://…\n\
+#     suites: [stable]\n\
+#     components: [main]\n\
+#     key: keys/vendor.asc\n\
 \n\
 # Variables handed to every element hook.\n\
 # environment:\n\

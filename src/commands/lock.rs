@@ -156,7 +156,7 @@ pub fn lock_planned(
     let lock = made.lock;
     match lock::read(lock_path) {
         Ok(old) => {
-            let report = lock::diff::render(&lock::diff::changes(&old, &lock), &lock.base.release);
+            let report = lock::diff::render(&lock::diff::changes(&old, &lock));
             if !report.is_empty() {
                 terminal::status(report.trim_end());
             }

@@ -35,8 +35,19 @@ pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
         .as_ref()
         .map(|r| format!(" {}", r.value))
         .unwrap_or_default();
+    if base.distro.value == manifest::Distro::Ubuntu {
+        terminal::status(
+            "note: `distro: ubuntu` is experimental: kiln has locked and built it only from a \
+             test-made archive laid out and signed like Ubuntu's, never from Ubuntu's own archive",
+        );
+    }
+    let repositories = if manifest.repositories.is_empty() {
+        String::new()
+    } else {
+        format!(", {} extra repositor(ies)", manifest.repositories.len())
+    };
     terminal::status(&format!(
-        "{}: valid — image `{}`, {}{release}, {} element(s), {} extra package(s)",
+        "{}: valid — image `{}`, {}{release}, {} element(s), {} extra package(s){repositories}",
         checked.source.name(),
         manifest.name.value,
         base.distro.as_str(),

@@ -24,6 +24,8 @@ pub enum Change {
         from: String,
         /// The new version.
         to: String,
+        /// The repository it now comes from (`debian/bookworm-security`).
+        repository: String,
     },
     /// An older version (a package the archive took back, or a pin).
     Downgraded {
@@ -33,6 +35,8 @@ pub enum Change {
         from: String,
         /// The new version.
         to: String,
+        /// The repository it now comes from (`debian/bookworm-security`).
+        repository: String,
     },
     /// The same version with another file: a binary rebuild, or an
     /// archive that replaced a file, which is worth a look.
@@ -41,6 +45,8 @@ pub enum Change {
         name: String,
         /// The version.
         version: String,
+        /// The repository it now comes from.
+        repository: String,
     },
     /// A package the old lock did not have.
     Added {
@@ -48,6 +54,8 @@ pub enum Change {
         name: String,
         /// Its version.
         version: String,
+        /// The repository it comes from.
+        repository: String,
     },
     /// A package the new lock does not have.
     Removed {
@@ -84,19 +92,32 @@ pub fn changes(old: &Lock, new: &Lock) -> Vec<Change> {
         match (before.get(&name), after.get(&name)) {
             (Some(old), Some(new)) if old.version != new.version => {
                 let (from, to) = (old.version.clone(), new.version.clone());
+                let repository = new.repository.clone();
                 changes.push(match compare_versions(&from, &to) {
-                    Ordering::Greater => Change::Downgraded { name, from, to },
-                    _ => Change::Upgraded { name, from, to },
+                    Ordering::Greater => Change::Downgraded {
+                        name,
+                        from,
+                        to,
+                        repository,
+                    },
+                    _ => Change::Upgraded {
+                        name,
+                        from,
+                        to,
+                        repository,
+                    },
                 });
             }
             (Some(old), Some(new)) if old.sha256 != new.sha256 => changes.push(Change::Rebuilt {
                 name,
                 version: new.version.clone(),
+                repository: new.repository.clone(),
             }),
             (Some(_), Some(_)) => {}
             (None, Some(new)) => changes.push(Change::Added {
                 name,
                 version: new.version.clone(),
+                repository: new.repository.clone(),
             }),
             (Some(old), None) => changes.push(Change::Removed {
                 name,
@@ -141,34 +162,52 @@ fn compare_versions(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// The report: one line per change, with the repository `source` the new
-/// lock took packages from, then a summary line. Empty when nothing
+/// The report: one line per change, with the repository the new lock
+/// takes the package from, then a summary line. Empty when nothing
 /// changed.
-pub fn render(changes: &[Change], source: &str) -> String {
+pub fn render(changes: &[Change]) -> String {
     let mut out = String::new();
     let (mut upgraded, mut downgraded, mut rebuilt, mut added, mut removed, mut elements) =
         (0, 0, 0, 0, 0, 0);
     for change in changes {
         // `write!` to a String cannot fail.
         let _ = match change {
-            Change::Upgraded { name, from, to } => {
+            Change::Upgraded {
+                name,
+                from,
+                to,
+                repository,
+            } => {
                 upgraded += 1;
-                writeln!(out, "   Upgrading {name} {from} -> {to} ({source})")
+                writeln!(out, "   Upgrading {name} {from} -> {to} ({repository})")
             }
-            Change::Downgraded { name, from, to } => {
+            Change::Downgraded {
+                name,
+                from,
+                to,
+                repository,
+            } => {
                 downgraded += 1;
-                writeln!(out, " Downgrading {name} {from} -> {to} ({source})")
+                writeln!(out, " Downgrading {name} {from} -> {to} ({repository})")
             }
-            Change::Rebuilt { name, version } => {
+            Change::Rebuilt {
+                name,
+                version,
+                repository,
+            } => {
                 rebuilt += 1;
                 writeln!(
                     out,
-                    "   Replacing {name} {version}: same version, another file ({source})"
+                    "   Replacing {name} {version}: same version, another file ({repository})"
                 )
             }
-            Change::Added { name, version } => {
+            Change::Added {
+                name,
+                version,
+                repository,
+            } => {
                 added += 1;
-                writeln!(out, "      Adding {name} {version} ({source})")
+                writeln!(out, "      Adding {name} {version} ({repository})")
             }
             Change::Removed { name, version } => {
                 removed += 1;
@@ -232,6 +271,10 @@ mod tests {
         let mut lock = lock_of(&pairs);
         for (package, (_, version, _)) in lock.packages.iter_mut().zip(packages) {
             package.version = (*version).to_string();
+            // Security updates come from the security suite.
+            if version.contains("+deb12u") {
+                package.repository = "debian/bookworm-security".to_string();
+            }
         }
         lock.elements = elements
             .iter()
@@ -268,14 +311,14 @@ mod tests {
             ],
             &[("base", "t1b"), ("new-element", "t3")],
         );
-        insta::assert_snapshot!(render(&changes(&old, &new), "bookworm"));
+        insta::assert_snapshot!(render(&changes(&old, &new)));
     }
 
     #[test]
     fn nothing_changed_prints_nothing() {
         let one = lock(&[("libc6", "2.36", "a")], &[("base", "t")]);
         assert_eq!(changes(&one, &one), []);
-        assert_eq!(render(&[], "bookworm"), "");
+        assert_eq!(render(&[]), "");
     }
 
     #[test]

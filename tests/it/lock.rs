@@ -677,3 +677,72 @@ fn a_lock_whose_mirror_is_unreachable_fetches_from_another_by_hash() {
     );
     assert!(stderr.contains("help:"), "{stderr}");
 }
+
+/// The text of an index the lock pinned, from the cache `kiln lock` kept it
+/// in (checked against the pinned hash on the way).
+fn pinned_index(cache: &Path, index: &kiln::lock::LockedFile) -> String {
+    let cache = kiln::cache::Cache::open(cache).expect("the cache opens");
+    let digest = kiln::cache::Digest::new(&index.sha256, index.size).expect("a digest");
+    match cache.get(&digest).expect("the cache reads") {
+        kiln::cache::Lookup::Present(path) => std::fs::read_to_string(path).expect("UTF-8"),
+        other => panic!("`kiln lock` keeps the indexes it read in the cache: {other:?}"),
+    }
+}
+
+#[test]
+fn debian_cloud_has_no_package_older_than_its_security_suite() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = shared_cache();
+    example(temp.path(), "debian-cloud");
+    let (code, stderr) = run(
+        temp.path(),
+        &[
+            "lock",
+            "debian-cloud.yaml",
+            "--cache-dir",
+            cache.to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lock = read_lock(&temp.path().join("debian-cloud.lock"));
+    let mut checked = 0;
+    let mut from_security = 0;
+    for suite in ["bookworm-security", "bookworm-updates"] {
+        let repository = lock
+            .repositories
+            .iter()
+            .find(|r| r.suite == suite)
+            .unwrap_or_else(|| panic!("debian-cloud reads {suite} by default"));
+        let mut index = kiln::apt::index::PackageIndex::new("amd64");
+        for file in &repository.indexes {
+            index
+                .add_packages(suite, &pinned_index(&cache, file))
+                .expect("the pinned index reads");
+        }
+        for package in &lock.packages {
+            let Some(newest) = index.newest(&package.name) else {
+                continue;
+            };
+            checked += 1;
+            let locked = kiln::apt::version::Version::parse(&package.version).expect("a version");
+            assert!(
+                locked >= newest.version,
+                "{} {} is older than {} in {suite}",
+                package.name,
+                package.version,
+                newest.version
+            );
+            if locked == newest.version && package.repository == repository.id() {
+                from_security += usize::from(suite == "bookworm-security");
+            }
+        }
+    }
+    assert!(
+        checked > 10,
+        "the suites have updates for the image: {checked}"
+    );
+    assert!(
+        from_security > 5,
+        "security updates come from the security suite: {from_security}"
+    );
+}
