@@ -14,6 +14,8 @@
 //! - [`essential`]: which locked packages are unpacked first.
 //! - [`repo`]: the local repository and the apt configuration that points
 //!   at it.
+//! - [`sources`]: the image's apt sources for the imagefile's extra
+//!   repositories.
 //! - [`extract`]: the first stage itself.
 //! - [`install`]: the second stage, in the chroot, and the check that
 //!   the tree holds exactly the lock.
@@ -25,6 +27,7 @@ pub mod install;
 pub mod merged_usr;
 pub mod paragraphs;
 pub mod repo;
+pub mod sources;
 
 pub use deb::{DebError, UnpackReport, read_control, unpack_data};
 pub use essential::essential_set;

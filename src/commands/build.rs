@@ -202,11 +202,12 @@ fn build_into(
         root.display()
     ));
     terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
+    // The local repository has one suite: `name/suite` was for the lock.
     let packages: Vec<String> = checked
         .manifest
         .packages
         .iter()
-        .map(|p| p.as_str().to_string())
+        .map(|p| p.as_str().split('/').next().unwrap_or_default().to_string())
         .collect();
     let result = bootstrap::bootstrap(lock, cache, &root, &work, &packages, &mut log);
     let (bootstrapped, repo) = match result {
@@ -227,6 +228,17 @@ fn build_into(
             .iter()
             .map(|(stage, duration)| (stage.to_string(), *duration)),
     );
+
+    let manifest_dir = Path::new(checked.source.name())
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Err(error) =
+        bootstrap::sources::write_extra_sources(lock, &checked.manifest, manifest_dir, &root)
+    {
+        drop(repo);
+        return Err(failed(&work, &log_path, &error, None));
+    }
 
     let lock_text = lock::to_text(lock);
     let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");

@@ -260,7 +260,11 @@ pub fn make(
             suite: want.suite.clone(),
             error: Box::new(error),
         };
-        let (locked, release, texts) = read_repository(want, arch, http, cache).map_err(at)?;
+        let ReadRepository {
+            locked,
+            release,
+            texts,
+        } = read_repository(want, arch, http, cache).map_err(at)?;
         newest_date = newest_date.max(release.date_epoch);
         for (url, text) in texts {
             index
@@ -533,15 +537,22 @@ fn host_keyrings(apt_dir: &Path) -> Vec<PathBuf> {
     keyrings
 }
 
+/// One repository as read: its lock entry, its release and `(url, text)`
+/// of each index.
+struct ReadRepository {
+    locked: LockedRepository,
+    release: Release,
+    texts: Vec<(String, String)>,
+}
+
 /// Reads one repository: its `InRelease` (verified), and the `Packages`
 /// index of each component (from the cache when the hash matches).
-/// Returns the locked entry, the release, and `(url, text)` per index.
 fn read_repository(
     want: &Wanted,
     arch: &str,
     http: &Http,
     cache: &Cache,
-) -> Result<(LockedRepository, Release, Vec<(String, String)>), MakeError> {
+) -> Result<ReadRepository, MakeError> {
     let dists = format!("{}/dists/{}", want.url, want.suite);
     let in_release_url = format!("{dists}/InRelease");
     let in_release = http
@@ -587,7 +598,11 @@ fn read_repository(
         },
         indexes,
     };
-    Ok((locked, release, texts))
+    Ok(ReadRepository {
+        locked,
+        release,
+        texts,
+    })
 }
 
 /// The archive keyring Debian's and Ubuntu's keyring packages install.

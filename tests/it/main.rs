@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod apt_repo;
 mod assemble;
 mod boot;
 mod build;
