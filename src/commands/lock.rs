@@ -336,7 +336,16 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
             };
             match key_span {
                 Some(span) => in_manifest(span, label, help.to_string()),
-                None => Failure::user(miette::miette!(help = help, "{error}")),
+                // The host's keyring is missing: the user's to install.
+                None if matches!(release_error, ReleaseError::MissingKeyring { .. }) => {
+                    Failure::user(miette::miette!(help = help, "{error}"))
+                }
+                // The distribution's own archive, checked with the host's
+                // keyring, fails: the mirror's fault, not the imagefile's.
+                None => Failure::Internal(miette::miette!(
+                    help = "the mirror serves an archive its distribution's key did not sign: check the mirror (or proxy), then run `kiln lock` again",
+                    "{error}"
+                )),
             }
         }
         MakeError::SameVersionDiffers { first, second, .. } => {

@@ -32,6 +32,10 @@ const PASSING_TESTS: &str = "tests:
   - {run: 'exit 3', exit: 3}
   - {file: /etc/ssh/sshd_config.d/50-kiln-debian.conf}
   - {unit: ssh.service}
+  - name: no upgrade is waiting in the locked repositories
+    run: apt-get update -qq && apt-get -s upgrade
+    sudo: true
+    output: '0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded'
 ";
 
 use crate::common::one_boot_at_a_time;
@@ -234,6 +238,9 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             "✓ run `exit 3` (",
             "✓ file /etc/ssh/sshd_config.d/50-kiln-debian.conf exists (",
             "✓ unit ssh.service is active (",
+            // apt in the image reads the lock's repositories (the release,
+            // -updates, -security) and finds nothing newer there.
+            "✓ no upgrade is waiting in the locked repositories (",
         ] {
             assert!(
                 stdout.contains(check),
@@ -245,7 +252,7 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             .find(|l| l.starts_with("ssh login after "))
             .expect("the login time is printed");
         eprintln!("{}: {login}", firmware.unwrap_or("--bios"));
-        assert!(stderr.contains("all 11 checks passed"), "{stderr}");
+        assert!(stderr.contains("all 12 checks passed"), "{stderr}");
         let keys: Vec<String> = stderr
             .lines()
             .filter_map(|l| l.strip_prefix("host key: "))

@@ -184,7 +184,7 @@ fn lock_update_says_what_changed_and_dry_run_writes_nothing() {
             );
             if line.contains("{name: \"coreutils\"") {
                 format!(
-                    "  - {{name: \"cowsay\", version: \"3.03+dfsg2-8\", arch: \"all\", size: 1, sha256: \"{}\", filename: \"pool/main/c/cowsay/cowsay_3.03+dfsg2-8_all.deb\"}}\n{line}\n",
+                    "  - {{name: \"cowsay\", version: \"3.03+dfsg2-8\", arch: \"all\", size: 1, sha256: \"{}\", repository: \"debian/bookworm\", filename: \"pool/main/c/cowsay/cowsay_3.03+dfsg2-8_all.deb\"}}\n{line}\n",
                     "0".repeat(64)
                 )
             } else {
@@ -195,9 +195,12 @@ fn lock_update_says_what_changed_and_dry_run_writes_nothing() {
     std::fs::write(&lock_path, &older).expect("write");
 
     let expected = [
-        format!("Upgrading bash 5.0-1 -> {} (bookworm)", bash.version),
+        format!(
+            "Upgrading bash 5.0-1 -> {} ({})",
+            bash.version, bash.repository
+        ),
         "Removing cowsay 3.03+dfsg2-8".to_string(),
-        format!("Adding sed {} (bookworm)", sed.version),
+        format!("Adding sed {} ({})", sed.version, sed.repository),
         "3 packages changed (1 upgraded, 1 added, 1 removed)".to_string(),
     ];
     let update = [
@@ -432,11 +435,21 @@ fn tampered_inputs_are_refused_by_name() {
     let cache = temp.path().join("cache");
     let cache_arg = cache.to_str().expect("UTF-8").to_string();
 
-    // The untouched local mirror locks to the same packages.
+    // The untouched local mirror (the release alone) locks to the same
+    // packages, at the release's versions where the lock took an update.
     let (code, stderr) = run(temp.path(), &["lock", "--cache-dir", &cache_arg]);
     assert_eq!(code, 0, "{stderr}");
     let local = read_lock(&temp.path().join("imagefile.lock"));
-    assert_eq!(local.packages, lock.packages);
+    let names = |lock: &kiln::lock::Lock| -> Vec<String> {
+        lock.packages.iter().map(|p| p.name.clone()).collect()
+    };
+    assert_eq!(names(&local), names(&lock));
+    for (local, remote) in local.packages.iter().zip(&lock.packages) {
+        assert_eq!(local.repository, "debian/bookworm");
+        if remote.repository == "debian/bookworm" {
+            assert_eq!(local, remote);
+        }
+    }
 
     // A changed byte in the signed text: the signature no longer verifies.
     let in_release_path = mirror.join("dists/bookworm/InRelease");
