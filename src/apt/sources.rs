@@ -31,19 +31,28 @@ pub struct SourceEntry {
 /// sorted by name.
 pub fn source_files(etc_apt: &Path) -> Vec<PathBuf> {
     let mut files = vec![etc_apt.join("sources.list")];
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(etc_apt.join("sources.list.d"))
+    files.extend(files_with_extensions(
+        &etc_apt.join("sources.list.d"),
+        &["list", "sources"],
+    ));
+    files.into_iter().filter(|path| path.is_file()).collect()
+}
+
+/// The files in `dir` whose extension is one of `extensions`, sorted by
+/// name as apt reads its `.d` directories; none when `dir` cannot be read.
+pub fn files_with_extensions(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| {
             path.extension()
-                .is_some_and(|ext| ext == "list" || ext == "sources")
+                .is_some_and(|ext| extensions.iter().any(|wanted| ext == *wanted))
         })
         .collect();
-    parts.sort();
-    files.extend(parts);
-    files.into_iter().filter(|path| path.is_file()).collect()
+    files.sort();
+    files
 }
 
 /// Every enabled `deb` entry in the given files, in order. Unreadable or

@@ -516,19 +516,11 @@ fn host_keyrings(apt_dir: &Path) -> Vec<PathBuf> {
         apt_dir.join("keyrings"),
         PathBuf::from("/usr/share/keyrings"),
     ] {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| {
-                path.extension()
-                    .is_some_and(|ext| ext == "gpg" || ext == "asc")
-            })
-            .filter(|path| crate::apt::release::read_key(path).is_ok())
-            .collect();
-        found.sort();
-        keyrings.extend(found);
+        keyrings.extend(
+            sources::files_with_extensions(&dir, &["gpg", "asc"])
+                .into_iter()
+                .filter(|path| crate::apt::release::read_key(path).is_ok()),
+        );
     }
     let trusted = apt_dir.join("trusted.gpg");
     if trusted.is_file() {

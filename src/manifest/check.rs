@@ -115,6 +115,27 @@ fn check_base(manifest: &Manifest, problems: &mut Vec<Problem>) {
     }
 }
 
+/// A warning for each entry listed again (`what`: "this X is listed
+/// twice"), pointing at both.
+fn warn_listed_twice(
+    what: &str,
+    repeated: Vec<(SourceSpan, SourceSpan)>,
+    problems: &mut Vec<Problem>,
+) {
+    for (first, again) in repeated {
+        problems.push(
+            Problem::error(
+                format!("this {what} is listed twice"),
+                again,
+                "listed again",
+                "remove the second entry",
+            )
+            .with_related(first, "first listed here")
+            .warning(),
+        );
+    }
+}
+
 /// Suites that only some releases have: a development release has no
 /// updates, security or backports suite.
 const RELEASES_WITHOUT_SUITES: [&str; 4] = ["sid", "unstable", "experimental", "rc-buggy"];
@@ -179,18 +200,11 @@ fn check_repositories(manifest: &Manifest, problems: &mut Vec<Problem>) {
         ));
     }
     if let Some(suites) = &base.suites {
-        for (first, again) in duplicates(suites.iter().map(|s| (s.value, s.span))) {
-            problems.push(
-                Problem::error(
-                    "this suite is listed twice",
-                    again,
-                    "listed again",
-                    "remove the second entry",
-                )
-                .with_related(first, "first listed here")
-                .warning(),
-            );
-        }
+        warn_listed_twice(
+            "suite",
+            duplicates(suites.iter().map(|s| (s.value, s.span))),
+            problems,
+        );
     }
     for (first, again) in duplicates(
         manifest
@@ -281,52 +295,31 @@ fn check_repositories(manifest: &Manifest, problems: &mut Vec<Problem>) {
 }
 
 fn check_lists(manifest: &Manifest, problems: &mut Vec<Problem>) {
-    for (first, again) in duplicates(
-        manifest
-            .elements
-            .iter()
-            .map(|e| (e.value.name().clone(), e.span)),
-    ) {
-        problems.push(
-            Problem::error(
-                "this element is listed twice",
-                again,
-                "listed again",
-                "remove the second entry",
-            )
-            .with_related(first, "first listed here")
-            .warning(),
-        );
-    }
-    for (first, again) in duplicates(
-        manifest
-            .packages
-            .iter()
-            .map(|p| (p.value.name().to_string(), p.span)),
-    ) {
-        problems.push(
-            Problem::error(
-                "this package is listed twice",
-                again,
-                "listed again",
-                "remove the second entry",
-            )
-            .with_related(first, "first listed here")
-            .warning(),
-        );
-    }
-    for (first, again) in duplicates(manifest.outputs.iter().map(|o| (o.value, o.span))) {
-        problems.push(
-            Problem::error(
-                "this output format is listed twice",
-                again,
-                "listed again",
-                "remove the second entry",
-            )
-            .with_related(first, "first listed here")
-            .warning(),
-        );
-    }
+    warn_listed_twice(
+        "element",
+        duplicates(
+            manifest
+                .elements
+                .iter()
+                .map(|e| (e.value.name().clone(), e.span)),
+        ),
+        problems,
+    );
+    warn_listed_twice(
+        "package",
+        duplicates(
+            manifest
+                .packages
+                .iter()
+                .map(|p| (p.value.name().to_string(), p.span)),
+        ),
+        problems,
+    );
+    warn_listed_twice(
+        "output format",
+        duplicates(manifest.outputs.iter().map(|o| (o.value, o.span))),
+        problems,
+    );
 }
 
 fn check_tests(manifest: &Manifest, problems: &mut Vec<Problem>) {
