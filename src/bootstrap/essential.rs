@@ -11,7 +11,10 @@
 //! would fail.
 //!
 //! kiln takes the union of both seeds (`Essential: yes` or
-//! `Priority: required`) and closes it over `Pre-Depends` and `Depends`
+//! `Priority: required`), plus `apt`, which installs everything after this
+//! stage (Debian's archive makes it `required`, Ubuntu's only `important`;
+//! debootstrap installs it with dpkg in either case), and closes it over
+//! `Pre-Depends` and `Depends`
 //! within the lock, taking for each dependency the first alternative the
 //! lock contains (by name or through `Provides`). That is a superset of
 //! both tools' first stage for the same packages, so the unpacked tree can
@@ -23,6 +26,9 @@ use std::collections::{BTreeSet, HashMap};
 use crate::apt::deb822::{Paragraphs, parse_provides, parse_relationships};
 
 use super::paragraphs::LockedParagraph;
+
+/// The package that installs the rest: always in the first stage.
+const BOOTSTRAP_APT: &str = "apt";
 
 /// Why the essential set could not be worked out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,7 +97,7 @@ pub fn essential_set<'p, 'l>(
         facts.insert(
             package.name.as_str(),
             Facts {
-                seed: essential || required,
+                seed: essential || required || package.name == BOOTSTRAP_APT,
                 depends,
             },
         );
@@ -245,10 +251,18 @@ SHA256: c2-other-version
             .map(|p| p.package.name.as_str())
             .collect();
         // libgcc-s1's `gcc-12-base | gcc-base` is met by the provider in the
-        // lock; apt is neither essential nor required.
+        // lock; apt is neither essential nor required here (as in Ubuntu's
+        // archive), but it installs the rest, so it comes first too.
         assert_eq!(
             names,
-            ["coreutils", "libc6", "libgcc-s1", "mawk", "other-base"]
+            [
+                "apt",
+                "coreutils",
+                "libc6",
+                "libgcc-s1",
+                "mawk",
+                "other-base"
+            ]
         );
     }
 

@@ -37,9 +37,8 @@ pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
         .unwrap_or_default();
     if base.distro.value == manifest::Distro::Ubuntu {
         terminal::status(
-            "note: `distro: ubuntu` is experimental: it shares Debian's tested apt path, but kiln \
-             has not yet locked or built it from an archive laid out like Ubuntu's, nor from \
-             Ubuntu's own",
+            "note: `distro: ubuntu` is experimental: kiln has locked and built it only from a \
+             test-made archive laid out and signed like Ubuntu's, never from Ubuntu's own archive",
         );
     }
     let repositories = if manifest.repositories.is_empty() {

@@ -759,3 +759,180 @@ fn debian_cloud_has_no_package_older_than_its_security_suite() {
         "security updates come from the security suite: {from_security}"
     );
 }
+
+/// The `.deb`s of a lock, copied out of the shared cache (after `kiln fetch`
+/// put them there) under their usual file names.
+fn debs_of(dir: &Path, lock: &kiln::lock::Lock) -> Vec<(String, PathBuf)> {
+    let cache = shared_cache();
+    let (code, stderr) = run(
+        dir,
+        &[
+            "fetch",
+            "debian-minimal.yaml",
+            "--cache-dir",
+            cache.to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs).expect("mkdir");
+    lock.packages
+        .iter()
+        .map(|package| {
+            let blob = cache
+                .join("blobs/sha256")
+                .join(&package.sha256[..2])
+                .join(&package.sha256);
+            let file = package.filename.rsplit('/').next().expect("a file name");
+            let target = debs.join(file);
+            std::fs::copy(&blob, &target).expect("the shared cache holds every locked .deb");
+            (package.name.clone(), target)
+        })
+        .collect()
+}
+
+#[test]
+fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
+    use crate::apt_repo::{Suite, TestKey, serve, with_version, write_archive};
+
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let debs = debs_of(temp.path(), &lock);
+    // Laid out as Ubuntu's archive: one archive with `noble`,
+    // `noble-updates` and `noble-security`, components `main` and
+    // `universe`, by-hash indexes; one package has a security update.
+    let updated = "sed";
+    let original = debs
+        .iter()
+        .find(|(name, _)| name == updated)
+        .map(|(_, path)| path.clone())
+        .expect("sed is in debian-minimal");
+    let version = lock
+        .packages
+        .iter()
+        .find(|p| p.name == updated)
+        .map(|p| format!("{}ubuntu0.1", p.version))
+        .expect("sed is locked");
+    let security_deb = with_version(&original, &version, temp.path());
+    let (universe, main): (Vec<_>, Vec<_>) =
+        debs.into_iter().partition(|(name, _)| name == "hostname");
+    let suite = |name: &str, main: Vec<PathBuf>, universe: Vec<PathBuf>| Suite {
+        name: name.to_string(),
+        codename: "noble".to_string(),
+        origin: "Ubuntu".to_string(),
+        label: "Ubuntu".to_string(),
+        components: vec![
+            ("main".to_string(), main),
+            ("universe".to_string(), universe),
+        ],
+        architectures: vec!["amd64".to_string()],
+        ..Suite::default()
+    };
+    let key = TestKey::new(temp.path(), "ubuntu-test");
+    let archive = temp.path().join("ubuntu");
+    write_archive(
+        &archive,
+        &[
+            suite(
+                "noble",
+                main.into_iter().map(|(_, p)| p).collect(),
+                universe.into_iter().map(|(_, p)| p).collect(),
+            ),
+            suite("noble-updates", Vec::new(), Vec::new()),
+            suite("noble-security", vec![security_deb], Vec::new()),
+        ],
+        &key,
+    );
+    let server = serve(&archive);
+    let project = temp.path().join("project");
+    std::fs::create_dir_all(&project).expect("mkdir");
+    let imagefile = |keyring: &str| {
+        format!(
+            "name: noble\nbase:\n  distro: ubuntu\n  release: noble\n  mirror: {}\n{keyring}outputs: [tar]\n",
+            server.url
+        )
+    };
+    let cache = temp.path().join("cache");
+    let cache_arg = cache.to_str().expect("UTF-8");
+
+    // Without a keyring (Debian does not package Ubuntu's): a clear error
+    // saying which keyring, and no lock.
+    std::fs::write(project.join("imagefile.yaml"), imagefile("")).expect("write");
+    let (code, stderr) = run(&project, &["lock", "--cache-dir", cache_arg]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("ubuntu-archive-keyring.gpg does not exist") && stderr.contains("keyring"),
+        "{stderr}"
+    );
+    assert!(!project.join("imagefile.lock").exists());
+
+    std::fs::write(
+        project.join("imagefile.yaml"),
+        imagefile(&format!("  keyring: {}\n", key.keyring.display())),
+    )
+    .expect("write");
+    let (code, stderr) = run(&project, &["lock", "--cache-dir", cache_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    let locked = read_lock(&project.join("imagefile.lock"));
+    let ids: Vec<String> = locked.repositories.iter().map(|r| r.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            "ubuntu/noble",
+            "ubuntu/noble-updates",
+            "ubuntu/noble-security"
+        ]
+    );
+    for repository in &locked.repositories {
+        assert_eq!(repository.components, ["main", "universe"]);
+        assert_eq!(repository.url, server.url);
+        assert_eq!(repository.signed_by, key.fingerprint);
+    }
+    let sed = locked
+        .packages
+        .iter()
+        .find(|p| p.name == updated)
+        .expect("sed is locked");
+    assert_eq!(sed.version, version);
+    assert_eq!(sed.repository, "ubuntu/noble-security");
+    let hostname = locked
+        .packages
+        .iter()
+        .find(|p| p.name == "hostname")
+        .expect("hostname is locked");
+    assert_eq!(hostname.filename.split('/').nth(1), Some("universe"));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("/by-hash/SHA256/") && r.ends_with(" 200")),
+        "indexes are fetched by hash: {:?}",
+        server.requests()
+    );
+
+    // And it builds: the security update is what the tree holds.
+    let out = project.join("out");
+    let (code, stderr) = run(
+        &project,
+        &[
+            "build",
+            "-o",
+            out.to_str().expect("UTF-8"),
+            "--cache-dir",
+            cache_arg,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let listing = crate::common::tool(
+        "tar",
+        &[
+            "-xOf",
+            out.join("noble.tar").to_str().expect("UTF-8"),
+            "./var/lib/dpkg/status",
+        ],
+    );
+    assert!(
+        listing.contains(&format!("Version: {version}")),
+        "sed {version} from noble-security is installed"
+    );
+}
