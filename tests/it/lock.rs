@@ -936,3 +936,206 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         "sed {version} from noble-security is installed"
     );
 }
+
+/// A vendor's archive (suite `stable`, component `main`) served from
+/// 127.0.0.1, signed by `key`, holding `debs`.
+fn vendor_archive(
+    dir: &Path,
+    name: &str,
+    debs: Vec<PathBuf>,
+    key: &crate::apt_repo::TestKey,
+) -> crate::apt_repo::Server {
+    let root = dir.join(name);
+    crate::apt_repo::write_archive(
+        &root,
+        &[crate::apt_repo::Suite {
+            name: "stable".to_string(),
+            codename: "stable".to_string(),
+            origin: name.to_string(),
+            label: name.to_string(),
+            components: vec![("main".to_string(), debs)],
+            architectures: vec!["amd64".to_string()],
+            ..crate::apt_repo::Suite::default()
+        }],
+        key,
+    );
+    crate::apt_repo::serve(&root)
+}
+
+#[test]
+fn third_party_repositories_are_verified_pinned_and_their_mistakes_pointed_at() {
+    use crate::apt_repo::{TestKey, with_version};
+
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let debs = debs_of(temp.path(), &lock);
+    let sed_deb = |dir: &str, version: &str| {
+        let out = temp.path().join(dir);
+        std::fs::create_dir_all(&out).expect("mkdir");
+        let original = debs
+            .iter()
+            .find(|(name, _)| name == "sed")
+            .map(|(_, path)| path.clone())
+            .expect("sed is in debian-minimal");
+        with_version(&original, version, &out)
+    };
+    let debian_sed = lock
+        .packages
+        .iter()
+        .find(|p| p.name == "sed")
+        .map(|p| p.version.clone())
+        .expect("sed is locked");
+    let vendor_version = format!("{debian_sed}+vendor1");
+    let key = TestKey::new(temp.path(), "vendor");
+    let other_key = TestKey::new(temp.path(), "other");
+    let vendor = vendor_archive(
+        temp.path(),
+        "vendor",
+        vec![sed_deb("v1", &vendor_version)],
+        &key,
+    );
+    // The same version rebuilt (another file, same name and version) in a
+    // second vendor's archive.
+    let rebuilt = sed_deb("v2", &vendor_version);
+    let mirror = vendor_archive(temp.path(), "mirror", vec![rebuilt], &other_key);
+
+    let project = temp.path().join("project");
+    std::fs::create_dir_all(project.join("keys")).expect("mkdir");
+    std::fs::copy(&key.armored, project.join("keys/vendor.asc")).expect("copy");
+    std::fs::copy(&key.keyring, project.join("keys/vendor.gpg")).expect("copy");
+    std::fs::copy(&other_key.keyring, project.join("keys/other.gpg")).expect("copy");
+    std::fs::write(project.join("keys/not-a-key.asc"), "hello\n").expect("write");
+    let cache = temp.path().join("cache");
+    let cache_arg = cache.to_str().expect("UTF-8").to_string();
+    let lock_with = |repositories: &str| {
+        std::fs::write(
+            project.join("imagefile.yaml"),
+            format!(
+                "name: vendor\nbase:\n  distro: debian\n  release: bookworm\n  suites: []\nrepositories:\n{repositories}packages: [sed]\n"
+            ),
+        )
+        .expect("write");
+        let _ = std::fs::remove_file(project.join("imagefile.lock"));
+        run(&project, &["lock", "--cache-dir", &cache_arg])
+    };
+    let entry = |url: &str, extra: &str| {
+        format!("  - name: vendor\n    url: {url}\n    suites: [stable]\n{extra}")
+    };
+
+    // Verified with its key (armored or binary, with or without the
+    // fingerprint), the newer version wins at equal priority, and the lock
+    // pins the repository and who signed it.
+    for extra in [
+        "    key: keys/vendor.asc\n".to_string(),
+        "    key: keys/vendor.gpg\n".to_string(),
+        format!(
+            "    key: keys/vendor.gpg\n    fingerprint: \"{}\"\n",
+            key.fingerprint
+        ),
+    ] {
+        let (code, stderr) = lock_with(&entry(&vendor.url, &extra));
+        assert_eq!(code, 0, "{extra}: {stderr}");
+        let locked = read_lock(&project.join("imagefile.lock"));
+        let repository = locked
+            .repositories
+            .iter()
+            .find(|r| r.name == "vendor")
+            .expect("the vendor's repository is locked");
+        assert_eq!(repository.id(), "vendor/stable");
+        assert_eq!(repository.signed_by, key.fingerprint);
+        assert_eq!(repository.priority, 500);
+        let sed = locked
+            .packages
+            .iter()
+            .find(|p| p.name == "sed")
+            .expect("sed");
+        assert_eq!(
+            (sed.version.as_str(), sed.repository.as_str()),
+            (vendor_version.as_str(), "vendor/stable")
+        );
+    }
+    // Below Debian's priority, Debian's version wins.
+    let (code, stderr) = lock_with(&entry(
+        &vendor.url,
+        "    key: keys/vendor.asc\n    priority: 100\n",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let locked = read_lock(&project.join("imagefile.lock"));
+    let sed = locked
+        .packages
+        .iter()
+        .find(|p| p.name == "sed")
+        .expect("sed");
+    assert_eq!(
+        (sed.version.as_str(), sed.repository.as_str()),
+        (debian_sed.as_str(), "debian/bookworm")
+    );
+
+    // Each mistake: exit 1, the imagefile's line pointed at with a help
+    // line, and no lock.
+    let cases = [
+        (
+            entry(&vendor.url, "    key: keys/other.gpg\n"),
+            "does not verify",
+            "keys/other.gpg",
+        ),
+        (
+            entry(
+                &vendor.url,
+                "    key: keys/vendor.asc\n    fingerprint: \"0123456789ABCDEF0123456789ABCDEF01234567\"\n",
+            ),
+            "not by the key",
+            "fingerprint",
+        ),
+        (
+            format!(
+                "  - name: vendor\n    url: {}\n    suites: [nosuch]\n    key: keys/vendor.asc\n",
+                vendor.url
+            ),
+            "dists/nosuch/InRelease",
+            "nosuch",
+        ),
+        (
+            entry(
+                &vendor.url,
+                "    key: keys/vendor.asc\n    components: [contrib]\n",
+            ),
+            "lists no `contrib`",
+            "contrib",
+        ),
+        (
+            entry(&vendor.url, "    key: keys/missing.asc\n"),
+            "does not exist",
+            "keys/missing.asc",
+        ),
+        (
+            entry(&vendor.url, "    key: keys/not-a-key.asc\n"),
+            "is not an OpenPGP public key",
+            "keys/not-a-key.asc",
+        ),
+        (
+            format!(
+                "{}  - name: mirror\n    url: {}\n    suites: [stable]\n    key: keys/other.gpg\n",
+                entry(&vendor.url, "    key: keys/vendor.asc\n"),
+                mirror.url
+            ),
+            "with different contents",
+            "name: mirror",
+        ),
+    ];
+    for (repositories, message, pointed) in cases {
+        let (code, stderr) = lock_with(&repositories);
+        assert_eq!(code, 1, "{repositories}: {stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(
+            stderr.contains("imagefile.yaml:"),
+            "points into the imagefile: {stderr}"
+        );
+        assert!(stderr.contains(pointed), "shows `{pointed}`: {stderr}");
+        assert!(stderr.contains("help:"), "{stderr}");
+        assert!(
+            !project.join("imagefile.lock").exists(),
+            "no lock: {repositories}"
+        );
+    }
+}
