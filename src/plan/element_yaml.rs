@@ -23,8 +23,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{
-    ElementName, ElementRef, EnvName, HELP_SEPARATOR, Manifest, ParamValue, Problem, Spanned,
-    did_you_mean,
+    Distro, ElementName, ElementRef, EnvName, HELP_SEPARATOR, Manifest, ParamValue, Problem,
+    Spanned, did_you_mean,
 };
 
 use super::deps::Resolved;
@@ -53,6 +53,13 @@ pub struct ElementYaml {
     /// translates them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Spanned<String>>,
+
+    /// The base distributions the element is written for (`base.distro`).
+    /// An image of another distribution that names the element, or pulls
+    /// it in, is refused when it is planned. Without this key the element
+    /// is taken for any distribution, as in diskimage-builder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distros: Vec<Spanned<Distro>>,
 
     /// The parameters the element takes from the manifest's `with:`, by
     /// name. With this key, a `with:` key that is not listed here is an
@@ -269,7 +276,7 @@ fn span_of(error: &serde_saphyr::Error, text: &str) -> SourceSpan {
     SourceSpan::from(offset..offset)
 }
 
-const FORMAT_HELP: &str = "element.yaml takes `description`, `dependencies`, `packages` and `parameters`; see \"Element parameters\" in the user guide, or schema/element.schema.json";
+const FORMAT_HELP: &str = "element.yaml takes `description`, `dependencies`, `packages`, `distros` and `parameters`; see \"Element parameters\" in the user guide, or schema/element.schema.json";
 
 /// Turns a YAML or type error in an `element.yaml` into a problem.
 fn problem_from_yaml(error: &serde_saphyr::Error, text: &str) -> Problem {
@@ -576,7 +583,15 @@ pub(crate) fn bind(
         let element = &r.element.name;
         let entry = entries.get(element);
         let with = entry.and_then(|e| e.with);
-        let parameters = read(&r.element.dir)?.and_then(|l| l.yaml.parameters);
+        let yaml = read(&r.element.dir)?.map(|l| l.yaml);
+        let distros = yaml.as_ref().map_or(&[][..], |y| y.distros.as_slice());
+        let distro = manifest.base.value.distro.value;
+        if !distros.is_empty() && !distros.iter().any(|d| d.value == distro) {
+            problems.push(wrong_distro(
+                element, distros, distro, entry, &parents, &entries,
+            ));
+        }
+        let parameters = yaml.and_then(|y| y.parameters);
         let Some(parameters) = parameters else {
             // No declared parameters: `with:` reaches the hooks as written,
             // as in diskimage-builder.
@@ -676,6 +691,90 @@ fn unknown_parameter(
     )
 }
 
+/// Where the manifest brings in `element`: its own entry, or the entry of
+/// the requested element whose `element-deps` pulled it in, with the chain
+/// from there (`app -> lib`).
+fn brought_in_at(
+    element: &ElementName,
+    entry: Option<&Entry<'_>>,
+    parents: &BTreeMap<&ElementName, Option<&ElementName>>,
+    entries: &BTreeMap<&ElementName, Entry<'_>>,
+) -> (SourceSpan, Option<String>) {
+    if let Some(entry) = entry {
+        return (entry.name_span, None);
+    }
+    let mut chain = vec![element];
+    let mut cursor = element;
+    while let Some(Some(parent)) = parents.get(cursor) {
+        chain.push(parent);
+        cursor = parent;
+    }
+    let span = entries
+        .get(cursor)
+        .map_or(SourceSpan::from(0..0), |e| e.name_span);
+    let path = chain
+        .iter()
+        .rev()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    (span, Some(path))
+}
+
+fn wrong_distro(
+    element: &ElementName,
+    distros: &[Spanned<Distro>],
+    distro: Distro,
+    entry: Option<&Entry<'_>>,
+    parents: &BTreeMap<&ElementName, Option<&ElementName>>,
+    entries: &BTreeMap<&ElementName, Entry<'_>>,
+) -> Problem {
+    let listed = distros
+        .iter()
+        .map(|d| format!("`{}`", d.value.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The element of the same family named for this distribution, when
+    // kiln's own elements have one (`debian` -> `ubuntu`).
+    let counterpart = [("debian", "ubuntu"), ("debian-minimal", "ubuntu-minimal")]
+        .iter()
+        .find_map(|(d, u)| match (distro, element.as_str()) {
+            (Distro::Ubuntu, name) if name == *d => Some(*u),
+            (Distro::Debian, name) if name == *u => Some(*d),
+            _ => None,
+        });
+    let (span, chain) = brought_in_at(element, entry, parents, entries);
+    let help = match (counterpart, &chain) {
+        (Some(other), None) => format!(
+            "use `{other}` for a `base.distro: {}` image, or change `base.distro` to {listed}",
+            distro.as_str()
+        ),
+        _ => format!(
+            "remove the element, or change `base.distro` to {listed}; `{element}` is for {listed} only"
+        ),
+    };
+    match chain {
+        None => Problem::error(
+            format!(
+                "element `{element}` is for {listed}, and this image's base is `{}`",
+                distro.as_str()
+            ),
+            span,
+            format!("not for `{}`", distro.as_str()),
+            help,
+        ),
+        Some(path) => Problem::error(
+            format!(
+                "element `{element}` (required by {path}) is for {listed}, and this image's base is `{}`",
+                distro.as_str()
+            ),
+            span,
+            format!("pulls in `{element}`"),
+            help,
+        ),
+    }
+}
+
 fn missing_parameter(
     element: &ElementName,
     name: &Spanned<EnvName>,
@@ -707,21 +806,8 @@ fn missing_parameter(
         );
     }
     // A dependency: point at the manifest's element that pulled it in.
-    let mut chain = vec![element];
-    let mut cursor = element;
-    while let Some(Some(parent)) = parents.get(cursor) {
-        chain.push(parent);
-        cursor = parent;
-    }
-    let span = entries
-        .get(cursor)
-        .map_or(SourceSpan::from(0..0), |e| e.name_span);
-    let path = chain
-        .iter()
-        .rev()
-        .map(|n| n.as_str())
-        .collect::<Vec<_>>()
-        .join(" -> ");
+    let (span, path) = brought_in_at(element, None, parents, entries);
+    let path = path.unwrap_or_default();
     Problem::error(
         format!("element `{element}` (required by {path}) needs parameter `{name}`"),
         span,

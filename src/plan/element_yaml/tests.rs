@@ -340,3 +340,69 @@ fn committed_element_schema_equals_generated() {
         "schema/element.schema.json is stale: run `{BLESS_VAR}=1 cargo test --lib element_schema`"
     );
 }
+
+#[test]
+fn an_element_for_another_distro_is_pointed_at_where_the_manifest_brings_it_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let element = |name: &str, files: &[(&str, &str)]| {
+        std::fs::create_dir_all(dir.path().join(name)).expect("mkdir");
+        for (file, text) in files {
+            std::fs::write(dir.path().join(name).join(file), text).expect("write");
+        }
+    };
+    element("deb-only", &[(ELEMENT_YAML, "distros: [debian]\n")]);
+    element("both", &[(ELEMENT_YAML, "distros: [debian, ubuntu]\n")]);
+    element("app", &[("element-deps", "deb-only\n")]);
+    element("debian", &[(ELEMENT_YAML, "distros: [debian]\n")]);
+    let search = SearchPath::from_parts(&[], None, dir.path());
+    let planned = |distro: &str, elements: &str| {
+        let text = format!(
+            "name: t\nbase: {{distro: {distro}, release: noble}}\nelements: [{elements}]\n"
+        );
+        (plan(&manifest(&text), &search), text)
+    };
+
+    assert!(planned("debian", "deb-only, app, both").0.is_ok());
+    assert!(planned("ubuntu", "both").0.is_ok());
+
+    let problems = |elements: &str| {
+        let (result, text) = planned("ubuntu", elements);
+        let Err(PlanError::Parameters(problems)) = result else {
+            panic!("expected problems, got {result:?}");
+        };
+        problems
+            .iter()
+            .map(|p| {
+                (
+                    p.message.clone(),
+                    pointed_at(&text, p).to_string(),
+                    p.help.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        problems("both, deb-only"),
+        [(
+            "element `deb-only` is for `debian`, and this image's base is `ubuntu`".to_string(),
+            "deb-only".to_string(),
+            "remove the element, or change `base.distro` to `debian`; `deb-only` is for `debian` only"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        problems("app"),
+        [(
+            "element `deb-only` (required by app -> deb-only) is for `debian`, and this image's base is `ubuntu`"
+                .to_string(),
+            "app".to_string(),
+            "remove the element, or change `base.distro` to `debian`; `deb-only` is for `debian` only"
+                .to_string()
+        )]
+    );
+    // kiln's own distribution elements name their counterpart.
+    assert_eq!(
+        problems("debian")[0].2,
+        "use `ubuntu` for a `base.distro: ubuntu` image, or change `base.distro` to `debian`"
+    );
+}
