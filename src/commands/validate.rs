@@ -37,8 +37,9 @@ pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
         .unwrap_or_default();
     if base.distro.value == manifest::Distro::Ubuntu {
         terminal::status(
-            "note: `distro: ubuntu` is experimental: kiln has locked and built it only from a \
-             test-made archive laid out and signed like Ubuntu's, never from Ubuntu's own archive",
+            "note: `distro: ubuntu` is experimental: kiln has locked and built it (with the \
+             `ubuntu` and `ubuntu-minimal` elements) only from a test-made archive laid out and \
+             signed like Ubuntu's, never from Ubuntu's own archive, and has not booted it",
         );
     }
     let repositories = if manifest.repositories.is_empty() {

@@ -13,7 +13,7 @@
 //! truth: serde reads them, schemars turns them (and their doc comments)
 //! into `schema/element.schema.json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -579,6 +579,7 @@ pub(crate) fn bind(
 
     let mut problems = Vec::new();
     let mut bound = BTreeMap::new();
+    let mut refused: BTreeSet<&ElementName> = BTreeSet::new();
     for r in resolved {
         let element = &r.element.name;
         let entry = entries.get(element);
@@ -586,10 +587,18 @@ pub(crate) fn bind(
         let yaml = read(&r.element.dir)?.map(|l| l.yaml);
         let distros = yaml.as_ref().map_or(&[][..], |y| y.distros.as_slice());
         let distro = manifest.base.value.distro.value;
+        // Said once, for the element the manifest brings in: what an
+        // element refused for this distribution pulls in goes with it.
+        let parent_refused = r.required_by.as_ref().is_some_and(|p| refused.contains(p));
         if !distros.is_empty() && !distros.iter().any(|d| d.value == distro) {
-            problems.push(wrong_distro(
-                element, distros, distro, entry, &parents, &entries,
-            ));
+            if !parent_refused {
+                problems.push(wrong_distro(
+                    element, distros, distro, entry, &parents, &entries,
+                ));
+            }
+            refused.insert(element);
+        } else if parent_refused {
+            refused.insert(element);
         }
         let parameters = yaml.and_then(|y| y.parameters);
         let Some(parameters) = parameters else {

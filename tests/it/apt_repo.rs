@@ -12,6 +12,7 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1225,4 +1226,40 @@ fn http_exchange(server: &Server, request: &str) -> String {
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut stream, &mut answer).expect("read the answer");
     answer
+}
+
+/// Builds a `.deb` of `package` at `version` (Architecture `all`) holding
+/// `files` (path in the package, file to copy, mode 0644) into `out_dir`,
+/// with `dpkg-deb --build --root-owner-group -Zxz`; returns its path.
+pub fn deb_of_files(
+    out_dir: &Path,
+    package: &str,
+    version: &str,
+    files: &[(&str, &Path)],
+) -> PathBuf {
+    let scratch = tempfile::tempdir_in(out_dir).expect("tempdir");
+    let tree = scratch.path().join("tree");
+    std::fs::create_dir_all(tree.join("DEBIAN")).expect("mkdir DEBIAN");
+    for (inside, from) in files {
+        let target = tree.join(inside.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().expect("a parent")).expect("mkdir");
+        std::fs::copy(from, &target).expect("copy into the package");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!(
+            "Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: kiln tests <kiln@localhost>\n\
+             Priority: important\nSection: misc\nDescription: {package}, made by a kiln test\n"
+        ),
+    )
+    .expect("write DEBIAN/control");
+    let out = out_dir.join(format!("{package}_{version}_all.deb"));
+    run_ok(
+        Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group", "-Zxz"])
+            .arg(&tree)
+            .arg(&out),
+    );
+    out
 }

@@ -30,7 +30,7 @@ const PASSING_TESTS: &str = "tests:
   - {run: cat /etc/os-release, output: bookworm}
   - {name: root through sudo, run: id -u, sudo: true, output: '0'}
   - {run: 'exit 3', exit: 3}
-  - {file: /etc/ssh/sshd_config.d/50-kiln-debian.conf}
+  - {file: /etc/ssh/sshd_config.d/50-kiln-cloud-image.conf}
   - {unit: ssh.service}
   - name: no upgrade is waiting in the locked repositories
     run: apt-get update -qq && apt-get -s upgrade
@@ -236,7 +236,7 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             "✓ run `cat /etc/os-release` (",
             "✓ root through sudo (",
             "✓ run `exit 3` (",
-            "✓ file /etc/ssh/sshd_config.d/50-kiln-debian.conf exists (",
+            "✓ file /etc/ssh/sshd_config.d/50-kiln-cloud-image.conf exists (",
             "✓ unit ssh.service is active (",
             // apt in the image reads the lock's repositories (the release,
             // -updates, -security) and finds nothing newer there.

@@ -762,13 +762,13 @@ fn debian_cloud_has_no_package_older_than_its_security_suite() {
 
 /// The `.deb`s of a lock, copied out of the shared cache (after `kiln fetch`
 /// put them there) under their usual file names.
-fn debs_of(dir: &Path, lock: &kiln::lock::Lock) -> Vec<(String, PathBuf)> {
+fn debs_of(dir: &Path, imagefile: &str, lock: &kiln::lock::Lock) -> Vec<(String, PathBuf)> {
     let cache = shared_cache();
     let (code, stderr) = run(
         dir,
         &[
             "fetch",
-            "debian-minimal.yaml",
+            imagefile,
             "--cache-dir",
             cache.to_str().expect("UTF-8"),
         ],
@@ -791,13 +791,86 @@ fn debs_of(dir: &Path, lock: &kiln::lock::Lock) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// The packages kiln's `ubuntu` element names itself (its
+/// `package-installs.yaml`); what it shares with `debian` comes through
+/// the elements both bring.
+fn ubuntu_element_packages() -> Vec<String> {
+    let path = repo_path("elements/ubuntu/package-installs.yaml");
+    let text = std::fs::read_to_string(&path).expect("package-installs.yaml");
+    text.lines()
+        .filter_map(|line| line.strip_suffix(':'))
+        .filter(|name| !name.starts_with('#') && !name.contains(' '))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A lock, resolved against the real mirror, of a Debian image with the
+/// `debian` element and the packages the `ubuntu` element names: the real
+/// `.deb`s an Ubuntu-shaped test archive is made of.
+fn ubuntu_stand_in_lock(dir: &Path) -> kiln::lock::Lock {
+    let packages = ubuntu_element_packages();
+    assert!(packages.contains(&"netplan.io".to_string()), "{packages:?}");
+    std::fs::write(
+        dir.join("stand-in.yaml"),
+        format!(
+            "name: stand-in\nbase:\n  distro: debian\n  release: bookworm\nelements: [debian]\npackages: [{}]\n",
+            packages.join(", ")
+        ),
+    )
+    .expect("write");
+    let cache = shared_cache();
+    let (code, stderr) = run(
+        dir,
+        &[
+            "lock",
+            "stand-in.yaml",
+            "--cache-dir",
+            cache.to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    read_lock(&dir.join("stand-in.lock"))
+}
+
+/// Runs `script` with `sh` in a new mount namespace, chrooted into
+/// `root` with the host's `/dev` and a `/proc`: the mounts end with the
+/// namespace, so nothing is left mounted whatever happens.
+fn in_chroot(root: &Path, script: &str) -> (i32, String) {
+    let root = root.to_str().expect("UTF-8");
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-ec"])
+        .arg(format!(
+            "mount --rbind /dev {root}/dev; mount -t proc proc {root}/proc; exec chroot {root} sh -ec \"$0\"",
+        ))
+        .arg(script)
+        .output()
+        .expect("unshare runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
 #[test]
-fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
-    use crate::apt_repo::{Suite, TestKey, serve, with_version, write_archive};
+fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds_with_the_ubuntu_element() {
+    use crate::apt_repo::{Suite, TestKey, deb_of_files, serve, with_version, write_archive};
 
     let temp = tempfile::tempdir().expect("tempdir");
-    let lock = minimal_lock(temp.path());
-    let debs = debs_of(temp.path(), &lock);
+    let lock = ubuntu_stand_in_lock(temp.path());
+    let debs = debs_of(temp.path(), "stand-in.yaml", &lock);
+    let key = TestKey::new(temp.path(), "ubuntu-test");
+    // Ubuntu's keyring package, as Ubuntu lays it out, holding the test key.
+    let keyring_deb = deb_of_files(
+        temp.path(),
+        "ubuntu-keyring",
+        "2023.11.28.1",
+        &[(
+            "usr/share/keyrings/ubuntu-archive-keyring.gpg",
+            &key.keyring,
+        )],
+    );
     // Laid out as Ubuntu's archive: one archive with `noble`,
     // `noble-updates` and `noble-security`, components `main` and
     // `universe`, by-hash indexes; one package has a security update.
@@ -806,7 +879,7 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         .iter()
         .find(|(name, _)| name == updated)
         .map(|(_, path)| path.clone())
-        .expect("sed is in debian-minimal");
+        .expect("sed is in the essential set");
     let version = lock
         .packages
         .iter()
@@ -814,8 +887,9 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         .map(|p| format!("{}ubuntu0.1", p.version))
         .expect("sed is locked");
     let security_deb = with_version(&original, &version, temp.path());
-    let (universe, main): (Vec<_>, Vec<_>) =
+    let (universe, mut main): (Vec<_>, Vec<_>) =
         debs.into_iter().partition(|(name, _)| name == "hostname");
+    main.push(("ubuntu-keyring".to_string(), keyring_deb));
     let suite = |name: &str, main: Vec<PathBuf>, universe: Vec<PathBuf>| Suite {
         name: name.to_string(),
         codename: "noble".to_string(),
@@ -828,7 +902,6 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         architectures: vec!["amd64".to_string()],
         ..Suite::default()
     };
-    let key = TestKey::new(temp.path(), "ubuntu-test");
     let archive = temp.path().join("ubuntu");
     write_archive(
         &archive,
@@ -846,18 +919,19 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
     let server = serve(&archive);
     let project = temp.path().join("project");
     std::fs::create_dir_all(&project).expect("mkdir");
-    let imagefile = |keyring: &str| {
+    let imagefile = |distro: &str, keyring: &str| {
         format!(
-            "name: noble\nbase:\n  distro: ubuntu\n  release: noble\n  mirror: {}\n{keyring}outputs: [tar]\n",
+            "name: noble\nbase:\n  distro: {distro}\n  release: noble\n  mirror: {}\n{keyring}elements: [ubuntu]\noutputs: [tar]\n",
             server.url
         )
     };
     let cache = temp.path().join("cache");
     let cache_arg = cache.to_str().expect("UTF-8");
+    let keyring = format!("  keyring: {}\n", key.keyring.display());
 
     // Without a keyring (Debian does not package Ubuntu's): a clear error
     // saying which keyring, and no lock.
-    std::fs::write(project.join("imagefile.yaml"), imagefile("")).expect("write");
+    std::fs::write(project.join("imagefile.yaml"), imagefile("ubuntu", "")).expect("write");
     let (code, stderr) = run(&project, &["lock", "--cache-dir", cache_arg]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -865,10 +939,20 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         "{stderr}"
     );
     assert!(!project.join("imagefile.lock").exists());
+    // The `ubuntu` element on a Debian base: pointed at, no lock.
+    std::fs::write(project.join("imagefile.yaml"), imagefile("debian", "")).expect("write");
+    let (code, stderr) = run(&project, &["lock", "--cache-dir", cache_arg]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("element `ubuntu` is for `ubuntu`, and this image's base is `debian`")
+            && stderr.contains("help: use `debian` for a `base.distro: debian` image"),
+        "{stderr}"
+    );
+    assert!(!project.join("imagefile.lock").exists());
 
     std::fs::write(
         project.join("imagefile.yaml"),
-        imagefile(&format!("  keyring: {}\n", key.keyring.display())),
+        imagefile("ubuntu", &keyring),
     )
     .expect("write");
     let (code, stderr) = run(&project, &["lock", "--cache-dir", cache_arg]);
@@ -888,19 +972,28 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         assert_eq!(repository.url, server.url);
         assert_eq!(repository.signed_by, key.fingerprint);
     }
-    let sed = locked
-        .packages
-        .iter()
-        .find(|p| p.name == updated)
-        .expect("sed is locked");
+    let locked_package = |name: &str| {
+        locked
+            .packages
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{name} is locked"))
+    };
+    let sed = locked_package(updated);
     assert_eq!(sed.version, version);
     assert_eq!(sed.repository, "ubuntu/noble-security");
-    let hostname = locked
-        .packages
-        .iter()
-        .find(|p| p.name == "hostname")
-        .expect("hostname is locked");
-    assert_eq!(hostname.filename.split('/').nth(1), Some("universe"));
+    assert_eq!(
+        locked_package("hostname").filename.split('/').nth(1),
+        Some("universe")
+    );
+    for name in [
+        "ubuntu-keyring",
+        "cloud-init",
+        "netplan.io",
+        "openssh-server",
+    ] {
+        assert_eq!(locked_package(name).repository, "ubuntu/noble", "{name}");
+    }
     assert!(
         server
             .requests()
@@ -910,7 +1003,9 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         server.requests()
     );
 
-    // And it builds: the security update is what the tree holds.
+    // And it builds: the security update is what the tree holds, and the
+    // `ubuntu` element's apt sources, cloud-init user and hostname are
+    // there.
     let out = project.join("out");
     let (code, stderr) = run(
         &project,
@@ -923,17 +1018,63 @@ fn an_ubuntu_shaped_archive_locks_from_its_three_suites_and_builds() {
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    let listing = crate::common::tool(
+    let tree = temp.path().join("tree");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    crate::common::tool(
         "tar",
         &[
-            "-xOf",
+            "-xf",
             out.join("noble.tar").to_str().expect("UTF-8"),
-            "./var/lib/dpkg/status",
+            "-C",
+            tree.to_str().expect("UTF-8"),
         ],
     );
+    let read = |path: &str| {
+        std::fs::read_to_string(tree.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let status = read("var/lib/dpkg/status");
     assert!(
-        listing.contains(&format!("Version: {version}")),
+        status.contains(&format!("Version: {version}")),
         "sed {version} from noble-security is installed"
+    );
+    for name in ["cloud-init", "netplan.io", "ubuntu-keyring"] {
+        assert!(
+            status.contains(&format!("Package: {name}\n")),
+            "{name} is installed"
+        );
+    }
+    let url = server.url.trim_end_matches('/');
+    assert_eq!(
+        read("etc/apt/sources.list.d/ubuntu.sources"),
+        format!(
+            "# Written by kiln's debootstrap element: the archive the image was locked from.\n\
+             Types: deb\nURIs: {url}\nSuites: noble noble-updates\nComponents: main universe\n\
+             Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: {url}\nSuites: noble-security\nComponents: main universe\n\
+             Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n"
+        )
+    );
+    let cloud = read("etc/cloud/cloud.cfg.d/95-kiln-cloud-image.cfg");
+    assert!(
+        cloud.contains("    name: ubuntu\n    gecos: Ubuntu\n"),
+        "{cloud}"
+    );
+    assert_eq!(read("etc/hostname"), "ubuntu\n");
+    // The image's own apt trusts and reads those sources: an update from
+    // the archive verifies with the keyring package, and nothing is
+    // waiting to be upgraded.
+    let (code, text) = in_chroot(
+        &tree,
+        "apt-get update -q && apt-get -s upgrade && apt-cache policy sed",
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Installed: {version}")) && text.contains("noble-security"),
+        "{text}"
     );
 }
 
@@ -968,7 +1109,7 @@ fn third_party_repositories_are_verified_pinned_and_their_mistakes_pointed_at() 
 
     let temp = tempfile::tempdir().expect("tempdir");
     let lock = minimal_lock(temp.path());
-    let debs = debs_of(temp.path(), &lock);
+    let debs = debs_of(temp.path(), "debian-minimal.yaml", &lock);
     let sed_deb = |dir: &str, version: &str| {
         let out = temp.path().join(dir);
         std::fs::create_dir_all(&out).expect("mkdir");
