@@ -1280,3 +1280,89 @@ fn third_party_repositories_are_verified_pinned_and_their_mistakes_pointed_at() 
         );
     }
 }
+
+/// Against the real mirror's bookworm-backports (`NotAutomatic` and
+/// `ButAutomaticUpgrades`): read, it changes nothing until a package is
+/// asked for from it, as apt does; asked for, that package and what only
+/// backports has come from there.
+#[test]
+fn backports_are_read_but_only_taken_when_asked_for() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = shared_cache();
+    let lock_with = |suites: &str, packages: &str| {
+        std::fs::write(
+            temp.path().join("imagefile.yaml"),
+            format!(
+                "name: bpo\nbase:\n  distro: debian\n  release: bookworm\n  suites: [{suites}]\npackages: [{packages}]\n"
+            ),
+        )
+        .expect("write");
+        let _ = std::fs::remove_file(temp.path().join("imagefile.lock"));
+        let (code, stderr) = run(
+            temp.path(),
+            &["lock", "--cache-dir", cache.to_str().expect("UTF-8")],
+        );
+        (code, stderr)
+    };
+    let kernel = |lock: &kiln::lock::Lock| {
+        let package = lock
+            .packages
+            .iter()
+            .find(|p| p.name == "linux-image-amd64")
+            .expect("the kernel's metapackage is locked");
+        (package.version.clone(), package.repository.clone())
+    };
+
+    let (code, stderr) = lock_with("updates, security", "linux-image-amd64");
+    assert_eq!(code, 0, "{stderr}");
+    let without = kernel(&read_lock(&temp.path().join("imagefile.lock")));
+
+    let (code, stderr) = lock_with("updates, security, backports", "linux-image-amd64");
+    assert_eq!(code, 0, "{stderr}");
+    let lock = read_lock(&temp.path().join("imagefile.lock"));
+    let backports = lock
+        .repositories
+        .iter()
+        .find(|r| r.suite == "bookworm-backports")
+        .expect("backports is read and pinned");
+    assert_eq!(backports.priority, 100);
+    assert_eq!(kernel(&lock), without, "read, backports changes nothing");
+    assert!(
+        lock.packages
+            .iter()
+            .all(|p| p.repository != "debian/bookworm-backports"),
+        "nothing comes from backports unasked"
+    );
+
+    let (code, stderr) = lock_with(
+        "updates, security, backports",
+        "linux-image-amd64/bookworm-backports",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lock = read_lock(&temp.path().join("imagefile.lock"));
+    let (version, repository) = kernel(&lock);
+    assert_eq!(repository, "debian/bookworm-backports");
+    let newer = kiln::apt::version::Version::parse(&version).expect("a version")
+        > kiln::apt::version::Version::parse(&without.0).expect("a version");
+    assert!(newer, "{version} is newer than {}", without.0);
+    // The kernel image it depends on exists only in backports.
+    let image = lock
+        .packages
+        .iter()
+        .find(|p| p.name.starts_with("linux-image-") && p.name != "linux-image-amd64")
+        .expect("a kernel image");
+    assert_eq!(
+        image.repository, "debian/bookworm-backports",
+        "{}",
+        image.name
+    );
+
+    // Asked for from a suite the image does not read: pointed at.
+    let (code, stderr) = lock_with("updates, security", "linux-image-amd64/bookworm-backports");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is not a suite this image reads") && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert!(!temp.path().join("imagefile.lock").exists());
+}
