@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::boot::{BootSettings, MachineOptions};
+use crate::commands::boot::BootSettings;
 use crate::commands::build::BuildSettings;
 use crate::commands::elements::ElementsSettings;
 use crate::commands::fetch::FetchSettings;
@@ -18,6 +18,7 @@ use crate::commands::test::TestSettings;
 use crate::commands::validate::ValidateSettings;
 use crate::machine::Accel;
 use crate::manifest::{Distro, Size};
+use crate::ops::machine::MachineOptions;
 
 /// Exit code of a user error: a bad manifest, a wrong flag.
 pub const USER_EXIT_CODE: u8 = 1;

@@ -21,6 +21,12 @@ impl Failure {
         Failure::User(vec![diagnostic.into()])
     }
 
+    /// A failure of kiln or the host, from anything that can be shown (an
+    /// error's own message).
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Failure::Internal(miette::miette!("{error}"))
+    }
+
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -3,7 +3,8 @@
 //! The pipeline runs one way: `imagefile.yaml` is parsed and checked into a
 //! [`manifest::Manifest`], and each later stage takes the previous stage's
 //! value. `main.rs` only parses the command line ([`cli`]) and calls [`run`];
-//! each command lives in [`commands`].
+//! each command lives in [`commands`], a thin adapter over the
+//! operations in [`ops`] and the stages.
 
 pub mod apt;
 pub mod assemble;
@@ -19,6 +20,7 @@ pub mod lock;
 pub mod machine;
 pub mod manifest;
 pub mod normalise;
+pub mod ops;
 pub mod output;
 pub mod phases;
 pub mod plan;

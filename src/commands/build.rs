@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use crate::bootstrap;
 use crate::chroot;
-use crate::commands::fetch::{fetch_failure, open_cache};
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
 use crate::manifest::OutputFormat;
+use crate::ops::fetch::{download_mirror, fetch_failure, open_cache};
 use crate::{
     assemble, fetch, lock, manifest, normalise, output, phases, plan, report, reproducible,
     terminal,
@@ -55,24 +55,20 @@ pub struct BuildSettings {
     pub elements_path: Vec<PathBuf>,
 }
 
-fn internal(error: impl std::fmt::Display) -> Failure {
-    Failure::Internal(miette::miette!("{error}"))
-}
-
 /// Builds the root tree of the imagefile's lock.
 pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     // Before anything starts a thread: a mount namespace belongs to the
     // thread that creates it.
-    chroot::enter_build_namespace().map_err(internal)?;
-    chroot::signals::install().map_err(internal)?;
+    chroot::enter_build_namespace().map_err(Failure::internal)?;
+    chroot::signals::install().map_err(Failure::internal)?;
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
-    let plan = crate::commands::lock::plan_elements(&checked, &settings.elements_path)?;
+    let plan = crate::ops::lock::plan_elements(&checked, &settings.elements_path)?;
     let lock_path = lock::path_for(&settings.path);
     let read = lock::read(&lock_path);
     let lock = match read {
-        Ok(lock) if crate::commands::lock::is_current(&lock, &checked, &plan) => lock,
+        Ok(lock) if crate::ops::lock::is_current(&lock, &checked, &plan) => lock,
         read => {
             let why = match read {
                 Err(lock::LockError::Read { source, .. })
@@ -106,12 +102,12 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
                 )));
             }
             // As cargo does: a missing or stale lock is made before building.
-            crate::commands::lock::lock_planned(
+            crate::ops::lock::lock_planned(
                 &checked,
                 &plan,
                 &lock_path,
                 settings.cache_dir.as_ref(),
-                crate::commands::lock::Write::Yes,
+                crate::ops::lock::Write::Yes,
             )?
         }
     };
@@ -122,9 +118,9 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         offline: settings.offline,
         ..HttpOptions::default()
     })
-    .map_err(internal)?;
+    .map_err(Failure::internal)?;
     let step = Instant::now();
-    let mirror = crate::commands::fetch::download_mirror(settings.mirror.as_deref())?;
+    let mirror = download_mirror(settings.mirror.as_deref())?;
     fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
     timings.push(("fetch".to_string(), step.elapsed()));
 
@@ -184,17 +180,17 @@ fn build_into(
         started,
     } = *context;
     let name = checked.manifest.name.value.as_str().to_string();
-    std::fs::create_dir_all(output_dir).map_err(internal)?;
+    std::fs::create_dir_all(output_dir).map_err(Failure::internal)?;
     // Absolute: the chroot runner changes directories before it uses it.
-    let output = std::fs::canonicalize(output_dir).map_err(internal)?;
+    let output = std::fs::canonicalize(output_dir).map_err(Failure::internal)?;
     let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
-        chroot::remove_dir_all_checked(&work).map_err(internal)?;
+        chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
     }
     let root = work.join("root");
-    std::fs::create_dir_all(&root).map_err(internal)?;
+    std::fs::create_dir_all(&root).map_err(Failure::internal)?;
     let log_path = output.join(format!("{name}.build.log"));
-    let mut log = std::fs::File::create(&log_path).map_err(internal)?;
+    let mut log = std::fs::File::create(&log_path).map_err(Failure::internal)?;
 
     terminal::status(&format!(
         "bootstrapping {} packages into {}",
@@ -345,14 +341,14 @@ fn build_into(
     let kept_tree = if keep_tree {
         let tree = output.join(format!("{name}.root"));
         if tree.exists() {
-            chroot::remove_dir_all_checked(&tree).map_err(internal)?;
+            chroot::remove_dir_all_checked(&tree).map_err(Failure::internal)?;
         }
-        std::fs::rename(&root, &tree).map_err(internal)?;
+        std::fs::rename(&root, &tree).map_err(Failure::internal)?;
         Some(tree)
     } else {
         None
     };
-    chroot::remove_dir_all_checked(&work).map_err(internal)?;
+    chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
     let total = started.elapsed();
     timings.push(("total".to_string(), total));
 
@@ -365,16 +361,16 @@ fn build_into(
         ));
     }
     for written in &outputs {
-        report
-            .outputs
-            .push(report::describe_output(written.format, &written.path).map_err(internal)?);
+        report.outputs.push(
+            report::describe_output(written.format, &written.path).map_err(Failure::internal)?,
+        );
     }
     report.timings = timings
         .iter()
         .map(|(stage, duration)| report::Timing::new(stage, *duration))
         .collect();
     let report_path = output.join(format!("{name}.report.json"));
-    report::write_report(&report_path, &report).map_err(internal)?;
+    report::write_report(&report_path, &report).map_err(Failure::internal)?;
 
     terminal::progress_done();
     Ok(Built {
@@ -425,7 +421,8 @@ fn check_reproducible(
     let mut findings = Vec::new();
     if !differing.is_empty() {
         if let (Some(tree_a), Some(tree_b)) = (&first.tree, &second.tree) {
-            let differences = reproducible::diff_trees(tree_a, tree_b).map_err(internal)?;
+            let differences =
+                reproducible::diff_trees(tree_a, tree_b).map_err(Failure::internal)?;
             for difference in differences.iter().take(MAX_SHOWN_DIFFERENCES) {
                 findings.push(difference.to_string());
             }
@@ -442,7 +439,7 @@ fn check_reproducible(
             && raw_b.exists()
         {
             let names = reproducible::differing_partitions(&raw_a, &raw_b, &partitions)
-                .map_err(internal)?;
+                .map_err(Failure::internal)?;
             if !names.is_empty() {
                 findings.push(format!("partitions that differ: {}", names.join(", ")));
             }
@@ -455,11 +452,11 @@ fn check_reproducible(
         }
     }
     // The second build and the kept trees are only for the comparison.
-    chroot::remove_dir_all_checked(&second_dir).map_err(internal)?;
+    chroot::remove_dir_all_checked(&second_dir).map_err(Failure::internal)?;
     if !settings.keep_tree
         && let Some(tree) = &first.tree
     {
-        chroot::remove_dir_all_checked(tree).map_err(internal)?;
+        chroot::remove_dir_all_checked(tree).map_err(Failure::internal)?;
     }
     if differing.is_empty() {
         print_result(context, &first);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::failure::Failure;
 use crate::manifest::ElementName;
+use crate::ops::elements::builtin_elements;
 use crate::plan::{self, PhaseName, SearchPath};
 
 /// Settings of `kiln elements`.
@@ -16,14 +17,6 @@ pub struct ElementsSettings {
     pub elements_path: Vec<PathBuf>,
     /// `Some(name)` to show one element; `None` to list them all.
     pub show: Option<String>,
-}
-
-/// kiln's built-in elements, embedded in the binary and unpacked into the
-/// cache directory (or, without one, the temporary directory) on first use.
-pub fn builtin_elements() -> Result<PathBuf, Failure> {
-    let base = crate::cache::Cache::default_dir()
-        .unwrap_or_else(|_| std::env::temp_dir().join(format!("kiln-{}", nix::unistd::geteuid())));
-    plan::unpack_builtin_elements(&base).map_err(|e| Failure::Internal(miette::miette!("{e}")))
 }
 
 /// Lists the elements, or shows one.

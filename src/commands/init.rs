@@ -8,9 +8,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::commands::schema::schema_text;
 use crate::failure::Failure;
 use crate::manifest::{self, Distro, Problem};
+use crate::ops::schema::schema_text;
 use crate::terminal;
 
 /// Where, relative to the imagefile, `kiln init` puts the editor's schema.

@@ -1,6 +1,7 @@
 //! One module per kiln command. Each exposes a settings struct (built by
 //! [`crate::cli`]) and a `run` function that does the command's work by
-//! calling the pipeline stages.
+//! calling the operations in [`crate::ops`] and the pipeline stages. No
+//! command imports another: what two commands share is an operation.
 
 pub mod boot;
 pub mod build;

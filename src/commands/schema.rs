@@ -4,19 +4,7 @@
 use std::io::Write;
 
 use crate::failure::Failure;
-use crate::manifest;
-
-/// The schema exactly as committed at `schema/imagefile.schema.json`.
-pub fn schema_text() -> String {
-    pretty(&manifest::schema())
-}
-
-fn pretty(schema: &serde_json::Value) -> String {
-    // Serialising a `serde_json::Value` cannot fail.
-    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
-    text.push('\n');
-    text
-}
+use crate::ops::schema::{pretty, schema_text};
 
 /// Prints the imagefile's schema, or with `lock` the lockfile's
 /// (`schema/lock.schema.json`).

@@ -19,7 +19,7 @@ use crate::machine::{Machine, Serial, SshTarget};
 use crate::manifest::TestCheck;
 use crate::terminal;
 
-use super::boot::{MachineOptions, Target, absolute, find_target, machine_spec};
+use crate::ops::machine::{MachineOptions, Target, absolute, find_target, machine_spec};
 
 /// Settings of `kiln test`.
 #[derive(Debug, Clone)]
@@ -78,26 +78,22 @@ struct Outcome {
     detail: String,
 }
 
-fn internal(error: impl std::fmt::Display) -> Failure {
-    Failure::Internal(miette::miette!("{error}"))
-}
-
 /// Boots the image and runs every check; fails (exit 1) if any fails.
 pub fn run(settings: &TestSettings) -> Result<(), Failure> {
-    chroot::signals::install().map_err(internal)?;
+    chroot::signals::install().map_err(Failure::internal)?;
     let options = &settings.machine;
     let target = find_target(options)?;
     let started = Instant::now();
     let scratch = tempfile::Builder::new()
         .prefix("kiln-test-")
         .tempdir()
-        .map_err(internal)?;
+        .map_err(Failure::internal)?;
     let serial_log = match &options.serial_log {
         Some(path) => absolute(path)?,
         None => scratch.path().join("serial.log"),
     };
     let spec = machine_spec(options, &target, Serial::File(serial_log.clone()))?;
-    let machine = Machine::start(&spec).map_err(internal)?;
+    let machine = Machine::start(&spec).map_err(Failure::internal)?;
     terminal::status(&format!(
         "testing {} ({}, {}) on the overlay {}; serial console: {}",
         target.image.display(),

@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
-use crate::commands::lock::plan_elements;
 use crate::failure::Failure;
+use crate::ops::lock::plan_elements;
 use crate::{manifest, terminal};
 
 /// Settings of `kiln validate`.

@@ -1,0 +1,357 @@
+//! Locking: planning an imagefile's elements, whether a lock is still
+//! current, and resolving and writing a lock (for `kiln lock`, and for
+//! `kiln build` when its lock is missing or stale), with every failure
+//! turned into a diagnostic that points into the imagefile.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use miette::SourceSpan;
+
+use crate::apt::resolve::ResolveError;
+use crate::failure::Failure;
+use crate::host::http::{Http, HttpOptions};
+use crate::lock::make::{self, MakeError};
+use crate::manifest::{self, Checked, Problem};
+use crate::ops::fetch::open_cache;
+use crate::{lock, terminal};
+
+/// Plans the manifest's elements (a mistake there is the user's, exit 1).
+pub fn plan_elements(
+    checked: &Checked,
+    elements_path: &[PathBuf],
+) -> Result<crate::plan::Plan, Failure> {
+    let search = crate::plan::SearchPath::from_env(
+        elements_path,
+        &crate::ops::elements::builtin_elements()?,
+    );
+    let plan = crate::plan::plan(&checked.manifest, &search)
+        .map_err(|error| plan_failure(error, checked))?;
+    for warning in &plan.warnings {
+        terminal::status(&format!("warning: {warning}"));
+    }
+    Ok(plan)
+}
+
+/// Turns a plan error into diagnostics: `with:` values that do not fit an
+/// element's parameters point into the manifest, a bad `element.yaml`
+/// points into that file.
+fn plan_failure(error: crate::plan::PlanError, checked: &Checked) -> Failure {
+    match error {
+        crate::plan::PlanError::Parameters(problems) => {
+            Failure::from(checked.source.problems(problems))
+        }
+        crate::plan::PlanError::ElementYaml(bad) => Failure::from(manifest::Problems::new(
+            &bad.path.display().to_string(),
+            bad.text,
+            bad.problems,
+        )),
+        error => Failure::user(miette::miette!(
+            help = "check the element names and --elements-path; `kiln elements list` shows what is found",
+            "{error}"
+        )),
+    }
+}
+
+/// Whether `lock` still pins `checked` and the elements `plan` found:
+/// same imagefile bytes, same elements with the same trees. Where an
+/// element was found does not matter (a checkout may move); what it holds
+/// does.
+pub fn is_current(lock: &lock::Lock, checked: &Checked, plan: &crate::plan::Plan) -> bool {
+    let locked = lock.elements.iter().map(|e| (e.name.as_str(), &e.tree));
+    let planned = plan
+        .elements
+        .iter()
+        .map(|e| (e.name.as_str(), &e.tree_hash));
+    lock.manifest == lock::sha256_tag(checked.source.text().as_bytes()) && locked.eq(planned)
+}
+
+/// Whether [`lock_planned`] writes the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Write it (when its text changes).
+    Yes,
+    /// Only report what would change.
+    DryRun,
+}
+
+/// Resolves and writes the lock for a manifest already read and planned
+/// (by `kiln lock`, or by `kiln build` when its lock is missing or stale),
+/// reports what changed against the lock already there, and returns it.
+pub fn lock_planned(
+    checked: &Checked,
+    plan: &crate::plan::Plan,
+    lock_path: &Path,
+    cache_dir: Option<&PathBuf>,
+    write: Write,
+) -> Result<lock::Lock, Failure> {
+    let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
+    let cache = open_cache(cache_dir)?;
+    let http = Http::new(HttpOptions::default()).map_err(Failure::internal)?;
+    let started = Instant::now();
+    let builtin = crate::ops::elements::builtin_elements()?;
+    // `imagefile.lock` has the parent "": the current directory.
+    let manifest_dir = lock_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let made = make::make(
+        checked,
+        &manifest_sha256,
+        manifest_dir,
+        &make::Elements::from_plan(plan, &builtin, manifest_dir),
+        &http,
+        &cache,
+        Path::new(make::HOST_APT_DIR),
+    )
+    .map_err(|error| failure(error, checked))?;
+    let lock = made.lock;
+    match lock::read(lock_path) {
+        Ok(old) => {
+            let report = lock::diff::render(&lock::diff::changes(&old, &lock));
+            if !report.is_empty() {
+                terminal::status(report.trim_end());
+            }
+        }
+        Err(lock::LockError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => terminal::status(&format!("{error}; its changes are not listed")),
+    }
+    let verb = match write {
+        Write::DryRun
+            if lock::to_text(&lock) == std::fs::read_to_string(lock_path).unwrap_or_default() =>
+        {
+            "unchanged"
+        }
+        Write::DryRun => "would write",
+        Write::Yes => {
+            let changed = lock::write(lock_path, &lock).map_err(Failure::internal)?;
+            if changed { "wrote" } else { "unchanged" }
+        }
+    };
+    let bytes: u64 = lock.packages.iter().map(|p| p.size).sum();
+    terminal::status(&format!(
+        "{} {}: {} packages ({:.1} MiB of .debs) from {} in {:.2} s",
+        verb,
+        lock_path.display(),
+        lock.packages.len(),
+        bytes as f64 / f64::from(1u32 << 20),
+        lock.repositories
+            .iter()
+            .map(|r| r.suite.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_secs_f64(),
+    ));
+    Ok(lock)
+}
+
+/// Turns a lock failure into diagnostics: a mistake in the manifest points
+/// at it; a failure of the mirror, network or host exits 2 and names the
+/// URL involved.
+fn failure(error: MakeError, checked: &Checked) -> Failure {
+    let manifest = &checked.manifest;
+    let base = &manifest.base;
+    let in_manifest = |span: SourceSpan, label: &str, help: String| {
+        Failure::from(checked.source.problems(vec![Problem::error(
+            error.to_string(),
+            span,
+            label,
+            help,
+        )]))
+    };
+    // The entry of the manifest a repository's failure is about, and the
+    // failure itself.
+    let (entry, inner) = match &error {
+        MakeError::At { entry, error, .. } => (Some(*entry), error.as_ref()),
+        other => (None, other),
+    };
+    let repository = match entry {
+        Some(make::Entry::Repository(n)) => manifest.repositories.get(n),
+        _ => None,
+    };
+    let suite_span = match entry {
+        Some(make::Entry::Base(Some(kind))) => base
+            .suites
+            .as_ref()
+            .and_then(|suites| suites.iter().find(|s| s.value == kind))
+            .map(|s| s.span),
+        _ => None,
+    };
+    match inner {
+        MakeError::Unsupported { .. } => in_manifest(
+            base.distro.span,
+            "not lockable yet",
+            "use `distro: debian` or `distro: ubuntu`".to_string(),
+        ),
+        MakeError::NoMirror { .. } => in_manifest(
+            base.distro.span,
+            "from which mirror?",
+            "add `mirror:` to `base`, such as the URL your host's apt sources use".to_string(),
+        ),
+        MakeError::NoRelease { .. } => match (repository, entry) {
+            (Some(repository), _) => in_manifest(
+                repository
+                    .suites
+                    .first()
+                    .map_or(repository.url.span, |s| s.span),
+                "not in this repository",
+                "check the repository's `url` and `suites` (the directories below its `dists/`)"
+                    .to_string(),
+            ),
+            (None, Some(make::Entry::Base(Some(kind)))) => in_manifest(
+                suite_span
+                    .or(base.release.as_ref().map(|r| r.span))
+                    .unwrap_or(base.distro.span),
+                "not on the mirror",
+                if kind == crate::manifest::SuiteKind::Security {
+                    "set `security_mirror:` in `base` to where the security suite is published, or leave `security` out of `suites`".to_string()
+                } else {
+                    format!(
+                        "leave `{}` out of `suites`, or use a mirror that has it",
+                        kind.as_str()
+                    )
+                },
+            ),
+            _ => in_manifest(
+                base.release.as_ref().map_or(base.distro.span, |r| r.span),
+                "not on the mirror",
+                "check the release's code name (such as `bookworm`) and the mirror URL".to_string(),
+            ),
+        },
+        MakeError::NotInRelease { wanted, .. } => {
+            let component_span = match repository {
+                Some(repository) => repository
+                    .components
+                    .iter()
+                    .find(|c| c.as_str() == wanted)
+                    .map(|c| c.span),
+                None => base
+                    .components
+                    .iter()
+                    .flatten()
+                    .find(|c| c.as_str() == wanted)
+                    .map(|c| c.span),
+            };
+            match component_span {
+                Some(span) => in_manifest(
+                    span,
+                    "not in this archive",
+                    "list only components the archive's InRelease names".to_string(),
+                ),
+                None => in_manifest(
+                    repository.map_or(base.arch.span, |r| r.url.span),
+                    "not in this archive",
+                    "choose an architecture the archive carries, or another mirror".to_string(),
+                ),
+            }
+        }
+        MakeError::Release(release_error) => {
+            use crate::apt::release::ReleaseError;
+            let key_span = match repository {
+                Some(repository) => Some(
+                    repository
+                        .key
+                        .as_ref()
+                        .map(|k| k.span)
+                        .or(repository.fingerprint.as_ref().map(|f| f.span))
+                        .unwrap_or(repository.name.span),
+                ),
+                None => base.keyring.as_ref().map(|k| k.span),
+            };
+            let (label, help) = match release_error {
+                ReleaseError::MissingKeyring { .. } => (
+                    "no such file",
+                    if repository.is_some() {
+                        "give the path of the repository's public key, relative to the imagefile"
+                    } else {
+                        "install the distribution's keyring package (debian-archive-keyring, ubuntu-keyring) or set `keyring:` in `base`"
+                    },
+                ),
+                ReleaseError::NotAKey { .. } => (
+                    "not a key",
+                    "give the repository's public key: a binary `.gpg` keyring or an armored `.asc` file, as its vendor publishes it",
+                ),
+                ReleaseError::BadSignature { .. } => (
+                    "does not verify",
+                    "check that the key is the repository's signing key; a repository whose signature does not verify is never read",
+                ),
+                ReleaseError::WrongSigner { .. } => (
+                    "signed by another key",
+                    "check `fingerprint` against the key that signs the repository",
+                ),
+                _ => (
+                    "cannot be checked",
+                    "check that gpgv is installed (package gpgv)",
+                ),
+            };
+            match key_span {
+                Some(span) => in_manifest(span, label, help.to_string()),
+                // The host's keyring is missing: the user's to install.
+                None if matches!(release_error, ReleaseError::MissingKeyring { .. }) => {
+                    Failure::user(miette::miette!(help = help, "{error}"))
+                }
+                // The distribution's own archive, checked with the host's
+                // keyring, fails: the mirror's fault, not the imagefile's.
+                None => Failure::Internal(miette::miette!(
+                    help = "the mirror serves an archive its distribution's key did not sign: check the mirror (or proxy), then run `kiln lock` again",
+                    "{error}"
+                )),
+            }
+        }
+        MakeError::SameVersionDiffers { first, second, .. } => {
+            let named = |id: &str| {
+                let name = id.split('/').next().unwrap_or_default();
+                manifest
+                    .repositories
+                    .iter()
+                    .find(|r| r.name.as_str() == name)
+            };
+            let span = named(second)
+                .or_else(|| named(first))
+                .map_or(base.distro.span, |r| r.name.span);
+            in_manifest(
+                span,
+                "conflicting repository",
+                "one of the two rebuilt the package without changing its version, so kiln cannot say which file the image gets: remove one of them, or ask its vendor for a distinct version".to_string(),
+            )
+        }
+        MakeError::Resolve(resolve_error) => {
+            let package = match resolve_error.as_ref() {
+                ResolveError::UnknownSeed { package, .. } => Some(package.clone()),
+                ResolveError::Unsatisfiable {
+                    chain, dependency, ..
+                } => Some(chain.first().unwrap_or(dependency).clone()),
+                _ => None,
+            };
+            let span = package.and_then(|name| {
+                let name = name
+                    .split([' ', '('])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                checked
+                    .manifest
+                    .packages
+                    .iter()
+                    .find(|p| p.value.name() == name)
+                    .map(|p| p.span)
+            });
+            match span {
+                Some(span) => in_manifest(
+                    span,
+                    "cannot be installed",
+                    "check the package name, or remove it from `packages`".to_string(),
+                ),
+                None => Failure::user(miette::miette!(
+                    help = "the archive's own packages cannot be resolved; try another mirror or release",
+                    "{error}"
+                )),
+            }
+        }
+        _ => Failure::Internal(miette::miette!(
+            help = "check the mirror and the network, then run `kiln lock` again",
+            "{error}"
+        )),
+    }
+}
