@@ -49,6 +49,10 @@ const EMPTIED_DIRS: &[&str] = &[
     "var/lib/apt/lists",
     "var/tmp",
     "tmp",
+    // A tmpfs at boot: whatever the build left there (libblkid's device
+    // cache /run/blkid/blkid.tab, systemd's state) is hidden then, and
+    // differs from host to host.
+    "run",
 ];
 
 /// Single files removed: caches with timestamps, the previous copies
@@ -67,6 +71,10 @@ const REMOVED_FILES: &[&str] = &[
     "etc/machine-id.old",
     "root/.bash_history",
     "etc/.pwd.lock",
+    // libblkid's device cache where older releases keep it: the devices of
+    // whatever machine built the image.
+    "etc/blkid.tab",
+    "etc/blkid.tab.old",
 ];
 
 /// Makes `root` the same on every build: see the module documentation.

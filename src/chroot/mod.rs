@@ -62,7 +62,7 @@ pub enum ChrootError {
     /// A mount failed.
     #[error("cannot mount {fstype} on {}: {source}", target.display())]
     Mount {
-        /// What was being mounted (`proc`, `sysfs`, `bind /dev`, ...).
+        /// What was being mounted (`proc`, `sysfs`, `a private /dev (tmpfs)`, ...).
         fstype: String,
         /// Where.
         target: PathBuf,

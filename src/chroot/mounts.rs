@@ -8,12 +8,16 @@
 //! that order and unmounts in reverse. sysfs is read-only: nothing a build
 //! script should do needs to write to the host's kernel settings.
 //!
-//! `/dev` is a bind of the host's, as in DIB, rather than a private tmpfs
-//! with the standard nodes: block-device.d and bootloader elements run
-//! `grub-install`, `partprobe` and friends inside the chroot against the
-//! loop devices and partitions the host kernel creates, and only the host's
-//! devtmpfs shows those nodes as they appear. The bind is not recursive, so
-//! the host's `/dev/pts`, `/dev/shm` and `/dev/mqueue` do not come along.
+//! `/dev` is **not** the host's, unlike DIB's bind: it is a private tmpfs
+//! holding only the nodes a build needs (`null`, `zero`, `full`, `random`,
+//! `urandom`, `tty`, `ptmx` -> `pts/ptmx`, the `fd`/`stdin`/`stdout`/
+//! `stderr` links, a `pts` of its own and a `shm` tmpfs), as
+//! systemd-nspawn and mmdebstrap give. With the host's `/dev`, what the
+//! host had attached leaked into the image: initramfs hooks saw the host's
+//! disks (and a loop device holding an ext4 labelled `cloudimg-rootfs`
+//! gave the initramfs fsck), and libblkid cached the host's devices in
+//! `/run/blkid`. kiln never needs a block device in the chroot: it makes
+//! disks and filesystems as files, and `block-device.d` is skipped.
 //!
 //! All of this happens inside the build's private mount namespace
 //! ([`super::namespace`]); the guards release mounts in an orderly unwind
@@ -160,7 +164,15 @@ pub fn mount_dib_filesystems(root: &Path) -> Result<ChrootMounts, ChrootError> {
     )?);
 
     let dev = mount_point(root, "dev")?;
-    mounts.mounts.push(Mount::bind(Path::new("/dev"), &dev)?);
+    mounts.mounts.push(Mount::new(
+        "a private /dev (tmpfs)",
+        Some(Path::new("tmpfs")),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=4m"),
+    )?);
+    populate_dev(&dev)?;
 
     let pts = mount_point(root, "dev/pts")?;
     mounts.mounts.push(Mount::new(
@@ -170,6 +182,16 @@ pub fn mount_dib_filesystems(root: &Path) -> Result<ChrootMounts, ChrootError> {
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?);
+
+    let shm = mount_point(root, "dev/shm")?;
+    mounts.mounts.push(Mount::new(
+        "a tmpfs for /dev/shm",
+        Some(Path::new("tmpfs")),
+        &shm,
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777"),
     )?);
 
     let sys = mount_point(root, "sys")?;
@@ -182,6 +204,58 @@ pub fn mount_dib_filesystems(root: &Path) -> Result<ChrootMounts, ChrootError> {
         None,
     )?);
     Ok(mounts)
+}
+
+/// The character devices of a private `/dev`: name, major, minor (the
+/// kernel's fixed numbers, `Documentation/admin-guide/devices.txt`).
+const DEV_NODES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The symbolic links of a private `/dev`: name, target.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Fills the fresh tmpfs at `dev` with [`DEV_NODES`] (mode 0666, whatever
+/// the umask) and [`DEV_LINKS`].
+fn populate_dev(dev: &Path) -> Result<(), ChrootError> {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+
+    let io = |action: &'static str, path: PathBuf| {
+        move |source: std::io::Error| ChrootError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    for (name, major, minor) in DEV_NODES {
+        let path = dev.join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(*major, *minor),
+        )
+        .map_err(|errno| io("create the device node", path.clone())(errno.into()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+            .map_err(io("set the mode of", path.clone()))?;
+    }
+    for (name, target) in DEV_LINKS {
+        let path = dev.join(name);
+        symlink(target, &path).map_err(io("create the link", path.clone()))?;
+    }
+    Ok(())
 }
 
 /// `root/relative`, created if absent. Refuses a mount point that is a

@@ -180,7 +180,7 @@ fn mounts_appear_inside_and_vanish_after_the_guards() {
     assert_ne!(current_mount_namespace().unwrap(), host_namespace);
 
     let mounts = mount_dib_filesystems(&tree.path).unwrap();
-    let expected: Vec<PathBuf> = ["proc", "dev", "dev/pts", "sys"]
+    let expected: Vec<PathBuf> = ["proc", "dev", "dev/pts", "dev/shm", "sys"]
         .iter()
         .map(|sub| tree.path.join(sub))
         .collect();
@@ -188,6 +188,22 @@ fn mounts_appear_inside_and_vanish_after_the_guards() {
     assert!(tree.path.join("proc/self/status").exists());
     assert!(tree.path.join("dev/null").exists());
     assert!(tree.path.join("dev/pts/ptmx").exists());
+    // A private /dev: the nodes a build needs and nothing of the host's
+    // (no disks, no loop devices).
+    let mut names: Vec<String> = std::fs::read_dir(tree.path.join("dev"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout",
+            "tty", "urandom", "zero"
+        ]
+    );
+    std::fs::write(tree.path.join("dev/null"), b"discarded").unwrap();
+    assert_eq!(std::fs::read(tree.path.join("dev/null")).unwrap(), b"");
     assert!(tree.path.join("sys/kernel").exists());
 
     // The host never sees the build's mounts.
@@ -198,10 +214,10 @@ fn mounts_appear_inside_and_vanish_after_the_guards() {
             .any(|mount| mount.starts_with(&tree.path))
     );
 
-    // Deleting now would delete through the bind into the host's /dev.
+    // Deleting now would delete through the mounts (proc, sysfs).
     let refused = remove_dir_all_checked(&tree.path);
     assert!(
-        matches!(&refused, Err(ChrootError::StillMounted { mounts, .. }) if mounts.len() == 4),
+        matches!(&refused, Err(ChrootError::StillMounted { mounts, .. }) if mounts.len() == 5),
         "{refused:?}"
     );
     assert!(tree.path.join("bin/busybox").exists());
@@ -490,7 +506,7 @@ fn sigkill_of_kiln_leaves_the_host_clean() {
         .into_iter()
         .filter(|mount| mount.starts_with(&tree.path))
         .collect();
-    assert_eq!(inside_mounts.len(), 4, "{inside_mounts:?}");
+    assert_eq!(inside_mounts.len(), 5, "{inside_mounts:?}");
     assert!(host_mounts_under(&tree.path).is_empty());
 
     kill(

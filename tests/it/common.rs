@@ -110,6 +110,41 @@ pub fn loop_devices_under(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A loop device attached to the host for as long as this lives, holding
+/// an ext4 filesystem labelled `cloudimg-rootfs`: what a host that builds
+/// or tests images often has attached, and what a build must not see.
+pub struct HostLoopDisk {
+    /// The device, `/dev/loopN`.
+    pub device: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HostLoopDisk {
+    /// Makes the file, the filesystem and attaches it.
+    pub fn attach() -> HostLoopDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("host-disk.img");
+        let file_arg = file.to_str().expect("UTF-8");
+        tool("truncate", &["-s", "64M", file_arg]);
+        tool("mkfs.ext4", &["-q", "-L", "cloudimg-rootfs", file_arg]);
+        let device = tool("losetup", &["-f", "--show", file_arg])
+            .trim()
+            .to_string();
+        assert!(device.starts_with("/dev/loop"), "{device}");
+        let label = tool("blkid", &["-s", "LABEL", "-o", "value", &device]);
+        assert_eq!(label.trim(), "cloudimg-rootfs");
+        HostLoopDisk { device, _dir: dir }
+    }
+}
+
+impl Drop for HostLoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.device])
+            .status();
+    }
+}
+
 /// After kiln was killed with SIGKILL mid-build: waits (up to 10 s) for the
 /// kernel to tear the build's namespaces down, then asserts that nothing
 /// is left — no mount under `out`, no loop device backed by a file under
