@@ -1,27 +1,18 @@
-//! `kiln build`: from the lock to the image files, inside the build's own
-//! mount namespace.
-//!
-//! The plan is made first (a bad element set fails before any download);
-//! the tree is bootstrapped (the base installed and configured, checked
-//! with `dpkg-query`), the elements' phases run against it, the tree is
-//! checked against the lock, assembled into a raw image (one filesystem or
-//! a whole disk), and the outputs and `<name>.report.json` are written to
-//! the output directory. Everything in between lives in
-//! `<output>/.kiln-build-<name>/`, removed at the end, also on failure.
+//! `kiln build`: from the lock to the image files. The plan is made
+//! first (a bad element set fails before any download), the lock made or
+//! refreshed unless `--locked`, the packages fetched, then
+//! [`crate::ops::build`] builds (twice with `--check`) and this prints
+//! what it made.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::bootstrap;
 use crate::chroot;
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
-use crate::manifest::OutputFormat;
+use crate::ops::build::{Built, Context, LockPolicy, build_into, check_reproducible};
 use crate::ops::fetch::{download_mirror, fetch_failure, open_cache};
-use crate::{
-    assemble, fetch, lock, manifest, normalise, output, phases, plan, report, reproducible,
-    terminal,
-};
+use crate::{fetch, manifest, plan, terminal};
 
 /// Settings of `kiln build`.
 #[derive(Debug)]
@@ -65,52 +56,16 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
     let plan = crate::ops::lock::plan_elements(&checked, &settings.elements_path)?;
-    let lock_path = lock::path_for(&settings.path);
-    let read = lock::read(&lock_path);
-    let lock = match read {
-        Ok(lock) if crate::ops::lock::is_current(&lock, &checked, &plan) => lock,
-        read => {
-            let why = match read {
-                Err(lock::LockError::Read { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    format!("there is no lock at {}", lock_path.display())
-                }
-                Err(error) => error.to_string(),
-                Ok(_) => format!(
-                    "{} is older than {} or its elements",
-                    lock_path.display(),
-                    settings.path.display()
-                ),
-            };
-            if settings.locked {
-                return Err(Failure::user(miette::miette!(
-                    help = format!(
-                        "run `kiln lock {}` and commit the lock, or build without --locked",
-                        settings.path.display()
-                    ),
-                    "{why}, and --locked forbids locking now"
-                )));
-            }
-            if settings.offline {
-                return Err(Failure::user(miette::miette!(
-                    help = format!(
-                        "run `kiln lock {0}` and `kiln fetch {0}` with the network first; then --offline builds",
-                        settings.path.display()
-                    ),
-                    "{why}, and --offline cannot lock: locking reads the mirror"
-                )));
-            }
-            // As cargo does: a missing or stale lock is made before building.
-            crate::ops::lock::lock_planned(
-                &checked,
-                &plan,
-                &lock_path,
-                settings.cache_dir.as_ref(),
-                crate::ops::lock::Write::Yes,
-            )?
-        }
-    };
+    let lock = crate::ops::build::current_lock(
+        &settings.path,
+        &checked,
+        &plan,
+        LockPolicy {
+            locked: settings.locked,
+            offline: settings.offline,
+            cache_dir: settings.cache_dir.as_ref(),
+        },
+    )?;
     let mut timings = vec![("lock".to_string(), started.elapsed())];
 
     let cache = open_cache(settings.cache_dir.as_ref())?;
@@ -125,396 +80,31 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     timings.push(("fetch".to_string(), step.elapsed()));
 
     let context = Context {
-        settings,
         checked: &checked,
         plan: &plan,
         lock: &lock,
         cache: &cache,
         started,
+        shell_on_failure: settings.shell_on_failure,
+        compress: settings.compress,
     };
     if settings.check {
-        return check_reproducible(&context, timings);
-    }
-    let built = build_into(&context, &settings.output, settings.keep_tree, timings)?;
-    print_result(&context, &built);
-    Ok(())
-}
-
-/// What one build needs that does not change between two builds of it.
-struct Context<'a> {
-    settings: &'a BuildSettings,
-    checked: &'a manifest::Checked,
-    plan: &'a plan::Plan,
-    lock: &'a lock::Lock,
-    cache: &'a crate::cache::Cache,
-    started: Instant,
-}
-
-/// What one build made.
-struct Built {
-    output: PathBuf,
-    name: String,
-    report: report::Report,
-    report_path: PathBuf,
-    log_path: PathBuf,
-    removed: Vec<String>,
-    timings: Vec<(String, std::time::Duration)>,
-    /// The kept root tree, when asked for.
-    tree: Option<PathBuf>,
-}
-
-/// Builds the image into `output_dir` (the work directory beside the
-/// outputs), from the fetched lock.
-fn build_into(
-    context: &Context<'_>,
-    output_dir: &Path,
-    keep_tree: bool,
-    mut timings: Vec<(String, std::time::Duration)>,
-) -> Result<Built, Failure> {
-    let Context {
-        settings,
-        checked,
-        plan,
-        lock,
-        cache,
-        started,
-    } = *context;
-    let name = checked.manifest.name.value.as_str().to_string();
-    std::fs::create_dir_all(output_dir).map_err(Failure::internal)?;
-    // Absolute: the chroot runner changes directories before it uses it.
-    let output = std::fs::canonicalize(output_dir).map_err(Failure::internal)?;
-    let work = output.join(format!(".kiln-build-{name}"));
-    if work.exists() {
-        chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
-    }
-    let root = work.join("root");
-    std::fs::create_dir_all(&root).map_err(Failure::internal)?;
-    let log_path = output.join(format!("{name}.build.log"));
-    let mut log = std::fs::File::create(&log_path).map_err(Failure::internal)?;
-
-    terminal::status(&format!(
-        "bootstrapping {} packages into {}",
-        lock.packages.len(),
-        root.display()
-    ));
-    terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
-    // The local repository has one suite: `name/suite` was for the lock.
-    let packages: Vec<String> = checked
-        .manifest
-        .packages
-        .iter()
-        .map(|p| p.as_str().split('/').next().unwrap_or_default().to_string())
-        .collect();
-    let result = bootstrap::bootstrap(lock, cache, &root, &work, &packages, &mut log);
-    let (bootstrapped, repo) = match result {
-        Ok(done) => done,
-        Err(error) => {
-            let signal = match &error {
-                bootstrap::InstallError::Chroot(chroot::ChrootError::Interrupted { signal }) => {
-                    Some(*signal)
-                }
-                _ => None,
-            };
-            return Err(failed(&work, &log_path, &error, signal));
-        }
-    };
-    timings.extend(
-        bootstrapped
-            .timings
-            .iter()
-            .map(|(stage, duration)| (stage.to_string(), *duration)),
-    );
-
-    let manifest_dir = Path::new(checked.source.name())
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Err(error) =
-        bootstrap::sources::write_extra_sources(lock, &checked.manifest, manifest_dir, &root)
-    {
-        drop(repo);
-        return Err(failed(&work, &log_path, &error, None));
-    }
-
-    let lock_text = lock::to_text(lock);
-    let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
-    let fstab = assemble::fstab_text(
-        &checked.manifest.disk.value,
-        uses_vm,
-        checked.manifest.base.value.arch.value,
-        &lock_text,
-    )
-    .and_then(|text| assemble::write_fstab(&root, &text));
-    if let Err(error) = fstab {
-        drop(repo);
-        return Err(failed(&work, &log_path, &error, None));
-    }
-
-    if plan.phases.iter().any(|p| !p.scripts.is_empty()) {
+        let (built, compared) =
+            check_reproducible(&context, &settings.output, settings.keep_tree, timings)?;
+        print_result(settings, &context, &built);
         terminal::status(&format!(
-            "running the phases of {} elements",
-            plan.elements.len()
-        ));
-    }
-    let locked: Vec<String> = lock.packages.iter().map(|p| p.name.clone()).collect();
-    let run = phases::PhaseRun {
-        root: &root,
-        work: &work,
-        source_date_epoch: lock.source_date_epoch,
-        apt: &phases::apt_environment(lock),
-        locked: &locked,
-        shell_on_failure: settings.shell_on_failure,
-    };
-    match phases::run_phases(plan, &run, &mut log) {
-        Ok(phase_timings) => timings.extend(phase_timings),
-        Err(error) => {
-            drop(repo);
-            return Err(failed(&work, &log_path, &error, error.interrupted_by()));
-        }
-    }
-    let step = Instant::now();
-    let checked_tree = repo
-        .remove()
-        .and_then(|()| bootstrap::check_finished_tree(lock, &root));
-    let removed = match checked_tree {
-        Ok(removed) => removed,
-        Err(error) => return Err(failed(&work, &log_path, &error, None)),
-    };
-    timings.push(("check the finished tree".to_string(), step.elapsed()));
-
-    let step = Instant::now();
-    if let Err(error) = normalise::normalise(&root, lock.source_date_epoch, &mut log) {
-        return Err(failed(&work, &log_path, &error, None));
-    }
-    timings.push(("normalise".to_string(), step.elapsed()));
-
-    let step = Instant::now();
-    terminal::progress("assemble: making the filesystems and the disk");
-    let raw = work.join(format!("{name}.raw"));
-    let request = assemble::AssembleRequest {
-        disk: &checked.manifest.disk.value,
-        arch: checked.manifest.base.value.arch.value,
-        uses_vm,
-        lock_text: &lock_text,
-        source_date_epoch: lock.source_date_epoch,
-        root: &root,
-        work: &work,
-        raw: &raw,
-    };
-    let assembled = match assemble::assemble(&request, &mut log) {
-        Ok(assembled) => assembled,
-        Err(error) => return Err(failed(&work, &log_path, &error, None)),
-    };
-    timings.extend(
-        assembled
-            .timings
-            .iter()
-            .map(|(stage, duration)| (format!("assemble: {stage}"), *duration)),
-    );
-    timings.push(("assemble".to_string(), step.elapsed()));
-
-    let formats: Vec<OutputFormat> = checked.manifest.outputs.iter().map(|o| o.value).collect();
-    terminal::progress("outputs: writing the image files");
-    let outputs = output::write_outputs(&output::OutputRequest {
-        image: &name,
-        dir: &output,
-        formats: &formats,
-        raw: Some(&raw),
-        raw_placement: output::convert::RawPlacement::Move,
-        tree: Some(&root),
-        source_date_epoch: lock.source_date_epoch,
-        disk: output::convert::DiskOptions {
-            compress_qcow2: settings.compress,
-        },
-    });
-    let outputs = match outputs {
-        Ok(outputs) => outputs,
-        Err(error) => return Err(failed(&work, &log_path, &error, None)),
-    };
-    for written in &outputs {
-        timings.push((
-            format!("output {}", output::extension(written.format)),
-            written.duration,
-        ));
-    }
-
-    let kept_tree = if keep_tree {
-        let tree = output.join(format!("{name}.root"));
-        if tree.exists() {
-            chroot::remove_dir_all_checked(&tree).map_err(Failure::internal)?;
-        }
-        std::fs::rename(&root, &tree).map_err(Failure::internal)?;
-        Some(tree)
-    } else {
-        None
-    };
-    chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
-    let total = started.elapsed();
-    timings.push(("total".to_string(), total));
-
-    let mut report = report::Report::new(&name, lock, lock_text.as_bytes());
-    report.packages.retain(|p| !removed.contains(&p.name));
-    if !removed.is_empty() {
-        report.notes.push(format!(
-            "locked but removed during the build: {}",
-            removed.join(", ")
-        ));
-    }
-    for written in &outputs {
-        report.outputs.push(
-            report::describe_output(written.format, &written.path).map_err(Failure::internal)?,
-        );
-    }
-    report.timings = timings
-        .iter()
-        .map(|(stage, duration)| report::Timing::new(stage, *duration))
-        .collect();
-    let report_path = output.join(format!("{name}.report.json"));
-    report::write_report(&report_path, &report).map_err(Failure::internal)?;
-
-    terminal::progress_done();
-    Ok(Built {
-        output,
-        name,
-        report,
-        report_path,
-        log_path,
-        removed,
-        timings,
-        tree: kept_tree,
-    })
-}
-
-/// `--check`: builds into the output directory and again into a second
-/// directory below it (another path, another work directory), compares
-/// every output, and on a difference names the files of the tree, or the
-/// partitions, that differ.
-fn check_reproducible(
-    context: &Context<'_>,
-    timings: Vec<(String, std::time::Duration)>,
-) -> Result<(), Failure> {
-    let settings = context.settings;
-    let first = build_into(context, &settings.output, true, timings.clone())?;
-    let second_dir = first.output.join(format!(".kiln-check-{}", first.name));
-    let second = build_into(context, &second_dir, true, timings)?;
-    let by_format = |built: &Built| -> Vec<(String, String, String)> {
-        built
-            .report
-            .outputs
-            .iter()
-            .map(|o| {
-                (
-                    format!("{:?}", o.format).to_lowercase(),
-                    o.file.clone(),
-                    o.sha256.clone(),
-                )
-            })
-            .collect()
-    };
-    let (a, b) = (by_format(&first), by_format(&second));
-    let differing: Vec<&(String, String, String)> = a
-        .iter()
-        .zip(&b)
-        .filter(|(x, y)| x.2 != y.2)
-        .map(|(x, _)| x)
-        .collect();
-    let mut findings = Vec::new();
-    if !differing.is_empty() {
-        if let (Some(tree_a), Some(tree_b)) = (&first.tree, &second.tree) {
-            let differences =
-                reproducible::diff_trees(tree_a, tree_b).map_err(Failure::internal)?;
-            for difference in differences.iter().take(MAX_SHOWN_DIFFERENCES) {
-                findings.push(difference.to_string());
-            }
-            if differences.len() > MAX_SHOWN_DIFFERENCES {
-                findings.push(format!(
-                    "… and {} more",
-                    differences.len() - MAX_SHOWN_DIFFERENCES
-                ));
-            }
-        }
-        let raw_a = first.output.join(format!("{}.raw", first.name));
-        let raw_b = second.output.join(format!("{}.raw", second.name));
-        if let Some(partitions) = partitions_of(&raw_a)
-            && raw_b.exists()
-        {
-            let names = reproducible::differing_partitions(&raw_a, &raw_b, &partitions)
-                .map_err(Failure::internal)?;
-            if !names.is_empty() {
-                findings.push(format!("partitions that differ: {}", names.join(", ")));
-            }
-        }
-        if findings.is_empty() {
-            findings.push(
-                "the trees are identical: the difference is in what a tool wrote around the files (filesystem metadata)"
-                    .to_string(),
-            );
-        }
-    }
-    // The second build and the kept trees are only for the comparison.
-    chroot::remove_dir_all_checked(&second_dir).map_err(Failure::internal)?;
-    if !settings.keep_tree
-        && let Some(tree) = &first.tree
-    {
-        chroot::remove_dir_all_checked(tree).map_err(Failure::internal)?;
-    }
-    if differing.is_empty() {
-        print_result(context, &first);
-        terminal::status(&format!(
-            "reproducible: a second build in another directory gave the same {} outputs byte for byte",
-            a.len()
+            "reproducible: a second build in another directory gave the same {compared} outputs byte for byte"
         ));
         return Ok(());
     }
-    let files: Vec<String> = differing.iter().map(|(_, file, _)| file.clone()).collect();
-    Err(Failure::user(miette::miette!(
-        help = "make the element that writes this honour SOURCE_DATE_EPOCH and write no random data; see the user guide's reproducibility page",
-        "not reproducible: {} differ between two builds of the same lock:\n{}",
-        files.join(", "),
-        findings.join("\n")
-    )))
-}
-
-/// How many differences `--check` lists.
-const MAX_SHOWN_DIFFERENCES: usize = 20;
-
-/// (name, start, size) in bytes of each partition of a raw disk, read
-/// with sfdisk; `None` for a filesystem image or when it cannot be read.
-fn partitions_of(raw: &Path) -> Option<Vec<(String, u64, u64)>> {
-    let finished = crate::host::command::run(
-        "sfdisk",
-        &[std::ffi::OsStr::new("--json"), raw.as_os_str()],
-        "fdisk",
-    )
-    .ok()?;
-    if !finished.success() {
-        return None;
-    }
-    let table: serde_json::Value = serde_json::from_slice(&finished.stdout).ok()?;
-    let sector = table["partitiontable"]["sectorsize"]
-        .as_u64()
-        .unwrap_or(512);
-    table["partitiontable"]["partitions"]
-        .as_array()?
-        .iter()
-        .map(|p| {
-            Some((
-                p["name"].as_str().unwrap_or("?").to_string(),
-                p["start"].as_u64()? * sector,
-                p["size"].as_u64()? * sector,
-            ))
-        })
-        .collect()
+    let built = build_into(&context, &settings.output, settings.keep_tree, timings)?;
+    print_result(settings, &context, &built);
+    Ok(())
 }
 
 /// Tells the user what the build made.
-fn print_result(context: &Context<'_>, built: &Built) {
-    let Context {
-        settings,
-        plan,
-        lock,
-        ..
-    } = *context;
+fn print_result(settings: &BuildSettings, context: &Context<'_>, built: &Built) {
+    let Context { plan, lock, .. } = *context;
     let Built {
         output,
         name,
@@ -572,26 +162,5 @@ fn human_bytes(bytes: u64) -> String {
         format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
     } else {
         format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
-    }
-}
-
-/// The failure of a build step after the work directory exists: leave
-/// nothing that looks like a result (the mounts are gone with the guards,
-/// and removal refuses if any remain) and name the log.
-fn failed(
-    work: &Path,
-    log_path: &Path,
-    error: &dyn std::fmt::Display,
-    interrupted: Option<nix::sys::signal::Signal>,
-) -> Failure {
-    terminal::progress_done();
-    let cleanup = chroot::remove_dir_all_checked(work);
-    let mut message = format!("{error}\nbuild log: {}", log_path.display());
-    if let Err(e) = cleanup {
-        message.push_str(&format!("\nleft {} in place: {e}", work.display()));
-    }
-    match interrupted {
-        Some(signal) => Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}")),
-        None => Failure::Internal(miette::miette!("{message}")),
     }
 }

@@ -14,6 +14,7 @@
 //! - [`ssh`]: the throwaway key and running commands in the machine.
 //! - [`qemu`]: the QEMU command line and the running machine.
 
+pub mod checks;
 pub mod image;
 pub mod qemu;
 pub mod seed;

@@ -4,6 +4,7 @@
 //! (`crate::commands`) parses its settings, calls operations and prints;
 //! no command imports another.
 
+pub mod build;
 pub mod elements;
 pub mod fetch;
 pub mod lock;

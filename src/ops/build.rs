@@ -1,0 +1,489 @@
+//! Building: from a current, fetched lock to the image files, inside the
+//! build's own mount namespace (which the caller enters first).
+//!
+//! The tree is bootstrapped (the base installed and configured, checked
+//! with `dpkg-query`), the elements' phases run against it, the tree is
+//! checked against the lock, normalised, assembled into a raw image (one
+//! filesystem or a whole disk), and the outputs and `<name>.report.json`
+//! are written to the output directory. Everything in between lives in
+//! `<output>/.kiln-build-<name>/`, removed at the end, also on failure.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::bootstrap;
+use crate::chroot;
+use crate::failure::Failure;
+use crate::manifest::OutputFormat;
+use crate::{
+    assemble, lock, manifest, normalise, output, phases, plan, report, reproducible, terminal,
+};
+
+/// How [`current_lock`] may get a lock.
+#[derive(Debug, Clone, Copy)]
+pub struct LockPolicy<'a> {
+    /// Refuse to lock: the lock must be there and current.
+    pub locked: bool,
+    /// No network: locking (which reads the mirror) is impossible.
+    pub offline: bool,
+    /// The cache directory, when not the default.
+    pub cache_dir: Option<&'a PathBuf>,
+}
+
+/// The lock beside the imagefile at `path` when it still pins `checked`
+/// and `plan`; otherwise, as cargo does, a new one made and written now
+/// (unless `policy` forbids it: then a user failure saying what to run).
+pub fn current_lock(
+    path: &Path,
+    checked: &manifest::Checked,
+    plan: &plan::Plan,
+    policy: LockPolicy<'_>,
+) -> Result<lock::Lock, Failure> {
+    let lock_path = lock::path_for(path);
+    let read = lock::read(&lock_path);
+    match read {
+        Ok(lock) if super::lock::is_current(&lock, checked, plan) => Ok(lock),
+        read => {
+            let why = match read {
+                Err(lock::LockError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    format!("there is no lock at {}", lock_path.display())
+                }
+                Err(error) => error.to_string(),
+                Ok(_) => format!(
+                    "{} is older than {} or its elements",
+                    lock_path.display(),
+                    path.display()
+                ),
+            };
+            if policy.locked {
+                return Err(Failure::user(miette::miette!(
+                    help = format!(
+                        "run `kiln lock {}` and commit the lock, or build without --locked",
+                        path.display()
+                    ),
+                    "{why}, and --locked forbids locking now"
+                )));
+            }
+            if policy.offline {
+                return Err(Failure::user(miette::miette!(
+                    help = format!(
+                        "run `kiln lock {0}` and `kiln fetch {0}` with the network first; then --offline builds",
+                        path.display()
+                    ),
+                    "{why}, and --offline cannot lock: locking reads the mirror"
+                )));
+            }
+            // As cargo does: a missing or stale lock is made before building.
+            super::lock::lock_planned(
+                checked,
+                plan,
+                &lock_path,
+                policy.cache_dir,
+                super::lock::Write::Yes,
+            )
+        }
+    }
+}
+
+/// What one build needs that does not change between two builds of it.
+pub struct Context<'a> {
+    /// The imagefile, read and checked.
+    pub checked: &'a manifest::Checked,
+    /// Its elements, planned.
+    pub plan: &'a plan::Plan,
+    /// Its lock, current and fetched.
+    pub lock: &'a lock::Lock,
+    /// The cache holding the locked packages.
+    pub cache: &'a crate::cache::Cache,
+    /// When the build started (the total in the timings counts from here).
+    pub started: Instant,
+    /// Open a shell in the chroot when an in-chroot script fails.
+    pub shell_on_failure: bool,
+    /// Compress the qcow2 output.
+    pub compress: bool,
+}
+
+/// What one build made.
+pub struct Built {
+    /// The output directory, absolute.
+    pub output: PathBuf,
+    /// The image's name.
+    pub name: String,
+    /// What `<name>.report.json` holds.
+    pub report: report::Report,
+    /// Where the report is.
+    pub report_path: PathBuf,
+    /// Where the build log is.
+    pub log_path: PathBuf,
+    /// Locked packages a hook removed during the build.
+    pub removed: Vec<String>,
+    /// Each stage and how long it took, `total` last.
+    pub timings: Vec<(String, std::time::Duration)>,
+    /// The kept root tree, when asked for.
+    pub tree: Option<PathBuf>,
+}
+
+/// Builds the image into `output_dir` (the work directory beside the
+/// outputs), from the fetched lock.
+pub fn build_into(
+    context: &Context<'_>,
+    output_dir: &Path,
+    keep_tree: bool,
+    mut timings: Vec<(String, std::time::Duration)>,
+) -> Result<Built, Failure> {
+    let Context {
+        checked,
+        plan,
+        lock,
+        cache,
+        started,
+        shell_on_failure,
+        compress,
+    } = *context;
+    let name = checked.manifest.name.value.as_str().to_string();
+    std::fs::create_dir_all(output_dir).map_err(Failure::internal)?;
+    // Absolute: the chroot runner changes directories before it uses it.
+    let output = std::fs::canonicalize(output_dir).map_err(Failure::internal)?;
+    let work = output.join(format!(".kiln-build-{name}"));
+    if work.exists() {
+        chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
+    }
+    let root = work.join("root");
+    std::fs::create_dir_all(&root).map_err(Failure::internal)?;
+    let log_path = output.join(format!("{name}.build.log"));
+    let mut log = std::fs::File::create(&log_path).map_err(Failure::internal)?;
+
+    terminal::status(&format!(
+        "bootstrapping {} packages into {}",
+        lock.packages.len(),
+        root.display()
+    ));
+    terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
+    // The local repository has one suite: `name/suite` was for the lock.
+    let packages: Vec<String> = checked
+        .manifest
+        .packages
+        .iter()
+        .map(|p| p.as_str().split('/').next().unwrap_or_default().to_string())
+        .collect();
+    let result = bootstrap::bootstrap(lock, cache, &root, &work, &packages, &mut log);
+    let (bootstrapped, repo) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            let signal = match &error {
+                bootstrap::InstallError::Chroot(chroot::ChrootError::Interrupted { signal }) => {
+                    Some(*signal)
+                }
+                _ => None,
+            };
+            return Err(failed(&work, &log_path, &error, signal));
+        }
+    };
+    timings.extend(
+        bootstrapped
+            .timings
+            .iter()
+            .map(|(stage, duration)| (stage.to_string(), *duration)),
+    );
+
+    let manifest_dir = Path::new(checked.source.name())
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Err(error) =
+        bootstrap::sources::write_extra_sources(lock, &checked.manifest, manifest_dir, &root)
+    {
+        drop(repo);
+        return Err(failed(&work, &log_path, &error, None));
+    }
+
+    let lock_text = lock::to_text(lock);
+    let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
+    let fstab = assemble::fstab_text(
+        &checked.manifest.disk.value,
+        uses_vm,
+        checked.manifest.base.value.arch.value,
+        &lock_text,
+    )
+    .and_then(|text| assemble::write_fstab(&root, &text));
+    if let Err(error) = fstab {
+        drop(repo);
+        return Err(failed(&work, &log_path, &error, None));
+    }
+
+    if plan.phases.iter().any(|p| !p.scripts.is_empty()) {
+        terminal::status(&format!(
+            "running the phases of {} elements",
+            plan.elements.len()
+        ));
+    }
+    let locked: Vec<String> = lock.packages.iter().map(|p| p.name.clone()).collect();
+    let run = phases::PhaseRun {
+        root: &root,
+        work: &work,
+        source_date_epoch: lock.source_date_epoch,
+        apt: &phases::apt_environment(lock),
+        locked: &locked,
+        shell_on_failure,
+    };
+    match phases::run_phases(plan, &run, &mut log) {
+        Ok(phase_timings) => timings.extend(phase_timings),
+        Err(error) => {
+            drop(repo);
+            return Err(failed(&work, &log_path, &error, error.interrupted_by()));
+        }
+    }
+    let step = Instant::now();
+    let checked_tree = repo
+        .remove()
+        .and_then(|()| bootstrap::check_finished_tree(lock, &root));
+    let removed = match checked_tree {
+        Ok(removed) => removed,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    timings.push(("check the finished tree".to_string(), step.elapsed()));
+
+    let step = Instant::now();
+    if let Err(error) = normalise::normalise(&root, lock.source_date_epoch, &mut log) {
+        return Err(failed(&work, &log_path, &error, None));
+    }
+    timings.push(("normalise".to_string(), step.elapsed()));
+
+    let step = Instant::now();
+    terminal::progress("assemble: making the filesystems and the disk");
+    let raw = work.join(format!("{name}.raw"));
+    let request = assemble::AssembleRequest {
+        disk: &checked.manifest.disk.value,
+        arch: checked.manifest.base.value.arch.value,
+        uses_vm,
+        lock_text: &lock_text,
+        source_date_epoch: lock.source_date_epoch,
+        root: &root,
+        work: &work,
+        raw: &raw,
+    };
+    let assembled = match assemble::assemble(&request, &mut log) {
+        Ok(assembled) => assembled,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    timings.extend(
+        assembled
+            .timings
+            .iter()
+            .map(|(stage, duration)| (format!("assemble: {stage}"), *duration)),
+    );
+    timings.push(("assemble".to_string(), step.elapsed()));
+
+    let formats: Vec<OutputFormat> = checked.manifest.outputs.iter().map(|o| o.value).collect();
+    terminal::progress("outputs: writing the image files");
+    let outputs = output::write_outputs(&output::OutputRequest {
+        image: &name,
+        dir: &output,
+        formats: &formats,
+        raw: Some(&raw),
+        raw_placement: output::convert::RawPlacement::Move,
+        tree: Some(&root),
+        source_date_epoch: lock.source_date_epoch,
+        disk: output::convert::DiskOptions {
+            compress_qcow2: compress,
+        },
+    });
+    let outputs = match outputs {
+        Ok(outputs) => outputs,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    for written in &outputs {
+        timings.push((
+            format!("output {}", output::extension(written.format)),
+            written.duration,
+        ));
+    }
+
+    let kept_tree = if keep_tree {
+        let tree = output.join(format!("{name}.root"));
+        if tree.exists() {
+            chroot::remove_dir_all_checked(&tree).map_err(Failure::internal)?;
+        }
+        std::fs::rename(&root, &tree).map_err(Failure::internal)?;
+        Some(tree)
+    } else {
+        None
+    };
+    chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
+    let total = started.elapsed();
+    timings.push(("total".to_string(), total));
+
+    let mut report = report::Report::new(&name, lock, lock_text.as_bytes());
+    report.packages.retain(|p| !removed.contains(&p.name));
+    if !removed.is_empty() {
+        report.notes.push(format!(
+            "locked but removed during the build: {}",
+            removed.join(", ")
+        ));
+    }
+    for written in &outputs {
+        report.outputs.push(
+            report::describe_output(written.format, &written.path).map_err(Failure::internal)?,
+        );
+    }
+    report.timings = timings
+        .iter()
+        .map(|(stage, duration)| report::Timing::new(stage, *duration))
+        .collect();
+    let report_path = output.join(format!("{name}.report.json"));
+    report::write_report(&report_path, &report).map_err(Failure::internal)?;
+
+    terminal::progress_done();
+    Ok(Built {
+        output,
+        name,
+        report,
+        report_path,
+        log_path,
+        removed,
+        timings,
+        tree: kept_tree,
+    })
+}
+
+/// `--check`: builds into the output directory and again into a second
+/// directory below it (another path, another work directory), compares
+/// every output, and on a difference names the files of the tree, or the
+/// partitions, that differ.
+///
+/// Returns the first build and the number of outputs compared.
+pub fn check_reproducible(
+    context: &Context<'_>,
+    output_dir: &Path,
+    keep_tree: bool,
+    timings: Vec<(String, std::time::Duration)>,
+) -> Result<(Built, usize), Failure> {
+    let first = build_into(context, output_dir, true, timings.clone())?;
+    let second_dir = first.output.join(format!(".kiln-check-{}", first.name));
+    let second = build_into(context, &second_dir, true, timings)?;
+    let by_format = |built: &Built| -> Vec<(String, String, String)> {
+        built
+            .report
+            .outputs
+            .iter()
+            .map(|o| {
+                (
+                    format!("{:?}", o.format).to_lowercase(),
+                    o.file.clone(),
+                    o.sha256.clone(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (by_format(&first), by_format(&second));
+    let differing: Vec<&(String, String, String)> = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.2 != y.2)
+        .map(|(x, _)| x)
+        .collect();
+    let mut findings = Vec::new();
+    if !differing.is_empty() {
+        if let (Some(tree_a), Some(tree_b)) = (&first.tree, &second.tree) {
+            let differences =
+                reproducible::diff_trees(tree_a, tree_b).map_err(Failure::internal)?;
+            for difference in differences.iter().take(MAX_SHOWN_DIFFERENCES) {
+                findings.push(difference.to_string());
+            }
+            if differences.len() > MAX_SHOWN_DIFFERENCES {
+                findings.push(format!(
+                    "… and {} more",
+                    differences.len() - MAX_SHOWN_DIFFERENCES
+                ));
+            }
+        }
+        let raw_a = first.output.join(format!("{}.raw", first.name));
+        let raw_b = second.output.join(format!("{}.raw", second.name));
+        if let Some(partitions) = partitions_of(&raw_a)
+            && raw_b.exists()
+        {
+            let names = reproducible::differing_partitions(&raw_a, &raw_b, &partitions)
+                .map_err(Failure::internal)?;
+            if !names.is_empty() {
+                findings.push(format!("partitions that differ: {}", names.join(", ")));
+            }
+        }
+        if findings.is_empty() {
+            findings.push(
+                "the trees are identical: the difference is in what a tool wrote around the files (filesystem metadata)"
+                    .to_string(),
+            );
+        }
+    }
+    // The second build and the kept trees are only for the comparison.
+    chroot::remove_dir_all_checked(&second_dir).map_err(Failure::internal)?;
+    let mut first = first;
+    if !keep_tree && let Some(tree) = first.tree.take() {
+        chroot::remove_dir_all_checked(&tree).map_err(Failure::internal)?;
+    }
+    if differing.is_empty() {
+        return Ok((first, a.len()));
+    }
+    let files: Vec<String> = differing.iter().map(|(_, file, _)| file.clone()).collect();
+    Err(Failure::user(miette::miette!(
+        help = "make the element that writes this honour SOURCE_DATE_EPOCH and write no random data; see the user guide's reproducibility page",
+        "not reproducible: {} differ between two builds of the same lock:\n{}",
+        files.join(", "),
+        findings.join("\n")
+    )))
+}
+
+/// How many differences `--check` lists.
+const MAX_SHOWN_DIFFERENCES: usize = 20;
+
+/// (name, start, size) in bytes of each partition of a raw disk, read
+/// with sfdisk; `None` for a filesystem image or when it cannot be read.
+fn partitions_of(raw: &Path) -> Option<Vec<(String, u64, u64)>> {
+    let finished = crate::host::command::run(
+        "sfdisk",
+        &[std::ffi::OsStr::new("--json"), raw.as_os_str()],
+        "fdisk",
+    )
+    .ok()?;
+    if !finished.success() {
+        return None;
+    }
+    let table: serde_json::Value = serde_json::from_slice(&finished.stdout).ok()?;
+    let sector = table["partitiontable"]["sectorsize"]
+        .as_u64()
+        .unwrap_or(512);
+    table["partitiontable"]["partitions"]
+        .as_array()?
+        .iter()
+        .map(|p| {
+            Some((
+                p["name"].as_str().unwrap_or("?").to_string(),
+                p["start"].as_u64()? * sector,
+                p["size"].as_u64()? * sector,
+            ))
+        })
+        .collect()
+}
+
+/// The failure of a build step after the work directory exists: leave
+/// nothing that looks like a result (the mounts are gone with the guards,
+/// and removal refuses if any remain) and name the log.
+fn failed(
+    work: &Path,
+    log_path: &Path,
+    error: &dyn std::fmt::Display,
+    interrupted: Option<nix::sys::signal::Signal>,
+) -> Failure {
+    terminal::progress_done();
+    let cleanup = chroot::remove_dir_all_checked(work);
+    let mut message = format!("{error}\nbuild log: {}", log_path.display());
+    if let Err(e) = cleanup {
+        message.push_str(&format!("\nleft {} in place: {e}", work.display()));
+    }
+    match interrupted {
+        Some(signal) => Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}")),
+        None => Failure::Internal(miette::miette!("{message}")),
+    }
+}
