@@ -1919,6 +1919,10 @@ mod bookworm_tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs the host's apt lists and apt-get (cargo test --features host-tests)"
+    )]
     fn resolves_minbase_and_an_ssh_cloud_image_from_bookworm() {
         let text = bookworm_text();
         // Timed here rather than through the shared index so the figure is
@@ -1999,6 +2003,10 @@ mod bookworm_tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs the host's apt lists and apt-get (cargo test --features host-tests)"
+    )]
     fn bookworm_errors_name_the_chain_and_suggest_names() {
         let index = bookworm_index();
         assert_eq!(
@@ -2437,6 +2445,10 @@ mod bookworm_tests {
     /// kiln and apt, given the same index and seeds, choose the same
     /// packages at the same versions, except for [`KNOWN_DIFFERENCES`].
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs the host's apt lists and apt-get (cargo test --features host-tests)"
+    )]
     fn cross_checks_the_resolution_with_apt() {
         let start = Instant::now();
         let index = bookworm_index();
@@ -2594,6 +2606,10 @@ mod bookworm_tests {
     /// at the same versions, from the same suites, for the example
     /// imagefiles, and newer versions really come from the security suite.
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs the host's apt lists and apt-get (cargo test --features host-tests)"
+    )]
     fn cross_checks_several_repositories_with_apt() {
         let start = Instant::now();
         let suites = bookworm_suites();
@@ -2693,6 +2709,10 @@ mod bookworm_tests {
     /// bookworm, unless asked for as `name/bookworm-backports`, and that a
     /// package only backports has comes from there when asked for by name.
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs the host's apt lists and apt-get (cargo test --features host-tests)"
+    )]
     fn cross_checks_a_backports_suite_with_apt() {
         let bookworm = bookworm_text();
         let paragraph = |name: &str| {

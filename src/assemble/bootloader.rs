@@ -880,6 +880,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn the_vm_element_writes_a_static_grub_cfg_and_reproducible_images() {
         let dir = tempfile::tempdir().unwrap();
         let first = run_vm_element(&dir.path().join("a"));
@@ -967,11 +971,19 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn real_grub_images_embed_into_a_gpt_disk_written_by_sfdisk() {
         embed_real(GPT_VM, 2048);
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn real_grub_images_embed_into_an_mbr_disk_written_by_sfdisk() {
         embed_real(MBR, 1);
     }
@@ -1146,6 +1158,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn a_gpt_disk_boots_grub_from_bios() {
         let dir = tempfile::tempdir().unwrap();
         let disk = bootable_disk(dir.path(), GPT_VM);
@@ -1159,6 +1175,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn an_mbr_disk_boots_grub_from_bios() {
         let dir = tempfile::tempdir().unwrap();
         let disk = bootable_disk(dir.path(), MBR);
@@ -1171,6 +1191,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn a_gpt_disk_boots_grub_from_uefi() {
         let dir = tempfile::tempdir().unwrap();
         let disk = bootable_disk(dir.path(), GPT_VM);

@@ -1517,6 +1517,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn ext4_image_keeps_modes_owners_links_and_xattrs() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1635,6 +1639,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn ext4_builds_of_the_same_tree_are_byte_identical() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1652,6 +1660,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn ext4_grows_offline_to_one_tebibyte_and_stays_clean() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1670,6 +1682,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn ext4_auto_size_fits_a_tree_of_many_files_with_little_to_spare() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1734,6 +1750,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn ext4_without_a_tree_is_empty_and_clean() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1771,6 +1791,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn vfat_builds_are_byte_identical_clean_and_listed() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1830,6 +1854,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn vfat_refuses_symlinks_and_names_differing_in_case() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1858,6 +1886,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn swap_has_the_label_and_derived_uuid_and_is_reproducible() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -1883,6 +1915,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn xfs_is_empty_reproducible_and_refuses_a_tree() {
         require_root();
         let scratch = tempfile::tempdir().expect("tempdir");

@@ -630,6 +630,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn every_compression_unpacks_modes_owners_links_and_times() {
         let dir = tempfile::tempdir().unwrap();
         for compression in ["none", "gzip", "xz", "zstd"] {
@@ -777,6 +781,10 @@ pub(crate) mod tests {
     type Entries = Vec<(tar::Header, &'static [u8])>;
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn hostile_archives_write_nothing_outside_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let outside = dir.path().join("outside");
@@ -852,6 +860,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn device_nodes_and_replaced_files() {
         let dir = tempfile::tempdir().unwrap();
         let mut null = raw_header(b"./dev/null", tar::EntryType::Char, b"", 0);
@@ -922,6 +934,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn real_packages_unpack_like_dpkg_deb() {
         // Real archive packages, downloaded with the host's apt into a
         // scratch directory. Without network or apt the test fails.

@@ -206,6 +206,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn essential_packages_are_unpacked_from_the_cache_with_merged_usr() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(&dir.path().join("cache")).unwrap();

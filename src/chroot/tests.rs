@@ -163,6 +163,10 @@ fn mountinfo_escapes_are_decoded() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
 fn mounts_appear_inside_and_vanish_after_the_guards() {
     const NAME: &str = "mounts_appear_inside_and_vanish_after_the_guards";
     if !can_run() {
@@ -259,6 +263,10 @@ fn remove_dir_all_checked_deletes_an_unmounted_tree() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
 fn background_processes_die_with_the_command() {
     if !can_run() {
         return;
@@ -288,6 +296,10 @@ fn background_processes_die_with_the_command() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
 fn environment_is_clean_and_exit_codes_are_relayed() {
     if !can_run() {
         return;
@@ -371,6 +383,10 @@ fn environment_is_clean_and_exit_codes_are_relayed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
 fn interrupt_kills_the_command_and_reports_the_signal() {
     const NAME: &str = "interrupt_kills_the_command_and_reports_the_signal";
     if !can_run() {
@@ -450,6 +466,10 @@ fn interrupt_kills_the_command_and_reports_the_signal() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
 fn sigkill_of_kiln_leaves_the_host_clean() {
     const NAME: &str = "sigkill_of_kiln_leaves_the_host_clean";
     if !can_run() {

@@ -850,6 +850,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn download_stores_the_blob_and_the_second_call_hits_the_cache() {
         let data = body();
         let server = serve(vec![Reply::Ok(data.clone())]);
@@ -870,6 +874,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn not_found_fails_at_once_naming_the_url() {
         let server = serve(vec![Reply::Status(404)]);
         let dir = tempfile::tempdir().unwrap();
@@ -888,6 +896,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn forbidden_is_not_retried() {
         let server = serve(vec![Reply::Status(403)]);
         let err = http().get_small(&server.url("/x"), 100).unwrap_err();
@@ -906,6 +918,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn server_errors_are_retried_until_one_succeeds() {
         let data = body();
         let server = serve(vec![
@@ -923,6 +939,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn server_errors_fail_once_the_retries_are_used_up() {
         let server = serve(vec![Reply::Status(429)]);
         let err = http().get_small(&server.url("/busy"), 100).unwrap_err();
@@ -941,6 +961,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn wrong_hash_is_refused_and_nothing_is_cached() {
         let server = serve(vec![Reply::Ok(b"evil!".to_vec())]);
         let dir = tempfile::tempdir().unwrap();
@@ -966,6 +990,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn content_length_other_than_expected_is_refused_before_the_body() {
         let server = serve(vec![Reply::Ok(b"hello, and more".to_vec())]);
         let dir = tempfile::tempdir().unwrap();
@@ -988,6 +1016,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn body_longer_than_expected_without_length_is_cut_off() {
         let server = serve(vec![Reply::NoLength(vec![b'x'; 1_000_000])]);
         let dir = tempfile::tempdir().unwrap();
@@ -1001,6 +1033,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn body_cut_short_is_retried() {
         let data = body();
         let server = serve(vec![
@@ -1021,6 +1057,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn short_body_without_length_is_retried_then_reported_as_a_size_mismatch() {
         let server = serve(vec![Reply::NoLength(b"hel".to_vec())]);
         let dir = tempfile::tempdir().unwrap();
@@ -1065,6 +1105,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn silent_server_times_out_after_the_retries() {
         let server = serve(vec![Reply::Silent]);
         let http = Http::new(HttpOptions {
@@ -1110,6 +1154,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn get_small_returns_the_body_and_refuses_large_ones() {
         let server = serve(vec![
             Reply::Ok(b"Origin: Debian\n".to_vec()),
@@ -1190,6 +1238,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn corrupt_cached_blob_is_fetched_again() {
         let data = body();
         let server = serve(vec![Reply::Ok(data.clone())]);
@@ -1208,6 +1260,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
     fn two_caches_downloading_the_same_blob_fetch_it_once() {
         let data = body();
         let server = serve(vec![Reply::Slow(data.clone(), Duration::from_millis(300))]);

@@ -311,6 +311,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn every_requested_output_is_written_and_the_raw_moved_last() {
         let fixture = test_fixture::Fixture::build();
         let raw = test_fixture::raw_ext4(fixture.dir.path());

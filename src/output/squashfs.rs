@@ -81,6 +81,10 @@ mod tests {
     use crate::output::test_fixture::{self, Fixture, run_tool, sha256_of};
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn the_listing_keeps_modes_and_owners() {
         let fixture = Fixture::build();
         let out = fixture.dir.path().join("image.squashfs");
@@ -151,6 +155,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn the_same_tree_gives_the_same_bytes() {
         let fixture = Fixture::build();
         let first = fixture.dir.path().join("first.squashfs");

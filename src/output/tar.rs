@@ -436,6 +436,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn the_archive_restores_the_tree_exactly() {
         let fixture = Fixture::build();
         let out = fixture.dir.path().join("image.tar");
@@ -477,6 +481,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn the_archive_lists_paths_in_order_with_numeric_owners() {
         let fixture = Fixture::build();
         let out = fixture.dir.path().join("image.tar");
@@ -516,6 +524,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
     fn the_same_tree_gives_the_same_bytes() {
         let fixture = Fixture::build();
         let first = fixture.dir.path().join("first.tar");
