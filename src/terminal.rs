@@ -44,6 +44,12 @@ pub fn diagnostic(report: &miette::Report) {
     let _ = writeln!(stderr, "{report:?}");
 }
 
+/// Whether `KILN_LOG=debug` asks for every host command and its exit
+/// code on stderr: the one place that variable is read.
+pub fn debug_log() -> bool {
+    std::env::var_os("KILN_LOG").is_some_and(|v| v == "debug")
+}
+
 /// Prints a one-line status message to stderr.
 pub fn status(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{message}");

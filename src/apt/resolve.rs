@@ -1069,6 +1069,7 @@ fn suggest(index: &PackageIndex, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::apt::index::IndexError;
@@ -1768,6 +1769,7 @@ mod tests {
 
 /// Tests against the real bookworm index and against apt itself.
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod bookworm_tests {
     use super::*;
     use crate::apt::version::Relation;

@@ -426,6 +426,7 @@ impl fmt::Display for Relation {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

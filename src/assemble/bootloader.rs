@@ -415,6 +415,7 @@ pub fn embed_grub_bios(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::assemble::disk::{layout, write_partition, write_table};

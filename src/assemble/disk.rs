@@ -12,10 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::assemble::ids::Ids;
 use crate::host::command::CommandError;
@@ -595,64 +594,25 @@ pub fn write_table(path: &Path, layout: &DiskLayout) -> Result<(), DiskError> {
 }
 
 /// Runs `sfdisk` on the image file `path` with `script` on its stdin.
-///
-/// [`crate::host::command::run`] gives every program a null stdin and
-/// sfdisk reads its script only from stdin, so this is the one place kiln
-/// starts sfdisk itself; it reports and logs the same way.
 fn run_sfdisk(path: &Path, script: &str) -> Result<(), DiskError> {
-    let args = [
-        "--no-reread",
-        "--no-tell-kernel",
-        "--wipe",
-        "always",
-        "--wipe-partitions",
-        "always",
-    ];
-    let mut child = Command::new("sfdisk")
-        .args(args)
+    let output = crate::host::command::Program::new("sfdisk", SFDISK_PACKAGE)
+        .args([
+            "--no-reread",
+            "--no-tell-kernel",
+            "--wipe",
+            "always",
+            "--wipe-partitions",
+            "always",
+        ])
         .arg(path)
         .env("LC_ALL", "C")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
-                CommandError::NotFound {
-                    program: "sfdisk".to_string(),
-                    package: SFDISK_PACKAGE.to_string(),
-                }
-            } else {
-                CommandError::Spawn {
-                    program: "sfdisk".to_string(),
-                    source,
-                }
-            }
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // sfdisk reads the whole script before it answers; a write error
-        // means it exited early, and its status and stderr say why.
-        let _ = stdin.write_all(script.as_bytes());
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|source| CommandError::Spawn {
-            program: "sfdisk".to_string(),
-            source,
-        })?;
-    let code = output.status.code();
-    if std::env::var_os("KILN_LOG").is_some_and(|v| v == "debug") {
-        crate::terminal::status(&format!(
-            "$ sfdisk {} {} < script → {code:?}",
-            args.join(" "),
-            path.display()
-        ));
-    }
+        .run_with_input(script.as_bytes())?;
+    let code = output.code;
     if code != Some(0) {
         return Err(DiskError::Sfdisk {
             path: path.to_path_buf(),
             code,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            stderr: output.stderr.trim().to_string(),
         });
     }
     Ok(())
@@ -934,6 +894,7 @@ pub fn unsplit_tree(root: &Path, layout: &DiskLayout, staging: &Path) -> Result<
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::manifest::{Source, parse};
@@ -1301,7 +1262,7 @@ mod tests {
 
     /// Runs a host tool the test needs; a missing tool fails the test.
     fn tool(program: &str, args: &[&str]) -> String {
-        let output = Command::new(program)
+        let output = std::process::Command::new(program)
             .args(args)
             .env("LC_ALL", "C")
             .output()

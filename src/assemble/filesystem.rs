@@ -1147,8 +1147,8 @@ fn create_image_file(out: &Path, bytes: u64) -> Result<(), FilesystemError> {
     Ok(())
 }
 
-/// Runs `program` through [`command::run`] with exactly `env` besides
-/// `PATH` (through `env -i`, so variables of the host such as
+/// Runs `program` with exactly `env` besides `PATH` and `LC_ALL=C` (a
+/// cleared environment, so variables of the host such as
 /// `MKE2FS_DEVICE_SECTSIZE` or `MTOOLSRC` cannot change the image), logs
 /// the command and its outcome, and turns a failure into
 /// [`FilesystemError::Failed`] with its stderr.
@@ -1160,32 +1160,26 @@ fn run_checked<S: AsRef<OsStr>>(
     args: &[S],
     package: &str,
 ) -> Result<Finished, FilesystemError> {
-    let mut full: Vec<OsString> = vec!["-i".into()];
-    let mut path = OsString::from("PATH=");
-    path.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
-    full.push(path);
-    full.push("LC_ALL=C".into());
-    for (name, value) in env {
-        let mut pair = OsString::from(format!("{name}="));
-        pair.push(value);
-        full.push(pair);
-    }
-    full.push(program.into());
-    full.extend(args.iter().map(|a| a.as_ref().to_os_string()));
-    let shown: Vec<String> = full[3..]
+    let shown: Vec<String> = env
         .iter()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|(name, value)| format!("{name}={}", value.to_string_lossy()))
+        .chain(std::iter::once(program.to_string()))
+        .chain(
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        )
         .collect();
     writeln!(log, "$ {}", shown.join(" ")).map_err(FilesystemError::Log)?;
-    let finished = command::run("env", &full, "coreutils")?;
-    // env exits 127 when it cannot find the program.
-    if finished.code == Some(127) && finished.stderr.starts_with("env:") {
-        return Err(CommandError::NotFound {
-            program: program.to_string(),
-            package: package.to_string(),
-        }
-        .into());
-    }
+    let finished = command::Program::new(program, package)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        )
+        .env("LC_ALL", "C")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .args(args)
+        .run()?;
     let status = match finished.code {
         Some(code) => format!("exit code {code}"),
         None => "killed by a signal".to_string(),

@@ -572,6 +572,7 @@ fn set_mtime_nofollow(path: &Path, mtime: u64) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;

@@ -43,7 +43,9 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
+
+use crate::host::command::Program;
 
 use super::ChrootError;
 use super::signals::{self, Running};
@@ -175,7 +177,7 @@ pub fn shell_in_chroot(
     let unshare = find_tool("unshare", &UNSHARE_CANDIDATES)?;
     let mut root_arg = std::ffi::OsString::from("--root=");
     root_arg.push(root.as_os_str());
-    let mut command = Command::new(setpriv);
+    let mut command = Program::new(setpriv, "util-linux");
     command
         .args(["--pdeathsig", "KILL", "--"])
         .arg(unshare)
@@ -195,9 +197,9 @@ pub fn shell_in_chroot(
         let _unblocked = signals::Unblocked::new();
         command.spawn()
     };
-    let mut child = spawned.map_err(|source| ChrootError::Spawn {
+    let mut child = spawned.map_err(|error| ChrootError::Spawn {
         command: shell.to_string(),
-        source,
+        source: error.into_io(),
     })?;
     child.wait().map_err(|source| ChrootError::Spawn {
         command: shell.to_string(),
@@ -233,7 +235,7 @@ fn run(
         source,
     })?;
 
-    let mut command = Command::new(setpriv);
+    let mut command = Program::new(setpriv, "util-linux");
     command
         .args(["--pdeathsig", "KILL", "--"])
         .arg(unshare)
@@ -255,9 +257,9 @@ fn run(
     // The command holds our copies of the pipe's write end; only when they
     // are closed does the reader see the end of the output.
     drop(command);
-    let mut child = spawned.map_err(|source| ChrootError::Spawn {
+    let mut child = spawned.map_err(|error| ChrootError::Spawn {
         command: command_line.clone(),
-        source,
+        source: error.into_io(),
     })?;
     let running = Running::register(child.id());
 

@@ -8,6 +8,8 @@
 //! `KILN_CHROOT_TEST_CHILD` set, so the harness never ends up inside a
 //! build namespace, and a SIGKILL test can kill a whole kiln-like process.
 
+#![allow(clippy::disallowed_methods)]
+
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -47,6 +47,173 @@ pub enum CommandError {
     },
 }
 
+/// One host program about to run: the one place kiln makes a
+/// [`std::process::Command`] (clippy's `disallowed-methods` forbids it
+/// elsewhere). Every way of running it maps a missing program to
+/// [`CommandError::NotFound`] naming its Debian package; what it captures
+/// is reported on stderr with `KILN_LOG=debug`.
+#[derive(Debug)]
+pub struct Program {
+    command: Command,
+    name: String,
+    package: String,
+}
+
+impl Program {
+    /// `program` (a name looked up on `PATH`, or a path), from Debian
+    /// package `package`.
+    pub fn new(program: impl AsRef<OsStr>, package: &str) -> Program {
+        #[allow(clippy::disallowed_methods)]
+        let command = Command::new(program.as_ref());
+        Program {
+            command,
+            name: program.as_ref().to_string_lossy().into_owned(),
+            package: package.to_string(),
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Program {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<S: AsRef<OsStr>>(&mut self, args: impl IntoIterator<Item = S>) -> &mut Program {
+        self.command.args(args);
+        self
+    }
+
+    /// Sets one environment variable.
+    pub fn env(&mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Program {
+        self.command.env(name, value);
+        self
+    }
+
+    /// Sets environment variables.
+    pub fn envs<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        &mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> &mut Program {
+        self.command.envs(vars);
+        self
+    }
+
+    /// Starts from an empty environment instead of kiln's.
+    pub fn env_clear(&mut self) -> &mut Program {
+        self.command.env_clear();
+        self
+    }
+
+    /// Runs it in `dir`.
+    pub fn current_dir(&mut self, dir: impl AsRef<std::path::Path>) -> &mut Program {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Its standard input (for [`Program::spawn`]; [`Program::run`] gives
+    /// it none).
+    pub fn stdin(&mut self, stdio: impl Into<Stdio>) -> &mut Program {
+        self.command.stdin(stdio);
+        self
+    }
+
+    /// Its standard output (for [`Program::spawn`]).
+    pub fn stdout(&mut self, stdio: impl Into<Stdio>) -> &mut Program {
+        self.command.stdout(stdio);
+        self
+    }
+
+    /// Its standard error (for [`Program::spawn`]).
+    pub fn stderr(&mut self, stdio: impl Into<Stdio>) -> &mut Program {
+        self.command.stderr(stdio);
+        self
+    }
+
+    /// Starts it and hands back the running child.
+    pub fn spawn(&mut self) -> Result<std::process::Child, CommandError> {
+        self.command.spawn().map_err(|source| self.error(source))
+    }
+
+    /// Runs it to completion with no input, capturing its output.
+    pub fn run(&mut self) -> Result<Finished, CommandError> {
+        self.command.stdin(Stdio::null());
+        let output = self.command.output().map_err(|source| self.error(source))?;
+        Ok(self.finished(output, None))
+    }
+
+    /// Runs it to completion with `input` on its standard input,
+    /// capturing its output. A program that exits before reading all of
+    /// it is judged by its status and stderr, as any other.
+    pub fn run_with_input(&mut self, input: &[u8]) -> Result<Finished, CommandError> {
+        use std::io::Write as _;
+
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input);
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(|source| self.error(source))?;
+        Ok(self.finished(output, Some(input.len())))
+    }
+
+    fn error(&self, source: std::io::Error) -> CommandError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            CommandError::NotFound {
+                program: self.name.clone(),
+                package: self.package.clone(),
+            }
+        } else {
+            CommandError::Spawn {
+                program: self.name.clone(),
+                source,
+            }
+        }
+    }
+
+    fn finished(&self, output: std::process::Output, input: Option<usize>) -> Finished {
+        let finished = Finished {
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        if crate::terminal::debug_log() {
+            let shown: Vec<String> = self
+                .command
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let input = input.map_or(String::new(), |n| format!(" < {n} bytes"));
+            crate::terminal::status(&format!(
+                "$ {} {}{input} → {:?}",
+                self.name,
+                shown.join(" "),
+                finished.code
+            ));
+        }
+        finished
+    }
+}
+
+impl CommandError {
+    /// The operating system's answer, for errors that carry an
+    /// [`std::io::Error`] (a missing program is `NotFound`, with this
+    /// error's message).
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            CommandError::Spawn { source, .. } => source,
+            not_found @ CommandError::NotFound { .. } => {
+                std::io::Error::new(std::io::ErrorKind::NotFound, not_found.to_string())
+            }
+        }
+    }
+}
+
 /// Runs `program` with `args` to completion, capturing its output. The
 /// exit status is the caller's to judge; `package` names the Debian package
 /// to install when the program is missing. With `KILN_LOG=debug` in the
@@ -56,38 +223,5 @@ pub fn run<S: AsRef<OsStr>>(
     args: &[S],
     package: &str,
 ) -> Result<Finished, CommandError> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                CommandError::NotFound {
-                    program: program.to_string(),
-                    package: package.to_string(),
-                }
-            } else {
-                CommandError::Spawn {
-                    program: program.to_string(),
-                    source,
-                }
-            }
-        })?;
-    let finished = Finished {
-        code: output.status.code(),
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    if std::env::var_os("KILN_LOG").is_some_and(|v| v == "debug") {
-        let shown: Vec<String> = args
-            .iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect();
-        crate::terminal::status(&format!(
-            "$ {program} {} → {:?}",
-            shown.join(" "),
-            finished.code
-        ));
-    }
-    Ok(finished)
+    Program::new(program, package).args(args).run()
 }

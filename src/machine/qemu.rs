@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -306,7 +306,7 @@ impl Machine {
                     "not installed (Debian package `util-linux`)",
                 ),
             })?;
-        let mut command = Command::new(setpriv);
+        let mut command = command::Program::new(setpriv, "util-linux");
         command
             .args(["--pdeathsig", "KILL", "--", QEMU_PROGRAM])
             .args(&args);
@@ -329,9 +329,9 @@ impl Machine {
             let _unblocked = Unblocked::new();
             command.spawn()
         };
-        let child = spawned.map_err(|source| MachineError::Spawn {
+        let child = spawned.map_err(|error| MachineError::Spawn {
             program: QEMU_PROGRAM.to_string(),
-            source,
+            source: error.into_io(),
         })?;
         let running = Running::register(child.id());
         Ok(Machine {
@@ -432,6 +432,7 @@ impl Drop for Machine {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::machine::ImageFormat;

@@ -1,6 +1,7 @@
 //! kiln's integration tests: one binary that drives the real `kiln`
 //! executable on real files, as a user at a terminal would.
 
+#![allow(clippy::disallowed_methods)]
 // Test helpers may fail loudly: a panic is a test failure with a message.
 #![allow(
     clippy::expect_used,
