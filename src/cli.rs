@@ -20,10 +20,7 @@ use crate::machine::Accel;
 use crate::manifest::{Distro, Size};
 use crate::ops::machine::MachineOptions;
 
-/// Exit code of a user error: a bad manifest, a wrong flag.
-pub const USER_EXIT_CODE: u8 = 1;
-/// Exit code of an internal failure of kiln or the host.
-pub const INTERNAL_EXIT_CODE: u8 = 2;
+pub use crate::failure::{INTERNAL_EXIT_CODE, USER_EXIT_CODE};
 
 /// kiln builds machine images from a declarative manifest.
 #[derive(Debug, Parser)]
@@ -168,8 +165,8 @@ enum CliCommand {
         #[arg(default_value = "imagefile.yaml")]
         path: PathBuf,
         /// The distribution to start from.
-        #[arg(long, value_enum, default_value_t = CliDistro::Debian)]
-        distro: CliDistro,
+        #[arg(long, value_enum, default_value_t = Distro::Debian)]
+        distro: Distro,
         /// The release; defaults to the distro's current stable release.
         #[arg(long)]
         release: Option<String>,
@@ -242,29 +239,22 @@ enum ElementsAction {
     },
 }
 
-/// `--distro` values; mirrors [`Distro`].
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CliDistro {
-    Debian,
-    Ubuntu,
-    Fedora,
-    Centos,
-    Rhel,
-    Opensuse,
-    Image,
-}
+/// `--distro` takes exactly the imagefile's `distro` values.
+impl ValueEnum for Distro {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Distro::Debian,
+            Distro::Ubuntu,
+            Distro::Fedora,
+            Distro::Centos,
+            Distro::Rhel,
+            Distro::Opensuse,
+            Distro::Image,
+        ]
+    }
 
-impl From<CliDistro> for Distro {
-    fn from(distro: CliDistro) -> Distro {
-        match distro {
-            CliDistro::Debian => Distro::Debian,
-            CliDistro::Ubuntu => Distro::Ubuntu,
-            CliDistro::Fedora => Distro::Fedora,
-            CliDistro::Centos => Distro::Centos,
-            CliDistro::Rhel => Distro::Rhel,
-            CliDistro::Opensuse => Distro::Opensuse,
-            CliDistro::Image => Distro::Image,
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
@@ -406,7 +396,7 @@ where
             release,
         } => Command::Init(InitSettings {
             path,
-            distro: distro.into(),
+            distro,
             release,
         }),
     };

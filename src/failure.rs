@@ -6,6 +6,11 @@
 
 use miette::Report;
 
+/// Exit code of a user error: a bad manifest, a wrong flag.
+pub const USER_EXIT_CODE: u8 = 1;
+/// Exit code of an internal failure of kiln or the host.
+pub const INTERNAL_EXIT_CODE: u8 = 2;
+
 /// Why a command did not succeed.
 #[derive(Debug)]
 pub enum Failure {
@@ -30,8 +35,8 @@ impl Failure {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::User(_) => 1,
-            Failure::Internal(_) => 2,
+            Failure::User(_) => USER_EXIT_CODE,
+            Failure::Internal(_) => INTERNAL_EXIT_CODE,
         }
     }
 

@@ -140,8 +140,9 @@ impl Deb822Error {
     }
 }
 
-/// The first [`EXCERPT_CHARS`] characters of `text`, marked when cut.
-fn excerpt(text: &str) -> String {
+/// The first [`EXCERPT_CHARS`] characters of `text`, marked when cut, so a
+/// corrupt value does not become a huge error message.
+pub(crate) fn excerpt(text: &str) -> String {
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
@@ -694,7 +695,7 @@ fn parse_terms<'a>(
 
 /// dpkg's package name rule (`pkg_name_is_illegal`): a letter or digit, then
 /// letters, digits and `-+._`.
-fn is_package_name(name: &str) -> bool {
+pub(crate) fn is_package_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'))

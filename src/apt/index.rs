@@ -17,15 +17,13 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::deb822::{
-    self, Deb822Error, Paragraph, Paragraphs, RelationshipError, VersionConstraint,
+    self, Deb822Error, Paragraph, Paragraphs, RelationshipError, VersionConstraint, excerpt,
+    is_package_name,
 };
 use super::version::{Version, VersionError};
 
 /// apt's pin priority of a repository nothing else says about.
 pub const DEFAULT_PIN: i32 = 500;
-
-/// Error messages quote at most this many characters of a bad value.
-const EXCERPT_CHARS: usize = 60;
 
 /// Characters in a hex-encoded SHA-256 digest.
 const SHA256_HEX_CHARS: usize = 64;
@@ -277,15 +275,6 @@ pub enum PackageErrorKind {
 /// `package `foo`: ` when the name is known, for [`IndexError`]'s message.
 fn package_prefix(package: Option<&str>) -> String {
     package.map_or_else(String::new, |name| format!("package `{name}`: "))
-}
-
-/// The first [`EXCERPT_CHARS`] characters of `text`, marked when cut, so a
-/// corrupt value does not become a huge error message.
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }
 
 impl IndexError {
@@ -744,14 +733,6 @@ impl Package {
             .find(|provision| provision.package == name)
             .map(|provision| provision.version.as_ref())
     }
-}
-
-/// dpkg's package name rule (`pkg_name_is_illegal`): a letter or digit,
-/// then letters, digits and `-+._`.
-fn is_package_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'))
 }
 
 impl From<&deb822::Dependency<'_>> for DependencyGroup {

@@ -79,8 +79,9 @@ pub const JOURNAL_MEDIUM_MIB: u64 = 32;
 /// The journal for larger trees.
 pub const JOURNAL_LARGE_MIB: u64 = 64;
 
-/// Sizes are rounded up to whole mebibytes.
-pub const ALIGN_BYTES: u64 = 1 << 20;
+/// Sizes are rounded up to whole mebibytes: the partition alignment, so a
+/// filesystem made for a partition fills it exactly.
+pub use crate::manifest::ALIGN_BYTES;
 
 /// Space kept beyond the estimate, in 4 KiB blocks: mke2fs drops a last
 /// block group too small to be useful, and the directory estimate is only

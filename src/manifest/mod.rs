@@ -22,6 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub use check::check;
+pub(crate) use diagnostic::line_and_column;
 pub use diagnostic::{ManifestError, Problem, Problems, Severity};
 pub(crate) use source::did_you_mean;
 pub use source::{Source, load};

@@ -169,7 +169,7 @@ fn summary(error: &ElementYamlError) -> String {
         return format!("{}: not a valid element.yaml", error.path.display());
     };
     let offset = first.span.as_ref().map_or(0, |(span, _)| span.offset());
-    let (line, column) = line_and_column(&error.text, offset);
+    let (line, column) = crate::manifest::line_and_column(&error.text, offset);
     let mut text = format!(
         "{}:{line}:{column}: {}",
         error.path.display(),
@@ -179,17 +179,6 @@ fn summary(error: &ElementYamlError) -> String {
         text.push_str(&format!(" (and {} more)", error.problems.len() - 1));
     }
     text
-}
-
-/// 1-based line and column (in characters) of byte `offset` of `text`.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
-    (line, column)
 }
 
 /// An `element.yaml` read from an element directory.
