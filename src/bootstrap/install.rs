@@ -136,7 +136,7 @@ pub fn bootstrap(
         "--force-depends".to_string(),
     ];
     argv.extend(staged.iter().cloned());
-    chroot::signals::check()?;
+    crate::host::signals::check().map_err(chroot::ChrootError::from)?;
     chroot::run_in_chroot(root, &argv, &env, log)?.check()?;
     for deb in &staged {
         remove(&root.join(deb.trim_start_matches('/')))?;
@@ -161,12 +161,12 @@ pub fn bootstrap(
         .filter(|p| !essential_names.contains(&p.name.as_str()) && base.contains(&p.name))
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
-    chroot::signals::check()?;
+    crate::host::signals::check().map_err(chroot::ChrootError::from)?;
     chroot::run_in_chroot(root, &strings(&["apt-get", "update"]), &env, log)?.check()?;
     if !rest.is_empty() {
         let mut argv = strings(&["apt-get", "install", "--yes", "--no-install-recommends"]);
         argv.extend(rest);
-        chroot::signals::check()?;
+        crate::host::signals::check().map_err(chroot::ChrootError::from)?;
         chroot::run_in_chroot(root, &argv, &env, log)?.check()?;
     }
     lap("install the base", &mut done);

@@ -19,7 +19,6 @@ pub mod mounts;
 pub mod namespace;
 pub mod run;
 pub mod setup;
-pub mod signals;
 
 #[cfg(test)]
 mod tests;
@@ -135,12 +134,14 @@ pub enum ChrootError {
         /// The signal that arrived.
         signal: nix::sys::signal::Signal,
     },
-    /// Signal handling could not be set up.
-    #[error("cannot set up SIGINT/SIGTERM handling: {source}")]
-    Signals {
-        /// The kernel's answer.
-        source: nix::Error,
-    },
+}
+
+impl From<crate::host::signals::Interrupted> for ChrootError {
+    fn from(interrupted: crate::host::signals::Interrupted) -> Self {
+        ChrootError::Interrupted {
+            signal: interrupted.signal,
+        }
+    }
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

@@ -48,7 +48,7 @@ use std::process::{ExitStatus, Stdio};
 use crate::host::command::Program;
 
 use super::ChrootError;
-use super::signals::{self, Running};
+use crate::host::signals::{self, Running};
 
 /// How many of a command's last output lines are kept for error messages.
 pub const TAIL_LINES: usize = 40;

@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 use super::mounts::{parse_mount_points, unmount_all_under};
 use super::namespace::current_mount_namespace;
 use super::*;
+use crate::host::signals;
 
 const CHILD_ENV: &str = "KILN_CHROOT_TEST_CHILD";
 const TREE_ENV: &str = "KILN_CHROOT_TEST_TREE";
@@ -452,7 +453,9 @@ fn interrupt_kills_the_command_and_reports_the_signal() {
     assert!(processes_rooted_in(&tree.path).is_empty());
     assert!(matches!(
         signals::check(),
-        Err(ChrootError::Interrupted { .. })
+        Err(signals::Interrupted {
+            signal: Signal::SIGTERM
+        })
     ));
     assert_eq!(signals::exit_code(Signal::SIGTERM), 143);
     // No new command starts after the signal.

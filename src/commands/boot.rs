@@ -1,7 +1,6 @@
 //! `kiln boot`: start a built image in QEMU, copy-on-write, with a fresh
 //! ssh key handed to cloud-init, and the serial console on the terminal.
 
-use crate::chroot;
 use crate::failure::Failure;
 use crate::machine::{Machine, Serial, qemu};
 use crate::ops::machine::{MachineOptions, absolute, find_target, machine_spec};
@@ -17,7 +16,7 @@ pub struct BootSettings {
 /// Boots the image with the serial console on the terminal (or in
 /// `--serial-log`) until QEMU ends.
 pub fn run(settings: &BootSettings) -> Result<(), Failure> {
-    chroot::signals::install().map_err(Failure::internal)?;
+    crate::host::signals::install().map_err(Failure::internal)?;
     let options = &settings.machine;
     let target = find_target(options)?;
     let serial = match &options.serial_log {
@@ -41,7 +40,7 @@ pub fn run(settings: &BootSettings) -> Result<(), Failure> {
         }
     ));
     let status = machine.wait().map_err(Failure::internal)?;
-    if let Some(signal) = chroot::signals::received() {
+    if let Some(signal) = crate::host::signals::received() {
         return Err(Failure::Internal(miette::miette!(
             "interrupted by {signal:?}; the machine was stopped"
         )));

@@ -51,7 +51,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     // Before anything starts a thread: a mount namespace belongs to the
     // thread that creates it.
     chroot::enter_build_namespace().map_err(Failure::internal)?;
-    chroot::signals::install().map_err(Failure::internal)?;
+    crate::host::signals::install().map_err(Failure::internal)?;
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;

@@ -14,7 +14,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::chroot;
 use crate::failure::Failure;
 use crate::machine::checks::{
     Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_label, run_test,
@@ -41,7 +40,7 @@ type BuiltIn = Box<dyn Fn(&SshTarget) -> Outcome>;
 
 /// Boots the image and runs every check; fails (exit 1) if any fails.
 pub fn run(settings: &TestSettings) -> Result<(), Failure> {
-    chroot::signals::install().map_err(Failure::internal)?;
+    crate::host::signals::install().map_err(Failure::internal)?;
     let options = &settings.machine;
     let target = find_target(options)?;
     let started = Instant::now();
@@ -138,7 +137,7 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
 }
 
 fn interrupted() -> Result<(), Failure> {
-    match chroot::signals::received() {
+    match crate::host::signals::received() {
         Some(signal) => Err(Failure::Internal(miette::miette!(
             "interrupted by {signal:?}; the machine was stopped"
         ))),

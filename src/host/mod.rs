@@ -11,3 +11,4 @@
 pub mod command;
 pub mod file;
 pub mod http;
+pub mod signals;

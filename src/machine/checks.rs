@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::chroot;
 use crate::machine::{Machine, SshTarget};
 use crate::manifest::TestCheck;
 use crate::terminal;
@@ -89,7 +88,7 @@ pub fn wait_for_login(
     );
     let mut last_error = String::new();
     let result = loop {
-        if let Some(signal) = chroot::signals::received() {
+        if let Some(signal) = crate::host::signals::received() {
             break Err(format!("interrupted by {signal:?}"));
         }
         if machine.has_exited() {

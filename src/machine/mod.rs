@@ -5,7 +5,7 @@
 //! the NoCloud seed that hands the key to cloud-init, and (for UEFI) a
 //! private copy of the firmware's variable store. [`Machine`] owns the
 //! running QEMU and stops it when dropped, on every path out: success,
-//! error, and SIGINT/SIGTERM (through [`crate::chroot::signals`]); QEMU
+//! error, and SIGINT/SIGTERM (through [`crate::host::signals`]); QEMU
 //! gets a parent-death signal too, so it does not outlive kiln even when
 //! kiln is killed with SIGKILL.
 //!

@@ -3,7 +3,7 @@
 //! QEMU is started through util-linux's `setpriv --pdeathsig KILL` (as the
 //! chroot runner does, see [`crate::chroot`]), so it gets SIGKILL when the
 //! kiln thread that started it ends, even if kiln itself is killed with
-//! SIGKILL. It is registered with [`crate::chroot::signals`], whose
+//! SIGKILL. It is registered with [`crate::host::signals`], whose
 //! watcher kills it on SIGINT or SIGTERM; and [`Machine`]'s `Drop` stops
 //! it (SIGTERM, then SIGKILL) on every other way out.
 
@@ -21,8 +21,8 @@ use super::image::DiskImage;
 use super::seed::{SeedConfig, make_seed};
 use super::ssh::{HOST_ADDRESS, SshKey, SshTarget};
 use super::{MachineError, failed};
-use crate::chroot::signals::{Running, Unblocked};
 use crate::host::command;
+use crate::host::signals::{Running, Unblocked};
 
 /// The QEMU system emulator kiln runs.
 pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";

@@ -197,7 +197,7 @@ fn run_retrying(args: &[String]) -> Result<Finished, MachineError> {
         // A signal stops the wait at once; the caller reports it.
         if !dropped
             || started.elapsed() > RECONNECT_LIMIT
-            || crate::chroot::signals::received().is_some()
+            || crate::host::signals::received().is_some()
         {
             return Ok(finished);
         }

@@ -180,7 +180,8 @@ pub fn run_phases(
                     &script.path,
                     plan.environment_files.iter().map(|f| f.path.clone()),
                 );
-                chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
+                crate::host::signals::check()
+                    .map_err(|source| chroot_error(phase.name, source.into()))?;
                 log_start(log, phase.name, script);
                 let finished = chroot::run_outside_chroot(root, &argv, &env, log)
                     .map_err(|source| chroot_error(phase.name, source))?;
@@ -219,7 +220,7 @@ fn run_in_chroot_phase(
     // phase's scripts, inside the chroot so links in the image resolve
     // within it.
     for argv in before {
-        chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
+        crate::host::signals::check().map_err(|source| chroot_error(phase.name, source.into()))?;
         crate::terminal::progress(&format!("{}: {}", phase.name, argv.join(" ")));
         let finished = chroot::run_in_chroot(root, argv, &env, log)
             .map_err(|source| chroot_error(phase.name, source))?;
@@ -252,7 +253,7 @@ fn run_in_chroot_phase(
                 (argv, script)
             }
         };
-        chroot::signals::check().map_err(|source| chroot_error(phase.name, source))?;
+        crate::host::signals::check().map_err(|source| chroot_error(phase.name, source.into()))?;
         log_start(log, phase.name, &script);
         let finished = chroot::run_in_chroot(root, &argv, &env, log)
             .map_err(|source| chroot_error(phase.name, source))?;

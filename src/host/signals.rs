@@ -1,5 +1,7 @@
-//! SIGINT and SIGTERM during a build: stop promptly, clean up, exit
-//! non-zero.
+//! SIGINT and SIGTERM during a build or a test: stop promptly, clean up,
+//! exit non-zero. Part of the host seam: every program kiln starts that
+//! must die on a signal (the chroot runner's commands, QEMU) registers
+//! here.
 //!
 //! A signal handler may do almost nothing, and installing one needs
 //! `unsafe` (which the crate forbids). Instead [`install`] blocks SIGINT and
@@ -7,13 +9,13 @@
 //! it records it (the build loop checks [`check`] between steps) and kills
 //! the chroot command running at that moment, whose PID namespace takes
 //! every process of the command with it. The command being run then
-//! returns [`ChrootError::Interrupted`], the build unwinds through its
+//! returns [`Interrupted`] (in the chroot runner, `ChrootError::Interrupted`), the build unwinds through its
 //! guards (mounts, tree setup, temporary directories), and kiln exits with
 //! [`exit_code`] (128 + the signal number, as a shell reports it).
 //!
 //! The signal mask is per thread and inherited by new threads, so
 //! [`install`] must run on the main thread before any other thread starts,
-//! like [`super::namespace::enter_build_namespace`]; a thread that does not
+//! like `chroot::enter_build_namespace`; a thread that does not
 //! block the signals would take the default action and end kiln at once
 //! (which the namespaces still clean up after, but without unwinding).
 //! A blocked mask is inherited across `fork` and `exec` (neither the
@@ -31,7 +33,21 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
-use super::ChrootError;
+/// Signal handling could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up SIGINT/SIGTERM handling: {source}")]
+pub struct SignalError {
+    /// The kernel's answer.
+    pub source: nix::Error,
+}
+
+/// SIGINT or SIGTERM arrived: what is running stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted by {signal}")]
+pub struct Interrupted {
+    /// The signal that arrived.
+    pub signal: Signal,
+}
 
 /// The signal received, as a raw number; 0 while none has arrived.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
@@ -46,18 +62,18 @@ static INSTALLED: OnceLock<()> = OnceLock::new();
 /// Blocks SIGINT and SIGTERM on the calling thread (and every thread it
 /// starts later) and starts the thread that turns them into the build's
 /// interrupt flag. Installing twice is harmless.
-pub fn install() -> Result<(), ChrootError> {
+pub fn install() -> Result<(), SignalError> {
     if INSTALLED.get().is_some() {
         return Ok(());
     }
     let mask = stop_signals();
     mask.thread_block()
-        .map_err(|source| ChrootError::Signals { source })?;
-    let signals = SignalFd::new(&mask).map_err(|source| ChrootError::Signals { source })?;
+        .map_err(|source| SignalError { source })?;
+    let signals = SignalFd::new(&mask).map_err(|source| SignalError { source })?;
     std::thread::Builder::new()
         .name("kiln-signals".to_string())
         .spawn(move || watch(&signals))
-        .map_err(|source| ChrootError::Signals {
+        .map_err(|source| SignalError {
             source: source
                 .raw_os_error()
                 .map_or(nix::Error::EAGAIN, nix::Error::from_raw),
@@ -85,6 +101,7 @@ pub(crate) struct Unblocked {
 }
 
 impl Unblocked {
+    /// Unblocks them on this thread, if [`install`] blocked them.
     pub(crate) fn new() -> Unblocked {
         let reblock = INSTALLED.get().is_some() && stop_signals().thread_unblock().is_ok();
         Unblocked { reblock }
@@ -139,9 +156,9 @@ pub fn received() -> Option<Signal> {
 
 /// `Err(Interrupted)` once SIGINT or SIGTERM has arrived. The build loop
 /// calls it between steps.
-pub fn check() -> Result<(), ChrootError> {
+pub fn check() -> Result<(), Interrupted> {
     match received() {
-        Some(signal) => Err(ChrootError::Interrupted { signal }),
+        Some(signal) => Err(Interrupted { signal }),
         None => Ok(()),
     }
 }
