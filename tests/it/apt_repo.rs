@@ -528,6 +528,18 @@ fn file_for(root: &Path, target: &str) -> Option<PathBuf> {
 /// `dpkg-deb --build --root-owner-group -Zxz`. The files are the same; only
 /// the version differs.
 pub fn with_version(deb: &Path, version: &str, out_dir: &Path) -> PathBuf {
+    with_version_compressed(deb, version, out_dir, "xz")
+}
+
+/// [`with_version`] with the members compressed by `compression`
+/// (`dpkg-deb -Z`): the same package at the same version in other bytes,
+/// as a vendor's rebuild would be.
+pub fn with_version_compressed(
+    deb: &Path,
+    version: &str,
+    out_dir: &Path,
+    compression: &str,
+) -> PathBuf {
     let scratch = tempfile::tempdir_in(out_dir).expect("tempdir");
     // A directory dpkg-deb creates itself, so the package's `./` keeps the
     // mode it had rather than the tempdir's 0700.
@@ -558,7 +570,8 @@ pub fn with_version(deb: &Path, version: &str, out_dir: &Path) -> PathBuf {
     ));
     run_ok(
         Command::new("dpkg-deb")
-            .args(["--build", "--root-owner-group", "-Zxz"])
+            .args(["--build", "--root-owner-group"])
+            .arg(format!("-Z{compression}"))
             .arg(&tree)
             .arg(&out),
     );

@@ -1105,12 +1105,12 @@ fn vendor_archive(
 
 #[test]
 fn third_party_repositories_are_verified_pinned_and_their_mistakes_pointed_at() {
-    use crate::apt_repo::{TestKey, with_version};
+    use crate::apt_repo::{TestKey, with_version_compressed};
 
     let temp = tempfile::tempdir().expect("tempdir");
     let lock = minimal_lock(temp.path());
     let debs = debs_of(temp.path(), "debian-minimal.yaml", &lock);
-    let sed_deb = |dir: &str, version: &str| {
+    let sed_deb = |dir: &str, version: &str, compression: &str| {
         let out = temp.path().join(dir);
         std::fs::create_dir_all(&out).expect("mkdir");
         let original = debs
@@ -1118,7 +1118,7 @@ fn third_party_repositories_are_verified_pinned_and_their_mistakes_pointed_at() 
             .find(|(name, _)| name == "sed")
             .map(|(_, path)| path.clone())
             .expect("sed is in debian-minimal");
-        with_version(&original, version, &out)
+        with_version_compressed(&original, version, &out, compression)
     };
     let debian_sed = lock
         .packages
@@ -1132,12 +1132,13 @@ fn third_party_repositories_are_verified_pinned_and_their_mistakes_pointed_at() 
     let vendor = vendor_archive(
         temp.path(),
         "vendor",
-        vec![sed_deb("v1", &vendor_version)],
+        vec![sed_deb("v1", &vendor_version, "xz")],
         &key,
     );
     // The same version rebuilt (another file, same name and version) in a
-    // second vendor's archive.
-    let rebuilt = sed_deb("v2", &vendor_version);
+    // second vendor's archive: compressed otherwise, so its bytes differ
+    // whatever the clock says.
+    let rebuilt = sed_deb("v2", &vendor_version, "gzip");
     let mirror = vendor_archive(temp.path(), "mirror", vec![rebuilt], &other_key);
 
     let project = temp.path().join("project");
