@@ -240,19 +240,7 @@ fn lock_update_says_what_changed_and_dry_run_writes_nothing() {
 #[test]
 fn locked_packages_match_the_mirror() {
     let temp = tempfile::tempdir().expect("tempdir");
-    let cache = shared_cache();
-    example(temp.path(), "debian-minimal");
-    let (code, stderr) = run(
-        temp.path(),
-        &[
-            "lock",
-            "debian-minimal.yaml",
-            "--cache-dir",
-            cache.to_str().expect("UTF-8"),
-        ],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let lock = read_lock(&temp.path().join("debian-minimal.lock"));
+    let lock = locked_example(temp.path(), "debian-minimal");
     // A sample spread over the alphabet, fetched by curl, not by kiln.
     let step = (lock.packages.len() / 5).max(1);
     for package in lock.packages.iter().step_by(step).take(5) {
@@ -271,21 +259,28 @@ fn locked_packages_match_the_mirror() {
     }
 }
 
-/// A lock for `debian-minimal` in `dir`, resolved against the real mirror.
-fn minimal_lock(dir: &Path) -> kiln::lock::Lock {
-    example(dir, "debian-minimal");
+/// The example `manifests/<name>.yaml` copied into `dir` and locked
+/// there against the real mirror, with the shared cache.
+fn locked_example(dir: &Path, name: &str) -> kiln::lock::Lock {
+    example(dir, name);
     let cache = shared_cache();
+    let imagefile = format!("{name}.yaml");
     let (code, stderr) = run(
         dir,
         &[
             "lock",
-            "debian-minimal.yaml",
+            &imagefile,
             "--cache-dir",
             cache.to_str().expect("UTF-8"),
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    read_lock(&dir.join("debian-minimal.lock"))
+    read_lock(&dir.join(format!("{name}.lock")))
+}
+
+/// A lock for `debian-minimal` in `dir`, resolved against the real mirror.
+fn minimal_lock(dir: &Path) -> kiln::lock::Lock {
+    locked_example(dir, "debian-minimal")
 }
 
 #[test]
@@ -706,18 +701,7 @@ fn pinned_index(cache: &Path, index: &kiln::lock::LockedFile) -> String {
 fn debian_cloud_has_no_package_older_than_its_security_suite() {
     let temp = tempfile::tempdir().expect("tempdir");
     let cache = shared_cache();
-    example(temp.path(), "debian-cloud");
-    let (code, stderr) = run(
-        temp.path(),
-        &[
-            "lock",
-            "debian-cloud.yaml",
-            "--cache-dir",
-            cache.to_str().expect("UTF-8"),
-        ],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let lock = read_lock(&temp.path().join("debian-cloud.lock"));
+    let lock = locked_example(temp.path(), "debian-cloud");
     let mut checked = 0;
     let mut from_security = 0;
     for suite in ["bookworm-security", "bookworm-updates"] {
