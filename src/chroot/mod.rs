@@ -8,8 +8,9 @@
 //! in its own mount namespace ([`namespace::enter_build_namespace`]) and
 //! every chroot command in its own PID namespace ([`run::run_in_chroot`]), so
 //! a `kill -9` of kiln leaves no mount and no process behind. SIGINT and
-//! SIGTERM are turned into a flag the build loop checks ([`crate::host::signals`]), so an
-//! interrupted build unwinds through the same guards and exits non-zero.
+//! SIGTERM are turned into a flag the build loop checks
+//! ([`crate::host::signals`]), so an interrupted build unwinds through the
+//! same guards and exits non-zero.
 //!
 //! This module owns no policy about *which* scripts run; the phases stage
 //! decides that and calls [`run::run_in_chroot`] or
