@@ -568,6 +568,9 @@ pub(crate) fn bind(
 
     let mut problems = Vec::new();
     let mut bound = BTreeMap::new();
+    let distro = manifest.base.value.distro.value;
+    // Elements refused for this distribution, and what they pull in: a
+    // refusal is said once, for the element the manifest brings in.
     let mut refused: BTreeSet<&ElementName> = BTreeSet::new();
     for r in resolved {
         let element = &r.element.name;
@@ -575,18 +578,14 @@ pub(crate) fn bind(
         let with = entry.and_then(|e| e.with);
         let yaml = read(&r.element.dir)?.map(|l| l.yaml);
         let distros = yaml.as_ref().map_or(&[][..], |y| y.distros.as_slice());
-        let distro = manifest.base.value.distro.value;
-        // Said once, for the element the manifest brings in: what an
-        // element refused for this distribution pulls in goes with it.
+        let wrong = !distros.is_empty() && !distros.iter().any(|d| d.value == distro);
         let parent_refused = r.required_by.as_ref().is_some_and(|p| refused.contains(p));
-        if !distros.is_empty() && !distros.iter().any(|d| d.value == distro) {
-            if !parent_refused {
-                problems.push(wrong_distro(
-                    element, distros, distro, entry, &parents, &entries,
-                ));
-            }
-            refused.insert(element);
-        } else if parent_refused {
+        if wrong && !parent_refused {
+            problems.push(wrong_distro(
+                element, distros, distro, entry, &parents, &entries,
+            ));
+        }
+        if wrong || parent_refused {
             refused.insert(element);
         }
         let parameters = yaml.and_then(|y| y.parameters);
