@@ -13,6 +13,7 @@ pub mod cache;
 pub mod chroot;
 pub mod cli;
 pub mod commands;
+pub mod distro;
 pub mod failure;
 pub mod fetch;
 pub mod host;

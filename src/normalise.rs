@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::time::TimeVal;
 
+use crate::distro::Volatile;
+
 /// Why the tree could not be normalised.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {}: {source}", path.display())]
@@ -42,11 +44,8 @@ pub struct Normalised {
 /// expect them): logs, and caches that are rebuilt on demand.
 const EMPTIED_DIRS: &[&str] = &[
     "var/log",
-    "var/cache/apt",
-    "var/cache/debconf/tmp",
     "var/cache/man",
     "var/cache/fontconfig",
-    "var/lib/apt/lists",
     "var/tmp",
     "tmp",
     // A tmpfs at boot: whatever the build left there (libblkid's device
@@ -55,16 +54,11 @@ const EMPTIED_DIRS: &[&str] = &[
     "run",
 ];
 
-/// Single files removed: caches with timestamps, the previous copies
-/// dpkg and debconf keep, and identities the image must not share.
+/// Single files removed: caches with timestamps and identities the image
+/// must not share. (The package manager's own files are the base
+/// family's [`Volatile`].)
 const REMOVED_FILES: &[&str] = &[
     "var/cache/ldconfig/aux-cache",
-    "var/cache/debconf/config.dat-old",
-    "var/cache/debconf/templates.dat-old",
-    "var/cache/debconf/passwords.dat-old",
-    "var/lib/dpkg/status-old",
-    "var/lib/dpkg/diversions-old",
-    "var/lib/dpkg/statoverride-old",
     "var/lib/dbus/machine-id",
     "var/lib/systemd/random-seed",
     "var/lib/systemd/credential.secret",
@@ -78,17 +72,19 @@ const REMOVED_FILES: &[&str] = &[
 ];
 
 /// Makes `root` the same on every build: see the module documentation.
+/// `volatile` is what the base's package manager leaves besides.
 /// Changes are listed in `log`.
 pub fn normalise(
     root: &Path,
     source_date_epoch: u64,
+    volatile: &Volatile,
     log: &mut dyn Write,
 ) -> Result<Normalised, NormaliseError> {
     let mut done = Normalised::default();
-    for dir in EMPTIED_DIRS {
+    for dir in EMPTIED_DIRS.iter().chain(volatile.emptied_dirs) {
         empty_dir(&root.join(dir), &mut done)?;
     }
-    for file in REMOVED_FILES {
+    for file in REMOVED_FILES.iter().chain(volatile.removed_files) {
         remove_file(&root.join(file), &mut done)?;
     }
     // sshd's host keys are made on first boot; an image must never carry
@@ -307,6 +303,8 @@ mod tests {
         );
         file("usr/lib/python3/dist-packages/m/a.py", "kept");
         file("var/cache/ldconfig/aux-cache", "x");
+        file("var/lib/dpkg/status-old", "x");
+        file("var/lib/apt/lists/deb.example_dists_x_InRelease", "x");
         file("etc/shadow", "root:*:20000:0:99999:7:::\n");
         // A link pointing out of the tree is not followed.
         let outside = tempfile::tempdir().expect("outside");
@@ -314,8 +312,19 @@ mod tests {
         symlink(outside.path().join("victim"), root.join("var/log/link")).expect("symlink");
 
         let epoch = 1_700_000_000;
-        let done = normalise(root, epoch, &mut Vec::new()).expect("normalise");
-        assert!(done.removed >= 7, "{done:?}");
+        let apt = crate::distro::Family::volatile(&crate::distro::debian::Apt);
+        let done = normalise(root, epoch, apt, &mut Vec::new()).expect("normalise");
+        assert!(done.removed >= 9, "{done:?}");
+        assert!(
+            !root.join("var/lib/dpkg/status-old").exists(),
+            "dpkg's copy"
+        );
+        assert!(root.join("var/lib/apt/lists").is_dir());
+        assert!(
+            !root
+                .join("var/lib/apt/lists/deb.example_dists_x_InRelease")
+                .exists()
+        );
         assert!(root.join("var/log/apt").is_dir(), "directories stay");
         assert!(!root.join("var/log/apt/history.log").exists());
         assert!(!root.join("var/log/link").exists());

@@ -1,9 +1,10 @@
 //! Building: from a current, fetched lock to the image files, inside the
 //! build's own mount namespace (which the caller enters first).
 //!
-//! The tree is bootstrapped (the base installed and configured, checked
-//! with `dpkg-query`), the elements' phases run against it, the tree is
-//! checked against the lock, normalised, assembled into a raw image (one
+//! The tree is bootstrapped by the base's [`distro::Family`] (for Debian
+//! and Ubuntu: installed and configured by the target's dpkg and apt,
+//! checked with `dpkg-query`), the elements' phases run against it, the
+//! tree is checked against the lock, normalised, assembled into a raw image (one
 //! filesystem or a whole disk), and the outputs and `<name>.report.json`
 //! are written to the output directory. Everything in between lives in
 //! `<output>/.kiln-build-<name>/`, removed at the end, also on failure.
@@ -11,12 +12,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bootstrap;
 use crate::chroot;
 use crate::failure::Failure;
 use crate::manifest::OutputFormat;
 use crate::{
-    assemble, lock, manifest, normalise, output, phases, plan, report, reproducible, terminal,
+    assemble, distro, lock, manifest, normalise, output, phases, plan, report, reproducible,
+    terminal,
 };
 
 /// How [`current_lock`] may get a lock.
@@ -161,43 +162,31 @@ pub fn build_into(
         root.display()
     ));
     terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
-    // The local repository has one suite: `name/suite` was for the lock.
-    let packages: Vec<String> = checked
-        .manifest
-        .packages
-        .iter()
-        .map(|p| p.as_str().split('/').next().unwrap_or_default().to_string())
-        .collect();
-    let result = bootstrap::bootstrap(lock, cache, &root, &work, &packages, &mut log);
-    let (bootstrapped, repo) = match result {
-        Ok(done) => done,
-        Err(error) => {
-            let signal = match &error {
-                bootstrap::InstallError::Chroot(chroot::ChrootError::Interrupted { signal }) => {
-                    Some(*signal)
-                }
-                _ => None,
-            };
-            return Err(failed(&work, &log_path, &error, signal));
-        }
-    };
-    timings.extend(
-        bootstrapped
-            .timings
-            .iter()
-            .map(|(stage, duration)| (stage.to_string(), *duration)),
-    );
-
     let manifest_dir = Path::new(checked.source.name())
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if let Err(error) =
-        bootstrap::sources::write_extra_sources(lock, &checked.manifest, manifest_dir, &root)
-    {
-        drop(repo);
-        return Err(failed(&work, &log_path, &error, None));
-    }
+    let family = super::lock::base_family(checked)?;
+    let request = distro::BootstrapRequest {
+        lock,
+        cache,
+        manifest: &checked.manifest,
+        manifest_dir,
+        root: &root,
+        work: &work,
+    };
+    let distro::Bootstrapped {
+        timings: steps,
+        staged,
+    } = match family.bootstrap(&request, &mut log) {
+        Ok(done) => done,
+        Err(error) => return Err(failed(&work, &log_path, &error, error.interrupted_by())),
+    };
+    timings.extend(
+        steps
+            .iter()
+            .map(|(stage, duration)| (stage.to_string(), *duration)),
+    );
 
     let lock_text = lock::to_text(lock);
     let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
@@ -209,7 +198,7 @@ pub fn build_into(
     )
     .and_then(|text| assemble::write_fstab(&root, &text));
     if let Err(error) = fstab {
-        drop(repo);
+        drop(staged);
         return Err(failed(&work, &log_path, &error, None));
     }
 
@@ -224,21 +213,21 @@ pub fn build_into(
         root: &root,
         work: &work,
         source_date_epoch: lock.source_date_epoch,
-        apt: &phases::apt_environment(lock),
+        base_environment: &family.phase_environment(lock),
         locked: &locked,
         shell_on_failure,
     };
     match phases::run_phases(plan, &run, &mut log) {
         Ok(phase_timings) => timings.extend(phase_timings),
         Err(error) => {
-            drop(repo);
+            drop(staged);
             return Err(failed(&work, &log_path, &error, error.interrupted_by()));
         }
     }
     let step = Instant::now();
-    let checked_tree = repo
+    let checked_tree = staged
         .remove()
-        .and_then(|()| bootstrap::check_finished_tree(lock, &root));
+        .and_then(|()| family.check_finished_tree(lock, &root));
     let removed = match checked_tree {
         Ok(removed) => removed,
         Err(error) => return Err(failed(&work, &log_path, &error, None)),
@@ -246,7 +235,9 @@ pub fn build_into(
     timings.push(("check the finished tree".to_string(), step.elapsed()));
 
     let step = Instant::now();
-    if let Err(error) = normalise::normalise(&root, lock.source_date_epoch, &mut log) {
+    if let Err(error) =
+        normalise::normalise(&root, lock.source_date_epoch, family.volatile(), &mut log)
+    {
         return Err(failed(&work, &log_path, &error, None));
     }
     timings.push(("normalise".to_string(), step.elapsed()));

@@ -9,6 +9,7 @@ use std::time::Instant;
 use miette::SourceSpan;
 
 use crate::apt::resolve::ResolveError;
+use crate::distro;
 use crate::failure::Failure;
 use crate::host::http::{Http, HttpOptions};
 use crate::lock::make::{self, MakeError};
@@ -95,16 +96,17 @@ pub fn lock_planned(
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let made = make::make(
-        checked,
-        &manifest_sha256,
-        manifest_dir,
-        &make::Elements::from_plan(plan, &builtin, manifest_dir),
-        &http,
-        &cache,
-        Path::new(make::HOST_APT_DIR),
-    )
-    .map_err(|error| failure(error, checked))?;
+    let made = base_family(checked)?
+        .lock(&distro::LockRequest {
+            checked,
+            manifest_sha256: &manifest_sha256,
+            manifest_dir,
+            elements: &make::Elements::from_plan(plan, &builtin, manifest_dir),
+            http: &http,
+            cache: &cache,
+            host_config_dir: Path::new(make::HOST_APT_DIR),
+        })
+        .map_err(|error| failure(error, checked))?;
     let lock = made.lock;
     match lock::read(lock_path) {
         Ok(old) => {
@@ -144,6 +146,20 @@ pub fn lock_planned(
         started.elapsed().as_secs_f64(),
     ));
     Ok(lock)
+}
+
+/// The family that installs the imagefile's base; for a distro kiln cannot
+/// install yet, a diagnostic pointing at `distro`.
+pub fn base_family(checked: &Checked) -> Result<&'static dyn distro::Family, Failure> {
+    let distro = checked.manifest.base.distro.value;
+    distro::family(distro).ok_or_else(|| {
+        failure(
+            MakeError::Unsupported {
+                distro: distro.as_str(),
+            },
+            checked,
+        )
+    })
 }
 
 /// Turns a lock failure into diagnostics: a mistake in the manifest points

@@ -123,10 +123,11 @@ pub struct PhaseRun<'a> {
     pub work: &'a Path,
     /// From the lock.
     pub source_date_epoch: u64,
-    /// The lock's repositories, for hooks that write the image's apt
-    /// sources (`DIB_DISTRIBUTION_MIRROR` and the others of
-    /// [`apt_environment`]); the plan's own values win unless empty.
-    pub apt: &'a [(String, String)],
+    /// What the base's family tells hooks of the lock's archives
+    /// ([`crate::distro::Family::phase_environment`]: for apt,
+    /// `DIB_DISTRIBUTION_MIRROR` and the others); the plan's own values
+    /// win unless empty.
+    pub base_environment: &'a [(String, String)],
     /// The names of the locked packages, which `install-packages` may
     /// install.
     pub locked: &'a [String],
@@ -402,49 +403,6 @@ fn passed_through(names: &[&str]) -> impl Iterator<Item = (String, String)> {
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
 }
 
-/// What hooks learn of the lock's repositories, to write the image's apt
-/// sources as the lock read them (the `debian` element does): the base
-/// archive (`DIB_DISTRIBUTION_MIRROR`), its components
-/// (`DIB_DEBIAN_COMPONENTS`), the security suite's archive
-/// (`DIB_DEBIAN_SECURITY_MIRROR`), and kiln's own `KILN_APT_SUITES` (the
-/// suites read from the base archive) and `KILN_APT_SECURITY_SUITE`
-/// (empty when the lock has none).
-pub fn apt_environment(lock: &crate::lock::Lock) -> Vec<(String, String)> {
-    let base: Vec<&crate::lock::LockedRepository> = lock
-        .repositories
-        .iter()
-        .filter(|r| r.name == lock.base.distro)
-        .collect();
-    let Some(first) = base.first() else {
-        return Vec::new();
-    };
-    let security = base.iter().find(|r| r.suite.ends_with("-security"));
-    let suites: Vec<&str> = base
-        .iter()
-        .filter(|r| r.url == first.url && !r.suite.ends_with("-security"))
-        .map(|r| r.suite.as_str())
-        .collect();
-    let mut env = vec![
-        ("DIB_DISTRIBUTION_MIRROR".to_string(), first.url.clone()),
-        (
-            "DIB_DEBIAN_COMPONENTS".to_string(),
-            first.components.join(","),
-        ),
-        ("KILN_APT_SUITES".to_string(), suites.join(" ")),
-        (
-            "KILN_APT_SECURITY_SUITE".to_string(),
-            security.map(|r| r.suite.clone()).unwrap_or_default(),
-        ),
-    ];
-    if let Some(security) = security {
-        env.push((
-            "DIB_DEBIAN_SECURITY_MIRROR".to_string(),
-            security.url.clone(),
-        ));
-    }
-    env
-}
-
 fn plan_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = passed_through(PROXY_VARIABLES).collect();
     env.extend(
@@ -455,7 +413,7 @@ fn plan_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
     // After the plan's, so they win over an empty default; a value the
     // imagefile or an element gives wins over them.
     env.extend(
-        run.apt
+        run.base_environment
             .iter()
             .filter(|(name, _)| plan.env(name).is_none_or(str::is_empty))
             .cloned(),

@@ -341,16 +341,6 @@ fn arch_in_list(arch: Arch, list: &str) -> bool {
     list.split(',').map(str::trim).any(|a| names.contains(&a))
 }
 
-/// The distribution family `pkg-map` keys its `family` section by.
-fn family(distro: Distro) -> Option<&'static str> {
-    match distro {
-        Distro::Debian | Distro::Ubuntu => Some("debian"),
-        Distro::Fedora | Distro::Centos | Distro::Rhel => Some("redhat"),
-        Distro::Opensuse => Some("suse"),
-        Distro::Image => None,
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct PkgMapFile {
     #[serde(default)]
@@ -380,7 +370,9 @@ impl PkgMap {
                 message: e.to_string(),
             })?;
         let mut names = std::mem::take(&mut file.default);
-        if let Some(map) = family(target.distro).and_then(|f| file.family.remove(f)) {
+        if let Some(map) =
+            crate::distro::pkg_map_family(target.distro).and_then(|f| file.family.remove(f))
+        {
             names.extend(map);
         }
         if let Some(map) = file.distro.remove(target.distro.as_str()) {
