@@ -14,9 +14,9 @@
 //! failure names the script.
 //!
 //! The elements' `package-installs` run as two steps of each in-chroot
-//! phase that has packages, ordered among its scripts as DIB's
-//! `package-installs` element orders its own hooks: the installs as
-//! `10-package-installs`, the removals as `99-package-uninstalls`.
+//! phase that has packages, ordered among its scripts under the names of
+//! DIB's `package-installs` element's own hooks ([`package_steps`]), so
+//! that DIB's elements see their packages exactly when DIB installs them.
 //!
 //! `block-device.d` is skipped: its scripts work on `IMAGE_BLOCK_DEVICE`,
 //! which exists only once image assembly makes a disk.
@@ -39,9 +39,18 @@ pub const HOOKS_DIR: &str = "/tmp/in_target.d";
 const IN_CHROOT_PATH: &str =
     "/tmp/in_target.d/kiln/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Where a phase's package installs and removals run among its scripts.
-const PACKAGE_INSTALLS_STEP: &str = "10-package-installs";
-const PACKAGE_UNINSTALLS_STEP: &str = "99-package-uninstalls";
+/// Where a phase's package installs and removals run among its scripts:
+/// the names of DIB's `package-installs` hooks (`pre-install.d/10`,
+/// `install.d/01`, `post-install.d/00`; removals `99`, `99`, `95`). DIB
+/// has none in other phases; there, kiln's `10`/`99`.
+pub fn package_steps(phase: PhaseName) -> (&'static str, &'static str) {
+    match phase {
+        PhaseName::PreInstall => ("10-package-installs", "99-package-uninstalls"),
+        PhaseName::Install => ("01-package-installs", "99-package-uninstalls"),
+        PhaseName::PostInstall => ("00-package-installs", "95-package-uninstalls"),
+        _ => ("10-package-installs", "99-package-uninstalls"),
+    }
+}
 
 /// How many of a failed script's last output lines the error carries.
 pub const FAILURE_TAIL_LINES: usize = 20;
@@ -303,9 +312,10 @@ fn steps<'a>(plan: &Plan, phase: &'a Phase) -> Vec<Step<'a>> {
         .map(|s| (s.name.clone(), Step::Script(s)))
         .collect();
     if let Some(packages) = plan.phase_packages(phase.name) {
+        let (installs, uninstalls) = package_steps(phase.name);
         for (name, remove, requests) in [
-            (PACKAGE_INSTALLS_STEP, false, &packages.install),
-            (PACKAGE_UNINSTALLS_STEP, true, &packages.uninstall),
+            (installs, false, &packages.install),
+            (uninstalls, true, &packages.uninstall),
         ] {
             if let Some(first) = requests.first() {
                 let names = requests.iter().map(|r| r.name.clone()).collect();
@@ -621,6 +631,77 @@ fn copy(from: &Path, to: &Path) -> Result<(), PhaseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order of one phase's steps, by name, for a plan of one element
+    /// made of `files` (path, text).
+    fn step_names(files: &[(&str, &str)], phase: PhaseName) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, text) in files {
+            let path = dir.path().join("dibby").join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, text).expect("write");
+            if path.to_string_lossy().contains(".d/")
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+        }
+        let source = crate::manifest::Source::new(
+            "imagefile.yaml",
+            "name: x\nbase: {distro: debian, release: bookworm, arch: amd64}\nelements: [dibby]\n",
+        );
+        let manifest = crate::manifest::parse(&source).expect("parses");
+        let empty = tempfile::tempdir().expect("builtin");
+        let search =
+            crate::plan::SearchPath::from_parts(&[dir.path().to_path_buf()], None, empty.path());
+        let plan = crate::plan::plan(&manifest, &search).expect("plans");
+        let Some(phase) = plan.phases.iter().find(|p| p.name == phase) else {
+            return Vec::new();
+        };
+        steps(&plan, phase)
+            .into_iter()
+            .map(|step| match step {
+                Step::Script(script) => script.name.clone(),
+                Step::Packages { name, .. } => name.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn package_installs_run_where_dib_runs_them_among_the_scripts() {
+        let files = [
+            (
+                "package-installs.yaml",
+                "rsync:\nold:\n  uninstall: true\nfirst:\n  phase: pre-install.d\nlast:\n  phase: post-install.d\n",
+            ),
+            ("pre-install.d/05-early", ""),
+            ("pre-install.d/50-repos", ""),
+            ("install.d/00-before", ""),
+            ("install.d/10-install-static-files", ""),
+            ("post-install.d/01-after", ""),
+            ("post-install.d/96-late", ""),
+        ];
+        // DIB's `install-static` uses rsync at install.d/10: the package is
+        // there by then (install.d/01-package-installs).
+        assert_eq!(
+            step_names(&files, PhaseName::Install),
+            [
+                "00-before",
+                "01-package-installs",
+                "10-install-static-files",
+                "99-package-uninstalls"
+            ]
+        );
+        assert_eq!(
+            step_names(&files, PhaseName::PreInstall),
+            ["05-early", "10-package-installs", "50-repos"]
+        );
+        assert_eq!(
+            step_names(&files, PhaseName::PostInstall),
+            ["00-package-installs", "01-after", "96-late"]
+        );
+    }
 
     #[test]
     fn the_hook_shell_sources_then_execs() {
