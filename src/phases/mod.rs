@@ -497,6 +497,7 @@ impl HooksTree {
                 copy(&script.path, &dir.join(&script.name))?;
             }
         }
+        merge_element_trees(root, plan, &host_path)?;
         helpers::write_in_chroot(&host_path, plan, locked).map_err(|source| PhaseError::Io {
             action: "write",
             path: host_path.join(helpers::KILN_DIR),
@@ -517,6 +518,81 @@ impl HooksTree {
     }
 }
 
+/// What of an element DIB leaves out of the hooks tree: its tests, Python
+/// bytecode, and (kiln) the `environment.d` files, which the plan has
+/// already placed in order.
+const NOT_MERGED: &[&str] = &["tests", "__pycache__", "environment.d"];
+
+/// Merges every planned element's subdirectories into the hooks tree, as
+/// DIB's `generate_hooks` does, so that a script reaches its siblings
+/// (`$(dirname $0)/../init-scripts/…`, a library beside it in its phase
+/// directory, `$TMP_HOOKS_PATH/static`). Elements are merged in plan
+/// order and the first file at a path stays (the phases' hooks, already
+/// copied, are never replaced); symbolic links are copied as what they
+/// point at, so a link into its own element still works in the merged tree.
+fn merge_element_trees(root: &Path, plan: &Plan, hooks: &Path) -> Result<(), PhaseError> {
+    for element in &plan.elements {
+        let entries = match std::fs::read_dir(&element.dir) {
+            Ok(entries) => entries,
+            Err(source) => {
+                return Err(PhaseError::Io {
+                    action: "read",
+                    path: element.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_none_or(|name| !NOT_MERGED.contains(&name))
+            })
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let Some(name) = dir.file_name() else {
+                continue;
+            };
+            let into = hooks.join(name);
+            create_dir_in_tree(root, &into)?;
+            let mut source = dir.clone().into_os_string();
+            source.push("/.");
+            run_cp(
+                &[
+                    "--recursive",
+                    "--dereference",
+                    "--no-clobber",
+                    "--preserve=mode,timestamps",
+                ],
+                &source,
+                &into,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cp OPTIONS FROM TO` on the host.
+fn run_cp(options: &[&str], from: &std::ffi::OsStr, to: &Path) -> Result<(), PhaseError> {
+    let mut args: Vec<&std::ffi::OsStr> = options.iter().map(std::ffi::OsStr::new).collect();
+    args.extend([from, to.as_os_str()]);
+    let failed = |detail: String| PhaseError::Io {
+        action: "copy",
+        path: PathBuf::from(from),
+        source: std::io::Error::other(detail),
+    };
+    let finished =
+        crate::host::command::run("cp", &args, "coreutils").map_err(|e| failed(e.to_string()))?;
+    if !finished.success() {
+        return Err(failed(finished.stderr));
+    }
+    Ok(())
+}
+
 /// For DIB's `install-bin` and `install-static` elements: copies every
 /// planned element's `bin/` and `static/` into the hooks tree and returns
 /// the commands that install them in the chroot (`bin/*` to
@@ -533,35 +609,12 @@ fn copy_element_files(
         create_dir_in_tree(root, to)?;
         let mut source = from.as_os_str().to_os_string();
         source.push("/.");
-        let finished = crate::host::command::run(
-            "cp",
-            &[std::ffi::OsStr::new("-a"), &source, to.as_os_str()],
-            "coreutils",
-        )
-        .map_err(|e| PhaseError::Io {
-            action: "copy",
-            path: from.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        if !finished.success() {
-            return Err(PhaseError::Io {
-                action: "copy",
-                path: from.to_path_buf(),
-                source: std::io::Error::other(finished.stderr),
-            });
-        }
-        Ok(())
+        run_cp(&["-a"], &source, to)
     };
+    // Every element's `bin/` is in the hooks tree's `bin/` already
+    // ([`merge_element_trees`]).
     if uses("install-bin") {
-        let bin = hooks.join("bin");
-        let mut any = false;
-        for element in &plan.elements {
-            let dir = element.dir.join("bin");
-            if dir.is_dir() {
-                copy_tree(&dir, &bin)?;
-                any = true;
-            }
-        }
+        let any = plan.elements.iter().any(|e| e.dir.join("bin").is_dir());
         if any {
             commands.push(vec![
                 "/bin/sh".to_string(),
@@ -576,12 +629,21 @@ fn copy_element_files(
         for element in &plan.elements {
             let dir = element.dir.join("static");
             if dir.is_dir() {
-                let into = hooks.join("static").join(element.name.as_str());
+                // Apart from the merged `static/` DIB's own
+                // `install-static` reads: kiln's copies element by element.
+                let into = hooks
+                    .join(helpers::KILN_DIR)
+                    .join("static")
+                    .join(element.name.as_str());
                 copy_tree(&dir, &into)?;
                 commands.push(vec![
                     "cp".to_string(),
                     "-a".to_string(),
-                    format!("{HOOKS_DIR}/static/{}/.", element.name),
+                    format!(
+                        "{HOOKS_DIR}/{}/static/{}/.",
+                        helpers::KILN_DIR,
+                        element.name
+                    ),
                     "/".to_string(),
                 ]);
             }
@@ -640,8 +702,7 @@ mod tests {
             let path = dir.path().join("dibby").join(path);
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(&path, text).expect("write");
-            if path.to_string_lossy().contains(".d/")
-            {
+            if path.to_string_lossy().contains(".d/") {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
                     .expect("chmod");

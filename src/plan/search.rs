@@ -49,6 +49,13 @@ impl SearchPath {
             dirs.extend(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
         }
         dirs.push(builtin.to_path_buf());
+        // Absolute: outside-chroot hooks run, and source their
+        // `environment.d` files, from other working directories.
+        for dir in &mut dirs {
+            if let Ok(absolute) = std::path::absolute(&*dir) {
+                *dir = absolute;
+            }
+        }
         // The same directory twice would make every element in it shadow
         // itself; keep its first (highest-precedence) place.
         let mut seen = Vec::new();
