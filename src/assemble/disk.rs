@@ -24,7 +24,9 @@ use crate::manifest::{
 };
 
 // The layout rules the manifest checker applies are the ones the disk is
-// laid out by: one definition of the alignment and the GPT backup space.
+// laid out by: one definition of the alignment, the GPT backup space and
+// what a `rest` partition gets.
+use crate::manifest::layout_fit::{self, Fit};
 pub use crate::manifest::{ALIGN_BYTES, GPT_BACKUP_BYTES};
 
 /// The logical sector size kiln writes tables for; sfdisk uses 512 for
@@ -307,17 +309,6 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Disk
 
 // ---------------------------------------------------------------- layout
 
-fn align_up(bytes: u64) -> Result<u64, LayoutError> {
-    bytes
-        .div_ceil(ALIGN_BYTES)
-        .checked_mul(ALIGN_BYTES)
-        .ok_or(LayoutError::Overflow)
-}
-
-fn align_down(bytes: u64) -> u64 {
-    bytes / ALIGN_BYTES * ALIGN_BYTES
-}
-
 /// The type GUID of a GPT partition.
 ///
 /// A `linux` partition mounted at `/` gets the architecture's root type of
@@ -402,19 +393,8 @@ pub fn layout(
     }
     let rest = rests.first();
 
-    let trailer_bytes = match table {
-        PartitionTable::Gpt => GPT_BACKUP_BYTES,
-        PartitionTable::Mbr => 0,
-    };
-    let mut fixed_bytes: u64 = 0;
-    for partition in &partitions {
-        if let PartitionSize::Fixed(size) = partition.size.value {
-            fixed_bytes = fixed_bytes
-                .checked_add(align_up(size.bytes())?)
-                .ok_or(LayoutError::Overflow)?;
-        }
-    }
-    let overhead_bytes = ALIGN_BYTES + trailer_bytes;
+    let fit =
+        Fit::new(table, partitions.iter().map(|p| p.size.value)).ok_or(LayoutError::Overflow)?;
 
     let (disk_bytes, rest_bytes) = match disk.size.value {
         DiskSize::Auto => {
@@ -426,13 +406,12 @@ pub fn layout(
                             name: name.to_string(),
                         }
                     })?;
-                    align_up(content)?.max(ALIGN_BYTES)
+                    layout_fit::rest_bytes_for(content).ok_or(LayoutError::Overflow)?
                 }
                 None => 0,
             };
-            let disk_bytes = overhead_bytes
-                .checked_add(fixed_bytes)
-                .and_then(|b| b.checked_add(rest_bytes))
+            let disk_bytes = fit
+                .auto_disk_bytes(rest_bytes)
                 .ok_or(LayoutError::Overflow)?;
             (disk_bytes, rest_bytes)
         }
@@ -441,24 +420,14 @@ pub fn layout(
             if !disk_bytes.is_multiple_of(SECTOR_BYTES) {
                 return Err(LayoutError::NotWholeSectors { disk_bytes });
             }
-            let needed_bytes = overhead_bytes
-                .checked_add(fixed_bytes)
-                .and_then(|b| b.checked_add(if rest.is_some() { ALIGN_BYTES } else { 0 }))
-                .ok_or(LayoutError::Overflow)?;
+            let needed_bytes = fit.needed_bytes().ok_or(LayoutError::Overflow)?;
             if needed_bytes > disk_bytes {
                 return Err(LayoutError::TooSmall {
                     needed_bytes,
                     disk_bytes,
                 });
             }
-            // Fits, so this cannot underflow: every term is aligned and the
-            // aligned space is at least `needed_bytes - trailer_bytes`.
-            let rest_bytes = if rest.is_some() {
-                align_down(disk_bytes - trailer_bytes) - ALIGN_BYTES - fixed_bytes
-            } else {
-                0
-            };
-            (disk_bytes, rest_bytes)
+            (disk_bytes, fit.rest_bytes_on(disk_bytes))
         }
     };
 
@@ -484,7 +453,9 @@ pub fn layout(
         let name = partition.name.value.clone();
         let index = u32::try_from(position + 1).map_err(|_| LayoutError::Overflow)?;
         let size_bytes = match partition.size.value {
-            PartitionSize::Fixed(size) => align_up(size.bytes())?,
+            PartitionSize::Fixed(size) => {
+                layout_fit::align_up(size.bytes()).ok_or(LayoutError::Overflow)?
+            }
             PartitionSize::Rest => rest_bytes,
         };
         if let Some(&content) = filesystem_bytes.get(&name)

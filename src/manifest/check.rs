@@ -12,18 +12,12 @@ use std::hash::Hash;
 use miette::SourceSpan;
 
 use super::diagnostic::Problem;
+use super::layout_fit::Fit;
 use super::values::Size;
 use super::{
     Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, Partition, PartitionSize,
     PartitionTable, PartitionType, Spanned, SuiteKind,
 };
-
-/// Space kept free before the first partition, and the alignment of every
-/// partition: 1 MiB, as fdisk and parted do.
-pub const ALIGN_BYTES: u64 = 1 << 20;
-
-/// Space kept free after the last partition for GPT's backup header.
-pub const GPT_BACKUP_BYTES: u64 = 1 << 20;
 
 /// ext4 stores timestamps up to 2446-05-10 (with 256-byte inodes).
 const MAX_EPOCH_SECONDS: u64 = (1 << 34) - 1;
@@ -697,26 +691,6 @@ fn check_label_length(
     }
 }
 
-/// The bytes a disk needs for its fixed-size partitions: 1 MiB before the
-/// first, each partition rounded up to 1 MiB, and GPT's backup header.
-fn fixed_bytes(table: PartitionTable, partitions: &[Spanned<Partition>]) -> u64 {
-    let trailer = match table {
-        PartitionTable::Gpt => GPT_BACKUP_BYTES,
-        PartitionTable::Mbr => 0,
-    };
-    partitions
-        .iter()
-        .filter_map(|p| match p.size.value {
-            PartitionSize::Fixed(size) => Some(
-                size.bytes()
-                    .div_ceil(ALIGN_BYTES)
-                    .saturating_mul(ALIGN_BYTES),
-            ),
-            PartitionSize::Rest => None,
-        })
-        .fold(ALIGN_BYTES + trailer, u64::saturating_add)
-}
-
 fn check_fit(
     disk_size: Size,
     span: SourceSpan,
@@ -724,17 +698,14 @@ fn check_fit(
     partitions: &[Spanned<Partition>],
     problems: &mut Vec<Problem>,
 ) {
-    let needed = fixed_bytes(table, partitions);
+    let fit = Fit::new(table, partitions.iter().map(|p| p.size.value));
     let has_rest = partitions
         .iter()
         .any(|p| p.size.value == PartitionSize::Rest);
-    let needed_with_rest = if has_rest {
-        needed.saturating_add(ALIGN_BYTES)
-    } else {
-        needed
-    };
+    // Sizes past 64 bits need more than any disk.
+    let needed_with_rest = fit.and_then(|fit| fit.needed_bytes()).unwrap_or(u64::MAX);
     if needed_with_rest > disk_size.bytes() {
-        let shown = Size::from_bytes(needed_with_rest.div_ceil(ALIGN_BYTES) * ALIGN_BYTES);
+        let shown = Size::from_bytes(needed_with_rest);
         problems.push(Problem::error(
             format!("the partitions need {shown} but the disk is {disk_size}"),
             span,
@@ -811,6 +782,19 @@ mod tests {
         assert_eq!(
             problems_of(&yaml),
             vec!["the partitions need 1026MiB but the disk is 1025MiB"]
+        );
+    }
+
+    #[test]
+    fn partitions_past_64_bits_are_too_large_for_any_disk() {
+        let yaml = format!(
+            "{HEAD}disk:\n  table: mbr\n  size: 1GiB\n  partitions:\n\
+             \x20   - {{name: r, size: 9000000TiB, mountpoint: /}}\n\
+             \x20   - {{name: s, size: 9000000TiB}}\n"
+        );
+        assert_eq!(
+            problems_of(&yaml),
+            vec!["the partitions need 18446744073709551615B but the disk is 1GiB"]
         );
     }
 

@@ -8,8 +8,9 @@
 //! crate can be swapped in one place.
 
 mod check;
-pub use check::{ALIGN_BYTES, GPT_BACKUP_BYTES};
 mod diagnostic;
+pub mod layout_fit;
+pub use layout_fit::{ALIGN_BYTES, GPT_BACKUP_BYTES};
 mod source;
 mod spanned;
 mod values;
