@@ -648,22 +648,13 @@ fn effective_uid(status: &str) -> Option<u32> {
 /// check what the cache left on disk.
 #[cfg(test)]
 pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
+    crate::host::walk::tree(dir)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+        .filter(|entry| !entry.file_type().is_dir())
+        .map(crate::host::walk::DirEntry::into_path)
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::time::TimeVal;
 
 use crate::distro::Volatile;
+use crate::host::walk;
 
 /// Why the tree could not be normalised.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,15 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Norma
     }
 }
 
+fn walk_failure(error: walk::Error, root: &Path) -> NormaliseError {
+    let (path, source) = walk::failure(error, root);
+    NormaliseError {
+        action: "read",
+        path,
+        source,
+    }
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<(), NormaliseError> {
     std::fs::write(path, bytes).map_err(io("write", path))
 }
@@ -150,14 +160,10 @@ fn empty_dir(dir: &Path, done: &mut Normalised) -> Result<(), NormaliseError> {
     if !meta.is_dir() {
         return Ok(());
     }
-    for entry in std::fs::read_dir(dir).map_err(io("read", dir))? {
-        let entry = entry.map_err(io("read", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io("read", &path))?;
-        if kind.is_dir() {
-            empty_dir(&path, done)?;
-        } else {
-            remove_file(&path, done)?;
+    for entry in walk::tree(dir).min_depth(1) {
+        let entry = entry.map_err(|e| walk_failure(e, dir))?;
+        if !entry.file_type().is_dir() {
+            remove_file(entry.path(), done)?;
         }
     }
     Ok(())
@@ -181,28 +187,29 @@ fn remove_matching(
 }
 
 /// Python bytecode records how and when it was compiled and is not
-/// byte-for-byte stable; Python rebuilds it on first use.
+/// byte-for-byte stable; Python rebuilds it on first use. A missing `dir`
+/// has none.
 fn remove_bytecode(dir: &Path, done: &mut Normalised) -> Result<(), NormaliseError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    if !dir.exists() {
         return Ok(());
-    };
-    for entry in entries {
-        let entry = entry.map_err(io("read", dir))?;
+    }
+    let mut entries = walk::tree(dir).min_depth(1).into_iter();
+    while let Some(entry) = entries.next() {
+        let entry = entry.map_err(|e| walk_failure(e, dir))?;
         let path = entry.path();
-        let kind = entry.file_type().map_err(io("read", &path))?;
+        let kind = entry.file_type();
         if kind.is_dir() {
             if entry.file_name() == "__pycache__" {
-                empty_dir(&path, done)?;
-                std::fs::remove_dir(&path).map_err(io("remove", &path))?;
-            } else {
-                remove_bytecode(&path, done)?;
+                entries.skip_current_dir();
+                empty_dir(path, done)?;
+                std::fs::remove_dir(path).map_err(io("remove", path))?;
             }
         } else if kind.is_file()
             && path
                 .extension()
                 .is_some_and(|ext| ext == "pyc" || ext == "pyo")
         {
-            remove_file(&path, done)?;
+            remove_file(path, done)?;
         }
     }
     Ok(())
@@ -250,19 +257,21 @@ fn shadow_with_day(text: &str, day: &str) -> String {
 
 /// Sets every mtime later than `epoch` to it (atime too), never following
 /// a symlink: what the image holds is never newer than its inputs.
-fn clamp_mtimes(path: &Path, epoch: i64, done: &mut Normalised) -> Result<(), NormaliseError> {
-    let meta = std::fs::symlink_metadata(path).map_err(io("read", path))?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(io("read", path))? {
-            let entry = entry.map_err(io("read", path))?;
-            clamp_mtimes(&entry.path(), epoch, done)?;
+/// A directory's contents come before it.
+fn clamp_mtimes(root: &Path, epoch: i64, done: &mut Normalised) -> Result<(), NormaliseError> {
+    let entries = walk::tree(root)
+        .follow_root_links(false)
+        .contents_first(true);
+    for entry in entries {
+        let entry = entry.map_err(|e| walk_failure(e, root))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(|e| walk_failure(e, root))?;
+        if meta.mtime() > epoch || (meta.mtime() == epoch && meta.mtime_nsec() != 0) {
+            let time = TimeVal::new(epoch, 0);
+            nix::sys::stat::lutimes(path, &time, &time)
+                .map_err(|e| io("set the time of", path)(std::io::Error::from(e)))?;
+            done.clamped += 1;
         }
-    }
-    if meta.mtime() > epoch || (meta.mtime() == epoch && meta.mtime_nsec() != 0) {
-        let time = TimeVal::new(epoch, 0);
-        nix::sys::stat::lutimes(path, &time, &time)
-            .map_err(|e| io("set the time of", path)(std::io::Error::from(e)))?;
-        done.clamped += 1;
     }
     Ok(())
 }
@@ -343,15 +352,10 @@ mod tests {
             std::fs::read_to_string(root.join("etc/shadow")).expect("shadow"),
             format!("root:*:{}:0:99999:7:::\n", epoch / 86_400)
         );
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(path) = stack.pop() {
-            let meta = std::fs::symlink_metadata(&path).expect("lstat");
-            assert!(meta.mtime() <= epoch as i64, "{}", path.display());
-            if meta.is_dir() {
-                for entry in std::fs::read_dir(&path).expect("readdir") {
-                    stack.push(entry.expect("entry").path());
-                }
-            }
+        for entry in walk::tree(root) {
+            let entry = entry.expect("walk");
+            let meta = entry.metadata().expect("lstat");
+            assert!(meta.mtime() <= epoch as i64, "{}", entry.path().display());
         }
     }
 }

@@ -13,6 +13,8 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::host::walk;
+
 /// One way two trees differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeDifference {
@@ -118,33 +120,30 @@ pub fn diff_trees(first: &Path, second: &Path) -> std::io::Result<Vec<TreeDiffer
 
 fn inventory(root: &Path) -> std::io::Result<BTreeMap<PathBuf, Entry>> {
     let mut entries = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(relative) = stack.pop() {
-        let path = root.join(&relative);
-        let meta = std::fs::symlink_metadata(&path)?;
+    for entry in walk::tree(root).follow_root_links(false) {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = entry.metadata()?;
         let kind = meta.file_type();
         let (kind_name, content) = if kind.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(relative.join(entry?.file_name()));
-            }
             ("directory", String::new())
         } else if kind.is_symlink() {
-            ("symlink", std::fs::read_link(&path)?.display().to_string())
+            ("symlink", std::fs::read_link(path)?.display().to_string())
         } else if kind.is_file() {
-            ("file", sha256_of(&path)?)
+            ("file", sha256_of(path)?)
         } else {
             ("special", format!("rdev {}", meta.rdev()))
         };
         let mut xattrs = BTreeMap::new();
-        if let Ok(names) = xattr::list(&path) {
+        if let Ok(names) = xattr::list(path) {
             for name in names {
-                if let Ok(Some(value)) = xattr::get(&path, &name) {
+                if let Ok(Some(value)) = xattr::get(path, &name) {
                     xattrs.insert(name.to_string_lossy().into_owned(), value);
                 }
             }
         }
         entries.insert(
-            relative,
+            walk::relative(&entry, root).to_path_buf(),
             Entry {
                 kind: kind_name,
                 mode: meta.mode(),

@@ -868,6 +868,7 @@ pub fn unsplit_tree(root: &Path, layout: &DiskLayout, staging: &Path) -> Result<
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::host::walk;
     use crate::manifest::{Source, parse};
     use sha2::{Digest, Sha256};
 
@@ -1519,25 +1520,22 @@ mod tests {
     /// Every path under `dir` with its file contents (`/` for a directory,
     /// `-> target` for a symbolic link) and mode, sorted.
     fn listing(dir: &Path) -> Vec<(String, String, u32)> {
-        fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String, u32)>) {
-            for entry in fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                let rel = path.strip_prefix(base).unwrap().display().to_string();
-                let meta = fs::symlink_metadata(&path).unwrap();
-                let mode = meta.mode() & 0o7777;
-                if meta.file_type().is_symlink() {
-                    let target = fs::read_link(&path).unwrap().display().to_string();
-                    out.push((rel, format!("-> {target}"), 0));
-                } else if meta.is_dir() {
-                    out.push((rel, "/".to_string(), mode));
-                    walk(base, &path, out);
-                } else {
-                    out.push((rel, fs::read_to_string(&path).unwrap(), mode));
-                }
+        let mut out = Vec::new();
+        for entry in walk::tree(dir).min_depth(1) {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = walk::relative(&entry, dir).display().to_string();
+            let meta = entry.metadata().unwrap();
+            let mode = meta.mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(path).unwrap().display().to_string();
+                out.push((rel, format!("-> {target}"), 0));
+            } else if meta.is_dir() {
+                out.push((rel, "/".to_string(), mode));
+            } else {
+                out.push((rel, fs::read_to_string(path).unwrap(), mode));
             }
         }
-        let mut out = Vec::new();
-        walk(dir, dir, &mut out);
         out.sort();
         out
     }

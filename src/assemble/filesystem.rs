@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::assemble::ids::Ids;
 use crate::host::command::{self, CommandError, Finished};
+use crate::host::walk;
 use crate::manifest::Filesystem;
 
 /// The ext4 block size kiln uses for every image.
@@ -323,7 +324,7 @@ impl TreeUsage {
         let mut usage = TreeUsage::default();
         let mut seen = HashSet::new();
         usage.blocks += ext4_dir_blocks(&read_names(tree)?);
-        walk(tree, &mut |path, meta| {
+        for_each_below(tree, &mut |path, meta| {
             let file_type = meta.file_type();
             if meta.nlink() > 1 && !file_type.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
                 return Ok(());
@@ -645,7 +646,7 @@ fn run_debugfs_clamp_times(
 ) -> Result<(), FilesystemError> {
     let mut dirs = vec![PathBuf::new()];
     let mut mtimes = BTreeMap::new();
-    walk(tree, &mut |path, meta| {
+    for_each_below(tree, &mut |path, meta| {
         let relative = path.strip_prefix(tree).unwrap_or(path).to_path_buf();
         if debugfs_quote(&relative).is_none() {
             return Err(FilesystemError::Unsupported {
@@ -873,7 +874,7 @@ impl FatTree {
             bytes: fat_dir_bytes(&read_names(tree)?),
             ..FatTree::default()
         };
-        walk(tree, &mut |path, meta| {
+        for_each_below(tree, &mut |path, meta| {
             let relative = path.strip_prefix(tree).unwrap_or(path).to_path_buf();
             if meta.is_dir() {
                 let names = read_names(path)?;
@@ -1219,21 +1220,24 @@ fn read_names(dir: &Path) -> Result<Vec<OsString>, FilesystemError> {
 
 /// Calls `visit` for everything below `root` (not `root` itself), parents
 /// before children, names in byte order, without following symlinks.
-fn walk(
+fn for_each_below(
     root: &Path,
     visit: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<(), FilesystemError>,
 ) -> Result<(), FilesystemError> {
-    for name in read_names(root)? {
-        let path = root.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(|source| FilesystemError::Io {
-            action: "read the metadata of",
-            path: path.clone(),
-            source,
-        })?;
-        visit(&path, &meta)?;
-        if meta.is_dir() {
-            walk(&path, visit)?;
+    let io_error = |action| {
+        move |error| {
+            let (path, source) = walk::failure(error, root);
+            FilesystemError::Io {
+                action,
+                path,
+                source,
+            }
         }
+    };
+    for entry in walk::tree_sorted(root).min_depth(1) {
+        let entry = entry.map_err(io_error("read the directory"))?;
+        let meta = entry.metadata().map_err(io_error("read the metadata of"))?;
+        visit(entry.path(), &meta)?;
     }
     Ok(())
 }

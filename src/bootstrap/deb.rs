@@ -764,16 +764,10 @@ pub(crate) mod tests {
     /// Everything below `dir`, for checking that nothing changed there.
     fn listing(dir: &Path) -> BTreeMap<PathBuf, (u32, u64)> {
         let mut out = BTreeMap::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                let m = meta(&path);
-                out.insert(path.clone(), (m.mode(), m.len()));
-                if m.is_dir() {
-                    stack.push(path);
-                }
-            }
+        for entry in crate::host::walk::tree(dir).min_depth(1) {
+            let path = entry.unwrap().into_path();
+            let m = meta(&path);
+            out.insert(path, (m.mode(), m.len()));
         }
         out
     }

@@ -12,3 +12,4 @@ pub mod command;
 pub mod file;
 pub mod http;
 pub mod signals;
+pub mod walk;

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use ::tar::{Builder, EntryType, Header};
 
 use super::{OutputError, Staged};
+use crate::host::walk;
 
 /// The size of the name and link-name fields of a ustar header.
 const USTAR_NAME_BYTES: usize = 100;
@@ -113,28 +114,16 @@ impl Archive {
     /// Appends `root` and everything below it, depth first, each
     /// directory's names in byte order.
     fn walk(&mut self, root: &Path) -> Result<(), OutputError> {
-        // A stack rather than recursion: a tree may be deeper than the
-        // thread's stack allows.
-        let mut pending: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), b"./".to_vec())];
-        while let Some((path, name)) = pending.pop() {
-            let meta = fs::symlink_metadata(&path).map_err(|source| OutputError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            self.append(&path, &name, &meta)?;
-            if meta.is_dir() {
-                let mut children = read_names(&path)?;
-                children.sort();
-                for child in children.into_iter().rev() {
-                    let mut child_name = name.clone();
-                    if !child_name.ends_with(b"/") {
-                        child_name.push(b'/');
-                    }
-                    child_name.extend_from_slice(&child);
-                    let child_path = path.join(std::ffi::OsStr::from_bytes(&child));
-                    pending.push((child_path, child_name));
-                }
-            }
+        let read_error = |error| {
+            let (path, source) = walk::failure(error, root);
+            OutputError::Read { path, source }
+        };
+        for entry in walk::tree_sorted(root).follow_root_links(false) {
+            let entry = entry.map_err(read_error)?;
+            let meta = entry.metadata().map_err(read_error)?;
+            let mut name = b"./".to_vec();
+            name.extend_from_slice(walk::relative(&entry, root).as_os_str().as_bytes());
+            self.append(entry.path(), &name, &meta)?;
         }
         Ok(())
     }
@@ -362,19 +351,6 @@ fn set_name_field(field: &mut [u8], value: &[u8]) {
     field.fill(0);
     let n = value.len().min(field.len());
     field[..n].copy_from_slice(&value[..n]);
-}
-
-/// The names in a directory, as bytes.
-fn read_names(dir: &Path) -> Result<Vec<Vec<u8>>, OutputError> {
-    let read_error = |source| OutputError::Read {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(read_error)? {
-        names.push(entry.map_err(read_error)?.file_name().as_bytes().to_vec());
-    }
-    Ok(names)
 }
 
 /// A file's extended attributes (not following a symlink), sorted by name.

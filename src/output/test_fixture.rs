@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,7 @@ use nix::sys::stat::{Mode, SFlag, lutimes, makedev, mknod};
 use nix::sys::time::TimeVal;
 
 use crate::host::command::{self, CommandError};
+use crate::host::walk;
 
 /// The size of the test disk: 64 MiB.
 pub(crate) const DISK_BYTES: u64 = 64 * 1024 * 1024;
@@ -199,9 +199,14 @@ pub(crate) struct Described {
 /// Describes every entry below `root` (the root itself as `.`), by path.
 pub(crate) fn describe_tree(root: &Path) -> BTreeMap<String, Described> {
     let mut out = BTreeMap::new();
-    let mut pending = vec![(root.to_path_buf(), ".".to_string())];
-    while let Some((path, name)) = pending.pop() {
-        let meta = fs::symlink_metadata(&path).expect("stat");
+    for entry in walk::tree(root).follow_root_links(false) {
+        let entry = entry.expect("walk");
+        let path = entry.path();
+        let name = match walk::relative(&entry, root) {
+            relative if relative.as_os_str().is_empty() => ".".to_string(),
+            relative => relative.to_string_lossy().into_owned(),
+        };
+        let meta = entry.metadata().expect("stat");
         let ft = meta.file_type();
         let kind = if ft.is_file() {
             "file"
@@ -218,25 +223,25 @@ pub(crate) fn describe_tree(root: &Path) -> BTreeMap<String, Described> {
         } else {
             "socket"
         };
-        let mut xattrs: Vec<(String, Vec<u8>)> = xattr::list(&path)
+        let mut xattrs: Vec<(String, Vec<u8>)> = xattr::list(path)
             .expect("list xattrs")
             .map(|n| {
-                let value = xattr::get(&path, &n).expect("xattr").unwrap_or_default();
+                let value = xattr::get(path, &n).expect("xattr").unwrap_or_default();
                 (n.to_string_lossy().into_owned(), value)
             })
             .collect();
         xattrs.sort();
         out.insert(
-            name.clone(),
+            name,
             Described {
                 kind,
                 mode: meta.mode() & 0o7777,
                 uid: meta.uid(),
                 gid: meta.gid(),
                 size: if ft.is_dir() { 0 } else { meta.len() },
-                content: ft.is_file().then(|| sha256_of(&path)),
+                content: ft.is_file().then(|| sha256_of(path)),
                 target: ft.is_symlink().then(|| {
-                    fs::read_link(&path)
+                    fs::read_link(path)
                         .expect("readlink")
                         .to_string_lossy()
                         .into_owned()
@@ -247,18 +252,6 @@ pub(crate) fn describe_tree(root: &Path) -> BTreeMap<String, Described> {
                 mtime: meta.mtime(),
             },
         );
-        if ft.is_dir() {
-            for entry in fs::read_dir(&path).expect("read dir") {
-                let entry = entry.expect("entry");
-                let child = String::from_utf8_lossy(entry.file_name().as_bytes()).into_owned();
-                let child_name = if name == "." {
-                    child
-                } else {
-                    format!("{name}/{child}")
-                };
-                pending.push((entry.path(), child_name));
-            }
-        }
     }
     out
 }

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::host::walk;
+
 /// Why a tree could not be hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeHashError {
@@ -50,7 +52,13 @@ pub fn tree_hash(dir: &Path) -> Result<String, TreeHashError> {
     let mut hasher = Sha256::new();
     hasher.update(b"kiln-tree-v1\0");
     let mut entries = Vec::new();
-    walk(dir, Path::new(""), &mut entries)?;
+    for entry in walk::tree(dir).min_depth(1) {
+        let entry = entry.map_err(|e| {
+            let (path, source) = walk::failure(e, dir);
+            io(&path, source)
+        })?;
+        entries.push(walk::relative(&entry, dir).to_path_buf());
+    }
     // Byte order of the whole relative path, so the order does not depend
     // on the filesystem's directory order or on locale.
     entries.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
@@ -109,21 +117,6 @@ pub fn tree_hash(dir: &Path) -> Result<String, TreeHashError> {
 fn field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_be_bytes());
     hasher.update(bytes);
-}
-
-fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), TreeHashError> {
-    let dir = root.join(relative);
-    let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io(&dir, e))?;
-        let child = relative.join(entry.file_name());
-        let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
-        out.push(child.clone());
-        if kind.is_dir() {
-            walk(root, &child, out)?;
-        }
-    }
-    Ok(())
 }
 
 fn io(path: &Path, source: std::io::Error) -> TreeHashError {
