@@ -142,22 +142,25 @@ pub fn run_in_chroot(
         "--wd=/".into(),
     ];
     namespace_args.push("--".into());
-    run(&namespace_args, argv, env, log)
+    run(&namespace_args, Path::new("/"), argv, env, log)
 }
 
 /// Runs `argv` on the host, beside the tree (DIB's outside-chroot phases),
 /// in a new PID namespace but in the build's mount namespace, with the
-/// same environment rules as [`run_in_chroot`] plus `TARGET_ROOT=<root>`.
-/// Shells out to util-linux's `setpriv` and `unshare`.
+/// same environment rules as [`run_in_chroot`] plus `TARGET_ROOT=<root>`,
+/// in `working_dir` (where DIB's hooks find the user's directory, such as
+/// `manifests` writing `<image>.d/`). Shells out to util-linux's `setpriv`
+/// and `unshare`.
 pub fn run_outside_chroot(
     target_root: &Path,
+    working_dir: &Path,
     argv: &[String],
     env: &[(String, String)],
     log: &mut dyn Write,
 ) -> Result<Finished, ChrootError> {
     let mut env = env.to_vec();
     env.push(("TARGET_ROOT".to_string(), target_root.display().to_string()));
-    run(&["--".into()], argv, &env, log)
+    run(&["--".into()], working_dir, argv, &env, log)
 }
 
 /// Opens an interactive shell (`/bin/bash`, else `/bin/sh`) chrooted into
@@ -217,6 +220,7 @@ fn find_tool(program: &'static str, candidates: &[&str]) -> Result<PathBuf, Chro
 
 fn run(
     namespace_args: &[std::ffi::OsString],
+    working_dir: &Path,
     argv: &[String],
     env: &[(String, String)],
     log: &mut dyn Write,
@@ -246,7 +250,7 @@ fn run(
         .env("PATH", CHROOT_PATH)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .envs(env.iter().map(|(name, value)| (name, value)))
-        .current_dir("/")
+        .current_dir(working_dir)
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer_for_stderr);

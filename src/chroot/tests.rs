@@ -356,6 +356,7 @@ fn environment_is_clean_and_exit_codes_are_relayed() {
     let mut log = Vec::new();
     let finished = run_outside_chroot(
         &tree.path,
+        Path::new("/"),
         &strings(&[
             "/bin/sh",
             "-c",

@@ -212,6 +212,7 @@ pub fn build_into(
     let run = phases::PhaseRun {
         root: &root,
         work: &work,
+        output: &output,
         source_date_epoch: lock.source_date_epoch,
         base_environment: &family.phase_environment(lock),
         locked: &locked,

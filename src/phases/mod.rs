@@ -130,6 +130,10 @@ pub struct PhaseRun<'a> {
     pub root: &'a Path,
     /// The build's work directory (`TMP_BUILD_DIR`).
     pub work: &'a Path,
+    /// The output directory: outside-chroot hooks run there, as DIB's run
+    /// where `disk-image-create` was started (DIB's `manifests` element
+    /// writes `<image>.d/` beside the image).
+    pub output: &'a Path,
     /// From the lock.
     pub source_date_epoch: u64,
     /// What the base's family tells hooks of the lock's archives
@@ -160,6 +164,28 @@ pub fn run_phases(
         path: host_bin.clone(),
         source,
     })?;
+    // What elements mount and leave mounted (DIB's `pip-cache` binds a
+    // host directory into the tree) is unmounted after the phases, also
+    // when one fails, as DIB's cleanup does; kiln's own mounts stay.
+    let kiln_mounts =
+        chroot::mounts_under(root).map_err(|source| chroot_error(PhaseName::Root, source))?;
+    let result = run_each_phase(plan, run, &hooks, &host_bin, log);
+    let unmounted = unmount_left_behind(root, &kiln_mounts, log);
+    let timings = result?;
+    unmounted?;
+    hooks.remove()?;
+    Ok(timings)
+}
+
+/// Runs every phase with something to do, in order.
+fn run_each_phase(
+    plan: &Plan,
+    run: &PhaseRun<'_>,
+    hooks: &HooksTree,
+    host_bin: &Path,
+    log: &mut dyn Write,
+) -> Result<Vec<(String, Duration)>, PhaseError> {
+    let root = run.root;
     let mut timings = Vec::new();
     let element_files = hooks.element_files.clone();
     for phase in plan.phases.iter().filter(|p| {
@@ -184,7 +210,7 @@ pub fn run_phases(
             };
             run_in_chroot_phase(plan, phase, run, before, log)?;
         } else {
-            let env = outside_environment(plan, run, &hooks.host_path, &host_bin);
+            let env = outside_environment(plan, run, &hooks.host_path, host_bin);
             for script in &phase.scripts {
                 let argv = hook_argv(
                     &script.path,
@@ -193,15 +219,35 @@ pub fn run_phases(
                 crate::host::signals::check()
                     .map_err(|source| chroot_error(phase.name, source.into()))?;
                 log_start(log, phase.name, script);
-                let finished = chroot::run_outside_chroot(root, &argv, &env, log)
+                let finished = chroot::run_outside_chroot(root, run.output, &argv, &env, log)
                     .map_err(|source| chroot_error(phase.name, source))?;
                 judge(phase.name, script, finished)?;
             }
         }
         timings.push((format!("phase {}", phase.name), started.elapsed()));
     }
-    hooks.remove()?;
     Ok(timings)
+}
+
+/// Unmounts, deepest first, whatever is mounted under `root` now that was
+/// not in `kept`, naming each in the log.
+fn unmount_left_behind(
+    root: &Path,
+    kept: &[PathBuf],
+    log: &mut dyn Write,
+) -> Result<(), PhaseError> {
+    let now =
+        chroot::mounts_under(root).map_err(|source| chroot_error(PhaseName::Cleanup, source))?;
+    for target in now.into_iter().rev().filter(|t| !kept.contains(t)) {
+        let _ = writeln!(
+            log,
+            "kiln: unmounting {} (left mounted by a hook)",
+            target.display()
+        );
+        chroot::unmount_all_under(&target)
+            .map_err(|source| chroot_error(PhaseName::Cleanup, source))?;
+    }
+    Ok(())
 }
 
 fn run_in_chroot_phase(
@@ -432,7 +478,37 @@ fn plan_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
         "SOURCE_DATE_EPOCH".to_string(),
         run.source_date_epoch.to_string(),
     ));
+    // What `disk-image-create` exports for DIB's `manifests` element,
+    // which keeps both in the image: its arguments (here the elements)
+    // and `declare -p` of every `DIB_` variable (sorted; the host paths
+    // kiln adds for outside hooks are not among them).
+    let elements = plan.env("IMAGE_ELEMENT").unwrap_or_default().to_string();
+    env.push(("DIB_ARGS".to_string(), elements));
+    env.push(("DIB_ENV".to_string(), declare_dib_variables(&env)));
     env
+}
+
+/// `declare -x NAME="value"` for each `DIB_` variable of `env`, sorted, as
+/// bash's `declare -p` prints them; the last value of a name wins, as it
+/// does when `env` is applied.
+fn declare_dib_variables(env: &[(String, String)]) -> String {
+    let mut dib: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for (name, value) in env.iter().filter(|(name, _)| name.starts_with("DIB_")) {
+        dib.insert(name, value);
+    }
+    dib.iter()
+        .map(|(name, value)| {
+            let mut quoted = String::with_capacity(value.len());
+            for c in value.chars() {
+                if matches!(c, '"' | '\\' | '$' | '`') {
+                    quoted.push('\\');
+                }
+                quoted.push(c);
+            }
+            format!("declare -x {name}=\"{quoted}\"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn inside_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
@@ -454,6 +530,13 @@ fn outside_environment(
     env.extend(plan_environment(plan, run));
     env.push(("TMP_MOUNT_PATH".to_string(), run.root.display().to_string()));
     env.push(("TMP_BUILD_DIR".to_string(), run.work.display().to_string()));
+    // DIB's download cache (`~/.cache/image-create` by default), for
+    // hooks such as `cache-url` and `pip-cache`: one per build, so that
+    // nothing a hook downloads outlives it or reaches another build.
+    env.push((
+        "DIB_IMAGE_CACHE".to_string(),
+        run.work.join("image-cache").display().to_string(),
+    ));
     env.push(("TMP_HOOKS_PATH".to_string(), hooks.display().to_string()));
     env.push((
         "PATH".to_string(),
@@ -761,6 +844,35 @@ mod tests {
         assert_eq!(
             step_names(&files, PhaseName::PostInstall),
             ["00-package-installs", "01-after", "96-late"]
+        );
+    }
+
+    #[test]
+    fn dib_env_is_what_bash_declare_p_prints() {
+        let env = [
+            ("DIB_RELEASE", "bookworm"),
+            ("PATH", "/bin"),
+            ("DIB_ODD", "a \"b\" $c `d` \\e"),
+            ("DIB_RELEASE", "trixie"),
+        ]
+        .map(|(n, v)| (n.to_string(), v.to_string()));
+        let declared = declare_dib_variables(&env);
+        assert_eq!(
+            declared,
+            "declare -x DIB_ODD=\"a \\\"b\\\" \\$c \\`d\\` \\\\e\"\ndeclare -x DIB_RELEASE=\"trixie\""
+        );
+        // bash reads it back to the same values.
+        #[allow(clippy::disallowed_methods)]
+        let output = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!("{declared}\nprintf '%s|' \"$DIB_ODD\" \"$DIB_RELEASE\""),
+            ])
+            .output()
+            .expect("bash runs");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "a \"b\" $c `d` \\e|trixie|"
         );
     }
 

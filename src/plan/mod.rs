@@ -457,7 +457,7 @@ pub enum PlanWarning {
         /// The package.
         package: String,
     },
-    /// `dib_python_version` was evaluated assuming Python 3.
+    /// A package is for a `dib_python_version` other than 3, so skipped.
     PythonVersionAssumed {
         /// The file.
         path: PathBuf,
@@ -532,7 +532,7 @@ impl fmt::Display for PlanWarning {
                 version,
             } => write!(
                 f,
-                "{}: package `{package}` asks for dib_python_version {version}; kiln targets Python 3 only",
+                "{}: package `{package}` is for dib_python_version {version} and is skipped: kiln's distributions have Python 3 only",
                 path.display()
             ),
             PlanWarning::WhenUnknown {
@@ -674,6 +674,10 @@ fn environment(manifest: &Manifest, elements: &[PlannedElement]) -> Result<Vec<E
         .unwrap_or(DEFAULT_ROOT_LABEL);
     env.push(standard("DIB_ROOT_LABEL", label));
     env.push(standard("DIB_DEFAULT_INSTALLTYPE", "source"));
+    // Every release kiln builds has Python 3 only; DIB's `dib-python`
+    // would otherwise pick Python 2 for Debian.
+    env.push(standard("DIB_PYTHON_VERSION", "3"));
+    env.push(standard("DIB_PYTHON", "python3"));
     env.push(standard("DIB_DEBUG_TRACE", "0"));
 
     let mut set =

@@ -260,12 +260,12 @@ fn evaluate(
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        warnings.push(PlanWarning::PythonVersionAssumed {
-            path: path.to_path_buf(),
-            package: package.to_string(),
-            version: version.clone(),
-        });
         if version != "3" {
+            warnings.push(PlanWarning::PythonVersionAssumed {
+                path: path.to_path_buf(),
+                package: package.to_string(),
+                version: version.clone(),
+            });
             return Ok(None);
         }
     }

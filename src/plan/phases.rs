@@ -268,10 +268,18 @@ pub(crate) fn collect_phases(
                     });
                 }
                 owners.insert(file.name.clone(), file.path.clone());
+                // Files that do not look like hooks are data the element's
+                // scripts read from beside them (`dhcp-interface@.service`,
+                // `ttySx.conf`): DIB skips them silently, and so does kiln.
+                let runnable_name = is_run_parts_name(&file.name);
                 if !file.executable {
-                    warnings.push(PlanWarning::NotExecutable { path: file.path });
-                } else if !is_run_parts_name(&file.name) {
-                    warnings.push(PlanWarning::IgnoredHookName { path: file.path });
+                    if runnable_name {
+                        warnings.push(PlanWarning::NotExecutable { path: file.path });
+                    }
+                } else if !runnable_name {
+                    if file.name.starts_with(|c: char| c.is_ascii_digit()) {
+                        warnings.push(PlanWarning::IgnoredHookName { path: file.path });
+                    }
                 } else {
                     scripts.push(Script {
                         element: element.name.clone(),

@@ -190,6 +190,15 @@ fn skipped_hooks_are_warned_about() {
     assert!(plan.warnings.contains(&PlanWarning::IgnoredHookName {
         path: app.join("70-bad.sh")
     }));
+    // Data beside the hooks, as DIB's elements keep it, is not warned
+    // about (DIB skips it silently).
+    for data in ["fixture-app.conf", "fixture-app-helper.sh"] {
+        assert!(
+            !plan.warnings.iter().any(|w| w.to_string().contains(data)),
+            "{data}: {:?}",
+            plan.warnings
+        );
+    }
 }
 
 #[test]
