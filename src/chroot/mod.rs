@@ -28,6 +28,7 @@ use std::path::PathBuf;
 
 pub use mounts::{
     ChrootMounts, Mount, mount_dib_filesystems, mounts_under, remove_dir_all_checked,
+    unmount_all_under,
 };
 pub use namespace::enter_build_namespace;
 pub use run::{CHROOT_PATH, Finished, run_in_chroot, run_outside_chroot, shell_in_chroot};
