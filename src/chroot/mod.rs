@@ -87,7 +87,12 @@ pub enum ChrootError {
         /// The mount points found below it.
         mounts: Vec<PathBuf>,
     },
-    /// A file operation on the host or the tree failed.
+    /// A file operation failed; fs-err's message names the operation and
+    /// the path.
+    #[error(transparent)]
+    Fs(#[from] std::io::Error),
+    /// Something that is not a plain file operation failed on a file (a
+    /// device node, the build log, a file a killed build left).
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         /// What kiln was doing (`read`, `write`, `rename`, ...).

@@ -23,7 +23,7 @@
 //! ([`super::namespace`]); the guards release mounts in an orderly unwind
 //! and the namespace releases them when nothing unwinds.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -229,8 +229,9 @@ const DEV_LINKS: &[(&str, &str)] = &[
 /// Fills the fresh tmpfs at `dev` with [`DEV_NODES`] (mode 0666, whatever
 /// the umask) and [`DEV_LINKS`].
 fn populate_dev(dev: &Path) -> Result<(), ChrootError> {
+    use fs_err::os::unix::fs::symlink;
     use nix::sys::stat::{Mode, SFlag, makedev, mknod};
-    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    use std::os::unix::fs::PermissionsExt as _;
 
     let io = |action: &'static str, path: PathBuf| {
         move |source: std::io::Error| ChrootError::Io {
@@ -248,12 +249,11 @@ fn populate_dev(dev: &Path) -> Result<(), ChrootError> {
             makedev(*major, *minor),
         )
         .map_err(|errno| io("create the device node", path.clone())(errno.into()))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-            .map_err(io("set the mode of", path.clone()))?;
+        fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
     }
     for (name, target) in DEV_LINKS {
         let path = dev.join(name);
-        symlink(target, &path).map_err(io("create the link", path.clone()))?;
+        symlink(target, &path)?;
     }
     Ok(())
 }
@@ -269,13 +269,10 @@ fn mount_point(root: &Path, relative: &str) -> Result<PathBuf, ChrootError> {
             Err(ChrootError::OutsideTree { path, resolved })
         }
         Ok(_) => Ok(path),
-        Err(_) => fs::create_dir_all(&path)
-            .map(|()| path.clone())
-            .map_err(|source| ChrootError::Io {
-                action: "create the mount point",
-                path,
-                source,
-            }),
+        Err(_) => {
+            fs::create_dir_all(&path)?;
+            Ok(path)
+        }
     }
 }
 
@@ -284,11 +281,7 @@ fn mount_point(root: &Path, relative: &str) -> Result<PathBuf, ChrootError> {
 /// (parents before children).
 pub fn mounts_under(path: &Path) -> Result<Vec<PathBuf>, ChrootError> {
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mountinfo = fs::read_to_string(MOUNTINFO).map_err(|source| ChrootError::Io {
-        action: "read",
-        path: PathBuf::from(MOUNTINFO),
-        source,
-    })?;
+    let mountinfo = fs::read_to_string(MOUNTINFO)?;
     Ok(parse_mount_points(&mountinfo)
         .into_iter()
         .filter(|mount_point| mount_point.starts_with(&path))
@@ -357,9 +350,5 @@ pub fn remove_dir_all_checked(path: &Path) -> Result<(), ChrootError> {
             mounts,
         });
     }
-    fs::remove_dir_all(path).map_err(|source| ChrootError::Io {
-        action: "delete",
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(fs::remove_dir_all(path)?)
 }

@@ -64,11 +64,5 @@ pub fn enter_build_namespace() -> Result<(), ChrootError> {
 /// `mnt:[4026531841]`.
 pub fn current_mount_namespace() -> Result<String, ChrootError> {
     let path = Path::new(THREAD_MOUNT_NAMESPACE);
-    std::fs::read_link(path)
-        .map(|target| target.display().to_string())
-        .map_err(|source| ChrootError::Io {
-            action: "read the mount namespace of",
-            path: path.to_path_buf(),
-            source,
-        })
+    Ok(fs_err::read_link(path)?.display().to_string())
 }

@@ -126,11 +126,7 @@ pub fn run_in_chroot(
 ) -> Result<Finished, ChrootError> {
     let proc = root.join("proc");
     if !proc.is_dir() {
-        std::fs::create_dir_all(&proc).map_err(|source| ChrootError::Io {
-            action: "create",
-            path: proc.clone(),
-            source,
-        })?;
+        fs_err::create_dir_all(&proc)?;
     }
     let mut namespace_args: Vec<std::ffi::OsString> = vec![
         "--mount-proc=/proc".into(),

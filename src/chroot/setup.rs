@@ -10,9 +10,10 @@
 //! followed to the host's file. The [`TreeSetup`] guard restores both on
 //! [`TreeSetup::finish`] or on drop.
 
-use std::fs;
+use fs_err as fs;
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::ChrootError;
@@ -59,11 +60,7 @@ impl Replaced {
         }
         let saved = match fs::symlink_metadata(&path) {
             Ok(_) => {
-                fs::rename(&path, &saved_path).map_err(|source| ChrootError::Io {
-                    action: "set aside",
-                    path: path.clone(),
-                    source,
-                })?;
+                fs::rename(&path, &saved_path)?;
                 Some(saved_path)
             }
             Err(_) => None,
@@ -82,18 +79,10 @@ impl Replaced {
 
     fn restore(&mut self) -> Result<(), ChrootError> {
         if fs::symlink_metadata(&self.path).is_ok() {
-            fs::remove_file(&self.path).map_err(|source| ChrootError::Io {
-                action: "remove",
-                path: self.path.clone(),
-                source,
-            })?;
+            fs::remove_file(&self.path)?;
         }
         if let Some(saved) = self.saved.take() {
-            fs::rename(&saved, &self.path).map_err(|source| ChrootError::Io {
-                action: "restore",
-                path: self.path.clone(),
-                source,
-            })?;
+            fs::rename(&saved, &self.path)?;
         }
         for dir in std::mem::take(&mut self.created_dirs).iter().rev() {
             // Only if still empty: a script may have put files there.
@@ -106,20 +95,14 @@ impl Replaced {
 /// Writes a new file at `path`; `create_new` never follows a symlink a
 /// racing script might have planted.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), ChrootError> {
-    let io_error = |action, source| ChrootError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
-        .map_err(|source| io_error("create", source))?;
-    file.write_all(contents)
-        .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
-        .map_err(|source| io_error("write", source))
+        .open(path)?;
+    file.write_all(contents)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(())
 }
 
 /// Creates the parent directories of `path` that are missing and checks
@@ -139,22 +122,11 @@ fn create_parent_in_tree(root: &Path, path: &Path) -> Result<Vec<PathBuf>, Chroo
         }
     }
     for dir in to_create.into_iter().rev() {
-        fs::create_dir(&dir).map_err(|source| ChrootError::Io {
-            action: "create",
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir(&dir)?;
         created.push(dir);
     }
-    let canonical = |path: &Path| {
-        fs::canonicalize(path).map_err(|source| ChrootError::Io {
-            action: "resolve",
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let resolved = canonical(parent)?;
-    if !resolved.starts_with(canonical(root)?) {
+    let resolved = fs::canonicalize(parent)?;
+    if !resolved.starts_with(fs::canonicalize(root)?) {
         return Err(ChrootError::OutsideTree {
             path: parent.to_path_buf(),
             resolved,
@@ -204,13 +176,7 @@ pub fn prepare_tree(root: &Path) -> Result<TreeSetup, ChrootError> {
     let host_resolv = match fs::read(HOST_RESOLV_CONF) {
         Ok(contents) => contents,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => {
-            return Err(ChrootError::Io {
-                action: "read",
-                path: PathBuf::from(HOST_RESOLV_CONF),
-                source,
-            });
-        }
+        Err(source) => return Err(source.into()),
     };
     let mut setup = TreeSetup {
         replaced: Vec::new(),

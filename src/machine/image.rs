@@ -32,11 +32,7 @@ impl DiskImage {
     /// Inspects the image at `path` with `qemu-img info` (shared, so an
     /// image in use by another QEMU can be read).
     pub fn inspect(path: &Path) -> Result<DiskImage, MachineError> {
-        let path = std::fs::canonicalize(path).map_err(|source| MachineError::Io {
-            action: "find",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let path = fs_err::canonicalize(path)?;
         let finished = command::run(
             "qemu-img",
             &[

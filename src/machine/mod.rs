@@ -42,7 +42,12 @@ pub enum MachineError {
         /// What it wrote on stderr.
         stderr: String,
     },
-    /// A file could not be read or written.
+    /// A file operation failed; fs-err's message names the operation and
+    /// the path.
+    #[error(transparent)]
+    Fs(#[from] std::io::Error),
+    /// Something other than a plain file operation failed on a file (the
+    /// temporary directory).
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         /// What kiln was doing.

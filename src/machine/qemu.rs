@@ -7,8 +7,8 @@
 //! watcher kills it on SIGINT or SIGTERM; and [`Machine`]'s `Drop` stops
 //! it (SIGTERM, then SIGKILL) on every other way out.
 
+use fs_err::File;
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -279,11 +279,7 @@ impl Machine {
                     }
                 }
                 let vars = dir.path().join("OVMF_VARS.fd");
-                std::fs::copy(OVMF_VARS, &vars).map_err(|source| MachineError::Io {
-                    action: "copy the UEFI variables to",
-                    path: vars.clone(),
-                    source,
-                })?;
+                fs_err::copy(OVMF_VARS, &vars)?;
                 Some(vars)
             }
         };
@@ -311,17 +307,12 @@ impl Machine {
             .args(["--pdeathsig", "KILL", "--", QEMU_PROGRAM])
             .args(&args);
         if let Serial::File(_) = spec.serial {
-            let log = File::create(&qemu_log).map_err(|source| MachineError::Io {
-                action: "create",
-                path: qemu_log.clone(),
-                source,
-            })?;
-            let log_err = log.try_clone().map_err(|source| MachineError::Io {
-                action: "open",
-                path: qemu_log.clone(),
-                source,
-            })?;
-            command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+            let log = File::create(&qemu_log)?;
+            let log_err = log.try_clone()?;
+            command
+                .stdin(Stdio::null())
+                .stdout(log.into_file())
+                .stderr(log_err.into_file());
         }
         let spawned = {
             // QEMU must start with SIGTERM deliverable, or stopping it

@@ -70,11 +70,7 @@ pub fn make_seed(dir: &Path, config: &SeedConfig<'_>) -> Result<PathBuf, Machine
     let meta = dir.join("meta-data");
     let user = dir.join("user-data");
     for (path, text) in [(&meta, meta_data(config)), (&user, user_data(config))] {
-        std::fs::write(path, text).map_err(|source| MachineError::Io {
-            action: "write",
-            path: path.clone(),
-            source,
-        })?;
+        fs_err::write(path, text)?;
     }
     let image = dir.join("seed.img");
     let blocks = SEED_KIB.to_string();

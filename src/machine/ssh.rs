@@ -47,11 +47,7 @@ impl SshKey {
             return Err(failed("ssh-keygen", &finished));
         }
         let public_path = dir.join("id_ed25519.pub");
-        let public = std::fs::read_to_string(&public_path).map_err(|source| MachineError::Io {
-            action: "read",
-            path: public_path,
-            source,
-        })?;
+        let public = fs_err::read_to_string(&public_path)?;
         Ok(SshKey {
             private,
             public: public.trim().to_string(),
