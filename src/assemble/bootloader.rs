@@ -16,9 +16,9 @@
 //! `include/grub/i386/pc/boot.h` and `util/setup.c`; the UEFI path needs
 //! nothing here (the ESP simply holds `EFI/BOOT/BOOTX64.EFI`).
 
-use std::fs::{self, OpenOptions};
+use fs_err::os::unix::fs::FileExt;
+use fs_err::{self as fs, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::assemble::disk::{DiskLayout, SECTOR_BYTES};
@@ -180,28 +180,10 @@ pub enum BootloaderError {
         /// The one that is not.
         missing: PathBuf,
     },
-    /// A file operation failed.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        /// What kiln was doing.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
-}
-
-fn io_error(
-    action: &'static str,
-    path: &Path,
-) -> impl FnOnce(io::Error) -> BootloaderError + use<> {
-    let path = path.to_path_buf();
-    move |source| BootloaderError::Io {
-        action,
-        path,
-        source,
-    }
+    /// A file operation failed; fs-err's message names the operation and
+    /// the path.
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// Reads GRUB's BIOS images from the tree at `tree` ([`BOOT_IMG_PATH`],
@@ -213,11 +195,7 @@ pub fn grub_bios_images(tree: &Path) -> Result<Option<GrubBiosImages>, Bootloade
     let read = |path: &Path| match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(BootloaderError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(BootloaderError::Io(source)),
     };
     match (read(&boot)?, read(&core)?) {
         (Some(boot_img), Some(core_img)) => Ok(Some(GrubBiosImages { boot_img, core_img })),
@@ -377,12 +355,8 @@ pub fn embed_grub_bios(
     let (core_lba, area_sectors) = core_area(layout, core_sectors)?;
     let core = patched_core(core_img, core_lba)?;
 
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(disk)
-        .map_err(io_error("open", disk))?;
-    let file_bytes = file.metadata().map_err(io_error("inspect", disk))?.len();
+    let file = OpenOptions::new().read(true).write(true).open(disk)?;
+    let file_bytes = file.metadata()?.len();
     let end_bytes = (core_lba + core_sectors) * SECTOR_BYTES;
     if file_bytes < end_bytes {
         return Err(BootloaderError::DiskTooShort {
@@ -392,8 +366,7 @@ pub fn embed_grub_bios(
         });
     }
     let mut disk_sector = [0u8; GRUB_SECTOR_BYTES];
-    file.read_exact_at(&mut disk_sector, 0)
-        .map_err(io_error("read", disk))?;
+    file.read_exact_at(&mut disk_sector, 0)?;
     if disk_sector[SIGNATURE_OFFSET..] != [0x55, 0xaa] {
         return Err(BootloaderError::NoPartitionTable {
             path: disk.to_path_buf(),
@@ -403,10 +376,8 @@ pub fn embed_grub_bios(
 
     // core.img first: a disk whose boot sector points at a half-written
     // core is worse than one that does not boot at all.
-    file.write_all_at(&core, core_lba * SECTOR_BYTES)
-        .map_err(io_error("write", disk))?;
-    file.write_all_at(&boot_sector, 0)
-        .map_err(io_error("write", disk))?;
+    file.write_all_at(&core, core_lba * SECTOR_BYTES)?;
+    file.write_all_at(&boot_sector, 0)?;
     Ok(BiosEmbedded {
         core_lba,
         core_sectors,
@@ -424,6 +395,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::fs::File;
     use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 

@@ -10,10 +10,11 @@
 //! directory. Every identifier (disk GUID or MBR id, partition GUIDs) comes
 //! from [`Ids`], so the same lock writes the same bytes.
 
+use fs_err::os::unix::fs::FileExt as _;
+use fs_err::{self as fs, File, OpenOptions};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt as _, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::assemble::ids::Ids;
@@ -228,7 +229,11 @@ pub enum DiskError {
         /// What sfdisk wrote on stderr.
         stderr: String,
     },
-    /// A file operation failed.
+    /// A file operation failed; fs-err's message names the operation and
+    /// the path.
+    #[error(transparent)]
+    Fs(#[from] io::Error),
+    /// Zeroing or writing a range of the disk image failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
         /// What kiln was doing.
@@ -557,10 +562,7 @@ pub fn sfdisk_script(layout: &DiskLayout) -> String {
 /// replacing any file there) and writes its partition table by running
 /// `sfdisk` on the file.
 pub fn write_table(path: &Path, layout: &DiskLayout) -> Result<(), DiskError> {
-    let file = File::create(path).map_err(io_error("create", path))?;
-    file.set_len(layout.disk_bytes)
-        .map_err(io_error("size", path))?;
-    drop(file);
+    File::create(path)?.set_len(layout.disk_bytes)?;
     run_sfdisk(path, &sfdisk_script(layout))
 }
 
@@ -607,7 +609,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Makes `len` bytes at `offset` read as zeros, as a hole where the
 /// filesystem can punch one and with written zeros where it cannot.
-fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+fn zero_range(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
     use nix::fcntl::{FallocateFlags, fallocate};
     if len == 0 {
         return Ok(());
@@ -648,11 +650,8 @@ pub fn write_partition(
     part: &PlacedPartition,
     filesystem_image: &Path,
 ) -> Result<(), DiskError> {
-    let mut source = File::open(filesystem_image).map_err(io_error("open", filesystem_image))?;
-    let image_bytes = source
-        .metadata()
-        .map_err(io_error("inspect", filesystem_image))?
-        .len();
+    let mut source = File::open(filesystem_image)?;
+    let image_bytes = source.metadata()?.len();
     if image_bytes > part.size_bytes {
         return Err(DiskError::ImageTooLarge {
             image: filesystem_image.to_path_buf(),
@@ -661,11 +660,8 @@ pub fn write_partition(
             partition_bytes: part.size_bytes,
         });
     }
-    let target = OpenOptions::new()
-        .write(true)
-        .open(disk)
-        .map_err(io_error("open", disk))?;
-    let file_bytes = target.metadata().map_err(io_error("inspect", disk))?.len();
+    let target = OpenOptions::new().write(true).open(disk)?;
+    let file_bytes = target.metadata()?.len();
     if file_bytes < part.end_bytes() {
         return Err(DiskError::DiskTooShort {
             path: disk.to_path_buf(),
@@ -678,18 +674,16 @@ pub fn write_partition(
     let mut buf = vec![0u8; COPY_CHUNK_BYTES];
     let mut copied: u64 = 0;
     loop {
-        let n = read_full(&mut source, &mut buf).map_err(io_error("read", filesystem_image))?;
+        let n = read_full(&mut source, &mut buf)?;
         if n == 0 {
             break;
         }
         let chunk = &buf[..n];
         let at = part.start_bytes + copied;
         if chunk.iter().all(|&b| b == 0) {
-            zero_range(&target, at, n as u64).map_err(io_error("write", disk))?;
+            zero_range(target.file(), at, n as u64).map_err(io_error("write", disk))?;
         } else {
-            target
-                .write_all_at(chunk, at)
-                .map_err(io_error("write", disk))?;
+            target.write_all_at(chunk, at)?;
         }
         copied += n as u64;
     }
@@ -703,8 +697,12 @@ pub fn write_partition(
             partition_bytes: part.size_bytes,
         });
     }
-    zero_range(&target, part.start_bytes + copied, part.size_bytes - copied)
-        .map_err(io_error("write", disk))?;
+    zero_range(
+        target.file(),
+        part.start_bytes + copied,
+        part.size_bytes - copied,
+    )
+    .map_err(io_error("write", disk))?;
     Ok(())
 }
 
@@ -754,13 +752,7 @@ fn mountpoint_dir(
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(root.join(mountpoint.as_str().trim_start_matches('/')));
             }
-            Err(source) => {
-                return Err(DiskError::Io {
-                    action: "inspect",
-                    path,
-                    source,
-                });
-            }
+            Err(source) => return Err(source.into()),
         }
     }
     Ok(path)
@@ -770,22 +762,24 @@ fn mountpoint_dir(
 /// name order.
 fn move_entries(from: &Path, to: &Path) -> Result<(), DiskError> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(from).map_err(io_error("list", from))? {
-        names.push(entry.map_err(io_error("list", from))?.file_name());
+    for entry in fs::read_dir(from)? {
+        names.push(entry?.file_name());
     }
     names.sort();
     for name in names {
         let source = from.join(&name);
-        fs::rename(&source, to.join(&name)).map_err(io_error("move", &source))?;
+        fs::rename(&source, to.join(&name))?;
     }
     Ok(())
 }
 
 /// Creates `dir` (and missing parents) as a plain 0755 directory.
 fn create_mountpoint(dir: &Path) -> Result<(), DiskError> {
-    fs::create_dir_all(dir).map_err(io_error("create", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-        .map_err(io_error("set the mode of", dir))
+    fs::create_dir_all(dir)?;
+    Ok(fs::set_permissions(
+        dir,
+        std::fs::Permissions::from_mode(0o755),
+    )?)
 }
 
 /// Splits the finished tree at `root` by mountpoint.
@@ -815,7 +809,7 @@ pub fn split_tree(
             return Err(DiskError::StagingExists { path: target });
         }
     }
-    fs::create_dir_all(staging).map_err(io_error("create", staging))?;
+    fs::create_dir_all(staging)?;
 
     let mut order: Vec<usize> = (0..mounts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(depth(mounts[i].1)));
@@ -823,15 +817,16 @@ pub fn split_tree(
         let (part, _) = mounts[i];
         let dir = &dirs[i];
         let target = staging.join(part.name.as_str());
-        fs::create_dir(&target).map_err(io_error("create", &target))?;
+        fs::create_dir(&target)?;
         if fs::symlink_metadata(dir).is_err() {
             create_mountpoint(dir)?;
         }
-        let meta = fs::metadata(dir).map_err(io_error("inspect", dir))?;
-        std::os::unix::fs::chown(&target, Some(meta.uid()), Some(meta.gid()))
-            .map_err(io_error("set the owner of", &target))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(io_error("set the mode of", &target))?;
+        let meta = fs::metadata(dir)?;
+        fs::os::unix::fs::chown(&target, Some(meta.uid()), Some(meta.gid()))?;
+        fs::set_permissions(
+            &target,
+            std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+        )?;
         move_entries(dir, &target)?;
     }
     mounts.sort_by_key(|(part, _)| part.index);
@@ -859,7 +854,7 @@ pub fn unsplit_tree(root: &Path, layout: &DiskLayout, staging: &Path) -> Result<
             create_mountpoint(&dir)?;
         }
         move_entries(&source, &dir)?;
-        fs::remove_dir(&source).map_err(io_error("remove", &source))?;
+        fs::remove_dir(&source)?;
     }
     Ok(())
 }
@@ -1548,7 +1543,11 @@ mod tests {
         fs::write(root.join("boot/efi/EFI/BOOT/BOOTX64.EFI"), "shim").unwrap();
         fs::write(root.join("etc/hostname"), "kiln").unwrap();
         fs::write(root.join("var/lib/state/db/data"), "state").unwrap();
-        fs::set_permissions(root.join("boot/efi"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(
+            root.join("boot/efi"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
     }
 
     fn names(dir: &Path) -> Vec<String> {

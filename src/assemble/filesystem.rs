@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -204,7 +204,12 @@ pub enum FilesystemError {
         /// What it wrote on stderr.
         stderr: String,
     },
-    /// A file could not be read or written.
+    /// A file operation failed; fs-err's message names the operation and
+    /// the path.
+    #[error(transparent)]
+    Fs(#[from] io::Error),
+    /// Something other than a plain file operation failed on a file
+    /// (extended attributes, a temporary file, a walk of the tree).
     #[error("cannot {action} `{path}`: {source}")]
     Io {
         /// What kiln was doing.
@@ -1132,20 +1137,12 @@ fn run_xfs_db_clamp_times(
 /// Replaces `out` with a sparse file of `bytes` zeros, so nothing of an
 /// earlier file survives in blocks the tools leave unwritten.
 fn create_image_file(out: &Path, bytes: u64) -> Result<(), FilesystemError> {
-    let io_error = |action| {
-        move |source| FilesystemError::Io {
-            action,
-            path: out.to_path_buf(),
-            source,
-        }
-    };
-    match fs::remove_file(out) {
+    match fs_err::remove_file(out) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error("remove")(e)),
+        Err(e) => return Err(e.into()),
     }
-    let file = File::create_new(out).map_err(io_error("create"))?;
-    file.set_len(bytes).map_err(io_error("size"))?;
+    fs_err::File::create_new(out)?.set_len(bytes)?;
     Ok(())
 }
 
@@ -1205,14 +1202,9 @@ fn run_checked<S: AsRef<OsStr>>(
 
 /// The names in directory `dir`.
 fn read_names(dir: &Path) -> Result<Vec<OsString>, FilesystemError> {
-    let io_error = |source| FilesystemError::Io {
-        action: "read the directory",
-        path: dir.to_path_buf(),
-        source,
-    };
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_error)? {
-        names.push(entry.map_err(io_error)?.file_name());
+    for entry in fs_err::read_dir(dir)? {
+        names.push(entry?.file_name());
     }
     names.sort();
     Ok(names)

@@ -125,17 +125,10 @@ pub enum AssembleError {
         /// Its filesystem.
         filesystem: String,
     },
-    /// A file of the tree could not be written.
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The operating system's answer.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file of the tree could not be written; fs-err's message names
+    /// the operation and the path.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// The layout the image gets: the manifest's, or the `vm` default.
@@ -209,20 +202,12 @@ fn filesystem_uuids(layout: &DiskLayout, ids: &Ids) -> BTreeMap<PartitionName, S
 pub fn write_fstab(root: &Path, text: &str) -> Result<(), AssembleError> {
     let etc = root.join("etc");
     let path = etc.join("fstab");
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AssembleError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    std::fs::create_dir_all(&etc).map_err(io("create", &etc))?;
+    fs_err::create_dir_all(&etc)?;
     // A symlink must not lead the write out of the tree.
     if path.is_symlink() {
-        std::fs::remove_file(&path).map_err(io("replace", &path))?;
+        fs_err::remove_file(&path)?;
     }
-    std::fs::write(&path, text).map_err(io("write", &path))
+    Ok(fs_err::write(&path, text)?)
 }
 
 /// Assembles the raw image from the tree (whose `/etc/fstab` the build
@@ -430,11 +415,7 @@ fn place_partitions(
 }
 
 fn remove_file(path: &Path) -> Result<(), AssembleError> {
-    std::fs::remove_file(path).map_err(|source| AssembleError::Io {
-        action: "remove",
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(fs_err::remove_file(path)?)
 }
 
 #[cfg(test)]
