@@ -12,10 +12,10 @@
 //! The essential `.deb`s are then placed in `var/cache/apt/archives/` for
 //! the in-chroot `dpkg --install` that registers and configures them.
 
-use std::fs;
+use fs_err as fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::deb::{DebError, unpack_data};
 use super::essential::EssentialError;
@@ -73,14 +73,10 @@ pub enum BootstrapError {
     /// The repository or a staged `.deb` could not be written.
     #[error(transparent)]
     Repo(#[from] RepoError),
-    /// A file of the skeleton could not be written.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The path.
-        path: PathBuf,
-        /// What went wrong.
-        source: io::Error,
-    },
+    /// A file of the skeleton could not be written; fs-err's message
+    /// names the operation and the path.
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// Makes the merged-/usr links in `root` (which must exist) for `arch` and
@@ -107,18 +103,14 @@ pub fn extract_essential(
 /// Writes the directories and files dpkg and apt need before their first
 /// run in `root`; files already there (from a package) are kept.
 pub fn write_dpkg_skeleton(root: &Path, arch: &str) -> Result<(), BootstrapError> {
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BootstrapError::Write { path, source }
-    };
     for dir in SKELETON_DIRS {
         let path = root.join(dir);
         if !path.is_dir() {
-            fs::create_dir_all(&path).map_err(write_error(&path))?;
+            fs::create_dir_all(&path)?;
         }
     }
     let tmp = root.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(write_error(&tmp))?;
+    fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
     let files = [
         ("var/lib/dpkg/status", String::new()),
         ("var/lib/dpkg/available", String::new()),
@@ -131,9 +123,8 @@ pub fn write_dpkg_skeleton(root: &Path, arch: &str) -> Result<(), BootstrapError
     for (name, content) in files {
         let path = root.join(name);
         if fs::symlink_metadata(&path).is_err() {
-            fs::write(&path, content).map_err(write_error(&path))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
-                .map_err(write_error(&path))?;
+            fs::write(&path, content)?;
+            fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         }
     }
     Ok(())
@@ -148,10 +139,7 @@ pub fn stage_debs(
 ) -> Result<Vec<String>, BootstrapError> {
     let archives = Path::new("var/cache/apt/archives");
     let dir = root.join(archives);
-    fs::create_dir_all(&dir).map_err(|source| BootstrapError::Write {
-        path: dir.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&dir)?;
     let mut staged = Vec::with_capacity(packages.len());
     for LockedParagraph { package, deb, .. } in packages {
         // The digest keeps names unique and free of anything path-like.

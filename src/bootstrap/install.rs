@@ -50,15 +50,16 @@ pub enum InstallError {
         /// Each difference, as `name: locked X, installed Y`.
         differences: Vec<String>,
     },
-    /// A file of the build could not be written or removed.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
+    /// A file of the build could not be written or removed; fs-err's
+    /// message names the operation and the path.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The locked packages' control paragraphs could not be read as an
+    /// index.
+    #[error("cannot read the locked packages' control files: {detail}")]
+    Paragraphs {
+        /// What was wrong with them.
+        detail: String,
     },
 }
 
@@ -146,11 +147,7 @@ pub fn bootstrap(
     let repo_dir = work.join("repo");
     write_local_repo(lock, &paragraphs, &repo_dir)?;
     let repo_mount_point = root.join(REPO_IN_CHROOT.trim_start_matches('/'));
-    std::fs::create_dir_all(&repo_mount_point).map_err(|source| InstallError::Io {
-        action: "create",
-        path: repo_mount_point.clone(),
-        source,
-    })?;
+    fs_err::create_dir_all(&repo_mount_point)?;
     let repo_mount = chroot::Mount::bind(&repo_dir, &repo_mount_point)?;
     let apt = write_apt_setup(root, REPO_IN_CHROOT)?;
     let essential_names: Vec<&str> = essential.iter().map(|p| p.package.name.as_str()).collect();
@@ -203,10 +200,8 @@ fn base_packages(
         .collect();
     index
         .add_packages("the locked packages", &text)
-        .map_err(|e| InstallError::Io {
-            action: "read",
-            path: PathBuf::from("the locked packages' control files"),
-            source: std::io::Error::other(e.to_string()),
+        .map_err(|e| InstallError::Paragraphs {
+            detail: e.to_string(),
         })?;
     let mut names: std::collections::BTreeSet<String> = crate::apt::resolve::minbase_seeds(&index)
         .into_iter()
@@ -337,23 +332,15 @@ fn compare_with_lock(
 }
 
 fn remove(path: &Path) -> Result<(), InstallError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(InstallError::Io {
-            action: "remove",
-            path: path.to_path_buf(),
-            source: e,
-        }),
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
 }
 
 fn remove_dir(path: &Path) -> Result<(), InstallError> {
-    match std::fs::remove_dir(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(InstallError::Io {
-            action: "remove",
-            path: path.to_path_buf(),
-            source: e,
-        }),
+    match fs_err::remove_dir(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
 }

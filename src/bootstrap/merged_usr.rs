@@ -31,14 +31,10 @@ pub enum MergedUsrError {
         /// The path in the tree.
         path: PathBuf,
     },
-    /// A directory or link could not be created.
-    #[error("cannot create {path}: {source}")]
-    Create {
-        /// The path in the tree.
-        path: PathBuf,
-        /// What went wrong.
-        source: io::Error,
-    },
+    /// A directory or link could not be created; fs-err's message names
+    /// the operation and the path.
+    #[error(transparent)]
+    Create(#[from] io::Error),
 }
 
 /// The top-level directories linked into `/usr` on `arch`, as debootstrap's
@@ -76,12 +72,7 @@ pub fn create_merged_usr(root: &Path, arch: &str) -> Result<Vec<String>, MergedU
             Err(_) if fs::symlink_metadata(&link).is_ok() => {
                 return Err(MergedUsrError::Occupied { path: link });
             }
-            Err(_) => std::os::unix::fs::symlink(&target, &link).map_err(|source| {
-                MergedUsrError::Create {
-                    path: link.clone(),
-                    source,
-                }
-            })?,
+            Err(_) => fs_err::os::unix::fs::symlink(&target, &link)?,
         }
         made.push(dir.to_string());
     }
@@ -99,12 +90,11 @@ fn create_dir_0755(path: &Path) -> Result<(), MergedUsrError> {
         }
         Err(_) => {}
     }
-    let create = |source| MergedUsrError::Create {
-        path: path.to_path_buf(),
-        source,
-    };
-    fs::create_dir(path).map_err(create)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(create)
+    fs_err::create_dir(path)?;
+    Ok(fs_err::set_permissions(
+        path,
+        fs::Permissions::from_mode(0o755),
+    )?)
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //! `[trusted=yes]` because every byte in it was verified against the lock,
 //! whose index hashes chain back to the signed `InRelease`.
 
+use fs_err as fs;
 use std::fmt::Write as _;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -38,14 +38,10 @@ pub enum RepoError {
         /// What is wrong.
         reason: String,
     },
-    /// A file of the repository could not be written.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The path.
-        path: PathBuf,
-        /// What went wrong.
-        source: io::Error,
-    },
+    /// A file of the repository could not be written; fs-err's message
+    /// names the operation and the path.
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// What [`write_local_repo`] wrote.
@@ -74,10 +70,7 @@ pub fn write_local_repo(
         .join(COMPONENT)
         .join(format!("binary-{arch}"));
     for path in [&pool, &binary_dir] {
-        fs::create_dir_all(path).map_err(|source| RepoError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        fs::create_dir_all(path)?;
     }
 
     let mut packages = String::new();
@@ -177,11 +170,8 @@ pub fn write_apt_setup(root: &Path, repo_in_chroot: &str) -> Result<AptSetup, Re
         source_list: PathBuf::from("etc/apt/kiln-bootstrap.list"),
         source_parts: PathBuf::from("etc/apt/kiln-bootstrap.list.d"),
     };
-    let create = |path: PathBuf| {
-        fs::create_dir_all(&path).map_err(|source| RepoError::Write { path, source })
-    };
-    create(root.join("etc/apt/apt.conf.d"))?;
-    create(root.join(&setup.source_parts))?;
+    fs::create_dir_all(root.join("etc/apt/apt.conf.d"))?;
+    fs::create_dir_all(root.join(&setup.source_parts))?;
     write(
         &root.join(&setup.source_list),
         sources_line(repo_in_chroot).as_bytes(),
@@ -260,26 +250,19 @@ fn rfc2822_utc(epoch: u64) -> String {
 /// Hard-links `from` to `to` (replacing `to`), or copies it when the two
 /// are on different filesystems or links are not allowed.
 pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<(), RepoError> {
-    let error = |source| RepoError::Write {
-        path: to.to_path_buf(),
-        source,
-    };
     match fs::remove_file(to) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(error(e)),
+        Err(e) => return Err(e.into()),
     }
     if fs::hard_link(from, to).is_err() {
-        fs::copy(from, to).map_err(error)?;
+        fs::copy(from, to)?;
     }
     Ok(())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
-    fs::write(path, bytes).map_err(|source| RepoError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(fs::write(path, bytes)?)
 }
 
 #[cfg(test)]

@@ -19,13 +19,12 @@ use crate::manifest::Manifest;
 /// Why the sources could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum SourcesError {
-    /// A file could not be read or written.
-    #[error("cannot write the apt source of repository `{name}` ({path}): {source}")]
+    /// A file could not be read or written; fs-err's message names the
+    /// operation and the path.
+    #[error("cannot write the apt source of repository `{name}`: {source}")]
     Io {
         /// The repository.
         name: String,
-        /// The file.
-        path: PathBuf,
         /// What went wrong.
         source: std::io::Error,
     },
@@ -55,13 +54,9 @@ pub fn write_extra_sources(
     }
     let mut written = Vec::new();
     for (name, suites) in by_name {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SourcesError::Io {
-                name: name.to_string(),
-                path,
-                source,
-            }
+        let io = |source| SourcesError::Io {
+            name: name.to_string(),
+            source,
         };
         let entry = manifest
             .repositories
@@ -70,14 +65,14 @@ pub fn write_extra_sources(
         let signed_by = match entry.and_then(|r| r.key.as_ref()) {
             Some(key) => {
                 let source = manifest_dir.join(key.value.as_str());
-                let bytes = std::fs::read(&source).map_err(io(&source))?;
+                let bytes = fs_err::read(&source).map_err(io)?;
                 let extension = if bytes.starts_with(b"-----BEGIN") {
                     "asc"
                 } else {
                     "gpg"
                 };
                 let relative = PathBuf::from(format!("etc/apt/keyrings/{name}.{extension}"));
-                write(root, &relative, &bytes).map_err(io(&relative))?;
+                write(root, &relative, &bytes).map_err(io)?;
                 written.push(relative.clone());
                 format!("/{}", relative.display())
             }
@@ -96,7 +91,7 @@ pub fn write_extra_sources(
             first.components.join(" "),
         );
         let relative = PathBuf::from(format!("etc/apt/sources.list.d/{name}.sources"));
-        write(root, &relative, text.as_bytes()).map_err(io(&relative))?;
+        write(root, &relative, text.as_bytes()).map_err(io)?;
         written.push(relative);
         if first.priority != crate::apt::index::DEFAULT_PIN {
             let host = first
@@ -111,7 +106,7 @@ pub fn write_extra_sources(
                 first.priority
             );
             let relative = PathBuf::from(format!("etc/apt/preferences.d/{name}.pref"));
-            write(root, &relative, text.as_bytes()).map_err(io(&relative))?;
+            write(root, &relative, text.as_bytes()).map_err(io)?;
             written.push(relative);
         }
     }
@@ -123,8 +118,8 @@ fn write(root: &Path, relative: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = root.join(relative);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        fs_err::create_dir_all(dir)?;
     }
-    std::fs::write(&path, bytes)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+    fs_err::write(&path, bytes)?;
+    fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
 }
