@@ -20,15 +20,23 @@ use crate::host::walk;
 
 /// Why the tree could not be normalised.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {source}", path.display())]
-pub struct NormaliseError {
-    /// What was being done.
-    pub action: &'static str,
-    /// The file.
-    pub path: PathBuf,
-    /// The operating system's answer.
-    #[source]
-    pub source: std::io::Error,
+pub enum NormaliseError {
+    /// A file operation failed; fs-err's message names the operation and
+    /// the path.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Walking the tree or setting a time failed, which fs-err does not
+    /// wrap.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Tree {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's answer.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the stage changed, for the build log.
@@ -116,18 +124,9 @@ pub fn normalise(
     Ok(done)
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NormaliseError {
-    let path = path.to_path_buf();
-    move |source| NormaliseError {
-        action,
-        path,
-        source,
-    }
-}
-
 fn walk_failure(error: walk::Error, root: &Path) -> NormaliseError {
     let (path, source) = walk::failure(error, root);
-    NormaliseError {
+    NormaliseError::Tree {
         action: "read",
         path,
         source,
@@ -135,27 +134,27 @@ fn walk_failure(error: walk::Error, root: &Path) -> NormaliseError {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), NormaliseError> {
-    std::fs::write(path, bytes).map_err(io("write", path))
+    Ok(fs_err::write(path, bytes)?)
 }
 
 fn remove_file(path: &Path, done: &mut Normalised) -> Result<(), NormaliseError> {
-    match std::fs::remove_file(path) {
+    match fs_err::remove_file(path) {
         Ok(()) => {
             done.removed += 1;
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io("remove", path)(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Removes every non-directory below `dir`, keeping the directories.
 /// Symlinks are removed, never followed.
 fn empty_dir(dir: &Path, done: &mut Normalised) -> Result<(), NormaliseError> {
-    let meta = match std::fs::symlink_metadata(dir) {
+    let meta = match fs_err::symlink_metadata(dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io("read", dir)(e)),
+        Err(e) => return Err(e.into()),
     };
     if !meta.is_dir() {
         return Ok(());
@@ -174,11 +173,11 @@ fn remove_matching(
     matches: impl Fn(&str) -> bool,
     done: &mut Normalised,
 ) -> Result<(), NormaliseError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = fs_err::read_dir(dir) else {
         return Ok(());
     };
     for entry in entries {
-        let entry = entry.map_err(io("read", dir))?;
+        let entry = entry?;
         if entry.file_name().to_str().is_some_and(&matches) {
             remove_file(&entry.path(), done)?;
         }
@@ -202,7 +201,7 @@ fn remove_bytecode(dir: &Path, done: &mut Normalised) -> Result<(), NormaliseErr
             if entry.file_name() == "__pycache__" {
                 entries.skip_current_dir();
                 empty_dir(path, done)?;
-                std::fs::remove_dir(path).map_err(io("remove", path))?;
+                fs_err::remove_dir(path)?;
             }
         } else if kind.is_file()
             && path
@@ -219,21 +218,20 @@ fn remove_bytecode(dir: &Path, done: &mut Normalised) -> Result<(), NormaliseErr
 /// account that has one to the day of `source_date_epoch`: `useradd` and
 /// `passwd` write today's date.
 fn set_shadow_dates(path: &Path, source_date_epoch: u64) -> Result<(), NormaliseError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match fs_err::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io("read", path)(e)),
+        Err(e) => return Err(e.into()),
     };
     let day = (source_date_epoch / 86_400).to_string();
     let fixed = shadow_with_day(&text, &day);
     if fixed != text {
-        let mode = std::fs::metadata(path).map_err(io("read", path))?.mode();
+        let mode = fs_err::metadata(path)?.mode();
         write(path, fixed.as_bytes())?;
-        std::fs::set_permissions(
+        fs_err::set_permissions(
             path,
             std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
-        )
-        .map_err(io("chmod", path))?;
+        )?;
     }
     Ok(())
 }
@@ -268,8 +266,11 @@ fn clamp_mtimes(root: &Path, epoch: i64, done: &mut Normalised) -> Result<(), No
         let meta = entry.metadata().map_err(|e| walk_failure(e, root))?;
         if meta.mtime() > epoch || (meta.mtime() == epoch && meta.mtime_nsec() != 0) {
             let time = TimeVal::new(epoch, 0);
-            nix::sys::stat::lutimes(path, &time, &time)
-                .map_err(|e| io("set the time of", path)(std::io::Error::from(e)))?;
+            nix::sys::stat::lutimes(path, &time, &time).map_err(|e| NormaliseError::Tree {
+                action: "set the time of",
+                path: path.to_path_buf(),
+                source: std::io::Error::from(e),
+            })?;
             done.clamped += 1;
         }
     }

@@ -167,9 +167,9 @@ pub fn run(settings: &InitSettings) -> Result<(), Failure> {
     if path.exists() {
         return Err(exists("the file already exists"));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| internal(&dir, e))?;
+    fs_err::create_dir_all(&dir).map_err(Failure::internal)?;
     // `create_new` makes "does not exist yet" and "write" one step.
-    let mut file = match std::fs::OpenOptions::new()
+    let mut file = match fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
@@ -178,28 +178,23 @@ pub fn run(settings: &InitSettings) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(exists("the file already exists"));
         }
-        Err(e) => return Err(internal(&path, e)),
+        Err(e) => return Err(Failure::internal(e)),
     };
-    file.write_all(text.as_bytes())
-        .map_err(|e| internal(&path, e))?;
+    file.write_all(text.as_bytes()).map_err(Failure::internal)?;
 
     let schema_path = dir.join(SCHEMA_COPY_PATH);
     let schema = schema_text();
     if std::fs::read_to_string(&schema_path).ok().as_deref() != Some(schema.as_str()) {
         if let Some(parent) = schema_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| internal(parent, e))?;
+            fs_err::create_dir_all(parent).map_err(Failure::internal)?;
         }
-        std::fs::write(&schema_path, schema).map_err(|e| internal(&schema_path, e))?;
+        fs_err::write(&schema_path, schema).map_err(Failure::internal)?;
     }
     terminal::status(&format!(
         "wrote {shown} (and the editor schema {})\nnext: edit it, then run `kiln validate {shown}`",
         schema_path.display()
     ));
     Ok(())
-}
-
-fn internal(path: &Path, error: std::io::Error) -> Failure {
-    Failure::Internal(miette::miette!("cannot write {}: {error}", path.display()))
 }
 
 #[cfg(test)]

@@ -144,17 +144,17 @@ pub fn build_into(
         compress,
     } = *context;
     let name = checked.manifest.name.value.as_str().to_string();
-    std::fs::create_dir_all(output_dir).map_err(Failure::internal)?;
+    fs_err::create_dir_all(output_dir).map_err(Failure::internal)?;
     // Absolute: the chroot runner changes directories before it uses it.
-    let output = std::fs::canonicalize(output_dir).map_err(Failure::internal)?;
+    let output = fs_err::canonicalize(output_dir).map_err(Failure::internal)?;
     let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
         chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
     }
     let root = work.join("root");
-    std::fs::create_dir_all(&root).map_err(Failure::internal)?;
+    fs_err::create_dir_all(&root).map_err(Failure::internal)?;
     let log_path = output.join(format!("{name}.build.log"));
-    let mut log = std::fs::File::create(&log_path).map_err(Failure::internal)?;
+    let mut log = fs_err::File::create(&log_path).map_err(Failure::internal)?;
 
     terminal::status(&format!(
         "bootstrapping {} packages into {}",
@@ -298,7 +298,7 @@ pub fn build_into(
         if tree.exists() {
             chroot::remove_dir_all_checked(&tree).map_err(Failure::internal)?;
         }
-        std::fs::rename(&root, &tree).map_err(Failure::internal)?;
+        fs_err::rename(&root, &tree).map_err(Failure::internal)?;
         Some(tree)
     } else {
         None
