@@ -369,32 +369,33 @@ impl<'a> Multiline<'a> {
 }
 
 /// One comma-separated entry of a relationship field: it is satisfied when
-/// any one of its alternatives is.
+/// any one of its alternatives is. Owned, so a package index keeps what
+/// this parser returns as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dependency<'a> {
+pub struct Dependency {
     /// The `|`-separated alternatives, in order of preference.
-    pub alternatives: Vec<Alternative<'a>>,
+    pub alternatives: Vec<Alternative>,
 }
 
 /// One package a [`Dependency`] can be satisfied by, with its conditions:
 /// `name[:arch] [(op version)] [[arch …]] [<profile …> …]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alternative<'a> {
+pub struct Alternative {
     /// The package name (or virtual package name).
-    pub package: &'a str,
+    pub package: String,
     /// The `:any`, `:native` or `:amd64` after the name, without its colon.
-    pub arch_qualifier: Option<&'a str>,
+    pub arch_qualifier: Option<String>,
     /// The version the package must have, if any.
     pub version: Option<VersionConstraint>,
     /// The `[amd64 !i386]` list: the alternative only applies on these
     /// architectures (or on all but the negated ones). Empty when
     /// unrestricted. Binary `Packages` files never carry these; source
     /// `Build-Depends` do.
-    pub architectures: Vec<RestrictionTerm<'a>>,
+    pub architectures: Vec<RestrictionTerm>,
     /// The `<!nocheck> <stage1 cross>` build-profile formula: the
     /// alternative applies when every term of any one group holds. Empty when
     /// unrestricted. Like architectures, only source packages use these.
-    pub profiles: Vec<Vec<RestrictionTerm<'a>>>,
+    pub profiles: Vec<Vec<RestrictionTerm>>,
 }
 
 /// A version constraint such as `(>= 2.36)`.
@@ -408,21 +409,22 @@ pub struct VersionConstraint {
 
 /// One architecture or build profile in a restriction list, possibly negated
 /// with `!`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestrictionTerm<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictionTerm {
     /// Whether the term was written with a leading `!`.
     pub negated: bool,
     /// The architecture (`amd64`, `linux-any`) or profile (`nocheck`) name.
-    pub name: &'a str,
+    pub name: String,
 }
 
 /// One entry of a `Provides` field: a virtual package, optionally at an
 /// exact version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provided<'a> {
+pub struct Provided {
     /// The name provided.
-    pub package: &'a str,
-    /// The version provided, from `(= VERSION)`.
+    pub package: String,
+    /// The version provided, from `(= VERSION)`; an unversioned `Provides`
+    /// cannot satisfy a versioned dependency.
     pub version: Option<Version>,
 }
 
@@ -498,7 +500,7 @@ pub enum RelationshipErrorKind {
 /// entries. Line breaks count as whitespace, so folded values from
 /// [`Paragraph::get`] work. An empty value, or one trailing comma, is
 /// allowed; any other empty entry is an error.
-pub fn parse_relationships(value: &str) -> Result<Vec<Dependency<'_>>, RelationshipError> {
+pub fn parse_relationships(value: &str) -> Result<Vec<Dependency>, RelationshipError> {
     let mut dependencies = Vec::new();
     let mut entries = value.split(',').peekable();
     while let Some(entry) = entries.next() {
@@ -526,44 +528,53 @@ pub fn parse_relationships(value: &str) -> Result<Vec<Dependency<'_>>, Relations
 
 /// Reads a `Provides` field value: like [`parse_relationships`], but each
 /// entry is a single name with at most an exact `(= VERSION)`.
-pub fn parse_provides(value: &str) -> Result<Vec<Provided<'_>>, RelationshipError> {
-    parse_relationships(value)?.iter().map(provided).collect()
+pub fn parse_provides(value: &str) -> Result<Vec<Provided>, RelationshipError> {
+    parse_relationships(value)?
+        .into_iter()
+        .map(provided)
+        .collect()
 }
 
 /// Checks that one relationship entry is something a package can provide.
-fn provided<'a>(dependency: &Dependency<'a>) -> Result<Provided<'a>, RelationshipError> {
-    let fail = |kind| RelationshipError {
-        entry: excerpt(&dependency.to_string()),
+fn provided(dependency: Dependency) -> Result<Provided, RelationshipError> {
+    let fail = |entry: &dyn fmt::Display, kind| RelationshipError {
+        entry: excerpt(&entry.to_string()),
         kind,
     };
-    let [alternative] = &dependency.alternatives[..] else {
-        return Err(fail(RelationshipErrorKind::ProvidesAlternatives));
+    let alternative = match <[Alternative; 1]>::try_from(dependency.alternatives) {
+        Ok([alternative]) => alternative,
+        Err(alternatives) => {
+            return Err(fail(
+                &Dependency { alternatives },
+                RelationshipErrorKind::ProvidesAlternatives,
+            ));
+        }
     };
     if alternative.arch_qualifier.is_some()
         || !alternative.architectures.is_empty()
         || !alternative.profiles.is_empty()
     {
-        return Err(fail(RelationshipErrorKind::ProvidesRestricted));
+        return Err(fail(
+            &alternative,
+            RelationshipErrorKind::ProvidesRestricted,
+        ));
     }
-    let version = match &alternative.version {
-        None => None,
-        Some(constraint) if constraint.relation == Relation::Equal => {
-            Some(constraint.version.clone())
-        }
-        Some(constraint) => {
-            return Err(fail(RelationshipErrorKind::ProvidesRelation(
-                constraint.relation,
-            )));
-        }
-    };
+    if let Some(constraint) = &alternative.version
+        && constraint.relation != Relation::Equal
+    {
+        return Err(fail(
+            &alternative,
+            RelationshipErrorKind::ProvidesRelation(constraint.relation),
+        ));
+    }
     Ok(Provided {
         package: alternative.package,
-        version,
+        version: alternative.version.map(|constraint| constraint.version),
     })
 }
 
 /// Reads one `|`-separated alternative.
-fn parse_alternative(text: &str) -> Result<Alternative<'_>, RelationshipErrorKind> {
+fn parse_alternative(text: &str) -> Result<Alternative, RelationshipErrorKind> {
     let text = text.trim_ascii();
     if text.is_empty() {
         return Err(RelationshipErrorKind::EmptyAlternative);
@@ -586,7 +597,7 @@ fn parse_alternative(text: &str) -> Result<Alternative<'_>, RelationshipErrorKin
                 qualifier,
             )));
         }
-        arch_qualifier = Some(qualifier);
+        arch_qualifier = Some(qualifier.to_string());
         rest = &after[end..];
     }
     rest = rest.trim_ascii_start();
@@ -617,7 +628,7 @@ fn parse_alternative(text: &str) -> Result<Alternative<'_>, RelationshipErrorKin
         return Err(RelationshipErrorKind::UnexpectedText(excerpt(rest)));
     }
     Ok(Alternative {
-        package,
+        package: package.to_string(),
         arch_qualifier,
         version,
         architectures,
@@ -667,12 +678,12 @@ fn parse_constraint(inside: &str) -> Result<VersionConstraint, RelationshipError
 
 /// Reads the whitespace-separated, optionally `!`-negated terms inside
 /// `[…]` or `<…>`.
-fn parse_terms<'a>(
-    inside: &'a str,
+fn parse_terms(
+    inside: &str,
     open: char,
     valid: fn(&str) -> bool,
     invalid: impl Fn(&str) -> RelationshipErrorKind,
-) -> Result<Vec<RestrictionTerm<'a>>, RelationshipErrorKind> {
+) -> Result<Vec<RestrictionTerm>, RelationshipErrorKind> {
     let terms = inside
         .split_ascii_whitespace()
         .map(|term| {
@@ -681,7 +692,10 @@ fn parse_terms<'a>(
                 None => (false, term),
             };
             if valid(name) {
-                Ok(RestrictionTerm { negated, name })
+                Ok(RestrictionTerm {
+                    negated,
+                    name: name.to_string(),
+                })
             } else {
                 Err(invalid(term))
             }
@@ -714,7 +728,7 @@ fn is_profile(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'))
 }
 
-impl fmt::Display for Dependency<'_> {
+impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, alternative) in self.alternatives.iter().enumerate() {
             if i > 0 {
@@ -726,66 +740,54 @@ impl fmt::Display for Dependency<'_> {
     }
 }
 
-impl fmt::Display for Alternative<'_> {
+/// Debian's syntax: `name:qual (op version) [arch …] <profile …>`.
+impl fmt::Display for Alternative {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let terms = |terms: &[RestrictionTerm<'_>]| -> Vec<(bool, String)> {
-            terms
-                .iter()
-                .map(|t| (t.negated, t.name.to_string()))
-                .collect()
-        };
-        write_alternative(
-            f,
-            self.package,
-            self.arch_qualifier,
-            self.version.as_ref(),
-            &terms(&self.architectures),
-            &self.profiles.iter().map(|g| terms(g)).collect::<Vec<_>>(),
-        )
-    }
-}
-
-/// Writes one alternative in Debian's syntax:
-/// `name:qual (op version) [arch …] <profile …>`. Shared by the borrowed
-/// [`Alternative`] and the index's owned copy, so the two cannot drift.
-pub(crate) fn write_alternative(
-    f: &mut fmt::Formatter<'_>,
-    package: &str,
-    qualifier: Option<&str>,
-    version: Option<&VersionConstraint>,
-    architectures: &[(bool, String)],
-    profiles: &[Vec<(bool, String)>],
-) -> fmt::Result {
-    fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[(bool, String)]) -> fmt::Result {
-        for (i, (negated, name)) in terms.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
+        fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[RestrictionTerm]) -> fmt::Result {
+            for (i, term) in terms.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(" ")?;
+                }
+                if term.negated {
+                    f.write_str("!")?;
+                }
+                f.write_str(&term.name)?;
             }
-            if *negated {
-                f.write_str("!")?;
-            }
-            f.write_str(name)?;
+            Ok(())
+        }
+        f.write_str(&self.package)?;
+        if let Some(qualifier) = &self.arch_qualifier {
+            write!(f, ":{qualifier}")?;
+        }
+        if let Some(constraint) = &self.version {
+            write!(f, " ({constraint})")?;
+        }
+        if !self.architectures.is_empty() {
+            f.write_str(" [")?;
+            write_terms(f, &self.architectures)?;
+            f.write_str("]")?;
+        }
+        for group in &self.profiles {
+            f.write_str(" <")?;
+            write_terms(f, group)?;
+            f.write_str(">")?;
         }
         Ok(())
     }
-    f.write_str(package)?;
-    if let Some(qualifier) = qualifier {
-        write!(f, ":{qualifier}")?;
+}
+
+impl Alternative {
+    /// An alternative on `package` with no qualifier, version or
+    /// restriction.
+    pub fn named(package: &str) -> Alternative {
+        Alternative {
+            package: package.to_string(),
+            arch_qualifier: None,
+            version: None,
+            architectures: Vec::new(),
+            profiles: Vec::new(),
+        }
     }
-    if let Some(constraint) = version {
-        write!(f, " ({constraint})")?;
-    }
-    if !architectures.is_empty() {
-        f.write_str(" [")?;
-        write_terms(f, architectures)?;
-        f.write_str("]")?;
-    }
-    for group in profiles {
-        f.write_str(" <")?;
-        write_terms(f, group)?;
-        f.write_str(">")?;
-    }
-    Ok(())
 }
 
 impl fmt::Display for VersionConstraint {
@@ -1086,7 +1088,11 @@ SHA256:
 
         let suggests = parse_relationships(libc6.get("Suggests").unwrap()).unwrap();
         assert_eq!(suggests.len(), 6);
-        let debconf: Vec<&str> = suggests[1].alternatives.iter().map(|a| a.package).collect();
+        let debconf: Vec<&str> = suggests[1]
+            .alternatives
+            .iter()
+            .map(|a| a.package.as_str())
+            .collect();
         assert_eq!(debconf, ["debconf", "debconf-2.0"]);
         assert_eq!(suggests[1].to_string(), "debconf | debconf-2.0");
 
@@ -1095,8 +1101,11 @@ SHA256:
         )
         .unwrap();
         assert_eq!(depends.len(), 4);
-        assert_eq!(depends[1].alternatives[0].arch_qualifier, Some("any"));
-        assert_eq!(depends[1].alternatives[1].arch_qualifier, None);
+        assert_eq!(
+            depends[1].alternatives[0].arch_qualifier.as_deref(),
+            Some("any")
+        );
+        assert_eq!(depends[1].alternatives[1].arch_qualifier.as_deref(), None);
         assert_eq!(depends[3].alternatives[0].to_string(), "python3 (>= 3.11~)");
     }
 
@@ -1113,11 +1122,11 @@ SHA256:
             [
                 RestrictionTerm {
                     negated: false,
-                    name: "linux-any"
+                    name: "linux-any".into()
                 },
                 RestrictionTerm {
                     negated: true,
-                    name: "hurd-i386"
+                    name: "hurd-i386".into()
                 },
             ]
         );
@@ -1126,7 +1135,7 @@ SHA256:
             foo.profiles[0],
             [RestrictionTerm {
                 negated: true,
-                name: "nocheck"
+                name: "nocheck".into()
             }]
         );
         assert_eq!(foo.profiles[1].len(), 2);
@@ -1135,7 +1144,7 @@ SHA256:
             "libfoo-dev [linux-any !hurd-i386] <!nocheck> <stage1 cross>"
         );
         let gcc = &depends[2].alternatives[0];
-        assert_eq!(gcc.arch_qualifier, Some("native"));
+        assert_eq!(gcc.arch_qualifier.as_deref(), Some("native"));
         assert_eq!(gcc.version.as_ref().unwrap().version.epoch(), 4);
         assert_eq!(gcc.architectures.len(), 1);
     }
@@ -1229,7 +1238,7 @@ SHA256:
         assert_eq!(
             provides[0],
             Provided {
-                package: "awk",
+                package: "awk".into(),
                 version: None
             }
         );

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::deb822::{
-    self, Deb822Error, Paragraph, Paragraphs, RelationshipError, VersionConstraint, excerpt,
+    self, Deb822Error, Dependency, Paragraph, Paragraphs, Provided, RelationshipError, excerpt,
     is_package_name,
 };
 use super::version::{Version, VersionError};
@@ -48,16 +48,16 @@ pub struct Package {
     /// `Priority`, if given.
     pub priority: Option<Priority>,
     /// `Pre-Depends`, in the order written.
-    pub pre_depends: Vec<DependencyGroup>,
+    pub pre_depends: Vec<Dependency>,
     /// `Depends`, in the order written.
-    pub depends: Vec<DependencyGroup>,
+    pub depends: Vec<Dependency>,
     /// `Conflicts`: packages that cannot be installed alongside this one.
-    pub conflicts: Vec<DependencyGroup>,
+    pub conflicts: Vec<Dependency>,
     /// `Breaks`: packages this one breaks; for a finished image, as
     /// incompatible as `Conflicts`.
-    pub breaks: Vec<DependencyGroup>,
+    pub breaks: Vec<Dependency>,
     /// `Provides`: the virtual packages this one stands in for.
-    pub provides: Vec<Provision>,
+    pub provides: Vec<Provided>,
     /// `Filename`: the `.deb`'s path below the mirror's root, such as
     /// `pool/main/d/dpkg/dpkg_1.21.22_amd64.deb`.
     pub filename: String,
@@ -104,50 +104,6 @@ pub enum Priority {
     Optional,
     /// `extra`: deprecated, means the same as `optional`.
     Extra,
-}
-
-/// One comma-separated entry of a relationship field: satisfied when any one
-/// of its alternatives is. The owned counterpart of [`deb822::Dependency`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DependencyGroup {
-    /// The `|`-separated alternatives, in order of preference.
-    pub alternatives: Vec<DependencyAlternative>,
-}
-
-/// One package a [`DependencyGroup`] can be satisfied by. The owned
-/// counterpart of [`deb822::Alternative`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DependencyAlternative {
-    /// The package name (or virtual package name).
-    pub package: String,
-    /// The `any`, `native` or architecture after `name:`.
-    pub arch_qualifier: Option<String>,
-    /// The version the package must have, if any.
-    pub version: Option<VersionConstraint>,
-    /// The `[amd64 !i386]` list; empty when unrestricted.
-    pub architectures: Vec<Restriction>,
-    /// The `<!nocheck> <stage1 cross>` build-profile groups; empty when
-    /// unrestricted.
-    pub profiles: Vec<Vec<Restriction>>,
-}
-
-/// One architecture or build profile in a restriction list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Restriction {
-    /// Whether the term was written with a leading `!`.
-    pub negated: bool,
-    /// The architecture or profile name.
-    pub name: String,
-}
-
-/// One `Provides` entry: a virtual package, optionally at an exact version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provision {
-    /// The virtual package name.
-    pub package: String,
-    /// The version from `(= VERSION)`; an unversioned `Provides` cannot
-    /// satisfy a versioned dependency.
-    pub version: Option<Version>,
 }
 
 /// A package that provides a virtual name, as [`PackageIndex::providers`]
@@ -569,7 +525,7 @@ impl PackageIndex {
             }),
         };
 
-        let relationships = |field_name: &'static str| -> Result<Vec<DependencyGroup>, IndexError> {
+        let relationships = |field_name: &'static str| -> Result<Vec<Dependency>, IndexError> {
             let Some(field) = paragraph.field(field_name) else {
                 return Ok(Vec::new());
             };
@@ -583,7 +539,7 @@ impl PackageIndex {
                     },
                 )
             })?;
-            Ok(parsed.iter().map(DependencyGroup::from).collect())
+            Ok(parsed)
         };
         let pre_depends = relationships("Pre-Depends")?;
         let depends = relationships("Depends")?;
@@ -592,23 +548,16 @@ impl PackageIndex {
 
         let provides = match paragraph.field("Provides") {
             None => Vec::new(),
-            Some(field) => deb822::parse_provides(field.value())
-                .map_err(|error| {
-                    fail(
-                        field.line(),
-                        package_name,
-                        PackageErrorKind::InvalidRelationship {
-                            field: "Provides",
-                            error,
-                        },
-                    )
-                })?
-                .into_iter()
-                .map(|provided| Provision {
-                    package: provided.package.to_string(),
-                    version: provided.version,
-                })
-                .collect(),
+            Some(field) => deb822::parse_provides(field.value()).map_err(|error| {
+                fail(
+                    field.line(),
+                    package_name,
+                    PackageErrorKind::InvalidRelationship {
+                        field: "Provides",
+                        error,
+                    },
+                )
+            })?,
         };
 
         let filename = required("Filename", package_name)?.value().to_string();
@@ -732,81 +681,6 @@ impl Package {
             .iter()
             .find(|provision| provision.package == name)
             .map(|provision| provision.version.as_ref())
-    }
-}
-
-impl From<&deb822::Dependency<'_>> for DependencyGroup {
-    fn from(dependency: &deb822::Dependency<'_>) -> Self {
-        DependencyGroup {
-            alternatives: dependency
-                .alternatives
-                .iter()
-                .map(DependencyAlternative::from)
-                .collect(),
-        }
-    }
-}
-
-impl From<&deb822::Alternative<'_>> for DependencyAlternative {
-    fn from(alternative: &deb822::Alternative<'_>) -> Self {
-        let owned = |terms: &[deb822::RestrictionTerm<'_>]| {
-            terms
-                .iter()
-                .map(|term| Restriction {
-                    negated: term.negated,
-                    name: term.name.to_string(),
-                })
-                .collect::<Vec<_>>()
-        };
-        DependencyAlternative {
-            package: alternative.package.to_string(),
-            arch_qualifier: alternative.arch_qualifier.map(str::to_string),
-            version: alternative.version.clone(),
-            architectures: owned(&alternative.architectures),
-            profiles: alternative.profiles.iter().map(|g| owned(g)).collect(),
-        }
-    }
-}
-
-impl DependencyAlternative {
-    /// An alternative on `package` with no qualifier, version or
-    /// restriction.
-    pub fn named(package: &str) -> DependencyAlternative {
-        DependencyAlternative {
-            package: package.to_string(),
-            arch_qualifier: None,
-            version: None,
-            architectures: Vec::new(),
-            profiles: Vec::new(),
-        }
-    }
-}
-
-impl fmt::Display for DependencyGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, alternative) in self.alternatives.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" | ")?;
-            }
-            write!(f, "{alternative}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for DependencyAlternative {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let terms = |terms: &[Restriction]| -> Vec<(bool, String)> {
-            terms.iter().map(|t| (t.negated, t.name.clone())).collect()
-        };
-        super::deb822::write_alternative(
-            f,
-            &self.package,
-            self.arch_qualifier.as_deref(),
-            self.version.as_ref(),
-            &terms(&self.architectures),
-            &self.profiles.iter().map(|g| terms(g)).collect::<Vec<_>>(),
-        )
     }
 }
 

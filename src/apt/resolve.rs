@@ -62,10 +62,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use super::deb822::VersionConstraint;
-use super::index::{
-    DependencyAlternative, DependencyGroup, MultiArch, Package, PackageIndex, Priority, Restriction,
-};
+use super::deb822::{Alternative, Dependency, RestrictionTerm, VersionConstraint};
+use super::index::{MultiArch, Package, PackageIndex, Priority};
 use super::version::Version;
 
 /// What `debootstrap --variant=minbase` installs on top of the `required`
@@ -303,8 +301,8 @@ impl SeedRequest {
         self
     }
 
-    fn alternative(&self) -> DependencyAlternative {
-        let mut alternative = DependencyAlternative::named(&self.package);
+    fn alternative(&self) -> Alternative {
+        let mut alternative = Alternative::named(&self.package);
         alternative.version = self.version.clone();
         alternative
     }
@@ -399,7 +397,7 @@ pub fn resolve<'i>(
     // another alternative just because it was reached first.
     let mut roots = Vec::new();
     for seed in seeds {
-        let group = DependencyGroup {
+        let group = Dependency {
             alternatives: vec![seed.alternative()],
         };
         match resolver.choose(&group) {
@@ -457,7 +455,7 @@ struct Selected<'i> {
 
 /// A choice for a dependency group: the alternative and the package that
 /// meets it.
-type Choice<'g, 'i> = (&'g DependencyAlternative, &'i Package);
+type Choice<'g, 'i> = (&'g Alternative, &'i Package);
 
 impl<'i> Resolver<'i, '_> {
     fn select(&mut self, package: &'i Package, parent: Option<usize>, via: String) -> usize {
@@ -562,11 +560,8 @@ impl<'i> Resolver<'i, '_> {
 
     /// What to add for `group`: nothing when it does not apply here or is
     /// already satisfied, else the first alternative that can be installed.
-    fn choose<'g>(
-        &self,
-        group: &'g DependencyGroup,
-    ) -> Result<Option<Choice<'g, 'i>>, Unsatisfied> {
-        let alternatives: Vec<&DependencyAlternative> = group
+    fn choose<'g>(&self, group: &'g Dependency) -> Result<Option<Choice<'g, 'i>>, Unsatisfied> {
+        let alternatives: Vec<&Alternative> = group
             .alternatives
             .iter()
             .filter(|alternative| self.applies(alternative))
@@ -629,14 +624,14 @@ impl<'i> Resolver<'i, '_> {
 
     /// Whether `alternative` applies on this architecture with no build
     /// profile active.
-    fn applies(&self, alternative: &DependencyAlternative) -> bool {
+    fn applies(&self, alternative: &Alternative) -> bool {
         architecture_concerned(&alternative.architectures, self.architecture)
             && profiles_hold(&alternative.profiles)
     }
 
     /// Whether a selected package meets `alternative`, itself or through its
     /// `Provides`.
-    fn satisfied(&self, alternative: &DependencyAlternative) -> bool {
+    fn satisfied(&self, alternative: &Alternative) -> bool {
         if let Some(&position) = self.by_name.get(alternative.package.as_str()) {
             let package = self.selected[position].package;
             if version_meets(alternative.version.as_ref(), &package.version)
@@ -660,10 +655,7 @@ impl<'i> Resolver<'i, '_> {
 
     /// Unselected packages that would meet `alternative`, best first: the
     /// real package at its newest suitable version, then providers.
-    fn candidates(
-        &self,
-        alternative: &DependencyAlternative,
-    ) -> Result<Vec<&'i Package>, Unsatisfied> {
+    fn candidates(&self, alternative: &Alternative) -> Result<Vec<&'i Package>, Unsatisfied> {
         let name = alternative.package.as_str();
         let constraint = alternative.version.as_ref();
         let mut found = Vec::new();
@@ -811,7 +803,7 @@ impl<'i> Resolver<'i, '_> {
     /// Whether `package` meets the `:qualifier` of `alternative`, as dpkg's
     /// `deparchsatisfied` decides for a single-architecture system, where
     /// every package is of the native architecture or `all`.
-    fn qualifier_matches(&self, alternative: &DependencyAlternative, package: &Package) -> bool {
+    fn qualifier_matches(&self, alternative: &Alternative, package: &Package) -> bool {
         match alternative.arch_qualifier.as_deref() {
             None | Some("native") => true,
             Some("any") => package.multi_arch == MultiArch::Allowed,
@@ -882,7 +874,7 @@ impl<'i> Resolver<'i, '_> {
     fn forbidden<'s>(
         &'s self,
         package: &'s Package,
-        alternative: &'s DependencyAlternative,
+        alternative: &'s Alternative,
     ) -> impl Iterator<Item = usize> + 's {
         // dpkg: `:any` on a negative relation matches every architecture.
         let matches_architecture = move |other: &Package| {
@@ -929,7 +921,7 @@ impl<'i> Resolver<'i, '_> {
 
 /// How the chain shows a dependency: as written, plus the provider when a
 /// virtual name was met by another package.
-fn via_text(alternative: &DependencyAlternative, package: &Package) -> String {
+fn via_text(alternative: &Alternative, package: &Package) -> String {
     if alternative.package == package.name {
         alternative.to_string()
     } else {
@@ -958,7 +950,7 @@ fn priority_rank(priority: Option<Priority>) -> (bool, Option<Priority>) {
 
 /// dpkg's `arch_is_concerned` (Dpkg::Deps::Simple): whether an `[arch …]`
 /// list lets the alternative apply on `architecture`.
-fn architecture_concerned(terms: &[Restriction], architecture: &str) -> bool {
+fn architecture_concerned(terms: &[RestrictionTerm], architecture: &str) -> bool {
     if terms.is_empty() {
         return true;
     }
@@ -979,7 +971,7 @@ fn architecture_concerned(terms: &[Restriction], architecture: &str) -> bool {
 
 /// With no build profile active, a `<…>` group holds when all its terms are
 /// negated, and the formula holds when any group does.
-fn profiles_hold(groups: &[Vec<Restriction>]) -> bool {
+fn profiles_hold(groups: &[Vec<RestrictionTerm>]) -> bool {
     groups.is_empty()
         || groups
             .iter()

@@ -44,10 +44,10 @@ pub enum EssentialError {
 }
 
 /// What one locked package contributes to the choice.
-struct Facts<'t> {
+struct Facts {
     seed: bool,
     /// Each dependency's alternatives, by package name.
-    depends: Vec<Vec<&'t str>>,
+    depends: Vec<Vec<String>>,
 }
 
 /// The locked packages to unpack first, in lock order, from the locked
@@ -56,9 +56,9 @@ struct Facts<'t> {
 pub fn essential_set<'p, 'l>(
     paragraphs: &'p [LockedParagraph<'l>],
 ) -> Result<Vec<&'p LockedParagraph<'l>>, EssentialError> {
-    let mut facts: HashMap<&str, Facts<'_>> = HashMap::new();
+    let mut facts: HashMap<&str, Facts> = HashMap::new();
     // Real package names and the names they provide, to the locked package.
-    let mut providers: HashMap<&str, &str> = HashMap::new();
+    let mut providers: HashMap<String, &str> = HashMap::new();
     for LockedParagraph { package, text, .. } in paragraphs {
         let invalid = |message: String| EssentialError::Invalid {
             package: package.name.clone(),
@@ -104,7 +104,7 @@ pub fn essential_set<'p, 'l>(
     }
     // A real package always wins over a provider of the same name.
     for LockedParagraph { package, .. } in paragraphs {
-        providers.insert(package.name.as_str(), package.name.as_str());
+        providers.insert(package.name.clone(), package.name.as_str());
     }
 
     let mut chosen: BTreeSet<&str> = BTreeSet::new();
