@@ -750,12 +750,7 @@ const REAL_PACKAGES: [&str; 3] = ["sensible-utils", "netbase", "architecture-pro
 fn real_debs() -> &'static [PathBuf] {
     static DEBS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     DEBS.get_or_init(|| {
-        let cache = std::env::var_os("KILN_TEST_CACHE")
-            .map_or_else(
-                || std::env::temp_dir().join("kiln-test-cache"),
-                PathBuf::from,
-            )
-            .join("apt-repo-debs");
+        let cache = crate::common::test_cache().join("apt-repo-debs");
         std::fs::create_dir_all(&cache).expect("create the deb cache");
         let cached = |package: &str| {
             std::fs::read_dir(&cache)

@@ -53,16 +53,17 @@ pub fn files_with_extension(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     found
 }
 
+/// The tests' cache outside the clone, reused between runs:
+/// `KILN_TEST_CACHE`, or where `scripts/install-test-deps` puts it.
+pub fn test_cache() -> PathBuf {
+    std::env::var_os("KILN_TEST_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/kiln-test"), PathBuf::from)
+}
+
 /// A kiln cache shared by the tests that only read from it, so the mirror
-/// is asked for each file once per run of the suite (under
-/// `KILN_TEST_CACHE`, outside the clone, reused between runs).
+/// is asked for each file once per run of the suite (in [`test_cache`]).
 pub fn shared_cache() -> PathBuf {
-    let dir = std::env::var_os("KILN_TEST_CACHE")
-        .map_or_else(
-            || std::env::temp_dir().join("kiln-test-cache"),
-            PathBuf::from,
-        )
-        .join("kiln-cache");
+    let dir = test_cache().join("kiln-cache");
     std::fs::create_dir_all(&dir).expect("create the shared cache");
     dir
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::common::{committed_schema, kiln, repo, repo_path};
+use crate::common::{committed_schema, kiln, repo, repo_path, test_cache};
 
 /// What the server answered, by case name: completion labels, or the hover
 /// text as a one-element list.
@@ -58,11 +58,7 @@ fn yaml_language_server() -> Result<PathBuf, String> {
                        $KILN_TEST_CACHE/npm/node_modules/.bin/yaml-language-server";
     // Without the variable, the place scripts/install-test-deps uses.
     let path = std::env::var_os("KILN_YAML_LANGUAGE_SERVER").map_or_else(
-        || {
-            std::env::var_os("KILN_TEST_CACHE")
-                .map_or_else(|| PathBuf::from("/var/cache/kiln-test"), PathBuf::from)
-                .join("npm/node_modules/.bin/yaml-language-server")
-        },
+        || test_cache().join("npm/node_modules/.bin/yaml-language-server"),
         PathBuf::from,
     );
     if !path.is_file() {
