@@ -1,10 +1,13 @@
 //! kiln's built-in elements, unpacked where the search path can find
-//! them.
+//! them, and what `kiln elements` says about the elements a search path
+//! holds.
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use crate::failure::Failure;
-use crate::plan;
+use crate::manifest::ElementName;
+use crate::plan::{self, PhaseName, SearchPath};
 
 /// kiln's built-in elements, embedded in the binary and unpacked into the
 /// cache directory (or, without one, the temporary directory) on first use.
@@ -12,4 +15,199 @@ pub fn builtin_elements() -> Result<PathBuf, Failure> {
     let base = crate::cache::Cache::default_dir()
         .unwrap_or_else(|_| std::env::temp_dir().join(format!("kiln-{}", nix::unistd::geteuid())));
     plan::unpack_builtin_elements(&base).map_err(Failure::internal)
+}
+
+/// The lines of a file such as `element-deps`, without comments.
+fn names_in(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// `kiln elements list`: every element the search path holds, one a line,
+/// with its directory, what it provides and how many others it hides.
+pub fn list(search: &SearchPath) -> String {
+    let elements = search.list();
+    if elements.is_empty() {
+        return format!(
+            "no elements on the search path ({})\n",
+            search
+                .dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let width = elements
+        .iter()
+        .map(|e| e.name.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for element in elements {
+        let provides = names_in(&element.dir.join("element-provides"));
+        let mut line = format!(
+            "{:<width$}  {}",
+            element.name.as_str(),
+            element.dir.display()
+        );
+        if !provides.is_empty() {
+            line.push_str(&format!("  (provides {})", provides.join(", ")));
+        }
+        if !element.shadows.is_empty() {
+            line.push_str(&format!("  (hides {} other)", element.shadows.len()));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `kiln elements show NAME`: where the element is, what it depends on and
+/// provides, its `element.yaml`, and each phase's hooks (what runs, and
+/// what sits beside the hooks as data).
+pub fn show(search: &SearchPath, name: &str) -> Result<String, Failure> {
+    let parsed: ElementName = name.parse().map_err(|e: crate::manifest::ValueError| {
+        Failure::user(miette::miette!(help = e.help, "{}", e.message))
+    })?;
+    let Some(element) = search.find(&parsed) else {
+        let names: Vec<String> = search.list().iter().map(|e| e.name.to_string()).collect();
+        let closest = names
+            .iter()
+            .map(|n| (strsim::jaro_winkler(n, name), n))
+            .filter(|(score, _)| *score >= 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, n)| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        return Err(Failure::user(miette::miette!(
+            help = format!(
+                "{closest}`kiln elements list` shows the elements on the search path; add directories with --elements-path"
+            ),
+            "no element called `{name}`"
+        )));
+    };
+    let dir = &element.dir;
+    let mut out = format!("{}\n  directory: {}\n", element.name, dir.display());
+    if let Ok(hash) = plan::tree_hash(dir) {
+        out.push_str(&format!("  tree: {hash}\n"));
+    }
+    for shadow in &element.shadows {
+        out.push_str(&format!("  hides: {}\n", shadow.display()));
+    }
+    for (label, file) in [
+        ("depends on", "element-deps"),
+        ("provides", "element-provides"),
+    ] {
+        let names = names_in(&dir.join(file));
+        if !names.is_empty() {
+            out.push_str(&format!("  {label}: {}\n", names.join(", ")));
+        }
+    }
+    for file in [
+        "package-installs.yaml",
+        "package-installs.json",
+        "pkg-map",
+        "README.rst",
+        "README.md",
+    ] {
+        if dir.join(file).is_file() {
+            out.push_str(&format!("  has: {file}\n"));
+        }
+    }
+    out.push_str(&element_yaml_lines(dir));
+    let dirs = std::iter::once("environment.d").chain(PhaseName::ALL.iter().map(|p| p.dir_name()));
+    for sub in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        // What runs (as the plan decides: executable, a run-parts name)
+        // and what sits beside it as data for the scripts.
+        let mut scripts = Vec::new();
+        let mut data = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let executable = std::fs::metadata(entry.path())
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if sub == "environment.d" || (executable && plan::is_run_parts_name(&name)) {
+                scripts.push(name);
+            } else {
+                data.push(name);
+            }
+        }
+        data.sort();
+        scripts.sort_by(|a, b| plan::run_parts_order(a, b));
+        let place = PhaseName::from_dir_name(sub)
+            .map(|p| {
+                if p.in_chroot() {
+                    " (in the chroot)"
+                } else {
+                    " (on the host)"
+                }
+            })
+            .unwrap_or("");
+        if !scripts.is_empty() {
+            out.push_str(&format!("  {sub}{place}: {}\n", scripts.join(", ")));
+        }
+        if !data.is_empty() {
+            out.push_str(&format!(
+                "  {sub}, not run (not executable, or not a hook name): {}\n",
+                data.join(", ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// What the element's `element.yaml` declares: description, dependencies,
+/// packages and parameters (with type, default or `required`, and the
+/// variable the hooks read).
+fn element_yaml_lines(dir: &Path) -> String {
+    let yaml = match plan::read_element_yaml(dir) {
+        Ok(Some(yaml)) => yaml,
+        Ok(None) => return String::new(),
+        Err(e) => return format!("  element.yaml: not valid: {e}\n"),
+    };
+    let mut out = String::new();
+    if let Some(description) = &yaml.description {
+        out.push_str(&format!("  description: {}\n", description.trim()));
+    }
+    let list = |items: Vec<String>| items.join(", ");
+    if !yaml.dependencies.is_empty() {
+        let names = yaml.dependencies.iter().map(|d| d.value.to_string());
+        out.push_str(&format!(
+            "  depends on (element.yaml): {}\n",
+            list(names.collect())
+        ));
+    }
+    if !yaml.packages.is_empty() {
+        let names = yaml.packages.iter().map(|p| p.value.clone());
+        out.push_str(&format!("  installs: {}\n", list(names.collect())));
+    }
+    for (name, param) in yaml.parameters.iter().flatten() {
+        let mut kind = param.kind.value.to_string();
+        if !param.values.is_empty() {
+            let values = param.values.iter().map(|v| v.value.0.clone());
+            kind.push_str(&format!(" of {}", list(values.collect())));
+        }
+        if let Some(default) = &param.default {
+            kind.push_str(&format!(", default `{}`", default.value.0));
+        } else if param.required.value {
+            kind.push_str(", required");
+        }
+        let mut line = format!(
+            "  parameter {} ({kind}) -> ${}",
+            name.value,
+            param.env_name(&name.value)
+        );
+        if let Some(description) = &param.description {
+            line.push_str(&format!(": {}", description.trim()));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }

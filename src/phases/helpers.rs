@@ -5,8 +5,9 @@
 //! the image with it); `pkg-map` reads each element's map as the plan
 //! flattened it for the target, and `install-packages` refuses a package
 //! the lock does not pin. Outside the chroot, hooks get a `sudo` that runs
-//! the command as it is (kiln is root already), and the shell functions
-//! `disk-image-create` exports (`get_image_element_array`).
+//! the command as it is (kiln is root already), the shell functions
+//! `disk-image-create` exports (`get_image_element_array`), and in `_LIB`
+//! kiln's `img-functions` (`select_boot_kernel_initrd`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -24,6 +25,10 @@ const IN_CHROOT: &[(&str, &str)] = &[
 ];
 
 const SUDO: &str = include_str!("helpers/sudo");
+
+/// kiln's stand-in for DIB's `lib/img-functions`, found by outside hooks
+/// through `_LIB` as DIB's are.
+pub(super) const IMG_FUNCTIONS: &str = include_str!("helpers/img-functions");
 
 /// Writes the in-chroot helpers below `hooks/kiln`: `bin/` (the
 /// commands), `pkg-map/<element>` (name, tab, mapped names), and
@@ -49,9 +54,11 @@ pub(super) fn write_in_chroot(hooks: &Path, plan: &Plan, locked: &[String]) -> s
     std::fs::write(kiln.join("locked-packages"), names)
 }
 
-/// Writes the outside-the-chroot helpers (`sudo`) into `dir`.
+/// Writes the outside-the-chroot helpers into `dir`: `sudo`, and
+/// `img-functions` (`_LIB` names `dir`).
 pub(super) fn write_outside(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("img-functions"), IMG_FUNCTIONS)?;
     write_executable(&dir.join("sudo"), SUDO)
 }
 

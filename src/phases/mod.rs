@@ -542,6 +542,7 @@ fn outside_environment(
         "PATH".to_string(),
         format!("{}:{}", host_bin.display(), chroot::CHROOT_PATH),
     ));
+    env.push(("_LIB".to_string(), host_bin.display().to_string()));
     env.extend(helpers::exported_functions(plan));
     env
 }
@@ -845,6 +846,46 @@ mod tests {
             step_names(&files, PhaseName::PostInstall),
             ["00-package-installs", "01-after", "96-late"]
         );
+    }
+
+    #[test]
+    fn img_functions_select_the_newest_kernel_and_its_initramfs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let boot = root.path().join("boot");
+        std::fs::create_dir(&boot).expect("mkdir");
+        for name in [
+            "vmlinuz-6.1.0-9-amd64",
+            "vmlinuz-6.1.0-10-amd64",
+            "initrd.img-6.1.0-9-amd64",
+            "initrd.img-6.1.0-10-amd64",
+            "config-6.1.0-10-amd64",
+        ] {
+            std::fs::write(boot.join(name), "").expect("write");
+        }
+        let script = format!(
+            "{}\nselect_boot_kernel_initrd \"$1\"\necho \"$KERNEL $RAMDISK\"",
+            helpers::IMG_FUNCTIONS
+        );
+        #[allow(clippy::disallowed_methods)]
+        let output = std::process::Command::new("bash")
+            .args(["-euc", &script, "test"])
+            .arg(root.path())
+            .output()
+            .expect("bash runs");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "vmlinuz-6.1.0-10-amd64 initrd.img-6.1.0-10-amd64\n",
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::remove_file(boot.join("initrd.img-6.1.0-10-amd64")).expect("rm");
+        #[allow(clippy::disallowed_methods)]
+        let output = std::process::Command::new("bash")
+            .args(["-euc", &script, "test"])
+            .arg(root.path())
+            .output()
+            .expect("bash runs");
+        assert!(!output.status.success(), "a kernel without initramfs fails");
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn numeric_prefix(name: &str) -> Numeric<'_> {
 
 /// Whether `dib-run-parts` would consider a script name (its default
 /// `RUN_PARTS_REGEX`, `^[0-9A-Za-z_-]+$`).
-fn is_run_parts_name(name: &str) -> bool {
+pub fn is_run_parts_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

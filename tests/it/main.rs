@@ -17,6 +17,7 @@ mod build;
 mod committed_lock;
 mod common;
 mod corpus;
+mod dib_elements;
 mod docs;
 mod editor;
 mod element_yaml;

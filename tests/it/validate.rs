@@ -222,6 +222,13 @@ fn elements_are_listed_and_shown_from_the_search_path() {
         stdout.contains("install.d (in the chroot): 9-fixture-app-early, 50-fixture-app-install"),
         "scripts in dib-run-parts order: {stdout}"
     );
+    assert!(
+        stdout.contains(
+            "install.d, not run (not executable, or not a hook name): \
+             60-not-executable, 70-bad.sh, fixture-app-helper.sh, fixture-app.conf"
+        ),
+        "what does not run is listed apart: {stdout}"
+    );
     assert!(stdout.contains("root.d (on the host)"), "{stdout}");
 
     let output = kiln()
