@@ -67,6 +67,25 @@ pub fn list(search: &SearchPath) -> String {
     out
 }
 
+/// DIB's per-element conventions: a file or directory, the element that
+/// acts on it, and what that element does with it.
+const DIB_CONVENTIONS: &[(&str, &str, &str)] = &[
+    (
+        "package-installs.yaml",
+        "package-installs",
+        "packages installed and removed",
+    ),
+    (
+        "package-installs.json",
+        "package-installs",
+        "packages installed and removed",
+    ),
+    ("pkg-map", "pkg-map", "package names mapped"),
+    ("bin", "install-bin", "installed into /usr/local/bin"),
+    ("static", "install-static", "copied into the image"),
+    ("init-scripts", "dib-init-system", "systemd units installed"),
+];
+
 /// `kiln elements show NAME`: where the element is, what it depends on and
 /// provides, its `element.yaml`, and each phase's hooks (what runs, and
 /// what sits beside the hooks as data).
@@ -95,8 +114,19 @@ pub fn show(search: &SearchPath, name: &str) -> Result<String, Failure> {
     if let Ok(hash) = plan::tree_hash(dir) {
         out.push_str(&format!("  tree: {hash}\n"));
     }
+    if search.is_builtin(dir) {
+        out.push_str("  kiln's own element\n");
+    }
     for shadow in &element.shadows {
-        out.push_str(&format!("  hides: {}\n", shadow.display()));
+        if search.is_builtin(shadow) {
+            out.push_str(&format!(
+                "  hides: kiln's own `{}` ({}), which builds with this search path do not use\n",
+                element.name,
+                shadow.display()
+            ));
+        } else {
+            out.push_str(&format!("  hides: {}\n", shadow.display()));
+        }
     }
     for (label, file) in [
         ("depends on", "element-deps"),
@@ -107,16 +137,33 @@ pub fn show(search: &SearchPath, name: &str) -> Result<String, Failure> {
             out.push_str(&format!("  {label}: {}\n", names.join(", ")));
         }
     }
-    for file in [
-        "package-installs.yaml",
-        "package-installs.json",
-        "pkg-map",
-        "README.rst",
-        "README.md",
-    ] {
+    for file in ["README.rst", "README.md"] {
         if dir.join(file).is_file() {
             out.push_str(&format!("  has: {file}\n"));
         }
+    }
+    // The files and directories of DIB's conventions, and the element that
+    // acts on them in a build with this search path: kiln's own
+    // implementation, or the one that hides it.
+    for (file, handler, what) in DIB_CONVENTIONS {
+        if !dir.join(file).exists() {
+            continue;
+        }
+        let by = handler
+            .parse::<ElementName>()
+            .ok()
+            .and_then(|name| search.find(&name))
+            .map_or_else(
+                || format!("no `{handler}` on the search path, so nothing does"),
+                |found| {
+                    if search.is_builtin(&found.dir) {
+                        format!("kiln's own `{handler}`")
+                    } else {
+                        format!("`{handler}` from {}", found.dir.display())
+                    }
+                },
+            );
+        out.push_str(&format!("  has: {file} ({what} by {by})\n"));
     }
     out.push_str(&element_yaml_lines(dir));
     let dirs = std::iter::once("environment.d").chain(PhaseName::ALL.iter().map(|p| p.dir_name()));

@@ -2,7 +2,10 @@
 //! bootstrapped root tree, phase by phase, as diskimage-builder does.
 //!
 //! The plan already decided which scripts run and in what order; this stage
-//! only executes them. In-chroot phases get their scripts and every
+//! executes them, and, as `dib-run-parts` would, also what an earlier hook
+//! added to an in-chroot phase's directory of the hooks tree (DIB's
+//! `install-types` links scripts into `install.d` at `extra-data.d`), in
+//! its place by name. In-chroot phases get their scripts and every
 //! `environment.d` file copied into the tree under [`HOOKS_DIR`] (DIB's
 //! `/tmp/in_target.d`), DIB's helper commands first on `PATH`
 //! ([`helpers`]), the kernel filesystems mounted and the build-time
@@ -188,11 +191,28 @@ fn run_each_phase(
     let root = run.root;
     let mut timings = Vec::new();
     let element_files = hooks.element_files.clone();
-    for phase in plan.phases.iter().filter(|p| {
-        !p.scripts.is_empty()
-            || (p.name == PhaseName::Install && !element_files.is_empty())
-            || (p.in_chroot && plan.phase_packages(p.name).is_some())
-    }) {
+    for phase in &plan.phases {
+        // Read when the phase comes: an earlier phase's hook may have
+        // added scripts to it.
+        let added = if phase.in_chroot {
+            hooks.added(plan, phase.name)
+        } else {
+            Vec::new()
+        };
+        let runs = !phase.scripts.is_empty()
+            || !added.is_empty()
+            || (phase.name == PhaseName::Install && !element_files.is_empty())
+            || (phase.in_chroot && plan.phase_packages(phase.name).is_some());
+        if !runs {
+            continue;
+        }
+        for script in &added {
+            let _ = writeln!(
+                log,
+                "kiln: {}/{} was added by an earlier hook; it runs as element {}'s",
+                phase.name, script.name, script.element
+            );
+        }
         if phase.name == PhaseName::BlockDevice {
             let _ = writeln!(
                 log,
@@ -208,7 +228,7 @@ fn run_each_phase(
             } else {
                 &[]
             };
-            run_in_chroot_phase(plan, phase, run, before, log)?;
+            run_in_chroot_phase(plan, phase, &added, run, before, log)?;
         } else {
             let env = outside_environment(plan, run, &hooks.host_path, host_bin);
             for script in &phase.scripts {
@@ -253,6 +273,7 @@ fn unmount_left_behind(
 fn run_in_chroot_phase(
     plan: &Plan,
     phase: &Phase,
+    added: &[Script],
     run: &PhaseRun<'_>,
     before: &[Vec<String>],
     log: &mut dyn Write,
@@ -284,7 +305,7 @@ fn run_in_chroot_phase(
             .check()
             .map_err(|source| chroot_error(phase.name, source))?;
     }
-    for step in steps(plan, phase) {
+    for step in steps(plan, phase, added) {
         let (argv, script) = match step {
             Step::Script(script) => {
                 let path = in_tree.join(phase.name.dir_name()).join(&script.name);
@@ -350,11 +371,13 @@ enum Step<'a> {
     },
 }
 
-/// The phase's scripts with its package steps placed among them by name.
-fn steps<'a>(plan: &Plan, phase: &'a Phase) -> Vec<Step<'a>> {
+/// The phase's scripts, and those a hook `added`, with its package steps
+/// placed among them by name.
+fn steps<'a>(plan: &Plan, phase: &'a Phase, added: &'a [Script]) -> Vec<Step<'a>> {
     let mut steps: Vec<(String, Step<'a>)> = phase
         .scripts
         .iter()
+        .chain(added)
         .map(|s| (s.name.clone(), Step::Script(s)))
         .collect();
     if let Some(packages) = plan.phase_packages(phase.name) {
@@ -557,6 +580,9 @@ struct HooksTree {
     /// Commands that install elements' `bin/` and `static/` files, run in
     /// the chroot at the start of `install.d`.
     element_files: Vec<Vec<String>>,
+    /// Each in-chroot phase directory's entries as the plan filled it, so
+    /// that what a hook adds later is told apart ([`HooksTree::added`]).
+    planned: Vec<(PhaseName, Vec<std::ffi::OsString>)>,
 }
 
 impl HooksTree {
@@ -588,9 +614,16 @@ impl HooksTree {
             source,
         })?;
         let element_files = copy_element_files(root, plan, &host_path)?;
+        let planned = plan
+            .phases
+            .iter()
+            .filter(|p| p.in_chroot)
+            .map(|p| (p.name, entry_names(&host_path.join(p.name.dir_name()))))
+            .collect();
         Ok(HooksTree {
             host_path,
             element_files,
+            planned,
         })
     }
 
@@ -600,6 +633,76 @@ impl HooksTree {
             source,
         })
     }
+
+    /// The scripts an earlier hook added to `phase`'s directory of the
+    /// hooks tree, as DIB's `install-types` does at `extra-data.d` (it
+    /// links `install.d/<prefix>-<type>-install/*` into `install.d`):
+    /// DIB's `dib-run-parts` runs whatever the directory holds when the
+    /// phase starts, so kiln does too. Each is named after the element
+    /// whose `<phase>.d/<subdir>/` it points into, else the first element
+    /// with an `extra-data.d` hook.
+    fn added(&self, plan: &Plan, phase: PhaseName) -> Vec<Script> {
+        let Some((_, planned)) = self.planned.iter().find(|(name, _)| *name == phase) else {
+            return Vec::new();
+        };
+        let dir = self.host_path.join(phase.dir_name());
+        let mut added: Vec<Script> = entry_names(&dir)
+            .into_iter()
+            .filter(|name| !planned.contains(name))
+            .filter_map(|name| {
+                let name = name.into_string().ok()?;
+                let path = dir.join(&name);
+                let runs = std::fs::metadata(&path).is_ok_and(|m| {
+                    m.is_file()
+                        && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                });
+                (runs && crate::plan::is_run_parts_name(&name)).then(|| Script {
+                    element: added_by(plan, phase, &path),
+                    name,
+                    path,
+                })
+            })
+            .collect();
+        added.sort_by(|a, b| run_parts_order(&a.name, &b.name));
+        added
+    }
+}
+
+/// The names in `dir` (none when it cannot be read).
+fn entry_names(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// The element a script added to `phase`'s directory belongs to: the one
+/// whose `<phase>.d/` holds the subdirectory a relative link points into
+/// (`74-nova -> nova-package-install/74-nova`), else the first element
+/// with an `extra-data.d` hook, else the plan's first element.
+fn added_by(plan: &Plan, phase: PhaseName, path: &Path) -> crate::manifest::ElementName {
+    let subdir = std::fs::read_link(path).ok().and_then(|target| {
+        target
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_os_string())
+    });
+    let owner = subdir.and_then(|subdir| {
+        plan.elements
+            .iter()
+            .find(|e| e.dir.join(phase.dir_name()).join(&subdir).is_dir())
+    });
+    let extra_data = || {
+        plan.phases
+            .iter()
+            .find(|p| p.name == PhaseName::ExtraData)
+            .and_then(|p| p.scripts.first())
+            .and_then(|s| plan.elements.iter().find(|e| e.name == s.element))
+    };
+    owner
+        .or_else(extra_data)
+        .or_else(|| plan.elements.first())
+        .map(|e| e.name.clone())
+        .unwrap_or_else(|| "unknown".parse().expect("a valid element name"))
 }
 
 /// What of an element DIB leaves out of the hooks tree: its tests, Python
@@ -778,9 +881,9 @@ fn copy(from: &Path, to: &Path) -> Result<(), PhaseError> {
 mod tests {
     use super::*;
 
-    /// The order of one phase's steps, by name, for a plan of one element
-    /// made of `files` (path, text).
-    fn step_names(files: &[(&str, &str)], phase: PhaseName) -> Vec<String> {
+    /// A plan of one element, `dibby`, made of `files` (path, text); the
+    /// directory holding it lives as long as the plan is used.
+    fn plan_of(files: &[(&str, &str)]) -> (tempfile::TempDir, Plan) {
         let dir = tempfile::tempdir().expect("tempdir");
         for (path, text) in files {
             let path = dir.path().join("dibby").join(path);
@@ -801,16 +904,73 @@ mod tests {
         let search =
             crate::plan::SearchPath::from_parts(&[dir.path().to_path_buf()], None, empty.path());
         let plan = crate::plan::plan(&manifest, &search).expect("plans");
-        let Some(phase) = plan.phases.iter().find(|p| p.name == phase) else {
-            return Vec::new();
-        };
-        steps(&plan, phase)
+        (dir, plan)
+    }
+
+    fn names(steps: Vec<Step<'_>>) -> Vec<String> {
+        steps
             .into_iter()
             .map(|step| match step {
                 Step::Script(script) => script.name.clone(),
                 Step::Packages { name, .. } => name.to_string(),
             })
             .collect()
+    }
+
+    /// The order of one phase's steps, by name, for a plan of one element
+    /// made of `files` (path, text).
+    fn step_names(files: &[(&str, &str)], phase: PhaseName) -> Vec<String> {
+        let (_dir, plan) = plan_of(files);
+        let Some(phase) = plan.phases.iter().find(|p| p.name == phase) else {
+            return Vec::new();
+        };
+        names(steps(&plan, phase, &[]))
+    }
+
+    #[test]
+    fn scripts_a_hook_links_into_a_phase_run_there_as_dib_install_types_needs() {
+        let (_dir, plan) = plan_of(&[
+            ("install.d/10-plain", "#!/bin/sh\n"),
+            ("install.d/dibby-package-install/50-typed", "#!/bin/sh\n"),
+            ("install.d/dibby-source-install/50-typed", "#!/bin/sh\n"),
+        ]);
+        let hooks = tempfile::tempdir().expect("hooks");
+        let install = hooks.path().join("install.d");
+        std::fs::create_dir(&install).expect("mkdir");
+        std::fs::write(install.join("10-plain"), "#!/bin/sh\n").expect("write");
+        for kind in ["package", "source"] {
+            let typed = install.join(format!("dibby-{kind}-install"));
+            std::fs::create_dir(&typed).expect("mkdir");
+            std::fs::write(typed.join("50-typed"), "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(
+                typed.join("50-typed"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .expect("chmod");
+        }
+        let tree = HooksTree {
+            host_path: hooks.path().to_path_buf(),
+            element_files: Vec::new(),
+            planned: vec![(PhaseName::Install, entry_names(&install))],
+        };
+        assert_eq!(tree.added(&plan, PhaseName::Install), Vec::new());
+
+        // What install-types does at extra-data.d for DIB_INSTALLTYPE_dibby=package.
+        std::os::unix::fs::symlink("dibby-package-install/50-typed", install.join("50-typed"))
+            .expect("link");
+        // Data beside the hooks is not a script.
+        std::fs::write(install.join("notes.txt"), "").expect("write");
+        let added = tree.added(&plan, PhaseName::Install);
+        assert_eq!(added.len(), 1, "{added:?}");
+        assert_eq!(added[0].name, "50-typed");
+        assert_eq!(added[0].element.as_str(), "dibby");
+
+        let phase = plan
+            .phases
+            .iter()
+            .find(|p| p.name == PhaseName::Install)
+            .expect("install.d");
+        assert_eq!(names(steps(&plan, phase, &added)), ["10-plain", "50-typed"]);
     }
 
     #[test]

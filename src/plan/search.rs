@@ -23,6 +23,8 @@ pub const DIB_ELEMENTS_PATH_VAR: &str = "ELEMENTS_PATH";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchPath {
     dirs: Vec<PathBuf>,
+    /// kiln's built-in directory (absolute), also in `dirs`.
+    builtin: PathBuf,
 }
 
 /// One element found on the search path.
@@ -48,7 +50,8 @@ impl SearchPath {
         if let Some(list) = env {
             dirs.extend(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
         }
-        dirs.push(builtin.to_path_buf());
+        let builtin = std::path::absolute(builtin).unwrap_or_else(|_| builtin.to_path_buf());
+        dirs.push(builtin.clone());
         // Absolute: outside-chroot hooks run, and source their
         // `environment.d` files, from other working directories.
         for dir in &mut dirs {
@@ -67,7 +70,7 @@ impl SearchPath {
                 true
             }
         });
-        SearchPath { dirs }
+        SearchPath { dirs, builtin }
     }
 
     /// Builds the path as [`SearchPath::from_parts`] does, reading the
@@ -78,6 +81,11 @@ impl SearchPath {
             .or_else(|_| std::env::var(DIB_ELEMENTS_PATH_VAR))
             .ok();
         Self::from_parts(cli, env.as_deref(), builtin)
+    }
+
+    /// Whether `element_dir` is one of kiln's built-in elements.
+    pub fn is_builtin(&self, element_dir: &Path) -> bool {
+        element_dir.parent() == Some(self.builtin.as_path())
     }
 
     /// The directories searched, first (winning) to last.

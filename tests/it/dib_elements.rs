@@ -70,6 +70,8 @@ impl Group {
                 ("DIB_CLOUD_INIT_ALLOW_SSH_PWAUTH", "yes".to_string()),
                 ("DIB_CLOUD_INIT_GROWPART_DEVICES", "['/']".to_string()),
                 ("DIB_MODPROBE_BLACKLIST", "floppy".to_string()),
+                // The probe's install type (install-types' variable).
+                ("DIB_INSTALLTYPE_kiln_matrix_probe", "package".to_string()),
             ],
             Group::B => vec![
                 (
@@ -201,7 +203,7 @@ const MATRIX: &[Row] = &[
     ),
     kiln_own(
         "base",
-        "kiln's `base` (DIB's dependencies: `dib-init-system`, `install-types`, `pkg-map`, `install-bin`)",
+        "kiln's `base` brings `dib-init-system`, `install-bin`, `install-static`, `package-installs` and `pkg-map`; DIB's also brings `install-types`, which DIB's elements with install-type directories name themselves",
     ),
     kiln_own(
         "block-device-efi",
@@ -309,7 +311,7 @@ const MATRIX: &[Row] = &[
     not_applicable("debian-upstart", "upstart left Debian with jessie"),
     kiln_own(
         "debootstrap",
-        "kiln bootstraps from the lock itself; kiln's `debootstrap` writes the image's apt sources",
+        "kiln bootstraps from the lock itself; kiln's `debootstrap` writes the image's apt sources and, as DIB's, installs `adduser`, `ca-certificates`, `locales` and `lsb-release` and sets `DIB_DEBOOTSTRAP_DEFAULT_LOCALE` (default `C.UTF-8`) in `/etc/default/locale`",
     ),
     not_applicable("deploy-baremetal", RAMDISK),
     not_applicable("deploy-kexec", RAMDISK),
@@ -440,9 +442,14 @@ const MATRIX: &[Row] = &[
         "install-static",
         "kiln's: every element's `static/` copied over `/` before install.d (DIB's, unchanged, also works: the merged `static/` is in the hooks tree)",
     ),
-    not_yet(
+    runs(
         "install-types",
-        "links the chosen install type's scripts into `$TMP_HOOKS_PATH/install.d` at extra-data.d time; kiln fixes each phase's scripts when it plans, so they do not run (`installtype:` in `package-installs.yaml` works)",
+        Group::A,
+        "with `DIB_INSTALLTYPE_kiln_matrix_probe=package`, the probe's `install.d/kiln-matrix-probe-package-install/` script ran (linked into `install.d` at `extra-data.d`), its `-source-install/` one did not",
+        |b| {
+            contains(b, "var/lib/kiln-matrix-probe/install-type", "package\n")
+                .and_then(|()| lacks(b, "var/lib/kiln-matrix-probe/install-type", "source"))
+        },
     ),
     runs("iscsi-boot", Group::B, "`open-iscsi` installed", |b| {
         package(b, "open-iscsi")
@@ -841,6 +848,27 @@ fn dib_elements_run_unchanged_and_show_their_effect() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
+    // One script per install type, as DIB's elements lay them out for
+    // install-types.
+    for kind in ["package", "source"] {
+        let dir = elements
+            .join(PROBE)
+            .join(format!("install.d/{PROBE}-{kind}-install"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("50-kiln-matrix-probe-type"),
+            format!(
+                "#!/bin/bash\nset -eu\nmkdir -p /var/lib/kiln-matrix-probe\n\
+                 echo {kind} >> /var/lib/kiln-matrix-probe/install-type\n"
+            ),
+        )
+        .expect("write");
+        std::fs::set_permissions(
+            dir.join("50-kiln-matrix-probe-type"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
     std::fs::write(
         scratch.path().join("apt.conf"),
         "Dpkg::Options {\"--force-confold\";}\n",
@@ -1019,4 +1047,113 @@ fn names_starting(b: &Built<'_>, dir: &str, prefix: &str) -> Result<Vec<String>,
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// The marker before the guide's imagefile of a DIB user's command line
+/// (`debian-minimal vm growroot cloud-init-datasources devuser site-sshd`,
+/// with `-p openssh-server,cloud-init,ifupdown,isc-dhcp-client`), which the
+/// test below builds and boots as it is written there.
+const DIB_USER_MARKER: &str = "<!-- dib-user: built and booted by tests/it/dib_elements.rs -->";
+
+/// The imagefile in the fence after [`DIB_USER_MARKER`] in the guide.
+fn dib_user_imagefile() -> String {
+    let guide = std::fs::read_to_string(repo_path(GUIDE)).expect("read the guide");
+    let after = guide
+        .split_once(DIB_USER_MARKER)
+        .unwrap_or_else(|| panic!("{GUIDE} has no `{DIB_USER_MARKER}`"))
+        .1;
+    let body = after
+        .trim_start()
+        .strip_prefix("```yaml")
+        .and_then(|rest| rest.split_once('\n'))
+        .map(|(_, body)| body)
+        .unwrap_or_else(|| panic!("a ```yaml fence follows `{DIB_USER_MARKER}`"));
+    let (imagefile, _) = body
+        .split_once("\n```")
+        .expect("the fence after the DIB user marker is closed");
+    format!("{imagefile}\n")
+}
+
+/// The DIB user's list builds an image that boots and passes every check
+/// of `kiln test`.
+#[test]
+fn a_dib_users_element_list_builds_an_image_that_passes_kiln_test() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let elements = scratch.path().join("elements");
+    std::fs::create_dir(&elements).expect("mkdir");
+    for name in ["growroot", "cloud-init-datasources", "devuser"] {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(dib_elements().join(name))
+            .arg(&elements)
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copy {name}");
+    }
+    let site = elements.join("site-sshd/post-install.d");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(
+        site.join("50-site-sshd"),
+        "#!/bin/bash\nset -eu\nmkdir -p /etc/ssh/sshd_config.d\n\
+         printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' \
+         > /etc/ssh/sshd_config.d/50-site.conf\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        site.join("50-site-sshd"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    // DIB's `debian-minimal` has no sshd, cloud-init or DHCP client (the
+    // imagefile's `packages:`, DIB's `-p`), and Debian's sshd offers
+    // password logins, which `kiln test` refuses and nothing in DIB's list
+    // turns off: `site-sshd` is the small site element a DIB user keeps.
+    std::fs::write(scratch.path().join("imagefile.yaml"), dib_user_imagefile()).expect("write");
+
+    let build = kiln()
+        .current_dir(scratch.path())
+        .arg("build")
+        .arg("--elements-path")
+        .arg(&elements)
+        .arg("--cache-dir")
+        .arg(shared_cache())
+        .output()
+        .expect("kiln runs");
+    assert!(
+        build.status.success(),
+        "the DIB user's list did not build:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+
+    let test = {
+        let _one = crate::common::one_boot_at_a_time();
+        kiln()
+            .current_dir(scratch.path())
+            .arg("test")
+            .output()
+            .expect("kiln runs")
+    };
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    let stderr = String::from_utf8_lossy(&test.stderr);
+    assert!(
+        test.status.success() && !stdout.contains('✗'),
+        "kiln test failed on the DIB user's image:\n{stdout}\n{stderr}"
+    );
+    for check in [
+        "✓ boots, and `debian` logs in over ssh with the key from the seed (",
+        "✓ systemd reaches `running` with no failed unit (",
+        "✓ ssh refuses password logins (",
+        "✓ the root filesystem fills the disk (",
+        "✓ `cloudimg-rootfs` is mounted at `/` (",
+        "✓ sshd's host keys were made on this machine, not taken from the image (",
+    ] {
+        assert!(
+            stdout.contains(check),
+            "kiln test did not report `{check}`:\n{stdout}"
+        );
+    }
 }

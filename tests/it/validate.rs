@@ -239,3 +239,34 @@ fn elements_are_listed_and_shown_from_the_search_path() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `fixture-app`?"));
 }
+
+#[test]
+fn elements_show_says_what_kiln_does_with_a_dib_elements_files() {
+    // An element of DIB's shape under the name of one of kiln's own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let element = dir.path().join("growroot");
+    std::fs::create_dir_all(element.join("static/etc")).expect("mkdir");
+    std::fs::write(element.join("package-installs.yaml"), "growpart:\n").expect("write");
+    let output = kiln()
+        .args(["elements", "show", "growroot", "--elements-path"])
+        .arg(dir.path())
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "  hides: kiln's own `growroot` (",
+        "  has: package-installs.yaml (packages installed and removed by kiln's own `package-installs`)",
+        "  has: static (copied into the image by kiln's own `install-static`)",
+    ] {
+        assert!(stdout.contains(line), "`{line}` missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("kiln's own element"), "{stdout}");
+
+    let output = kiln()
+        .args(["elements", "show", "growroot"])
+        .output()
+        .expect("kiln runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("\n  kiln's own element\n"), "{stdout}");
+}
