@@ -656,8 +656,13 @@ impl HooksTree {
                     m.is_file()
                         && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
                 });
-                (runs && crate::plan::is_run_parts_name(&name)).then(|| Script {
-                    element: added_by(plan, phase, &path),
+                if !(runs && crate::plan::is_run_parts_name(&name)) {
+                    return None;
+                }
+                // A plan with hooks has elements, so there is always one.
+                let element = added_by(plan, phase, &path)?;
+                Some(Script {
+                    element,
                     name,
                     path,
                 })
@@ -678,8 +683,9 @@ fn entry_names(dir: &Path) -> Vec<std::ffi::OsString> {
 /// The element a script added to `phase`'s directory belongs to: the one
 /// whose `<phase>.d/` holds the subdirectory a relative link points into
 /// (`74-nova -> nova-package-install/74-nova`), else the first element
-/// with an `extra-data.d` hook, else the plan's first element.
-fn added_by(plan: &Plan, phase: PhaseName, path: &Path) -> crate::manifest::ElementName {
+/// with an `extra-data.d` hook, else the plan's first element (none only
+/// for a plan without elements).
+fn added_by(plan: &Plan, phase: PhaseName, path: &Path) -> Option<crate::manifest::ElementName> {
     let subdir = std::fs::read_link(path).ok().and_then(|target| {
         target
             .components()
@@ -702,7 +708,6 @@ fn added_by(plan: &Plan, phase: PhaseName, path: &Path) -> crate::manifest::Elem
         .or_else(extra_data)
         .or_else(|| plan.elements.first())
         .map(|e| e.name.clone())
-        .unwrap_or_else(|| "unknown".parse().expect("a valid element name"))
 }
 
 /// What of an element DIB leaves out of the hooks tree: its tests, Python
