@@ -51,6 +51,17 @@ impl Group {
         }
     }
 
+    /// The imagefile's `packages:`: what a group's elements install at
+    /// build time with `install-packages`, which the lock must pin.
+    fn packages(self) -> &'static [&'static str] {
+        match self {
+            // dracut replaces initramfs-tools, which group B's iscsi-boot
+            // runs (`update-initramfs`), as it would under DIB.
+            Group::A => &["dracut", "cryptsetup", "lvm2"],
+            Group::B => &[],
+        }
+    }
+
     /// The imagefile's `environment:`, as a DIB user would export it.
     fn environment(self, scratch: &Path) -> Vec<(&'static str, String)> {
         match self {
@@ -364,9 +375,19 @@ const MATRIX: &[Row] = &[
     ),
     not_applicable("dracut-network", RAMDISK),
     not_applicable("dracut-ramdisk", RAMDISK),
-    not_yet(
+    runs(
         "dracut-regenerate",
-        "installs packages it picks at build time (`install-packages cryptsetup`), which the lock does not pin",
+        Group::A,
+        "with `dracut`, `cryptsetup` and `lvm2` in `packages:` (the lock pins what its `finalise.d` installs with `install-packages`), dracut regenerates the initramfs with its `crypt` and `lvm` modules",
+        |b| {
+            let log = build_log(b)?;
+            for module in ["crypt", "lvm"] {
+                if !log.contains(&format!("dracut: *** Including module: {module} ***")) {
+                    return Err(format!("dracut did not include its `{module}` module"));
+                }
+            }
+            Ok(())
+        },
     ),
     runs(
         "dynamic-login",
@@ -728,10 +749,11 @@ fn render() -> String {
         "Of diskimage-builder {DIB_VERSION}'s {} elements, **{runs} run unchanged** \
          (taken from DIB's wheel, built with kiln, their effect checked in the image), \
          {own} are kiln's own under DIB's name, {not_applicable} do not apply to a Debian \
-         amd64 cloud or VM image, and {not_yet} do not run yet: of the DIB elements that \
+         amd64 cloud or VM image, and {not_yet} {} run yet: of the DIB elements that \
          apply and that kiln does not implement itself, {} % run unchanged.\n\n\
          | element | in kiln | checked, or why not |\n| --- | --- | --- |\n",
         MATRIX.len(),
+        if not_yet == 1 { "does not" } else { "do not" },
         runs_percent()
     );
     for row in MATRIX {
@@ -903,6 +925,9 @@ fn dib_elements_run_unchanged_and_show_their_effect() {
         if group == Group::A {
             yaml.push_str(&format!("  - {PROBE}\n"));
         }
+        if !group.packages().is_empty() {
+            yaml.push_str(&format!("packages: [{}]\n", group.packages().join(", ")));
+        }
         yaml.push_str("outputs: [raw]\nenvironment:\n");
         for (name, value) in group.environment(scratch.path()) {
             yaml.push_str(&format!("  {name}: \"{value}\"\n"));
@@ -949,6 +974,17 @@ fn dib_elements_run_unchanged_and_show_their_effect() {
         "DIB elements that did not run or show their effect:\n{}",
         failures.join("\n")
     );
+}
+
+/// The build's log, beside the image.
+fn build_log(b: &Built<'_>) -> Result<String, String> {
+    let entries = std::fs::read_dir(b.out).map_err(|e| format!("{}: {e}", b.out.display()))?;
+    let log = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with(".build.log"))
+        .ok_or_else(|| format!("no build log in {}", b.out.display()))?;
+    std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))
 }
 
 fn file(b: &Built<'_>, path: &str) -> Result<(), String> {
