@@ -2,7 +2,6 @@
 //! them, and what `kiln elements` says about the elements a search path
 //! holds.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::failure::Failure;
@@ -177,9 +176,7 @@ pub fn show(search: &SearchPath, name: &str) -> Result<String, Failure> {
         let mut data = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let executable = std::fs::metadata(entry.path())
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-            if sub == "environment.d" || (executable && plan::is_run_parts_name(&name)) {
+            if sub == "environment.d" || plan::runs_as_hook(&entry.path(), &name) {
                 scripts.push(name);
             } else {
                 data.push(name);

@@ -652,11 +652,7 @@ impl HooksTree {
             .filter_map(|name| {
                 let name = name.into_string().ok()?;
                 let path = dir.join(&name);
-                let runs = std::fs::metadata(&path).is_ok_and(|m| {
-                    m.is_file()
-                        && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-                });
-                if !(runs && crate::plan::is_run_parts_name(&name)) {
+                if !crate::plan::runs_as_hook(&path, &name) {
                     return None;
                 }
                 // A plan with hooks has elements, so there is always one.

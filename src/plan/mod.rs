@@ -31,7 +31,7 @@ pub use element_yaml::{
     schema as element_schema,
 };
 pub use packages::{PackageRequest, PhasePackages};
-pub use phases::{EnvironmentFile, Phase, PhaseName, Script, is_run_parts_name, run_parts_order};
+pub use phases::{EnvironmentFile, Phase, PhaseName, Script, run_parts_order, runs_as_hook};
 pub use search::{DIB_ELEMENTS_PATH_VAR, Element, KILN_ELEMENTS_PATH_VAR, SearchPath};
 pub use tree_hash::{TreeHashError, tree_hash};
 

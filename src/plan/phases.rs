@@ -188,7 +188,7 @@ fn numeric_prefix(name: &str) -> Numeric<'_> {
 
 /// Whether `dib-run-parts` would consider a script name (its default
 /// `RUN_PARTS_REGEX`, `^[0-9A-Za-z_-]+$`).
-pub fn is_run_parts_name(name: &str) -> bool {
+fn is_run_parts_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -202,6 +202,19 @@ fn is_environment_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Whether `dib-run-parts` runs the file at `path`, called `name`: a
+/// regular file (after following symlinks), executable, with a run-parts
+/// name. The plan picks scripts by this rule; `kiln elements show` and
+/// the phases (for what a hook adds) apply the same.
+pub fn runs_as_hook(path: &Path, name: &str) -> bool {
+    is_run_parts_name(name)
+        && std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && is_executable(&meta))
+}
+
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o111 != 0
 }
 
 /// A regular file (after following symlinks) in one of an element's hook
@@ -239,7 +252,7 @@ fn hook_files(dir: &Path, warnings: &mut Vec<PlanWarning>) -> Result<Vec<HookFil
         files.push(HookFile {
             name,
             path,
-            executable: meta.permissions().mode() & 0o111 != 0,
+            executable: is_executable(&meta),
         });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));

@@ -863,39 +863,25 @@ fn dib_elements_run_unchanged_and_show_their_effect() {
         copy_dib_element(&name, &elements);
     }
     // A probe for what exists only while the phases run.
-    let probe = elements.join(PROBE).join("post-install.d");
-    std::fs::create_dir_all(&probe).expect("mkdir");
-    std::fs::write(
-        probe.join("99-kiln-matrix-probe"),
-        "#!/bin/bash\nset -eu\nmkdir -p /var/lib/kiln-matrix-probe\n\
+    write_hook(
+        &elements
+            .join(PROBE)
+            .join("post-install.d/99-kiln-matrix-probe"),
+        "mkdir -p /var/lib/kiln-matrix-probe\n\
          readlink -f /usr/local/bin/dib-python > /var/lib/kiln-matrix-probe/dib-python || true\n",
-    )
-    .expect("write");
-    std::fs::set_permissions(
-        probe.join("99-kiln-matrix-probe"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    );
     // One script per install type, as DIB's elements lay them out for
     // install-types.
     for kind in ["package", "source"] {
-        let dir = elements
-            .join(PROBE)
-            .join(format!("install.d/{PROBE}-{kind}-install"));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(
-            dir.join("50-kiln-matrix-probe-type"),
-            format!(
-                "#!/bin/bash\nset -eu\nmkdir -p /var/lib/kiln-matrix-probe\n\
+        write_hook(
+            &elements.join(PROBE).join(format!(
+                "install.d/{PROBE}-{kind}-install/50-kiln-matrix-probe-type"
+            )),
+            &format!(
+                "mkdir -p /var/lib/kiln-matrix-probe\n\
                  echo {kind} >> /var/lib/kiln-matrix-probe/install-type\n"
             ),
-        )
-        .expect("write");
-        std::fs::set_permissions(
-            dir.join("50-kiln-matrix-probe-type"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
+        );
     }
     std::fs::write(
         scratch.path().join("apt.conf"),
@@ -980,6 +966,15 @@ fn dib_elements_run_unchanged_and_show_their_effect() {
         "DIB elements that did not run or show their effect:\n{}",
         failures.join("\n")
     );
+}
+
+/// Writes an executable bash hook at `path` (its directories made): `set
+/// -eu`, then `body`.
+fn write_hook(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().expect("a hook has a directory")).expect("mkdir");
+    std::fs::write(path, format!("#!/bin/bash\nset -eu\n{body}")).expect("write");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
 }
 
 /// The build's log, beside the image.
@@ -1130,20 +1125,12 @@ fn a_dib_users_element_list_builds_an_image_that_passes_kiln_test() {
     for name in ["growroot", "cloud-init-datasources", "devuser"] {
         copy_dib_element(name, &elements);
     }
-    let site = elements.join("site-sshd/post-install.d");
-    std::fs::create_dir_all(&site).expect("mkdir");
-    std::fs::write(
-        site.join("50-site-sshd"),
-        "#!/bin/bash\nset -eu\nmkdir -p /etc/ssh/sshd_config.d\n\
+    write_hook(
+        &elements.join("site-sshd/post-install.d/50-site-sshd"),
+        "mkdir -p /etc/ssh/sshd_config.d\n\
          printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' \
          > /etc/ssh/sshd_config.d/50-site.conf\n",
-    )
-    .expect("write");
-    std::fs::set_permissions(
-        site.join("50-site-sshd"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    );
     // DIB's `debian-minimal` has no sshd, cloud-init or DHCP client (the
     // imagefile's `packages:`, DIB's `-p`), and Debian's sshd offers
     // password logins, which `kiln test` refuses and nothing in DIB's list
