@@ -31,6 +31,7 @@
 //! locked file under a new lock format version.
 
 pub mod debian;
+pub mod image;
 
 use std::io::Write;
 use std::path::Path;
