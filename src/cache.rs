@@ -507,6 +507,14 @@ impl BlobWriter {
         self.size
     }
 
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest {
+            sha256: hex::encode(self.hasher.clone().finalize()),
+            size: self.size,
+        }
+    }
+
     /// The temporary file, for error messages.
     pub fn temp_path(&self) -> &Path {
         &self.temp_path

@@ -78,6 +78,7 @@ pub fn fetch(
     cache: &Cache,
     http: &Http,
 ) -> Result<Fetched, FetchError> {
+    let image = fetch_image(lock, cache, http)?;
     let mut digests = Vec::with_capacity(lock.packages.len());
     for package in &lock.packages {
         let digest =
@@ -137,7 +138,52 @@ pub fn fetch(
         return Err(FetchError::Missing { packages: missing });
     }
     fetched.repaired.sort();
+    if let Some(one) = image {
+        match one {
+            One::Cached => fetched.cached += 1,
+            One::Downloaded { repaired } => {
+                fetched.downloaded += 1;
+                fetched.downloaded_bytes += lock.base.image.as_ref().map_or(0, |i| i.size);
+                if repaired {
+                    fetched.repaired.push(IMAGE.to_string());
+                }
+            }
+        }
+    }
     Ok(fetched)
+}
+
+/// How a fetch names the base image among the packages.
+const IMAGE: &str = "the base image";
+
+/// Puts the lock's base image, when it pins one, into the cache. It is
+/// downloaded whole and hashed before it is kept, so a file changed at its
+/// URL is refused with the locked and the actual SHA-256.
+fn fetch_image(lock: &Lock, cache: &Cache, http: &Http) -> Result<Option<One>, FetchError> {
+    let Some(image) = &lock.base.image else {
+        return Ok(None);
+    };
+    let bad_lock = |detail: String| FetchError::BadLock {
+        package: IMAGE.to_string(),
+        detail,
+    };
+    let digest = Digest::new(&image.sha256, image.size).map_err(|e| bad_lock(e.to_string()))?;
+    let repaired = match cache.get(&digest)? {
+        Lookup::Present(_) => return Ok(Some(One::Cached)),
+        Lookup::Missing => false,
+        Lookup::Corrupt { .. } => true,
+    };
+    match http.download_unpinned(&image.url, Some(&image.sha256), cache) {
+        Ok(_) => Ok(Some(One::Downloaded { repaired })),
+        Err(HttpError::Offline { .. }) => Err(FetchError::Missing {
+            packages: vec![format!("{IMAGE} {}", image.url)],
+        }),
+        Err(source) => Err(FetchError::Download {
+            package: IMAGE.to_string(),
+            version: image.url.clone(),
+            source,
+        }),
+    }
 }
 
 enum One {

@@ -216,6 +216,7 @@ mod tests {
                 distro: "debian".to_string(),
                 release: "bookworm".to_string(),
                 arch: "amd64".to_string(),
+                image: None,
             },
             repositories: Vec::new(),
             source_date_epoch: 1_746_835_200,

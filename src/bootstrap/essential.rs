@@ -157,6 +157,7 @@ pub(crate) mod tests {
                 distro: "debian".into(),
                 release: "bookworm".into(),
                 arch: "amd64".into(),
+                image: None,
             },
             repositories: Vec::new(),
             source_date_epoch: 0,

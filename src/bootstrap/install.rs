@@ -251,7 +251,7 @@ enum Coverage<'a> {
 }
 
 /// The environment of every bootstrap command in the chroot.
-fn chroot_env(lock: &Lock) -> Vec<(String, String)> {
+pub(crate) fn chroot_env(lock: &Lock) -> Vec<(String, String)> {
     [
         ("LC_ALL", "C".to_string()),
         ("DEBCONF_NONINTERACTIVE_SEEN", "true".to_string()),
@@ -268,7 +268,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 /// Every package dpkg has installed in the tree, name → version.
-fn installed_packages(
+pub(crate) fn installed_packages(
     root: &Path,
     env: &[(String, String)],
 ) -> Result<BTreeMap<String, String>, InstallError> {

@@ -76,10 +76,18 @@ pub fn starter(name: &str, distro: Distro, release: Option<&str>) -> String {
              \x20 # suites: [updates, security]   # the default; add backports, or [] for the release alone\n\
              \x20 # components: [main]            # add contrib, non-free-firmware, …\n",
         );
-    } else {
+    } else if matches!(distro, Distro::Image | Distro::Rhel) {
         base.push_str(
             "  # The cloud image or root filesystem tarball to start from (required):\n\
              \x20 # url: https://…\n",
+        );
+    } else {
+        base.push_str(
+            "  # Default: the release's cloud image, found on the distribution's\n\
+             \x20 # download site and checked with its signed checksum file.\n\
+             \x20 # keyring: keys/distribution.gpg   # the key that signs the checksums\n\
+             \x20 # mirror: https://…                # another download site, laid out the same\n\
+             \x20 # url: https://…                   # or this image instead\n",
         );
     }
     format!(
@@ -213,8 +221,8 @@ mod tests {
             let source = manifest::Source::new("imagefile.yaml", text);
             let parsed = manifest::parse(&source).expect("starter parses");
             let problems = manifest::check(&parsed);
-            if distro.is_debian_family() {
-                assert!(problems.is_empty(), "{problems:?}");
+            if distro != Distro::Image {
+                assert!(problems.is_empty(), "{distro:?}: {problems:?}");
             } else {
                 // Non-Debian starters leave `url` for the user to fill in,
                 // and validation says so.

@@ -12,7 +12,9 @@ use crate::chroot::ChrootError;
 use crate::lock::make::{self, Made, MakeError};
 use crate::lock::{Lock, LockedRepository};
 
-use super::{BaseError, BootstrapRequest, Bootstrapped, Family, LockRequest, Staged, Volatile};
+use super::{
+    BaseError, BootstrapRequest, Bootstrapped, Family, LockRequest, Staged, TreeCheck, Volatile,
+};
 
 /// The apt family (see the module documentation).
 #[derive(Debug, Clone, Copy)]
@@ -93,8 +95,12 @@ impl Family for Apt {
         apt_environment(lock)
     }
 
-    fn check_finished_tree(&self, lock: &Lock, root: &Path) -> Result<Vec<String>, BaseError> {
-        bootstrap::check_finished_tree(lock, root).map_err(base_error)
+    fn check_finished_tree(&self, lock: &Lock, root: &Path) -> Result<TreeCheck, BaseError> {
+        let removed = bootstrap::check_finished_tree(lock, root).map_err(base_error)?;
+        Ok(TreeCheck {
+            removed,
+            installed: None,
+        })
     }
 
     fn volatile(&self) -> &'static Volatile {

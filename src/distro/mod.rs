@@ -41,7 +41,7 @@ use crate::cache::Cache;
 use crate::host::http::Http;
 use crate::lock::Lock;
 use crate::lock::make::{Elements, Made, MakeError};
-use crate::manifest::{Checked, Distro, Manifest};
+use crate::manifest::{Base, Checked, Distro, Manifest};
 
 /// One way of installing a base distribution: see the module
 /// documentation. Implementations are stateless; [`family`] hands out
@@ -74,8 +74,9 @@ pub trait Family: Sync {
     /// After the phases, with the staging removed: the tree's package
     /// database must hold exactly the locked packages at their locked
     /// versions, but for those the build removed, whose names are
-    /// returned.
-    fn check_finished_tree(&self, lock: &Lock, root: &Path) -> Result<Vec<String>, BaseError>;
+    /// returned. A family whose lock pins no packages returns what the
+    /// tree holds instead, for the report.
+    fn check_finished_tree(&self, lock: &Lock, root: &Path) -> Result<TreeCheck, BaseError>;
 
     /// The package manager's files that differ from build to build of one
     /// lock and that an image does not need, for the normalise stage.
@@ -90,6 +91,16 @@ pub struct Volatile {
     pub emptied_dirs: &'static [&'static str],
     /// Files removed.
     pub removed_files: &'static [&'static str],
+}
+
+/// What [`Family::check_finished_tree`] found.
+#[derive(Debug, Clone, Default)]
+pub struct TreeCheck {
+    /// Locked packages the build removed.
+    pub removed: Vec<String>,
+    /// Every package the tree holds, when the lock does not pin them
+    /// (image bases); `None` when the lock's packages are the tree's.
+    pub installed: Option<Vec<crate::report::ReportPackage>>,
 }
 
 /// What [`Family::lock`] reads.
@@ -123,6 +134,9 @@ pub struct BootstrapRequest<'a> {
     pub manifest: &'a Manifest,
     /// The imagefile's directory: key files are relative to it.
     pub manifest_dir: &'a Path,
+    /// Every package the plan installs (the imagefile's and the
+    /// elements', pkg-map applied), by name.
+    pub packages: &'a [String],
     /// The tree to make, an empty directory.
     pub root: &'a Path,
     /// A scratch directory beside it, removed with the build.
@@ -185,11 +199,13 @@ impl BaseError {
     }
 }
 
-/// The family that installs `distro`, when kiln has one.
-pub fn family(distro: Distro) -> Option<&'static dyn Family> {
-    match distro {
-        Distro::Debian | Distro::Ubuntu => Some(&debian::Apt),
-        Distro::Fedora | Distro::Centos | Distro::Rhel | Distro::Opensuse | Distro::Image => None,
+/// The family that makes `base`'s tree: kiln's apt installer for Debian
+/// and Ubuntu from their archives, else the image family.
+pub fn family(base: &Base) -> &'static dyn Family {
+    if base.from_image() {
+        &image::ImageBase
+    } else {
+        &debian::Apt
     }
 }
 
@@ -208,22 +224,48 @@ pub fn pkg_map_family(distro: Distro) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    fn base(yaml: &str) -> Base {
+        let source =
+            crate::manifest::Source::new("imagefile.yaml", format!("name: t\nbase: {yaml}\n"));
+        crate::manifest::parse(&source)
+            .unwrap_or_else(|e| panic!("{yaml}: {e:?}"))
+            .base
+            .value
+    }
+
     #[test]
-    fn only_the_apt_distributions_have_a_family_and_every_package_distro_maps() {
-        for distro in [Distro::Debian, Distro::Ubuntu] {
-            assert_eq!(family(distro).map(|f| f.name()), Some("debian"));
-            assert_eq!(pkg_map_family(distro), Some("debian"));
-        }
-        for distro in [
-            Distro::Fedora,
-            Distro::Centos,
-            Distro::Rhel,
-            Distro::Opensuse,
+    fn archives_are_installed_by_apt_and_everything_else_comes_from_an_image() {
+        for yaml in [
+            "{distro: debian, release: bookworm}",
+            "{distro: ubuntu, release: noble}",
         ] {
-            assert!(family(distro).is_none(), "{distro:?}");
-            assert!(pkg_map_family(distro).is_some(), "{distro:?}");
+            assert_eq!(family(&base(yaml)).name(), "debian", "{yaml}");
         }
-        assert!(family(Distro::Image).is_none());
-        assert_eq!(pkg_map_family(Distro::Image), None);
+        for yaml in [
+            "{distro: fedora, release: '41'}",
+            "{distro: centos, release: 9-stream}",
+            "{distro: rhel, release: '9', url: 'file:///rhel.qcow2'}",
+            "{distro: opensuse, release: '15.6'}",
+            "{distro: image, url: 'http://127.0.0.1/x.qcow2'}",
+            "{distro: ubuntu, release: noble, from: cloud-image}",
+            "{distro: debian, release: bookworm, url: 'file:///debian.qcow2'}",
+        ] {
+            assert_eq!(family(&base(yaml)).name(), "image", "{yaml}");
+        }
+    }
+
+    #[test]
+    fn every_package_distro_maps_to_a_pkg_map_family() {
+        for (distro, family) in [
+            (Distro::Debian, Some("debian")),
+            (Distro::Ubuntu, Some("debian")),
+            (Distro::Fedora, Some("redhat")),
+            (Distro::Centos, Some("redhat")),
+            (Distro::Rhel, Some("redhat")),
+            (Distro::Opensuse, Some("suse")),
+            (Distro::Image, None),
+        ] {
+            assert_eq!(pkg_map_family(distro), family, "{distro:?}");
+        }
     }
 }

@@ -212,6 +212,10 @@ impl From<CacheError> for Attempt {
 }
 
 /// Why copying a body into a blob stopped.
+/// The largest file [`Http::download_unpinned`] takes: larger than any
+/// cloud image, small enough to stop a server that never ends its body.
+pub const MAX_UNPINNED_BYTES: u64 = 64 << 30;
+
 enum CopyError {
     Read(io::Error),
     Write(io::Error),
@@ -295,6 +299,64 @@ impl Http {
                 self.require_online(url)?;
                 self.retrying(url, |attempt| {
                     self.download_once(&remote, url, expected, cache, attempt)
+                })
+            }
+        }
+    }
+
+    /// Puts the file at `url` into `cache` when its size is not known in
+    /// advance (an image found by name, to be pinned by the lock), and
+    /// returns where it is and its digest. With `expected_sha256`, a file
+    /// of another hash is refused (and not kept). Refuses files over
+    /// [`MAX_UNPINNED_BYTES`].
+    pub fn download_unpinned(
+        &self,
+        url: &str,
+        expected_sha256: Option<&str>,
+        cache: &Cache,
+    ) -> Result<(PathBuf, Digest), HttpError> {
+        let target = Self::target(url)?;
+        let copy = |reader: &mut dyn Read| -> Result<(PathBuf, Digest), Attempt> {
+            let mut writer = cache.writer().map_err(|e| Attempt::Fail(e.into()))?;
+            let mut reader = reader;
+            match copy_capped(&mut reader, &mut writer, MAX_UNPINNED_BYTES) {
+                Ok(()) => {}
+                Err(CopyError::Read(e)) => return Err(classify_read_error(&e, url, 1)),
+                Err(CopyError::Write(source)) => return Err(write_failed(&writer, source)),
+                Err(CopyError::TooLarge) => {
+                    return Err(Attempt::Fail(HttpError::TooLarge {
+                        url: url.to_owned(),
+                        limit: MAX_UNPINNED_BYTES,
+                    }));
+                }
+            }
+            let actual = writer.digest();
+            if let Some(expected) = expected_sha256
+                && !expected.eq_ignore_ascii_case(&actual.sha256)
+            {
+                return Err(Attempt::Fail(HttpError::HashMismatch {
+                    url: url.to_owned(),
+                    expected: expected.to_ascii_lowercase(),
+                    actual: actual.sha256,
+                }));
+            }
+            let path = commit(writer, url, &actual).map_err(Attempt::Fail)?;
+            Ok((path, actual))
+        };
+        let once = |result: Result<(PathBuf, Digest), Attempt>| match result {
+            Ok(done) => Ok(done),
+            Err(Attempt::Fail(error) | Attempt::Retry { error, .. }) => Err(error),
+        };
+        match target {
+            Target::Local(path) => {
+                let mut file = open_local(url, &path)?;
+                once(copy(&mut file))
+            }
+            Target::Remote(remote) => {
+                self.require_online(url)?;
+                self.retrying(url, |attempt| {
+                    let mut response = self.send(&remote, url, attempt)?;
+                    copy(&mut response)
                 })
             }
         }

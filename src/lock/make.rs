@@ -109,6 +109,9 @@ pub enum MakeError {
     /// The cache failed.
     #[error("the cache failed: {0}")]
     Cache(String),
+    /// The image of an image base could not be found, pinned or read.
+    #[error(transparent)]
+    Image(Box<crate::distro::image::ImageError>),
     /// Two repositories give one package version with different contents.
     #[error(
         "{first} and {second} both give {package} {version}, with different contents: \
@@ -341,6 +344,7 @@ pub fn make(
             distro: distro.as_str().to_string(),
             release: release_name,
             arch: arch.to_string(),
+            image: None,
         },
         repositories,
         source_date_epoch,

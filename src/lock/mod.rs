@@ -54,6 +54,35 @@ pub struct LockedBase {
     pub release: String,
     /// The architecture (`amd64`, `arm64`).
     pub arch: String,
+    /// For a base taken out of an image: the image file, pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<LockedImage>,
+}
+
+/// The image a base tree is taken out of, pinned by size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    /// Where it was downloaded from.
+    pub url: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256 (hex).
+    pub sha256: String,
+    /// What kind of file it is (`qcow2`, `raw-disk`, `raw-filesystem`,
+    /// `tar`, `squashfs`).
+    pub format: String,
+    /// The distribution's checksum file that named the image, when kiln
+    /// found the image itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<String>,
+    /// The fingerprint of the key whose signature on the checksum file
+    /// verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// The image's version or build serial, as the download site names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// One suite of one apt archive, as read at the time of locking.
@@ -256,6 +285,22 @@ pub fn to_text(lock: &Lock) -> String {
     let _ = writeln!(out, "  distro: {}", q(&base.distro));
     let _ = writeln!(out, "  release: {}", q(&base.release));
     let _ = writeln!(out, "  arch: {}", q(&base.arch));
+    if let Some(image) = &base.image {
+        let _ = writeln!(out, "  image:");
+        let _ = writeln!(out, "    url: {}", q(&image.url));
+        let _ = writeln!(out, "    size: {}", image.size);
+        let _ = writeln!(out, "    sha256: {}", q(&image.sha256));
+        let _ = writeln!(out, "    format: {}", q(&image.format));
+        for (key, value) in [
+            ("checksums", &image.checksums),
+            ("signed_by", &image.signed_by),
+            ("version", &image.version),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(out, "    {key}: {}", q(value));
+            }
+        }
+    }
     if lock.repositories.is_empty() {
         let _ = writeln!(out, "repositories: []");
     } else {
@@ -416,6 +461,7 @@ mod tests {
                 distro: "debian".into(),
                 release: "bookworm".into(),
                 arch: "amd64".into(),
+                image: None,
             },
             repositories: ["bookworm", "bookworm-security"]
                 .into_iter()

@@ -15,7 +15,7 @@ use super::diagnostic::Problem;
 use super::layout_fit::Fit;
 use super::values::Size;
 use super::{
-    Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, Partition, PartitionSize,
+    BaseFrom, Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, Partition, PartitionSize,
     PartitionTable, PartitionType, Spanned, SuiteKind,
 };
 
@@ -62,50 +62,79 @@ fn check_base(manifest: &Manifest, problems: &mut Vec<Problem>) {
             },
         ));
     }
-    if distro.is_debian_family() {
-        for (key, span) in [
-            ("url", base.url.as_ref().map(|u| u.span)),
-            ("sha256", base.sha256.as_ref().map(|s| s.span)),
-        ] {
-            if let Some(span) = span {
+    let from_image = base.from_image();
+    if let Some(from) = &base.from {
+        match from.value {
+            BaseFrom::Archive if !distro.is_debian_family() => problems.push(Problem::error(
+                format!("`distro: {}` has no archive kiln installs from", distro.as_str()),
+                from.span,
+                "not for this distro",
+                "remove `from`: this distro's base is taken out of its cloud image",
+            )),
+            BaseFrom::Archive if base.url.is_some() => problems.push(Problem::error(
+                "`from: archive` takes no `url`",
+                from.span,
+                "archive, or the image at `url`?",
+                "remove `url` to install from the archive, or `from` to start from the image",
+            )),
+            BaseFrom::CloudImage if distro == Distro::Debian && base.url.is_none() => {
                 problems.push(Problem::error(
-                    format!("`distro: {}` is installed from its archive and takes no `{key}`", distro.as_str()),
-                    span,
-                    "not used",
-                    "remove it to build from packages, or set `distro: image` to start from this file",
-                ));
+                    "kiln does not look up Debian's cloud images by release",
+                    from.span,
+                    "which image?",
+                    "add `url:` with the image to start from, or remove `from` to install from the archive",
+                ))
             }
+            _ => {}
         }
-    } else if base.url.is_none() {
+    }
+    if matches!(distro, Distro::Image | Distro::Rhel) && base.url.is_none() {
         problems.push(Problem::error(
             format!("`distro: {}` needs a `url`", distro.as_str()),
             base.distro.span,
             "from which image?",
-            "add `url:` with the cloud image or root filesystem tarball to start from",
+            if distro == Distro::Rhel {
+                "add `url:` with the RHEL KVM guest image you downloaded with your subscription (a `file://` URL)"
+            } else {
+                "add `url:` with the cloud image or root filesystem tarball to start from"
+            },
         ));
     }
-    if distro == Distro::Image
+    if !from_image && let Some(sha256) = &base.sha256 {
+        problems.push(Problem::error(
+            format!(
+                "`distro: {}` is installed from its archive and takes no `sha256`",
+                distro.as_str()
+            ),
+            sha256.span,
+            "not used",
+            "remove it to build from packages, or add `url:` to start from that image",
+        ));
+    }
+    if from_image
+        && base.url.is_none()
+        && let Some(sha256) = &base.sha256
+    {
+        problems.push(Problem::error(
+            "`sha256` pins the file at `url`, and there is none",
+            sha256.span,
+            "of which file?",
+            "add `url:`, or remove `sha256`: the signed checksum file pins the image kiln finds",
+        ));
+    }
+    if from_image
+        && (distro == Distro::Image || base.url.is_some())
         && let Some(mirror) = &base.mirror
     {
         problems.push(
             Problem::error(
-                "`mirror` is not used with `distro: image`",
+                "`mirror` is not used with an image given by `url`",
                 mirror.span,
                 "ignored",
-                "remove `mirror`; an image base is downloaded from `url`",
+                "remove `mirror`; the image is downloaded from `url`",
             )
             .warning(),
         );
-    }
-    if let Some(keyring) = &base.keyring
-        && keyring.value.trim().is_empty()
-    {
-        problems.push(Problem::error(
-            "`keyring` is empty",
-            keyring.span,
-            "no path",
-            "give the path of an OpenPGP keyring, or remove `keyring` to use the host's",
-        ));
     }
 }
 
@@ -138,7 +167,12 @@ fn check_repositories(manifest: &Manifest, problems: &mut Vec<Problem>) {
     let base = &manifest.base;
     let distro = base.distro.value;
     let release = base.release.as_ref().map(|r| r.as_str().to_string());
-    if !distro.is_debian_family() {
+    if !distro.is_debian_family() || base.from_image() {
+        let help = if distro.is_debian_family() {
+            "remove it: a base taken out of an image installs from the image's own package sources"
+        } else {
+            "remove it, or use `distro: debian` or `distro: ubuntu`"
+        };
         let apt_keys = [
             (
                 "suites",
@@ -166,7 +200,7 @@ fn check_repositories(manifest: &Manifest, problems: &mut Vec<Problem>) {
                     ),
                     span,
                     "not used",
-                    "remove it, or use `distro: debian` or `distro: ubuntu`",
+                    help,
                 ));
             }
         }
@@ -178,7 +212,7 @@ fn check_repositories(manifest: &Manifest, problems: &mut Vec<Problem>) {
                 ),
                 repository.span,
                 "not used",
-                "remove `repositories`, or use `distro: debian` or `distro: ubuntu`",
+                help,
             ));
         }
     }
@@ -834,10 +868,27 @@ mod tests {
         let yaml = "name: t\nbase: {distro: debian, url: 'https://example.invalid/x.img'}\n";
         assert_eq!(
             problems_of(yaml),
-            vec![
-                "`distro: debian` is installed from its archive and takes no `url`",
-                "`distro: debian` needs a `release`"
-            ]
+            vec!["`distro: debian` needs a `release`"]
+        );
+        assert_eq!(
+            problems_of("name: t\nbase: {distro: rhel, release: '9'}\n"),
+            vec!["`distro: rhel` needs a `url`"]
+        );
+        assert!(problems_of("name: t\nbase: {distro: fedora, release: '41'}\n").is_empty());
+        assert_eq!(
+            problems_of("name: t\nbase: {distro: fedora, release: '41', from: archive}\n"),
+            vec!["`distro: fedora` has no archive kiln installs from"]
+        );
+        assert_eq!(
+            problems_of("name: t\nbase: {distro: debian, release: bookworm, from: cloud-image}\n"),
+            vec!["kiln does not look up Debian's cloud images by release"]
+        );
+        assert_eq!(
+            problems_of(&format!(
+                "name: t\nbase: {{distro: debian, release: bookworm, sha256: {}}}\n",
+                "a".repeat(64)
+            )),
+            vec!["`distro: debian` is installed from its archive and takes no `sha256`"]
         );
         assert_eq!(
             problems_of("name: t\nbase: {distro: image}\n"),

@@ -166,6 +166,37 @@ pub struct Base {
     /// the digest of what it downloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Spanned<Sha256Hex>>,
+
+    /// Where the base tree comes from: `archive` (kiln installs the
+    /// release's packages itself; Debian and Ubuntu only, their default)
+    /// or `cloud-image` (taken out of the distribution's published cloud
+    /// image; the default, and the only way, for Fedora, CentOS Stream,
+    /// RHEL and openSUSE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Spanned<BaseFrom>>,
+}
+
+/// Where a base tree comes from (`base.from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseFrom {
+    /// The distribution's package archive, installed by kiln.
+    Archive,
+    /// The distribution's published cloud image (or `url`).
+    CloudImage,
+}
+
+impl Base {
+    /// Whether the base tree is taken out of an image (a cloud image the
+    /// distribution publishes, or the file at `url`) rather than installed
+    /// from the archive by kiln.
+    pub fn from_image(&self) -> bool {
+        match self.from.as_ref().map(|f| f.value) {
+            Some(BaseFrom::CloudImage) => true,
+            Some(BaseFrom::Archive) => false,
+            None => !self.distro.value.is_debian_family() || self.url.is_some(),
+        }
+    }
 }
 
 /// One of a release's suites besides the release itself.

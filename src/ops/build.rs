@@ -166,12 +166,22 @@ pub fn build_into(
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let family = super::lock::base_family(checked)?;
+    let family = super::lock::base_family(checked);
+    let mut packages: Vec<String> = checked
+        .manifest
+        .packages
+        .iter()
+        .map(|p| p.value.name().to_string())
+        .chain(plan.packages_to_install())
+        .collect();
+    packages.sort();
+    packages.dedup();
     let request = distro::BootstrapRequest {
         lock,
         cache,
         manifest: &checked.manifest,
         manifest_dir,
+        packages: &packages,
         root: &root,
         work: &work,
     };
@@ -229,8 +239,8 @@ pub fn build_into(
     let checked_tree = staged
         .remove()
         .and_then(|()| family.check_finished_tree(lock, &root));
-    let removed = match checked_tree {
-        Ok(removed) => removed,
+    let distro::TreeCheck { removed, installed } = match checked_tree {
+        Ok(check) => check,
         Err(error) => return Err(failed(&work, &log_path, &error, None)),
     };
     timings.push(("check the finished tree".to_string(), step.elapsed()));
@@ -309,6 +319,13 @@ pub fn build_into(
 
     let mut report = report::Report::new(&name, lock, lock_text.as_bytes());
     report.packages.retain(|p| !removed.contains(&p.name));
+    if let Some(installed) = installed {
+        report.packages = installed;
+        report.notes.push(
+            "the base came from an image: its packages, and those the build installed, are listed as the tree holds them; the lock pins the image, not them"
+                .to_string(),
+        );
+    }
     if !removed.is_empty() {
         report.notes.push(format!(
             "locked but removed during the build: {}",

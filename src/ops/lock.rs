@@ -96,7 +96,7 @@ pub fn lock_planned(
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let made = base_family(checked)?
+    let made = base_family(checked)
         .lock(&distro::LockRequest {
             checked,
             manifest_sha256: &manifest_sha256,
@@ -131,6 +131,19 @@ pub fn lock_planned(
             if changed { "wrote" } else { "unchanged" }
         }
     };
+    if let Some(image) = &lock.base.image {
+        terminal::status(&format!(
+            "{} {}: the {} image {} ({:.1} MiB, sha256 {}) in {:.2} s",
+            verb,
+            lock_path.display(),
+            image.format,
+            image.url,
+            image.size as f64 / f64::from(1u32 << 20),
+            image.sha256,
+            started.elapsed().as_secs_f64(),
+        ));
+        return Ok(lock);
+    }
     let bytes: u64 = lock.packages.iter().map(|p| p.size).sum();
     terminal::status(&format!(
         "{} {}: {} packages ({:.1} MiB of .debs) from {} in {:.2} s",
@@ -148,18 +161,55 @@ pub fn lock_planned(
     Ok(lock)
 }
 
-/// The family that installs the imagefile's base; for a distro kiln cannot
-/// install yet, a diagnostic pointing at `distro`.
-pub fn base_family(checked: &Checked) -> Result<&'static dyn distro::Family, Failure> {
-    let distro = checked.manifest.base.distro.value;
-    distro::family(distro).ok_or_else(|| {
-        failure(
-            MakeError::Unsupported {
-                distro: distro.as_str(),
-            },
-            checked,
-        )
-    })
+/// The family that makes the imagefile's base tree.
+pub fn base_family(checked: &Checked) -> &'static dyn distro::Family {
+    distro::family(&checked.manifest.base.value)
+}
+
+/// An image base's failure as a diagnostic pointing at the entry of `base`
+/// it is about.
+fn image_failure(error: &crate::distro::image::ImageError, checked: &Checked) -> Failure {
+    use crate::distro::image::ImageError;
+    let base = &checked.manifest.base;
+    let point = |span: Option<SourceSpan>, label: &str, help: &str| {
+        Failure::from(checked.source.problems(vec![Problem::error(
+            error.to_string(),
+            span.unwrap_or(base.distro.span),
+            label,
+            help.to_string(),
+        )]))
+    };
+    let url_span = base.url.as_ref().map(|u| u.span);
+    match error {
+        ImageError::Extract(_) => point(
+            url_span,
+            "not an image",
+            "give a qcow2, a raw disk or filesystem image, a tarball (gzip, xz, zstd) or a squashfs",
+        ),
+        ImageError::RhelNeedsUrl => point(
+            None,
+            "from which image?",
+            "download the KVM guest image with your subscription and give it as `url: file:///…`",
+        ),
+        ImageError::Discover(discover) => discover_failure(discover, checked, &point),
+        _ => Failure::Internal(miette::miette!("{error}")),
+    }
+}
+
+/// Where a discovery failure points: the release, the keyring or the
+/// mirror.
+fn discover_failure(
+    error: &crate::distro::image::discover::DiscoverError,
+    checked: &Checked,
+    point: &dyn Fn(Option<SourceSpan>, &str, &str) -> Failure,
+) -> Failure {
+    let base = &checked.manifest.base;
+    let _ = error;
+    point(
+        base.release.as_ref().map(|r| r.span),
+        "not found",
+        "check the release and `mirror`",
+    )
 }
 
 /// Turns a lock failure into diagnostics: a mistake in the manifest points
@@ -195,6 +245,25 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
         _ => None,
     };
     match inner {
+        MakeError::Image(image_error) => image_failure(image_error, checked),
+        MakeError::Http(crate::host::http::HttpError::HashMismatch { .. })
+            if base.from_image() =>
+        {
+            in_manifest(
+                base.sha256
+                    .as_ref()
+                    .map(|s| s.span)
+                    .or(base.url.as_ref().map(|u| u.span))
+                    .unwrap_or(base.distro.span),
+                "does not match",
+                "the file was changed at its URL, or `sha256` is wrong: check where the image comes from before you change `sha256`".to_string(),
+            )
+        }
+        MakeError::Http(_) if base.from_image() && base.url.is_some() => in_manifest(
+            base.url.as_ref().map_or(base.distro.span, |u| u.span),
+            "cannot download",
+            "check the URL (a file:// URL names an absolute path)".to_string(),
+        ),
         MakeError::Unsupported { .. } => in_manifest(
             base.distro.span,
             "not lockable yet",

@@ -564,7 +564,9 @@ pub fn plan(manifest: &Manifest, search: &SearchPath) -> Result<Plan, PlanError>
 
     // kiln bootstraps Debian-family bases itself, so the tree already has
     // its operating system and DIB's operating-system element is optional.
-    let os_from_base = manifest.base.value.distro.value.is_debian_family();
+    // kiln makes every base tree itself, from the archive or from the
+    // image, so no element needs to provide it.
+    let os_from_base = true;
     let resolved = deps::expand(&requested, search, os_from_base)?;
     let mut params = element_yaml::bind(manifest, &resolved)?;
     let mut elements = Vec::with_capacity(resolved.len());

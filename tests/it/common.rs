@@ -275,3 +275,12 @@ pub const BUILT_IN_CHECKS_PASSED: [&str; 6] = [
     "✓ `cloudimg-rootfs` is mounted at `/` (",
     "✓ sshd's host keys were made on this machine, not taken from the image (",
 ];
+
+/// Writes an executable bash hook at `path` (its directories made): `set
+/// -eu`, then `body`.
+pub fn write_hook(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().expect("a hook has a directory")).expect("mkdir");
+    std::fs::write(path, format!("#!/bin/bash\nset -eu\n{body}")).expect("write");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+}

@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{kiln, repo_path, shared_cache, test_cache};
+use crate::common::{kiln, repo_path, shared_cache, test_cache, write_hook};
 
 /// The diskimage-builder release the matrix is run against.
 const DIB_VERSION: &str = "3.43.0";
@@ -966,15 +966,6 @@ fn dib_elements_run_unchanged_and_show_their_effect() {
         "DIB elements that did not run or show their effect:\n{}",
         failures.join("\n")
     );
-}
-
-/// Writes an executable bash hook at `path` (its directories made): `set
-/// -eu`, then `body`.
-fn write_hook(path: &Path, body: &str) {
-    std::fs::create_dir_all(path.parent().expect("a hook has a directory")).expect("mkdir");
-    std::fs::write(path, format!("#!/bin/bash\nset -eu\n{body}")).expect("write");
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
 }
 
 /// The build's log, beside the image.

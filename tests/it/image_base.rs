@@ -1,0 +1,192 @@
+//! `distro: image`: a cloud image made by another tool — diskimage-builder's
+//! `debian vm growroot` qcow2 (`scripts/dib-debian-image`) — served from
+//! 127.0.0.1, pinned by the lock, customised by an element that adds a
+//! file and a package, built into a qcow2 that boots and passes `kiln
+//! test`; and the same imagefile refused with `--locked` once the image at
+//! its URL has changed.
+
+use std::path::{Path, PathBuf};
+
+use crate::apt_repo::serve;
+use crate::common::{BUILT_IN_CHECKS_PASSED, kiln, repo_path, write_hook};
+
+/// The DIB-built qcow2, made once into the test cache.
+fn dib_image() -> PathBuf {
+    let out = std::process::Command::new(repo_path("scripts/dib-debian-image"))
+        .output()
+        .expect("scripts/dib-debian-image runs");
+    assert!(
+        out.status.success(),
+        "diskimage-builder could not build the Debian image:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(path.is_file(), "{} is not a file", path.display());
+    path
+}
+
+/// The imagefile: DIB's image as the base, kiln's `vm` for the disk, and
+/// the site's element.
+fn imagefile(url: &str) -> String {
+    format!(
+        "name: from-dib\n\
+         base:\n  distro: image\n  url: {url}\n\
+         elements: [vm, site]\n\
+         disk:\n  size: 3GiB\n\
+         outputs: [qcow2]\n\
+         tests:\n\
+         \x20 - name: the element's file is there\n    file: /etc/site-release\n\
+         \x20 - name: the element's package runs\n    run: tmux -V\n    output: tmux\n"
+    )
+}
+
+/// The site's element: a file, a package, and sshd without passwords
+/// (Debian's sshd offers them, and `kiln test` refuses that).
+fn site_element(elements: &Path) {
+    let site = elements.join("site");
+    write_hook(
+        &site.join("install.d/50-site"),
+        "echo 'built by kiln from a DIB image' > /etc/site-release\n\
+         mkdir -p /etc/ssh/sshd_config.d\n\
+         printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' \
+         > /etc/ssh/sshd_config.d/50-site.conf\n",
+    );
+    std::fs::write(site.join("package-installs.yaml"), "tmux:\n").expect("write");
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_string()
+}
+
+#[test]
+fn a_diskimage_builder_qcow2_is_pinned_customised_built_and_boots() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let image = dib_image();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let site_dir = scratch.path().join("site");
+    std::fs::create_dir(&site_dir).expect("mkdir");
+    let served = site_dir.join("debian.qcow2");
+    std::fs::copy(&image, &served).expect("copy the image");
+    let server = serve(&site_dir);
+    let url = format!("{}/debian.qcow2", server.url);
+
+    let project = scratch.path().join("project");
+    let elements = project.join("elements");
+    site_element(&elements);
+    std::fs::write(project.join("imagefile.yaml"), imagefile(&url)).expect("write");
+    let cache = scratch.path().join("cache");
+
+    let build = kiln()
+        .current_dir(&project)
+        .args(["build", "--timings", "--elements-path"])
+        .arg(&elements)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        build.status.success(),
+        "the image base did not build:\n{stderr}"
+    );
+
+    // The lock pins the image: its URL, size and hash.
+    let lock = std::fs::read_to_string(project.join("imagefile.lock")).expect("the lock");
+    let sha256 = sha256_of(&served);
+    let size = std::fs::metadata(&served).expect("stat").len();
+    assert!(lock.contains(&format!("    url: \"{url}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!("    sha256: \"{sha256}\"")),
+        "{lock}"
+    );
+    assert!(lock.contains(&format!("    size: {size}")), "{lock}");
+    assert!(lock.contains("    format: \"qcow2\""), "{lock}");
+    assert!(lock.contains("packages: []"), "{lock}");
+
+    // The report lists what the tree holds: DIB's packages and the
+    // element's.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join("from-dib.report.json")).expect("the report"),
+    )
+    .expect("JSON");
+    let names: Vec<&str> = report["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for wanted in ["tmux", "cloud-init", "linux-image-amd64", "openssh-server"] {
+        assert!(
+            names.contains(&wanted),
+            "the report lacks {wanted}: {names:?}"
+        );
+    }
+
+    let test = {
+        let _one = crate::common::one_boot_at_a_time();
+        kiln()
+            .current_dir(&project)
+            .arg("test")
+            .output()
+            .expect("kiln runs")
+    };
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success() && !stdout.contains('✗'),
+        "kiln test failed on the image built from DIB's image:\n{stdout}\n{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    for check in BUILT_IN_CHECKS_PASSED
+        .iter()
+        .chain(&["the element's file is there", "the element's package runs"])
+    {
+        assert!(
+            stdout.contains(check),
+            "kiln test did not report `{check}`:\n{stdout}"
+        );
+    }
+
+    // The image changes at its URL: with the lock, a build that must
+    // download it again (another cache) refuses it, naming both hashes,
+    // and leaves no image behind.
+    let qcow2 = project.join("from-dib.qcow2");
+    std::fs::remove_file(&qcow2).expect("remove the first image");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&served)
+            .expect("open the served image");
+        file.write_all(b"changed").expect("append");
+    }
+    let changed = sha256_of(&served);
+    let refused = kiln()
+        .current_dir(&project)
+        .args(["build", "--locked", "--elements-path"])
+        .arg(&elements)
+        .arg("--cache-dir")
+        .arg(scratch.path().join("another-cache"))
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a changed image was built:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&sha256) && stderr.contains(&changed),
+        "{stderr}"
+    );
+    assert!(!qcow2.exists(), "a refused build left {}", qcow2.display());
+}
