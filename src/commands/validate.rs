@@ -20,6 +20,54 @@ pub struct ValidateSettings {
     pub elements_path: Vec<PathBuf>,
 }
 
+/// What has not been tried of the imagefile's base, when something has
+/// not: the warning `kiln validate` gives, naming what was not tried.
+pub fn experimental_note(base: &manifest::Base) -> Option<String> {
+    use manifest::Distro;
+    let distro = base.distro.value;
+    let from_image = base.from_image();
+    let found_by_kiln = from_image && base.url.is_none();
+    let note = match distro {
+        Distro::Ubuntu if !from_image => "`distro: ubuntu` is experimental: kiln has locked and built it (with the \
+             `ubuntu` and `ubuntu-minimal` elements) only from a test-made archive laid out and \
+             signed like Ubuntu's, never from Ubuntu's own archive, and has not booted it"
+            .to_string(),
+        Distro::Debian | Distro::Image if from_image => return None,
+        Distro::Debian => return None,
+        Distro::Rhel => "`distro: rhel` is experimental: kiln has never taken a tree out of a RHEL image, \
+             run dnf in one, made its bootloader, relabelled it for SELinux or booted it"
+            .to_string(),
+        _ => {
+            let manager = match distro {
+                Distro::Opensuse => "zypper",
+                Distro::Ubuntu => "apt",
+                _ => "dnf",
+            };
+            let site = if found_by_kiln {
+                format!(
+                    "finding the image and checking its signature have been tried only against a \
+                     download site laid out like {}'s, signed by a test key; ",
+                    distro.as_str()
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "`distro: {}` from its cloud image is experimental: {site}kiln has never taken a \
+                 tree out of the distribution's own image, run {manager} in it, made its \
+                 bootloader{} or booted it",
+                distro.as_str(),
+                if matches!(distro, Distro::Fedora | Distro::Centos) {
+                    ", relabelled it for SELinux"
+                } else {
+                    ""
+                }
+            )
+        }
+    };
+    Some(note)
+}
+
 /// Checks the imagefile and plans its elements; prints warnings, and a
 /// summary when it is valid.
 pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
@@ -35,12 +83,8 @@ pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
         .as_ref()
         .map(|r| format!(" {}", r.value))
         .unwrap_or_default();
-    if base.distro.value == manifest::Distro::Ubuntu {
-        terminal::status(
-            "note: `distro: ubuntu` is experimental: kiln has locked and built it (with the \
-             `ubuntu` and `ubuntu-minimal` elements) only from a test-made archive laid out and \
-             signed like Ubuntu's, never from Ubuntu's own archive, and has not booted it",
-        );
+    if let Some(note) = experimental_note(&base.value) {
+        terminal::status(&format!("note: {note}"));
     }
     let repositories = if manifest.repositories.is_empty() {
         String::new()
