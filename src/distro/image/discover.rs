@@ -246,10 +246,7 @@ fn default_keyrings_under(root: &Path, distro: Distro, release: &str) -> Vec<Pat
     let keys = |dir: &str, names: &[String]| -> Vec<PathBuf> {
         names
             .iter()
-            .map(|name| format!("{DISTRIBUTION_GPG_KEYS}/{dir}/{name}"))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(PathBuf::from)
+            .map(|name| PathBuf::from(format!("{DISTRIBUTION_GPG_KEYS}/{dir}/{name}")))
             .collect()
     };
     let candidates = match distro {
