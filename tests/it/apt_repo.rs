@@ -109,6 +109,25 @@ impl TestKey {
         command
     }
 
+    /// Runs `gpg` to sign `file` into `output` with SHA512, armored:
+    /// `--clearsign` (the text with its signature around it, as Fedora's
+    /// `CHECKSUM`) or `--detach-sign` (the signature alone, as Ubuntu's
+    /// `SHA256SUMS.gpg` and openSUSE's `.sha256.asc`).
+    pub fn sign_file(&self, mode: &str, file: &Path, output: &Path) {
+        assert!(
+            mode == "--clearsign" || mode == "--detach-sign",
+            "a signing mode: {mode}"
+        );
+        run_ok(
+            self.gpg()
+                .args(["--local-user", &self.fingerprint, "--digest-algo", "SHA512"])
+                .args(["--armor", mode, "--output"])
+                .arg(output)
+                .arg(file),
+        );
+        stop_gpg_agent(&self.home);
+    }
+
     /// Runs `gpg` to write `InRelease` (clear-signed) and `Release.gpg`
     /// (detached, armored) beside `release`, with SHA512 as Debian's
     /// archive does.
@@ -368,8 +387,9 @@ impl Drop for Server {
 
 /// Serves the files under `root` over HTTP/1.1 on an ephemeral port of
 /// 127.0.0.1, from threads: GET and HEAD, keep-alive and pipelining (as
-/// apt uses them), `Content-Length` on every answer, 404 for anything that
-/// is not a file under `root`.
+/// apt uses them), `Content-Length` on every answer, a directory's
+/// `index.html` for the directory, 404 for anything that is not a file
+/// under `root`.
 pub fn serve(root: &Path) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     let address = listener.local_addr().expect("local address");
@@ -518,6 +538,11 @@ fn file_for(root: &Path, target: &str) -> Option<PathBuf> {
             return None;
         }
         file.push(part);
+    }
+    if file.is_dir() {
+        // A directory is answered with its `index.html`, as a web server
+        // answers with its listing.
+        file.push("index.html");
     }
     file.is_file().then_some(file)
 }
@@ -679,7 +704,8 @@ fn md5sums(dir: &Path, files: &[String]) -> Vec<String> {
     hashes
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

@@ -22,6 +22,7 @@ mod docs;
 mod editor;
 mod element_yaml;
 mod image_base;
+mod image_sites;
 mod lock;
 mod phases;
 mod reproducible;
