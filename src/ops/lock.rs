@@ -203,13 +203,46 @@ fn discover_failure(
     checked: &Checked,
     point: &dyn Fn(Option<SourceSpan>, &str, &str) -> Failure,
 ) -> Failure {
+    use crate::distro::image::discover::DiscoverError;
     let base = &checked.manifest.base;
-    let _ = error;
-    point(
-        base.release.as_ref().map(|r| r.span),
-        "not found",
-        "check the release and `mirror`",
-    )
+    let release = base.release.as_ref().map(|r| r.span);
+    let keyring = base.keyring.as_ref().map(|k| k.span);
+    let mirror = base.mirror.as_ref().map(|m| m.span);
+    match error {
+        DiscoverError::UnsupportedDistro { .. } => point(
+            None,
+            "not found by release",
+            "give the image to start from as `url:`",
+        ),
+        DiscoverError::UnknownRelease { .. } => point(
+            release,
+            "not on the site",
+            "use one of the releases the site lists",
+        ),
+        DiscoverError::NoKeyring { .. } => point(
+            keyring.or(release),
+            "no key to check it with",
+            "set `keyring:` to the file of the distribution's key that signs its checksum files",
+        ),
+        DiscoverError::Signature { .. } => point(
+            keyring.or(mirror).or(release),
+            "does not verify",
+            "check that `keyring:` holds the distribution's signing key, and that `mirror:` serves the distribution's own files; an image whose checksums do not verify is never used",
+        ),
+        DiscoverError::Unsigned { .. } => point(
+            keyring,
+            "nothing to check",
+            "remove `keyring:`: this site signs no checksum file, and the lock pins the image's SHA-256",
+        ),
+        DiscoverError::Http { .. }
+        | DiscoverError::NoImage { .. }
+        | DiscoverError::MissingFile { .. }
+        | DiscoverError::NotInChecksums { .. } => point(
+            mirror.or(release),
+            "not found on the site",
+            "check `mirror:` (a site laid out like the distribution's) and the release, or give the image as `url:`",
+        ),
+    }
 }
 
 /// Turns a lock failure into diagnostics: a mistake in the manifest points

@@ -167,7 +167,10 @@ impl Family for ImageBase {
                     sha256: digest.sha256,
                     format: format_name(format).to_string(),
                     checksums: found.as_ref().map(|f| f.checksums.clone()),
-                    signed_by: found.as_ref().map(|f| f.signed_by.clone()),
+                    signed_by: found
+                        .as_ref()
+                        .filter(|f| f.trust == discover::Trust::Signed)
+                        .map(|f| f.signed_by.clone()),
                     version: found.map(|f| f.version),
                 }),
             },
