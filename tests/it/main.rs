@@ -21,6 +21,7 @@ mod dib_elements;
 mod docs;
 mod editor;
 mod element_yaml;
+mod extract;
 mod image_base;
 mod image_sites;
 mod lock;

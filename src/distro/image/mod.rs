@@ -165,7 +165,7 @@ impl Family for ImageBase {
                     url,
                     size: digest.size,
                     sha256: digest.sha256,
-                    format: format_name(format).to_string(),
+                    format: format.as_str().to_string(),
                     checksums: found.as_ref().map(|f| f.checksums.clone()),
                     signed_by: found
                         .as_ref()
@@ -404,17 +404,6 @@ fn installed(lock: &Lock, root: &Path) -> Result<Vec<ReportPackage>, ImageError>
     };
     packages.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
     Ok(packages)
-}
-
-/// The lock's name for an image format.
-fn format_name(format: extract::ImageFormat) -> &'static str {
-    match format {
-        extract::ImageFormat::Qcow2 => "qcow2",
-        extract::ImageFormat::RawDisk => "raw-disk",
-        extract::ImageFormat::RawFilesystem => "raw-filesystem",
-        extract::ImageFormat::Tar => "tar",
-        extract::ImageFormat::Squashfs => "squashfs",
-    }
 }
 
 /// The lock's name for an architecture (Debian's).
