@@ -117,7 +117,7 @@ fn a_diskimage_builder_qcow2_is_pinned_customised_built_and_boots() {
     // The report lists what the tree holds: DIB's packages and the
     // element's.
     let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(project.join("from-dib.report.json")).expect("the report"),
+        &std::fs::read_to_string(project.join("out/from-dib.report.json")).expect("the report"),
     )
     .expect("JSON");
     let names: Vec<&str> = report["packages"]
@@ -160,7 +160,7 @@ fn a_diskimage_builder_qcow2_is_pinned_customised_built_and_boots() {
     // The image changes at its URL: with the lock, a build that must
     // download it again (another cache) refuses it, naming both hashes,
     // and leaves no image behind.
-    let qcow2 = project.join("from-dib.qcow2");
+    let qcow2 = project.join("out/from-dib.qcow2");
     std::fs::remove_file(&qcow2).expect("remove the first image");
     {
         use std::io::Write as _;
