@@ -1,7 +1,7 @@
 //! What changed between two locks, as `kiln lock --update` reports it:
 //! like `cargo update`, one line per package upgraded, downgraded, added,
 //! removed or rebuilt (same version, another file), one per element whose
-//! tree changed, and a summary. This is how a user learns that a security
+//! tree changed, one when the base image is another file, and a summary. This is how a user learns that a security
 //! update is waiting: `kiln lock --update --dry-run` shows it without
 //! writing anything.
 
@@ -63,6 +63,14 @@ pub enum Change {
         name: String,
         /// Its old version.
         version: String,
+    },
+    /// The base image is another file (a new build of the release, or
+    /// the file at the URL changed).
+    BaseImage {
+        /// The old image: its version (or URL) and SHA-256.
+        from: String,
+        /// The new one.
+        to: String,
     },
     /// An element whose tree hash changed, appeared or went away.
     Element {
@@ -126,6 +134,24 @@ pub fn changes(old: &Lock, new: &Lock) -> Vec<Change> {
             (None, None) => {}
         }
     }
+    if let (Some(before), Some(after)) = (&old.base.image, &new.base.image)
+        && before.sha256 != after.sha256
+    {
+        let describe = |image: &super::LockedImage| {
+            format!(
+                "{} (sha256 {})",
+                image.version.as_deref().unwrap_or(&image.url),
+                image.sha256
+            )
+        };
+        changes.insert(
+            0,
+            Change::BaseImage {
+                from: describe(before),
+                to: describe(after),
+            },
+        );
+    }
     let old_trees: BTreeMap<&str, &str> = old
         .elements
         .iter()
@@ -169,6 +195,7 @@ pub fn render(changes: &[Change]) -> String {
     let mut out = String::new();
     let (mut upgraded, mut downgraded, mut rebuilt, mut added, mut removed, mut elements) =
         (0, 0, 0, 0, 0, 0);
+    let mut image = false;
     for change in changes {
         // `write!` to a String cannot fail.
         let _ = match change {
@@ -217,6 +244,10 @@ pub fn render(changes: &[Change]) -> String {
                 elements += 1;
                 writeln!(out, "     Element {name}: {how}")
             }
+            Change::BaseImage { from, to } => {
+                image = true;
+                writeln!(out, "  Base image {from} -> {to}")
+            }
         };
     }
     if changes.is_empty() {
@@ -235,7 +266,13 @@ pub fn render(changes: &[Change]) -> String {
     .collect();
     let packages = upgraded + downgraded + rebuilt + added + removed;
     let mut summary = String::new();
+    if image {
+        summary.push_str("the base image changed");
+    }
     if packages > 0 {
+        if !summary.is_empty() {
+            summary.push_str("; ");
+        }
         let _ = write!(
             summary,
             "{packages} package{} changed ({})",
@@ -285,6 +322,31 @@ mod tests {
             })
             .collect();
         lock
+    }
+
+    #[test]
+    fn a_new_base_image_is_reported_first_with_its_version_and_hash() {
+        let image = |version: &str, sha256: &str| crate::lock::LockedImage {
+            url: format!("https://site/Fedora-Cloud-Base-Generic-41-{version}.x86_64.qcow2"),
+            size: 1,
+            sha256: sha256.into(),
+            format: "qcow2".into(),
+            checksums: None,
+            signed_by: None,
+            version: Some(version.into()),
+        };
+        let mut old = lock(&[], &[("fedora", "t1")]);
+        old.base.image = Some(image("41-1.4", "aa"));
+        let mut new = old.clone();
+        assert!(changes(&old, &new).is_empty());
+        new.base.image = Some(image("41-1.5", "bb"));
+        new.elements[0].tree = "t2".into();
+        assert_eq!(
+            render(&changes(&old, &new)),
+            "  Base image 41-1.4 (sha256 aa) -> 41-1.5 (sha256 bb)\n\
+             \x20    Element fedora: changed\n\
+             the base image changed; 1 element changed\n"
+        );
     }
 
     #[test]
