@@ -28,15 +28,19 @@ pub fn experimental_note(base: &manifest::Base) -> Option<String> {
     let from_image = base.from_image();
     let found_by_kiln = from_image && base.url.is_none();
     let note = match distro {
-        Distro::Ubuntu if !from_image => "`distro: ubuntu` is experimental: kiln has locked and built it (with the \
+        Distro::Ubuntu if !from_image => {
+            "`distro: ubuntu` is experimental: kiln has locked and built it (with the \
              `ubuntu` and `ubuntu-minimal` elements) only from a test-made archive laid out and \
              signed like Ubuntu's, never from Ubuntu's own archive, and has not booted it"
-            .to_string(),
+                .to_string()
+        }
         Distro::Debian | Distro::Image if from_image => return None,
         Distro::Debian => return None,
-        Distro::Rhel => "`distro: rhel` is experimental: kiln has never taken a tree out of a RHEL image, \
+        Distro::Rhel => {
+            "`distro: rhel` is experimental: kiln has never taken a tree out of a RHEL image, \
              run dnf in one, made its bootloader, relabelled it for SELinux or booted it"
-            .to_string(),
+                .to_string()
+        }
         _ => {
             let manager = match distro {
                 Distro::Opensuse => "zypper",

@@ -871,3 +871,191 @@ fn a_signed_site_without_a_keyring_asks_for_one() {
     );
     assert!(error.to_string().contains("keyring:"), "{error}");
 }
+
+// ---------------------------------------------------------------- kiln lock
+
+/// A Fedora site holding one real (empty) qcow2 for release 41, compose
+/// 1.2, with its clear-signed CHECKSUM; returns the image's SHA-256.
+fn fedora_site_with_a_real_qcow2(site: &Site) -> String {
+    let scratch = site.root.parent().expect("a parent").join("qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&scratch)
+        .arg("16M")
+        .status()
+        .expect("qemu-img runs");
+    assert!(made.success());
+    let image = "Fedora-Cloud-Base-Generic-41-1.2.x86_64.qcow2";
+    let sha = site.file(
+        &format!("{FEDORA_IMAGES}/{image}"),
+        &std::fs::read(&scratch).expect("read the qcow2"),
+    );
+    let checksum = format!("{FEDORA_IMAGES}/Fedora-Cloud-41-1.2-x86_64-CHECKSUM");
+    site.file(&checksum, format!("SHA256 ({image}) = {sha}\n").as_bytes());
+    site.clearsign(&checksum);
+    site.write_listings(Style::ApacheTable);
+    sha
+}
+
+/// `kiln lock` in `dir` for a Fedora 41 imagefile reading `mirror` and
+/// trusting `keyring`.
+fn kiln_lock_fedora(dir: &Path, mirror: &str, keyring: &Path) -> std::process::Output {
+    std::fs::write(
+        dir.join("imagefile.yaml"),
+        format!(
+            "name: f\nbase:\n  distro: fedora\n  release: \"41\"\n  mirror: {mirror}\n  keyring: {}\nelements: [fedora]\n",
+            keyring.display()
+        ),
+    )
+    .expect("write the imagefile");
+    crate::common::kiln()
+        .current_dir(dir)
+        .arg("lock")
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .output()
+        .expect("kiln runs")
+}
+
+#[test]
+fn kiln_lock_pins_the_fedora_image_it_finds_and_validate_calls_it_experimental() {
+    let site = Site::new();
+    let sha = fedora_site_with_a_real_qcow2(&site);
+    let server = serve(&site.root);
+    let project = tempfile::tempdir().expect("tempdir");
+    let out = kiln_lock_fedora(project.path(), &server.url, &site.key.armored);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lock = std::fs::read_to_string(project.path().join("imagefile.lock")).expect("lock");
+    let images = format!("{}/{FEDORA_IMAGES}", server.url);
+    for line in [
+        "  distro: \"fedora\"".to_string(),
+        "  release: \"41\"".to_string(),
+        format!("    url: \"{images}/Fedora-Cloud-Base-Generic-41-1.2.x86_64.qcow2\""),
+        format!("    sha256: \"{sha}\""),
+        "    format: \"qcow2\"".to_string(),
+        format!("    checksums: \"{images}/Fedora-Cloud-41-1.2-x86_64-CHECKSUM\""),
+        format!("    signed_by: \"{}\"", site.key.fingerprint),
+        "    version: \"1.2\"".to_string(),
+    ] {
+        assert!(
+            lock.contains(&format!("{line}\n")),
+            "no `{line}` in\n{lock}"
+        );
+    }
+    let validate = crate::common::kiln()
+        .current_dir(project.path())
+        .arg("validate")
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&validate.stderr);
+    assert!(validate.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`distro: fedora` from its cloud image is experimental")
+            && stderr.contains("run dnf in it"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn kiln_lock_points_at_the_keyring_when_the_checksum_is_signed_by_another_key() {
+    let site = Site::new();
+    fedora_site_with_a_real_qcow2(&site);
+    let server = serve(&site.root);
+    let project = tempfile::tempdir().expect("tempdir");
+    let out = kiln_lock_fedora(project.path(), &server.url, &site.other.armored);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not verify"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("keyring: {}", site.other.armored.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help:"), "{stderr}");
+    assert!(
+        !project.path().join("imagefile.lock").exists(),
+        "a lock was written"
+    );
+}
+
+#[test]
+fn kiln_lock_refuses_a_url_that_is_not_an_image_pointing_at_it() {
+    let project = tempfile::tempdir().expect("tempdir");
+    let page = project.path().join("download.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html>\n<html><body>Log in to download</body></html>\n",
+    )
+    .expect("write");
+    std::fs::write(
+        project.path().join("imagefile.yaml"),
+        format!(
+            "name: i\nbase:\n  distro: image\n  url: file://{}\n",
+            page.display()
+        ),
+    )
+    .expect("write");
+    let out = crate::common::kiln()
+        .current_dir(project.path())
+        .arg("lock")
+        .arg("--cache-dir")
+        .arg(project.path().join("cache"))
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HTML"), "{stderr}");
+    assert!(
+        stderr.contains("not an image") && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("url: file://"), "{stderr}");
+    assert!(
+        !project.path().join("imagefile.lock").exists(),
+        "a lock was written"
+    );
+}
+
+#[test]
+fn kiln_lock_refuses_an_image_whose_hash_is_not_the_pinned_one() {
+    let project = tempfile::tempdir().expect("tempdir");
+    let image = project.path().join("disk.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("16M")
+        .status()
+        .expect("qemu-img runs");
+    assert!(made.success());
+    let wrong = "ab".repeat(32);
+    std::fs::write(
+        project.path().join("imagefile.yaml"),
+        format!(
+            "name: i\nbase:\n  distro: image\n  url: file://{}\n  sha256: {wrong}\n",
+            image.display()
+        ),
+    )
+    .expect("write");
+    let out = crate::common::kiln()
+        .current_dir(project.path())
+        .arg("lock")
+        .arg("--cache-dir")
+        .arg(project.path().join("cache"))
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let actual = sha256_hex(&std::fs::read(&image).expect("read"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&wrong) && stderr.contains(&actual),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("does not match") && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert!(
+        !project.path().join("imagefile.lock").exists(),
+        "a lock was written"
+    );
+}

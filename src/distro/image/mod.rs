@@ -148,7 +148,16 @@ impl Family for ImageBase {
             request
                 .http
                 .download_unpinned(&url, expected.as_deref(), request.cache)?;
-        let format = extract::detect(&path).map_err(|e| image_error(e.into()))?;
+        // Named by its URL, not by where the cache keeps it.
+        let format = extract::detect(&path).map_err(|error| match error {
+            extract::ExtractError::NotAnImage { looks_like, .. } => {
+                image_error(ImageError::Extract(extract::ExtractError::NotAnImage {
+                    path: url.clone(),
+                    looks_like,
+                }))
+            }
+            other => image_error(other.into()),
+        })?;
         let source_date_epoch = manifest
             .source_date_epoch
             .as_ref()
