@@ -147,10 +147,17 @@ fn print_result(settings: &BuildSettings, context: &Context<'_>, built: &Built) 
             )
         })
         .collect();
+    let packages = match &lock.base.image {
+        Some(image) => format!(
+            "from the image {} ({} packages in the tree, not locked)",
+            image.url,
+            report.packages.len()
+        ),
+        None => format!("{} locked packages", lock.packages.len() - removed.len()),
+    };
     terminal::status(&format!(
-        "built {name} in {:.1} s: {} locked packages{removed_note}\n{}\nreport: {}\nlog: {}",
+        "built {name} in {:.1} s: {packages}{removed_note}\n{}\nreport: {}\nlog: {}",
         total.as_secs_f64(),
-        lock.packages.len() - removed.len(),
         files.join("\n"),
         report_path.display(),
         log_path.display()

@@ -156,12 +156,26 @@ pub fn build_into(
     let log_path = output.join(format!("{name}.build.log"));
     let mut log = fs_err::File::create(&log_path).map_err(Failure::internal)?;
 
-    terminal::status(&format!(
-        "bootstrapping {} packages into {}",
-        lock.packages.len(),
-        root.display()
-    ));
-    terminal::progress("bootstrap: unpacking, configuring and installing the locked packages");
+    match &lock.base.image {
+        Some(image) => {
+            terminal::status(&format!(
+                "taking the base tree out of {} into {}",
+                image.url,
+                root.display()
+            ));
+            terminal::progress("bootstrap: copying the image's tree, installing the packages");
+        }
+        None => {
+            terminal::status(&format!(
+                "bootstrapping {} packages into {}",
+                lock.packages.len(),
+                root.display()
+            ));
+            terminal::progress(
+                "bootstrap: unpacking, configuring and installing the locked packages",
+            );
+        }
+    }
     let manifest_dir = Path::new(checked.source.name())
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())

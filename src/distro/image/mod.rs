@@ -217,7 +217,11 @@ impl Family for ImageBase {
             "kiln: took the root tree out of {} ({:?}): {}",
             image.url, extracted.format, extracted.root_filesystem
         );
-        let mut timings: Vec<(&'static str, std::time::Duration)> = extracted.timings;
+        let mut timings: Vec<(&'static str, std::time::Duration)> = extracted
+            .timings
+            .into_iter()
+            .map(|(step, took)| (extract_stage(step), took))
+            .collect();
         let step = Instant::now();
         install_packages(request.lock, request.root, request.packages, log)?;
         timings.push(("install the packages", step.elapsed()));
@@ -413,6 +417,20 @@ fn installed(lock: &Lock, root: &Path) -> Result<Vec<ReportPackage>, ImageError>
     };
     packages.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
     Ok(packages)
+}
+
+/// How `--timings` names an extraction step.
+fn extract_stage(step: &str) -> &'static str {
+    match step {
+        "convert" => "extract: convert",
+        "probe" => "extract: probe",
+        "mount" => "extract: mount",
+        "copy" => "extract: copy",
+        "graft" => "extract: graft",
+        "unpack" => "extract: unpack",
+        "check-arch" => "extract: check the architecture",
+        _ => "extract",
+    }
 }
 
 /// The lock's name for an architecture (Debian's).
