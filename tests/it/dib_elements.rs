@@ -237,7 +237,10 @@ const MATRIX: &[Row] = &[
         "its `cache-url` helper is on the hooks tree's `bin/` and installed",
         |b| executable(b, "usr/local/bin/cache-url"),
     ),
-    not_applicable("centos", RPM),
+    kiln_own(
+        "centos",
+        "kiln's `centos` (experimental): the base is CentOS Stream's GenericCloud image, found by release and pinned; packages with the image's dnf",
+    ),
     not_applicable("centos-minimal", RPM),
     runs(
         "cleanup-kernel-initrd",
@@ -427,7 +430,10 @@ const MATRIX: &[Row] = &[
             enabled(b, "multi-user.target.wants/fail2ban.service")
         },
     ),
-    not_applicable("fedora", RPM),
+    kiln_own(
+        "fedora",
+        "kiln's `fedora` (experimental): the base is Fedora's Cloud Base image, found by release, its signed CHECKSUM checked, pinned; packages with the image's dnf",
+    ),
     not_applicable("fedora-container", RPM),
     not_applicable("fedora-minimal", RPM),
     not_applicable("fips", RPM),
@@ -556,7 +562,10 @@ const MATRIX: &[Row] = &[
         "openstack-ci-mirrors",
         "points apt at OpenStack CI's own mirrors",
     ),
-    not_applicable("opensuse", "for openSUSE"),
+    kiln_own(
+        "opensuse",
+        "kiln's `opensuse` (experimental): the base is openSUSE's Minimal-VM cloud image, found by release, its signed `.sha256` checked, pinned; packages with the image's zypper",
+    ),
     not_applicable("opensuse-minimal", "for openSUSE"),
     kiln_own(
         "package-installs",
@@ -611,13 +620,19 @@ const MATRIX: &[Row] = &[
         "rax-nova-agent",
         "installs Rackspace's agent from git sources on the internet",
     ),
-    not_applicable("redhat-common", RPM),
+    kiln_own(
+        "redhat-common",
+        "kiln's `redhat-common` (experimental): SELinux labels for what the build wrote (setfiles, or a relabel on first boot)",
+    ),
     not_applicable(
         "replace-partition",
         "makes the base from an existing disk image with guestfish (`distro: image`'s job, not supported yet)",
     ),
     not_applicable("replace-partition-redhat", RPM),
-    not_applicable("rhel", RPM),
+    kiln_own(
+        "rhel",
+        "kiln's `rhel` (experimental): the base is the KVM guest image given by `url` (DIB_LOCAL_IMAGE), pinned; packages with the image's dnf",
+    ),
     not_applicable("rhel-common", RPM),
     not_applicable("rocky-container", RPM),
     not_applicable("rpm-distro", RPM),
