@@ -58,8 +58,8 @@ pub fn experimental_note(base: &manifest::Base) -> Option<String> {
             };
             format!(
                 "`distro: {}` from its cloud image is experimental: {site}kiln has never taken a \
-                 tree out of the distribution's own image, run {manager} in it, made its \
-                 bootloader{} or booted it",
+                 tree out of the distribution's own image, run {manager} in it (only in a \
+                 Debian-based stand-in), made its bootloader{} or booted it",
                 distro.as_str(),
                 if matches!(distro, Distro::Fedora | Distro::Centos) {
                     ", relabelled it for SELinux"

@@ -190,3 +190,226 @@ fn a_diskimage_builder_qcow2_is_pinned_customised_built_and_boots() {
     );
     assert!(!qcow2.exists(), "a refused build left {}", qcow2.display());
 }
+
+/// Builds the noarch RPMs `names` (each holding
+/// `/usr/share/<name>/hello`) into `repo` and indexes it with createrepo_c.
+fn rpm_repository(work: &Path, repo: &Path, names: &[&str]) {
+    let top = work.join("rpmbuild");
+    std::fs::create_dir_all(top.join("SPECS")).expect("mkdir");
+    std::fs::create_dir_all(repo).expect("mkdir");
+    for name in names {
+        let spec = top.join(format!("SPECS/{name}.spec"));
+        std::fs::write(
+            &spec,
+            format!(
+                "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: kiln's stand-in package\n\
+                 License: Apache-2.0\nBuildArch: noarch\nAutoReqProv: no\n\n\
+                 %description\nInstalled by kiln's tests.\n\n\
+                 %install\nmkdir -p %{{buildroot}}/usr/share/{name}\n\
+                 echo hello > %{{buildroot}}/usr/share/{name}/hello\n\n\
+                 %files\n/usr/share/{name}/hello\n"
+            ),
+        )
+        .expect("write the spec");
+        let built = std::process::Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("-bb")
+            .arg(&spec)
+            .output()
+            .expect("rpmbuild runs");
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let rpm = top.join(format!("RPMS/noarch/{name}-1.0-1.noarch.rpm"));
+        std::fs::copy(&rpm, repo.join(rpm.file_name().expect("a name"))).expect("copy");
+    }
+    let indexed = std::process::Command::new("createrepo_c")
+        .arg("-q")
+        .arg(repo)
+        .status()
+        .expect("createrepo_c runs");
+    assert!(indexed.success());
+}
+
+/// dnf and zypper, as kiln runs them in a tree taken out of an image, are
+/// tried here on the nearest thing to a Fedora or openSUSE tree this
+/// machine can make: a Debian tree (built by kiln) holding Debian's own
+/// dnf, zypper and rpm, with apt taken out and rpm's database where RPM
+/// distributions keep it, reading a repository of test-made RPMs served
+/// from 127.0.0.1. `packages:` go through the image family's install, a
+/// hook's `install-packages` through the helper, and the report lists both
+/// as rpm's database holds them.
+#[test]
+fn dnf_and_zypper_install_into_a_stand_in_rpm_tree() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let work = scratch.path();
+
+    // The stand-in: Debian with dnf, zypper and rpm, as a tarball.
+    let standin = work.join("standin");
+    std::fs::create_dir(&standin).expect("mkdir");
+    std::fs::write(
+        standin.join("imagefile.yaml"),
+        "name: rpm-standin\nbase:\n  distro: debian\n  release: bookworm\n\
+         packages: [dnf, zypper, rpm]\noutputs: [tar]\n",
+    )
+    .expect("write");
+    let built = kiln()
+        .current_dir(&standin)
+        .arg("build")
+        .arg("--cache-dir")
+        .arg(crate::common::shared_cache())
+        .output()
+        .expect("kiln runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let standin_tar = standin.join("out/rpm-standin.tar");
+
+    let repo = work.join("repo");
+    rpm_repository(work, &repo, &["kiln-standin", "kiln-standin-hook"]);
+    let server = serve(&repo);
+
+    for (manager, gone, repo_file, repo_text) in [
+        (
+            "dnf",
+            &["usr/bin/apt", "usr/bin/apt-get", "usr/bin/zypper"][..],
+            "etc/yum.repos.d/standin.repo",
+            format!(
+                "[standin]\nname=standin\nbaseurl={}/\ngpgcheck=0\nenabled=1\n",
+                server.url
+            ),
+        ),
+        (
+            "zypper",
+            &[
+                "usr/bin/apt",
+                "usr/bin/apt-get",
+                "usr/bin/dnf",
+                "usr/bin/dnf-3",
+            ][..],
+            "etc/zypp/repos.d/standin.repo",
+            format!(
+                "[standin]\nname=standin\nbaseurl={}/\ntype=rpm-md\ngpgcheck=0\nenabled=1\nautorefresh=1\n",
+                server.url
+            ),
+        ),
+    ] {
+        // The image: the stand-in with only `manager`, as a gzip tarball.
+        let tree = work.join(format!("{manager}-tree"));
+        std::fs::create_dir(&tree).expect("mkdir");
+        let unpacked = std::process::Command::new("tar")
+            .args([
+                "--extract",
+                "--preserve-permissions",
+                "--xattrs",
+                "--numeric-owner",
+                "--file",
+            ])
+            .arg(&standin_tar)
+            .arg("--directory")
+            .arg(&tree)
+            .status()
+            .expect("tar runs");
+        assert!(unpacked.success());
+        for path in gone {
+            std::fs::remove_file(tree.join(path)).expect("remove the other package managers");
+        }
+        // Debian's rpm keeps its database in ~/.rpmdb; RPM distributions
+        // in /var/lib/rpm.
+        std::fs::create_dir_all(tree.join("etc/rpm")).expect("mkdir");
+        std::fs::write(
+            tree.join("etc/rpm/macros.dbpath"),
+            "%_dbpath /var/lib/rpm\n",
+        )
+        .expect("write");
+        let repo_path = tree.join(repo_file);
+        std::fs::create_dir_all(repo_path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&repo_path, &repo_text).expect("write the repository");
+        let image = work.join(format!("{manager}.tar.gz"));
+        let packed = std::process::Command::new("tar")
+            .args([
+                "--create",
+                "--gzip",
+                "--xattrs",
+                "--numeric-owner",
+                "--file",
+            ])
+            .arg(&image)
+            .arg("--directory")
+            .arg(&tree)
+            .arg(".")
+            .status()
+            .expect("tar runs");
+        assert!(packed.success());
+
+        let project = work.join(format!("{manager}-project"));
+        write_hook(
+            &project.join("elements/hooked/install.d/50-hooked"),
+            "install-packages kiln-standin-hook\n",
+        );
+        std::fs::write(
+            project.join("imagefile.yaml"),
+            format!(
+                "name: on-{manager}\nbase:\n  distro: image\n  url: file://{}\n\
+                 elements: [hooked]\npackages: [kiln-standin]\noutputs: [tar]\n",
+                image.display()
+            ),
+        )
+        .expect("write");
+        let build = kiln()
+            .current_dir(&project)
+            .args(["build", "--elements-path", "elements", "--cache-dir"])
+            .arg(work.join("cache"))
+            .output()
+            .expect("kiln runs");
+        let stderr = String::from_utf8_lossy(&build.stderr);
+        assert!(build.status.success(), "{manager}: {stderr}");
+        let log = std::fs::read_to_string(project.join(format!("out/on-{manager}.build.log")))
+            .expect("the build log");
+        let command = match manager {
+            "dnf" => "dnf install --assumeyes --setopt=install_weak_deps=False kiln-standin",
+            _ => "zypper --non-interactive install --no-recommends kiln-standin",
+        };
+        assert!(
+            log.contains(&format!("kiln: running {command} in the tree")),
+            "{manager}: `{command}` is not in the log:\n{log}"
+        );
+
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(project.join(format!("out/on-{manager}.report.json")))
+                .expect("the report"),
+        )
+        .expect("JSON");
+        let packages = report["packages"].as_array().expect("packages");
+        for name in ["kiln-standin", "kiln-standin-hook"] {
+            let entry = packages
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{manager}: the report lacks {name}: {packages:?}"));
+            assert_eq!(entry["version"], "1.0-1", "{manager}: {entry}");
+            assert_eq!(entry["arch"], "noarch", "{manager}: {entry}");
+        }
+        let listed = std::process::Command::new("tar")
+            .arg("--list")
+            .arg("--file")
+            .arg(project.join(format!("out/on-{manager}.tar")))
+            .output()
+            .expect("tar runs");
+        let listing = String::from_utf8_lossy(&listed.stdout);
+        for name in ["kiln-standin", "kiln-standin-hook"] {
+            assert!(
+                listing.contains(&format!("usr/share/{name}/hello")),
+                "{manager}: the image lacks {name}'s file"
+            );
+        }
+    }
+}

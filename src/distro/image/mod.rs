@@ -300,7 +300,8 @@ impl PackageManager {
         let has = |path: &str| std::fs::symlink_metadata(root.join(path)).is_ok();
         if has("usr/bin/apt-get") {
             Some(PackageManager::Apt)
-        } else if has("usr/bin/dnf") || has("usr/bin/dnf5") || has("usr/bin/dnf-3") {
+        } else if has("usr/bin/dnf") {
+            // Fedora's and CentOS's `dnf` is a link to `dnf-3` or `dnf5`.
             Some(PackageManager::Dnf)
         } else if has("usr/bin/zypper") {
             Some(PackageManager::Zypper)
@@ -361,6 +362,7 @@ fn install_packages(
     let mounts = chroot::mount_dib_filesystems(root).map_err(install_error)?;
     let setup = chroot::prepare_tree(root).map_err(install_error)?;
     for argv in manager.install_commands(packages) {
+        let _ = writeln!(log, "kiln: running {} in the tree", argv.join(" "));
         crate::host::signals::check()
             .map_err(ChrootError::from)
             .map_err(install_error)?;
