@@ -154,7 +154,7 @@ pub fn fetch(
 }
 
 /// How a fetch names the base image among the packages.
-const IMAGE: &str = "the base image";
+pub const IMAGE: &str = "the base image";
 
 /// Puts the lock's base image, when it pins one, into the cache. It is
 /// downloaded whole and hashed before it is kept, so a file changed at its

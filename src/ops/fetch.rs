@@ -71,6 +71,14 @@ pub fn fetch_failure(error: FetchError) -> Failure {
             help = "run `kiln fetch` once with the network, then work offline",
             "{error}"
         )),
+        FetchError::Download {
+            ref package,
+            source: crate::host::http::HttpError::HashMismatch { .. },
+            ..
+        } if package == crate::fetch::IMAGE => Failure::Internal(miette::miette!(
+            help = "the image at the lock's URL is not the one `kiln lock` pinned: check where it comes from, then run `kiln lock` to pin the new one (or keep building from a cache that holds the pinned one)",
+            "{error}"
+        )),
         other => Failure::Internal(miette::miette!("{other}")),
     }
 }
