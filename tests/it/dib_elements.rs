@@ -626,7 +626,7 @@ const MATRIX: &[Row] = &[
     ),
     not_applicable(
         "replace-partition",
-        "makes the base from an existing disk image with guestfish (`distro: image`'s job, not supported yet)",
+        "makes the base from an existing disk image with guestfish; kiln's `distro: image` takes the tree out of one itself",
     ),
     not_applicable("replace-partition-redhat", RPM),
     kiln_own(
