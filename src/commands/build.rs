@@ -67,6 +67,16 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         },
     )?;
     let mut timings = vec![("lock".to_string(), started.elapsed())];
+    if settings.offline && lock.base.image.is_some() {
+        let packages = crate::ops::build::planned_packages(&checked, &plan);
+        if !packages.is_empty() {
+            return Err(Failure::user(miette::miette!(
+                help = "build without --offline, or leave the packages out (`packages:` and the elements' package-installs.yaml)",
+                "--offline cannot install {} on a base taken out of an image: they come from the image's own package sources, which the lock does not pin",
+                packages.join(", ")
+            )));
+        }
+    }
 
     let cache = open_cache(settings.cache_dir.as_ref())?;
     let http = Http::new(HttpOptions {

@@ -35,9 +35,12 @@ pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
     let mirror = download_mirror(settings.mirror.as_deref())?;
     let started = Instant::now();
     let fetched = fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
+    let what = match &lock.base.image {
+        Some(_) => format!("the base image and {} package(s)", lock.packages.len()),
+        None => format!("{} package(s)", lock.packages.len()),
+    };
     terminal::status(&format!(
-        "{} package(s) in the cache at {}: {} already there, {} downloaded ({:.1} MiB) in {:.1} s",
-        lock.packages.len(),
+        "{what} in the cache at {}: {} already there, {} downloaded ({:.1} MiB) in {:.1} s",
         cache.dir().display(),
         fetched.cached,
         fetched.downloaded,

@@ -88,6 +88,21 @@ pub fn current_lock(
     }
 }
 
+/// Every package the build installs by name: the imagefile's and the
+/// elements' (pkg-map applied), sorted, each once.
+pub fn planned_packages(checked: &manifest::Checked, plan: &plan::Plan) -> Vec<String> {
+    let mut packages: Vec<String> = checked
+        .manifest
+        .packages
+        .iter()
+        .map(|p| p.value.name().to_string())
+        .chain(plan.packages_to_install())
+        .collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
+
 /// What one build needs that does not change between two builds of it.
 pub struct Context<'a> {
     /// The imagefile, read and checked.
@@ -181,15 +196,7 @@ pub fn build_into(
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let family = super::lock::base_family(checked);
-    let mut packages: Vec<String> = checked
-        .manifest
-        .packages
-        .iter()
-        .map(|p| p.value.name().to_string())
-        .chain(plan.packages_to_install())
-        .collect();
-    packages.sort();
-    packages.dedup();
+    let packages = planned_packages(checked, plan);
     let request = distro::BootstrapRequest {
         lock,
         cache,

@@ -133,6 +133,27 @@ fn a_diskimage_builder_qcow2_is_pinned_customised_built_and_boots() {
         );
     }
 
+    // Offline, the packages cannot come from the image's sources.
+    let offline = kiln()
+        .current_dir(&project)
+        .args(["build", "--offline", "--elements-path"])
+        .arg(&elements)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--output")
+        .arg(scratch.path().join("offline-out"))
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&offline.stderr);
+    assert_eq!(offline.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--offline cannot install")
+            && stderr.contains("tmux")
+            && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert!(!scratch.path().join("offline-out").exists());
+
     let test = {
         let _one = crate::common::one_boot_at_a_time();
         kiln()
