@@ -247,10 +247,7 @@ pub fn make(
         .as_ref()
         .map(|r| r.as_str().to_string())
         .unwrap_or_default();
-    let arch = match base.arch.value {
-        crate::manifest::Arch::Amd64 => "amd64",
-        crate::manifest::Arch::Arm64 => "arm64",
-    };
+    let arch = base.arch.value.as_str();
     let wanted = wanted_repositories(manifest, &release_name, manifest_dir, apt_dir)?;
 
     let mut index = PackageIndex::new(arch);

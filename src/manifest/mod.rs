@@ -327,6 +327,17 @@ pub enum Arch {
     Arm64,
 }
 
+impl Arch {
+    /// Debian's name, as a manifest writes it and apt, the lock and
+    /// DIB's `ARCH` use it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
 /// An element to apply: its name, or its name with parameters.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(untagged)]

@@ -20,9 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{
-    Arch, DEFAULT_ROOT_LABEL, Distro, ElementName, EnvName, Manifest, ParamValue,
-};
+use crate::manifest::{DEFAULT_ROOT_LABEL, Distro, ElementName, EnvName, Manifest, ParamValue};
 
 pub use builtin::{BuiltinError, unpack_builtin_elements};
 pub use deps::OPERATING_SYSTEM;
@@ -632,15 +630,6 @@ fn lookup<'a>(environment: &'a [EnvVar], name: &str) -> Option<&'a str> {
         .map(|v| v.value.as_str())
 }
 
-/// DIB's name for an architecture: the Debian one, which is what `-a`
-/// takes and what DIB's Debian-family elements expect in `ARCH`.
-fn arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "amd64",
-        Arch::Arm64 => "arm64",
-    }
-}
-
 /// Builds the hooks' environment: DIB's standard variables, then the
 /// manifest's `environment`, then element parameters.
 fn environment(manifest: &Manifest, elements: &[PlannedElement]) -> Result<Vec<EnvVar>, PlanError> {
@@ -656,7 +645,9 @@ fn environment(manifest: &Manifest, elements: &[PlannedElement]) -> Result<Vec<E
     // operating-system element, but kiln already knows it from `base`.
     let mut env = vec![
         standard("LC_ALL", "C"),
-        standard("ARCH", arch_name(base.arch.value)),
+        // DIB's `-a` takes, and its Debian-family elements expect, the
+        // Debian name.
+        standard("ARCH", base.arch.value.as_str()),
     ];
     if base.distro.value != Distro::Image {
         env.push(standard("DISTRO_NAME", base.distro.value.as_str()));

@@ -613,13 +613,6 @@ fn rpm_arch(arch: Arch) -> &'static str {
     }
 }
 
-fn deb_arch(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "amd64",
-        Arch::Arm64 => "arm64",
-    }
-}
-
 fn files(entries: &[Entry]) -> impl Iterator<Item = &str> {
     entries.iter().filter(|e| !e.dir).map(|e| e.name.as_str())
 }
@@ -791,7 +784,7 @@ fn opensuse(request: &Request<'_>, site: &str) -> Result<Found, DiscoverError> {
 /// `SHA256SUMS` and the detached `SHA256SUMS.gpg`.
 fn ubuntu(request: &Request<'_>, site: &str) -> Result<Found, DiscoverError> {
     let reader = Site { request };
-    let arch = deb_arch(request.arch);
+    let arch = request.arch.as_str();
     let release = request.release;
     let releases = format!("{site}/releases/");
     reader.require_release(&releases, release, |name| name != "streams")?;

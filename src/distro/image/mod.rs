@@ -29,7 +29,7 @@ use crate::cache::{Digest, Lookup};
 use crate::chroot::{self, ChrootError};
 use crate::lock::make::{Made, MakeError};
 use crate::lock::{LOCK_FORMAT_VERSION, Lock, LockedBase, LockedImage};
-use crate::manifest::{Arch, Distro};
+use crate::manifest::Distro;
 use crate::report::ReportPackage;
 
 use super::{
@@ -169,7 +169,7 @@ impl Family for ImageBase {
             base: LockedBase {
                 distro: distro.as_str().to_string(),
                 release,
-                arch: arch_name(base.arch.value).to_string(),
+                arch: base.arch.value.as_str().to_string(),
                 image: Some(LockedImage {
                     url,
                     size: digest.size,
@@ -206,10 +206,8 @@ impl Family for ImageBase {
             .as_ref()
             .ok_or_else(|| base_error(ImageError::NotPinned))?;
         let path = cached_image(request.cache, image).map_err(base_error)?;
-        let arch = match request.lock.base.arch.as_str() {
-            "arm64" => Arch::Arm64,
-            _ => Arch::Amd64,
-        };
+        // The lock pins the imagefile, so its `arch` is the lock's.
+        let arch = request.manifest.base.value.arch.value;
         let extracted = extract::extract(&path, request.root, request.work, arch, log)
             .map_err(|e| base_error(e.into()))?;
         let _ = writeln!(
@@ -432,14 +430,6 @@ fn extract_stage(step: &str) -> &'static str {
         "unpack" => "extract: unpack",
         "check-arch" => "extract: check the architecture",
         _ => "extract",
-    }
-}
-
-/// The lock's name for an architecture (Debian's).
-fn arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "amd64",
-        Arch::Arm64 => "arm64",
     }
 }
 
