@@ -316,12 +316,12 @@ impl Http {
         cache: &Cache,
     ) -> Result<(PathBuf, Digest), HttpError> {
         let target = Self::target(url)?;
-        let copy = |reader: &mut dyn Read| -> Result<(PathBuf, Digest), Attempt> {
+        let copy = |reader: &mut dyn Read, attempt: u32| -> Result<(PathBuf, Digest), Attempt> {
             let mut writer = cache.writer().map_err(|e| Attempt::Fail(e.into()))?;
             let mut reader = reader;
             match copy_capped(&mut reader, &mut writer, MAX_UNPINNED_BYTES) {
                 Ok(()) => {}
-                Err(CopyError::Read(e)) => return Err(classify_read_error(&e, url, 1)),
+                Err(CopyError::Read(e)) => return Err(classify_read_error(&e, url, attempt)),
                 Err(CopyError::Write(source)) => return Err(write_failed(&writer, source)),
                 Err(CopyError::TooLarge) => {
                     return Err(Attempt::Fail(HttpError::TooLarge {
@@ -350,13 +350,13 @@ impl Http {
         match target {
             Target::Local(path) => {
                 let mut file = open_local(url, &path)?;
-                once(copy(&mut file))
+                once(copy(&mut file, 1))
             }
             Target::Remote(remote) => {
                 self.require_online(url)?;
                 self.retrying(url, |attempt| {
                     let mut response = self.send(&remote, url, attempt)?;
-                    copy(&mut response)
+                    copy(&mut response, attempt)
                 })
             }
         }
