@@ -15,8 +15,8 @@ use super::diagnostic::Problem;
 use super::layout_fit::Fit;
 use super::values::Size;
 use super::{
-    BaseFrom, Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, Partition, PartitionSize,
-    PartitionTable, PartitionType, Spanned, SuiteKind,
+    BaseFrom, Disk, DiskSize, Distro, Filesystem, ImageTest, Manifest, OutputFormat, Partition,
+    PartitionSize, PartitionTable, PartitionType, Spanned, SuiteKind,
 };
 
 /// ext4 stores timestamps up to 2446-05-10 (with 256-byte inodes).
@@ -31,6 +31,7 @@ pub fn check(manifest: &Manifest) -> Vec<Problem> {
     check_lists(manifest, &mut problems);
     check_disk(&manifest.disk, &mut problems);
     check_tests(manifest, &mut problems);
+    check_ramdisk(manifest, &mut problems);
     if let Some(epoch) = &manifest.source_date_epoch
         && epoch.value > MAX_EPOCH_SECONDS
     {
@@ -463,6 +464,57 @@ fn duplicates<K: Eq + Hash>(
         }
     }
     repeated
+}
+
+fn check_ramdisk(manifest: &Manifest, problems: &mut Vec<Problem>) {
+    let Some(ramdisk) = &manifest.ramdisk else {
+        return;
+    };
+    if !manifest
+        .outputs
+        .iter()
+        .any(|o| o.value == OutputFormat::Ramdisk)
+    {
+        problems.push(
+            Problem::error(
+                "`ramdisk` settings, but no `ramdisk` output",
+                ramdisk.span,
+                "not used",
+                "add `ramdisk` to `outputs`, or remove this section",
+            )
+            .warning(),
+        );
+    }
+    for pattern in &ramdisk.value.exclude {
+        let text = pattern.value.as_str();
+        let why = if !text.starts_with('/') {
+            Some("an absolute path, starting with `/`")
+        } else if text.trim_end_matches('/').is_empty() {
+            Some("a path below `/`: leaving out everything leaves no system")
+        } else if text.split('/').any(|c| c == "." || c == "..") {
+            Some("a path without `.` or `..` components")
+        } else {
+            None
+        };
+        if let Some(want) = why {
+            problems.push(Problem::error(
+                format!("`{text}` cannot be left out of the ramdisk"),
+                pattern.span,
+                "not a path in the image",
+                format!("write {want}, such as `/usr/share/doc`"),
+            ));
+        }
+    }
+    if let Some(cmdline) = &ramdisk.value.cmdline
+        && cmdline.value.contains(['\n', '\r'])
+    {
+        problems.push(Problem::error(
+            "the kernel command line is one line",
+            cmdline.span,
+            "has a line break",
+            "separate the parameters with spaces",
+        ));
+    }
 }
 
 fn check_disk(disk: &Spanned<Disk>, problems: &mut Vec<Problem>) {

@@ -85,6 +85,12 @@ pub struct Manifest {
     #[schemars(default = "default_outputs")]
     pub outputs: Vec<Spanned<OutputFormat>>,
 
+    /// Settings of the `ramdisk` output (a kernel and an initramfs holding
+    /// the whole tree): its compression, what to leave out of it, a size
+    /// limit and the kernel command line `kiln boot` and `kiln test` add.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramdisk: Option<Spanned<Ramdisk>>,
+
     /// Seconds since 1970-01-01 UTC used for every timestamp in the image.
     /// Defaults to the date of the base distribution's index in the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -662,6 +668,61 @@ pub enum OutputFormat {
     Vmdk,
     /// A compressed read-only squashfs of the tree.
     Squashfs,
+    /// A deploy ramdisk: `<name>.kernel` and `<name>.initramfs`, the whole
+    /// tree as a compressed cpio archive with systemd as `/init`, so the
+    /// machine runs from RAM (as Ironic's agent ramdisks do). Needs a
+    /// kernel in the image (the `vm` element, or a `linux-image-*`
+    /// package); no `disk` section is needed.
+    Ramdisk,
+}
+
+/// Settings of the `ramdisk` output.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ramdisk {
+    /// How the initramfs is compressed: `zstd` (the default; fast to
+    /// write and to unpack) or `gzip` (for kernels and boot loaders older
+    /// than Linux 5.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Spanned<RamdiskCompression>>,
+
+    /// Absolute paths left out of the initramfs (not out of the image's
+    /// other outputs), each with everything below it; `*` matches within
+    /// one path component: `/usr/share/doc`, `/usr/share/locale/*`,
+    /// `/usr/lib/modules/*/kernel/sound`. A ramdisk is held in RAM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Spanned<String>>,
+
+    /// The largest the initramfs file may be, such as `400MiB`. A larger
+    /// one fails the build, naming the biggest directories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Spanned<Size>>,
+
+    /// Added to the kernel command line when `kiln boot` and `kiln test`
+    /// boot the ramdisk (after `console=ttyS0`), and recorded in the
+    /// report for the machines that boot it over the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<Spanned<String>>,
+}
+
+impl Ramdisk {
+    /// The compression, `zstd` when none is written.
+    pub fn compression(&self) -> RamdiskCompression {
+        self.compression
+            .as_ref()
+            .map_or(RamdiskCompression::Zstd, |c| c.value)
+    }
+}
+
+/// How a ramdisk's initramfs is compressed: as the kernel unpacks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RamdiskCompression {
+    /// Zstandard (Linux 5.9 and later).
+    #[default]
+    Zstd,
+    /// gzip, which every kernel reads.
+    Gzip,
 }
 
 /// One check of `kiln test` in the booted image: exactly one of `run`,

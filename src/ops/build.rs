@@ -103,6 +103,33 @@ pub fn planned_packages(checked: &manifest::Checked, plan: &plan::Plan) -> Vec<S
     packages
 }
 
+/// A `ramdisk` output for an image that installs no kernel: the output is
+/// a kernel and an initramfs, and would fail at the end of the build. An
+/// image base brings its own kernel (checked when the ramdisk is written).
+pub fn ramdisk_without_kernel(
+    checked: &manifest::Checked,
+    plan: &plan::Plan,
+) -> Option<manifest::Problem> {
+    let manifest = &checked.manifest;
+    let output = manifest
+        .outputs
+        .iter()
+        .find(|o| o.value == OutputFormat::Ramdisk)?;
+    let has_kernel = manifest.base.value.from_image()
+        || planned_packages(checked, plan)
+            .iter()
+            .any(|p| p.starts_with("linux-image-"));
+    if has_kernel {
+        return None;
+    }
+    Some(manifest::Problem::error(
+        "a ramdisk needs a kernel, and this image installs none",
+        output.span,
+        "no kernel to boot",
+        "add the `vm` element (kernel, initramfs tools, systemd), or a kernel package such as `linux-image-amd64` to `packages`",
+    ))
+}
+
 /// What one build needs that does not change between two builds of it.
 pub struct Context<'a> {
     /// The imagefile, read and checked.

@@ -28,6 +28,9 @@ pub fn plan_elements(
     );
     let plan = crate::plan::plan(&checked.manifest, &search)
         .map_err(|error| plan_failure(error, checked))?;
+    if let Some(problem) = super::build::ramdisk_without_kernel(checked, &plan) {
+        return Err(Failure::from(checked.source.problems(vec![problem])));
+    }
     for warning in &plan.warnings {
         terminal::status(&format!("warning: {warning}"));
     }

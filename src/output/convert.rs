@@ -75,7 +75,9 @@ pub fn qemu_img_convert_args(
         OutputFormat::Vhd => args.extend(["vpc", "-o", "subformat=fixed,force_size=on"]),
         OutputFormat::Vhdx => args.extend(["vhdx", "-o", "subformat=dynamic"]),
         OutputFormat::Vmdk => args.extend(["vmdk", "-o", "subformat=streamOptimized"]),
-        OutputFormat::Raw | OutputFormat::Tar | OutputFormat::Squashfs => return None,
+        OutputFormat::Raw | OutputFormat::Tar | OutputFormat::Squashfs | OutputFormat::Ramdisk => {
+            return None;
+        }
     }
     Some(args)
 }

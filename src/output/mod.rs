@@ -38,6 +38,7 @@ pub fn extension(format: OutputFormat) -> &'static str {
         OutputFormat::Vhdx => "vhdx",
         OutputFormat::Vmdk => "vmdk",
         OutputFormat::Squashfs => "squashfs",
+        OutputFormat::Ramdisk => "initramfs",
     }
 }
 
@@ -49,7 +50,10 @@ pub fn file_name(image: &str, format: OutputFormat) -> String {
 /// Whether a format is made from the raw image file (rather than from the
 /// root tree).
 pub fn is_disk_format(format: OutputFormat) -> bool {
-    !matches!(format, OutputFormat::Tar | OutputFormat::Squashfs)
+    !matches!(
+        format,
+        OutputFormat::Tar | OutputFormat::Squashfs | OutputFormat::Ramdisk
+    )
 }
 
 /// What the output stage is asked to write.
@@ -121,6 +125,9 @@ pub fn write_outputs(request: &OutputRequest<'_>) -> Result<Vec<Written>, Output
             }
             OutputFormat::Squashfs => {
                 squashfs::write_squashfs(tree()?, request.source_date_epoch, &out)?;
+            }
+            OutputFormat::Ramdisk => {
+                return Err(OutputError::MissingSource { format: "ramdisk" });
             }
             OutputFormat::Qcow2 | OutputFormat::Vhd | OutputFormat::Vhdx | OutputFormat::Vmdk => {
                 convert::write_disk(raw()?, format, request.disk, &out)?;
