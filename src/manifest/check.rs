@@ -852,6 +852,29 @@ mod tests {
     }
 
     #[test]
+    fn ramdisk_settings_are_checked() {
+        let good = format!(
+            "{HEAD}outputs: [ramdisk]\nramdisk:\n  compression: gzip\n  max_size: 300MiB\n  \
+             exclude: [/usr/share/doc, '/usr/lib/modules/*/kernel/sound']\n  cmdline: ipa-debug=1\n"
+        );
+        assert!(problems_of(&good).is_empty(), "{:?}", problems_of(&good));
+        let bad = format!(
+            "{HEAD}outputs: [qcow2]\nramdisk:\n  exclude: [usr/share/doc, /, /usr/../etc]\n  \
+             cmdline: \"a\\nb\"\n"
+        );
+        assert_eq!(
+            problems_of(&bad),
+            vec![
+                "`/` cannot be left out of the ramdisk",
+                "`/usr/../etc` cannot be left out of the ramdisk",
+                "`ramdisk` settings, but no `ramdisk` output",
+                "`usr/share/doc` cannot be left out of the ramdisk",
+                "the kernel command line is one line",
+            ]
+        );
+    }
+
+    #[test]
     fn a_table_without_root_is_refused() {
         let yaml =
             format!("{HEAD}disk:\n  table: mbr\n  partitions:\n    - {{name: a, size: 1GiB}}\n");

@@ -301,38 +301,43 @@ pub fn build_into(
     }
     timings.push(("normalise".to_string(), step.elapsed()));
 
-    let step = Instant::now();
-    terminal::progress("assemble: making the filesystems and the disk");
-    let raw = work.join(format!("{name}.raw"));
-    let request = assemble::AssembleRequest {
-        disk: &checked.manifest.disk.value,
-        arch: checked.manifest.base.value.arch.value,
-        uses_vm,
-        lock_text: &lock_text,
-        source_date_epoch: lock.source_date_epoch,
-        root: &root,
-        work: &work,
-        raw: &raw,
-    };
-    let assembled = match assemble::assemble(&request, &mut log) {
-        Ok(assembled) => assembled,
-        Err(error) => return Err(failed(&work, &log_path, &error, None)),
-    };
-    timings.extend(
-        assembled
-            .timings
-            .iter()
-            .map(|(stage, duration)| (format!("assemble: {stage}"), *duration)),
-    );
-    timings.push(("assemble".to_string(), step.elapsed()));
-
     let formats: Vec<OutputFormat> = checked.manifest.outputs.iter().map(|o| o.value).collect();
+    // The tree formats (tar, squashfs, ramdisk) are written from the tree:
+    // without a disk format there is no disk to assemble.
+    let raw = work.join(format!("{name}.raw"));
+    let needs_disk = formats.iter().any(|f| output::is_disk_format(*f));
+    if needs_disk {
+        let step = Instant::now();
+        terminal::progress("assemble: making the filesystems and the disk");
+        let request = assemble::AssembleRequest {
+            disk: &checked.manifest.disk.value,
+            arch: checked.manifest.base.value.arch.value,
+            uses_vm,
+            lock_text: &lock_text,
+            source_date_epoch: lock.source_date_epoch,
+            root: &root,
+            work: &work,
+            raw: &raw,
+        };
+        let assembled = match assemble::assemble(&request, &mut log) {
+            Ok(assembled) => assembled,
+            Err(error) => return Err(failed(&work, &log_path, &error, None)),
+        };
+        timings.extend(
+            assembled
+                .timings
+                .iter()
+                .map(|(stage, duration)| (format!("assemble: {stage}"), *duration)),
+        );
+        timings.push(("assemble".to_string(), step.elapsed()));
+    }
+
     terminal::progress("outputs: writing the image files");
     let outputs = output::write_outputs(&output::OutputRequest {
         image: &name,
         dir: &output,
         formats: &formats,
-        raw: Some(&raw),
+        raw: needs_disk.then_some(raw.as_path()),
         raw_placement: output::convert::RawPlacement::Move,
         tree: Some(&root),
         source_date_epoch: lock.source_date_epoch,

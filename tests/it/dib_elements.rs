@@ -152,7 +152,7 @@ const fn not_yet(name: &'static str, why: &'static str) -> Row {
 }
 
 const RPM: &str = "for RPM distributions (Fedora, CentOS, RHEL, Rocky, AlmaLinux, openEuler)";
-const RAMDISK: &str = "for ironic's deploy ramdisks, which kiln does not build";
+const RAMDISK: &str = "hooks into the script-based init of DIB's `ramdisk` (`binary-deps.d`, `init.d`), which kiln's ramdisk (systemd as `/init`) has not got; install its tools with `packages`";
 
 /// Every element of DIB's wheel, in name order.
 const MATRIX: &[Row] = &[
@@ -340,14 +340,9 @@ const MATRIX: &[Row] = &[
             directory(b, "home/devuser")
         },
     ),
-    runs(
+    kiln_own(
         "dhcp-all-interfaces",
-        Group::A,
-        "its udev rule and script are installed",
-        |b| {
-            file(b, "etc/udev/rules.d/99-dhcp-all-interfaces.rules")?;
-            executable(b, "usr/local/sbin/dhcp-all-interfaces.sh")
-        },
+        "kiln's `dhcp-all-interfaces`: systemd-networkd on every Ethernet and InfiniBand port, `DIB_DHCP_TIMEOUT` honoured",
     ),
     kiln_own(
         "dib-init-system",
@@ -377,7 +372,10 @@ const MATRIX: &[Row] = &[
         "kiln's `install-packages` helper installs from the lock with apt; DIB's `dpkg` scaffolding (apt proxy, manifests of dpkg) is the lock's job",
     ),
     not_applicable("dracut-network", RAMDISK),
-    not_applicable("dracut-ramdisk", RAMDISK),
+    kiln_own(
+        "dracut-ramdisk",
+        "the `ramdisk` output: the whole image as the initramfs, systemd as `/init`, instead of a dracut initramfs",
+    ),
     runs(
         "dracut-regenerate",
         Group::A,
@@ -614,8 +612,14 @@ const MATRIX: &[Row] = &[
         "python-stow-versions",
         "builds Python from pyenv's git sources on the internet, which the build machine cannot reach",
     ),
-    not_applicable("ramdisk", RAMDISK),
-    not_applicable("ramdisk-base", RAMDISK),
+    kiln_own(
+        "ramdisk",
+        "the `ramdisk` output: `<name>.kernel` and `<name>.initramfs` holding the whole tree, systemd as `/init`",
+    ),
+    kiln_own(
+        "ramdisk-base",
+        "the `ramdisk` output (`/init`, an fstab that mounts no root, the kernel beside)",
+    ),
     not_applicable(
         "rax-nova-agent",
         "installs Rackspace's agent from git sources on the internet",
