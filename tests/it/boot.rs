@@ -59,11 +59,41 @@ fn hash_tree(hasher: &mut Sha256, dir: &Path) {
 /// of kiln's built-in elements) in a directory beside the shared cache,
 /// and returns that directory: `imagefile.yaml` and `out/<name>.qcow2`.
 fn built(manifest: &'static str, cell: &'static OnceLock<PathBuf>) -> PathBuf {
+    built_as(manifest, cell, &Fixture::default())
+}
+
+/// How a fixture is built, beyond its imagefile.
+#[derive(Debug, Default)]
+pub(crate) struct Fixture {
+    /// The output whose presence means the fixture is built; default
+    /// `<name>.qcow2`.
+    pub product: Option<&'static str>,
+    /// More arguments to `kiln build`.
+    pub args: &'static [&'static str],
+    /// Build again whenever the kiln executable changes: for fixtures
+    /// that test what kiln itself writes, not only what it boots.
+    pub per_kiln: bool,
+}
+
+/// [`built`], as `fixture` says.
+pub(crate) fn built_as(
+    manifest: &'static str,
+    cell: &'static OnceLock<PathBuf>,
+    fixture: &Fixture,
+) -> PathBuf {
     cell.get_or_init(|| {
         let mut hasher = Sha256::new();
         hasher.update(manifest.as_bytes());
         hash_tree(&mut hasher, &repo_path("tests/fixtures/elements/boot"));
         hash_tree(&mut hasher, &repo_path("elements"));
+        for arg in fixture.args {
+            hasher.update(arg.as_bytes());
+        }
+        if fixture.per_kiln {
+            hasher.update(
+                std::fs::read(env!("CARGO_BIN_EXE_kiln")).expect("read the kiln executable"),
+            );
+        }
         let key = hex::encode(hasher.finalize());
         let name = manifest
             .lines()
@@ -75,7 +105,10 @@ fn built(manifest: &'static str, cell: &'static OnceLock<PathBuf>) -> PathBuf {
             .expect("cache has a parent")
             .join("boot-fixtures")
             .join(format!("{name}-{}", &key[..16]));
-        let image = dir.join("out").join(format!("{name}.qcow2"));
+        let product = fixture
+            .product
+            .map_or_else(|| format!("{name}.qcow2"), str::to_string);
+        let image = dir.join("out").join(product);
         if image.is_file() {
             return dir;
         }
@@ -98,6 +131,7 @@ fn built(manifest: &'static str, cell: &'static OnceLock<PathBuf>) -> PathBuf {
             .current_dir(&dir)
             .args(["build", "--cache-dir"])
             .arg(&cache)
+            .args(fixture.args)
             .arg("--elements-path")
             .arg(repo_path("tests/fixtures/elements/boot"))
             .output()

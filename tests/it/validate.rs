@@ -270,3 +270,35 @@ fn elements_show_says_what_kiln_does_with_a_dib_elements_files() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("\n  kiln's own element\n"), "{stdout}");
 }
+
+#[test]
+fn a_ramdisk_without_a_kernel_points_at_the_output() {
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let path = temp.path().join("imagefile.yaml");
+    std::fs::write(
+        &path,
+        "name: demo\nbase: {distro: debian, release: bookworm}\noutputs:\n  - tar\n  - ramdisk\n",
+    )
+    .expect("write");
+    let output = kiln().arg("validate").arg(&path).output().expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a ramdisk needs a kernel, and this image installs none"),
+        "{stderr}"
+    );
+    // The underline is under the output, on line 5.
+    assert!(stderr.contains("5 │   - ramdisk"), "{stderr}");
+    assert!(stderr.contains("no kernel to boot"), "{stderr}");
+    assert!(stderr.contains("help: add the `vm` element"), "{stderr}");
+
+    // A kernel package is enough.
+    std::fs::write(
+        &path,
+        "name: demo\nbase: {distro: debian, release: bookworm}\npackages: [linux-image-amd64, systemd-sysv]\noutputs: [ramdisk]\n",
+    )
+    .expect("write");
+    let output = kiln().arg("validate").arg(&path).output().expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
