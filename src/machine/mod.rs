@@ -10,12 +10,15 @@
 //! kiln is killed with SIGKILL.
 //!
 //! - [`image`]: finding the image file and reading its format and size.
+//! - [`initramfs`]: an initramfs's archives read as the kernel unpacks
+//!   them (for looking inside a ramdisk).
 //! - [`seed`]: the NoCloud seed (`cidata` vfat image).
 //! - [`ssh`]: the throwaway key and running commands in the machine.
 //! - [`qemu`]: the QEMU command line and the running machine.
 
 pub mod checks;
 pub mod image;
+pub mod initramfs;
 pub mod qemu;
 pub mod seed;
 pub mod ssh;
