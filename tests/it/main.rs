@@ -26,6 +26,7 @@ mod image_base;
 mod image_sites;
 mod lock;
 mod phases;
+mod ramdisk;
 mod reproducible;
 mod schema;
 mod validate;
