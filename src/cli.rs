@@ -142,16 +142,17 @@ enum CliCommand {
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
     },
-    /// Boot a built image in QEMU on a throwaway copy-on-write overlay,
-    /// with a fresh ssh key given to cloud-init and the serial console on
-    /// the terminal.
+    /// Boot a built image in QEMU on a throwaway copy-on-write overlay (a
+    /// ramdisk from RAM), with a fresh ssh key given to cloud-init and the
+    /// serial console on the terminal.
     Boot {
         #[command(flatten)]
         machine: CliMachine,
     },
     /// Boot a built image and check it: ssh login with a key, systemd
-    /// running, no password login, root filesystem grown, and the
-    /// imagefile's own `tests:`.
+    /// running, no password login, root filesystem grown (for a ramdisk:
+    /// `/` in RAM), no host keys in the image, and the imagefile's own
+    /// `tests:`.
     Test {
         #[command(flatten)]
         machine: CliMachine,
@@ -176,8 +177,11 @@ enum CliCommand {
 /// The options of `kiln boot` and `kiln test` that set up the machine.
 #[derive(Debug, clap::Args)]
 struct CliMachine {
-    /// An imagefile, whose built image (`<output>/<name>.qcow2`, else
-    /// `.raw`) is booted; or an image file.
+    /// An imagefile, whose built image is booted: `<output>/<name>.qcow2`
+    /// (else `.raw`), or its ramdisk (`<name>.kernel` and
+    /// `<name>.initramfs`) when it has a `ramdisk` output and no disk one.
+    /// Or an image file, or a ramdisk's `.initramfs` or `.kernel` (with
+    /// the other beside it).
     #[arg(default_value = "imagefile.yaml")]
     path: PathBuf,
     /// Where `kiln build` wrote the image.
@@ -190,9 +194,14 @@ struct CliMachine {
     /// `kvm` (fast, where /dev/kvm works).
     #[arg(long, value_enum, default_value_t = CliAccel::Tcg)]
     accel: CliAccel,
+    /// Boot the imagefile's ramdisk (`<name>.kernel` and
+    /// `<name>.initramfs`) even when it has a disk image too. The machine
+    /// runs from RAM, and gets memory for the unpacked tree.
+    #[arg(long)]
+    ramdisk: bool,
     /// The machine's disk size, such as `4GiB`; the root filesystem grows
     /// into it (default: the image's size plus 1 GiB). The image itself is
-    /// never changed.
+    /// never changed. Not for a ramdisk, which has no disk.
     #[arg(long, value_name = "SIZE")]
     disk_size: Option<Size>,
     /// Write the serial console to FILE.
@@ -209,6 +218,7 @@ impl From<CliMachine> for MachineOptions {
             path: machine.path,
             output: machine.output,
             uefi: machine.uefi,
+            ramdisk: machine.ramdisk,
             accel: match machine.accel {
                 CliAccel::Tcg => Accel::Tcg,
                 CliAccel::Kvm => Accel::Kvm,

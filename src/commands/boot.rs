@@ -1,9 +1,10 @@
-//! `kiln boot`: start a built image in QEMU, copy-on-write, with a fresh
-//! ssh key handed to cloud-init, and the serial console on the terminal.
+//! `kiln boot`: start a built image in QEMU, copy-on-write (a ramdisk from
+//! RAM), with a fresh ssh key handed to cloud-init, and the serial console
+//! on the terminal.
 
 use crate::failure::Failure;
-use crate::machine::{Machine, Serial, qemu};
-use crate::ops::machine::{MachineOptions, absolute, find_target, machine_spec};
+use crate::machine::{Boot, Machine, MachineSpec, Serial, qemu};
+use crate::ops::machine::{MachineOptions, Target, absolute, find_target, machine_spec};
 use crate::terminal;
 
 /// Settings of `kiln boot`.
@@ -26,13 +27,8 @@ pub fn run(settings: &BootSettings) -> Result<(), Failure> {
     let spec = machine_spec(options, &target, serial)?;
     let mut machine = Machine::start(&spec).map_err(Failure::internal)?;
     terminal::status(&format!(
-        "booting {} ({}, {}, disk {} MiB) on the copy-on-write overlay {}; the image is not changed\n\
-         ssh in, once cloud-init has run, with:\n  {}\n{}",
-        target.image.display(),
-        spec.firmware.as_str(),
-        spec.accel.as_str(),
-        spec.disk_bytes >> 20,
-        machine.files.overlay.display(),
+        "{}\nssh in, once cloud-init has run, with:\n  {}\n{}",
+        booting(&target, &spec, &machine),
         machine.ssh.login_command(),
         match &spec.serial {
             Serial::Console => "the serial console follows; quit with Ctrl-a x".to_string(),
@@ -55,5 +51,36 @@ pub fn run(settings: &BootSettings) -> Result<(), Failure> {
             }
         ))),
         _ => Ok(()),
+    }
+}
+
+/// What is booted, and how, as the first lines `kiln boot` prints.
+fn booting(target: &Target, spec: &MachineSpec, machine: &Machine) -> String {
+    match &spec.boot {
+        Boot::Disk { disk_bytes, .. } => format!(
+            "booting {} ({}, {}, disk {} MiB) on the copy-on-write overlay {}; the image is not changed",
+            target.files.tree_file().display(),
+            spec.firmware.as_str(),
+            spec.accel.as_str(),
+            disk_bytes >> 20,
+            machine
+                .files
+                .overlay
+                .as_ref()
+                .map_or_else(String::new, |o| o.display().to_string()),
+        ),
+        Boot::Ramdisk(ramdisk) => format!(
+            "booting the ramdisk {} ({}, {} MiB) with the kernel {} ({}, {}, memory {} MiB); \
+             it runs from RAM, nothing is written back\n\
+             kernel command line: {}",
+            ramdisk.initramfs.display(),
+            ramdisk.compression.map_or("unknown format", |c| c.as_str()),
+            ramdisk.initramfs_bytes.div_ceil(1 << 20),
+            ramdisk.kernel.display(),
+            spec.firmware.as_str(),
+            spec.accel.as_str(),
+            spec.memory_mib,
+            ramdisk.kernel_cmdline()
+        ),
     }
 }

@@ -4,22 +4,22 @@
 //! The built-in checks, in order: ssh login as the default user with the
 //! key from the NoCloud seed (within `--timeout`, which also covers the
 //! boot), systemd reaching `running` with no failed unit, password login
-//! not offered, the root filesystem grown to the disk, and the root
-//! filesystem's label at `/`. When ssh never comes up, the rest are
-//! skipped. The serial console goes to a file; on a failure its last
-//! lines are shown. QEMU is stopped on every way out (see
-//! [`crate::machine`]). The checks themselves are
-//! [`crate::machine::checks`].
+//! not offered; for a disk image the root filesystem grown to the disk
+//! and its label at `/`, for a ramdisk `/` in RAM; and sshd's host keys
+//! absent from the image. When ssh never comes up, the rest are skipped.
+//! The serial console goes to a file; on a failure its last lines are
+//! shown. QEMU is stopped on every way out (see [`crate::machine`]). The
+//! checks themselves are [`crate::machine::checks`].
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::failure::Failure;
 use crate::machine::checks::{
-    Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_label, run_test,
-    serial_tail, system_running, wait_for_login,
+    Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_in_ram, root_label,
+    run_test, serial_tail, system_running, wait_for_login,
 };
-use crate::machine::{Machine, Serial, SshTarget};
+use crate::machine::{Boot, Machine, MachineSpec, Serial, SshTarget};
 use crate::ops::machine::{MachineOptions, Target, absolute, find_target, machine_spec};
 use crate::terminal;
 
@@ -55,11 +55,8 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
     let spec = machine_spec(options, &target, Serial::File(serial_log.clone()))?;
     let machine = Machine::start(&spec).map_err(Failure::internal)?;
     terminal::status(&format!(
-        "testing {} ({}, {}) on the overlay {}; serial console: {}",
-        target.image.display(),
-        spec.firmware.as_str(),
-        spec.accel.as_str(),
-        machine.files.overlay.display(),
+        "{}; serial console: {}",
+        testing(&target, &spec, &machine),
         serial_log.display()
     ));
 
@@ -74,19 +71,23 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
             "ssh login after {:.1} s",
             started.elapsed().as_secs_f64()
         ));
-        let checks: Vec<BuiltIn> = vec![
+        let mut checks: Vec<BuiltIn> = vec![
             Box::new(move |ssh| system_running(ssh, deadline)),
             Box::new(password_refused),
-            Box::new(root_grown),
-            Box::new({
+        ];
+        if target.files.is_ramdisk() {
+            checks.push(Box::new(root_in_ram));
+        } else {
+            checks.push(Box::new(root_grown));
+            checks.push(Box::new({
                 let label = target.root_label();
                 move |ssh| root_label(ssh, &label)
-            }),
-            Box::new({
-                let image = target.image.clone();
-                move |ssh| host_keys_fresh(ssh, &image)
-            }),
-        ];
+            }));
+        }
+        checks.push(Box::new({
+            let files = target.files.clone();
+            move |ssh| host_keys_fresh(ssh, &files)
+        }));
         for check in checks {
             interrupted()?;
             let outcome = check(&machine.ssh);
@@ -134,6 +135,33 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
         outcomes.len(),
         names.join(", ")
     )))
+}
+
+/// What is tested, and how, as the first line `kiln test` prints.
+fn testing(target: &Target, spec: &MachineSpec, machine: &Machine) -> String {
+    match &spec.boot {
+        Boot::Disk { .. } => format!(
+            "testing {} ({}, {}) on the overlay {}",
+            target.files.tree_file().display(),
+            spec.firmware.as_str(),
+            spec.accel.as_str(),
+            machine
+                .files
+                .overlay
+                .as_ref()
+                .map_or_else(String::new, |o| o.display().to_string()),
+        ),
+        Boot::Ramdisk(ramdisk) => format!(
+            "testing the ramdisk {} with the kernel {} ({}, {}, memory {} MiB, \
+             kernel command line `{}`)",
+            ramdisk.initramfs.display(),
+            ramdisk.kernel.display(),
+            spec.firmware.as_str(),
+            spec.accel.as_str(),
+            spec.memory_mib,
+            ramdisk.kernel_cmdline()
+        ),
+    }
 }
 
 fn interrupted() -> Result<(), Failure> {

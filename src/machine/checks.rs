@@ -2,21 +2,40 @@
 //! default user with the key from the NoCloud seed (within the deadline,
 //! which also covers the boot), systemd reaching `running` with no failed
 //! unit, password login not offered, the root filesystem grown to the
-//! disk, the root filesystem's label at `/`, sshd's host keys made on the
-//! machine; and the imagefile's own `tests:` ([`run_test`]). Each ends in
-//! an [`Outcome`]; the command prints them.
+//! disk and the root filesystem's label at `/` (for a disk image), `/` in
+//! RAM (for a ramdisk), sshd's host keys made on the machine; and the
+//! imagefile's own `tests:` ([`run_test`]). Each ends in an [`Outcome`];
+//! the command prints them.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
-use crate::machine::{Machine, SshTarget};
+use crate::machine::{ImageFiles, Machine, SshTarget};
 use crate::manifest::TestCheck;
 use crate::terminal;
 
 /// Longest a single check's command may run.
 pub const CHECK_LIMIT: Duration = Duration::from_secs(120);
 
-/// Lines of systemd failures quoted from the console when the boot fails.
+/// Lines of failures quoted from the console when the boot fails.
 const CONSOLE_FAILURES: usize = 10;
+
+/// What marks a console line as a failure worth quoting: systemd's unit
+/// states, and the kernel's reasons for a panic (a ramdisk that did not
+/// unpack, often for want of memory, ends in one).
+const CONSOLE_FAILURE_MARKS: [&str; 6] = [
+    "[FAILED]",
+    "[ TIME ]",
+    "[DEPEND]",
+    "Initramfs unpacking failed",
+    "Kernel panic - not syncing",
+    "No working init found",
+];
+
+/// The filesystem types of a `/` held in RAM, as `stat -f` names them:
+/// the kernel's rootfs is a tmpfs (a ramfs when the command line names a
+/// `root=`), and a system that copies itself into RAM uses a tmpfs.
+const RAM_FILESYSTEMS: [&str; 2] = ["tmpfs", "ramfs"];
 
 /// How often ssh is tried while the machine boots.
 const SSH_POLL: Duration = Duration::from_secs(2);
@@ -111,7 +130,7 @@ pub fn wait_for_login(
             break Err(if failures.is_empty() {
                 format!("{why} (see the serial console below)")
             } else {
-                format!("{why}; systemd reported:\n{}", failures.join("\n"))
+                format!("{why}; the console said:\n{}", failures.join("\n"))
             });
         }
         if Instant::now() >= deadline {
@@ -139,18 +158,16 @@ pub fn wait_for_login(
 }
 
 /// The console's lines where systemd reports a unit that failed, timed out
-/// or could not start for a failed dependency (at most
-/// [`CONSOLE_FAILURES`]), so the cause stays in view when the console
-/// tail has scrolled past it.
+/// or could not start for a failed dependency, or the kernel says why it
+/// panicked (at most [`CONSOLE_FAILURES`]), so the cause stays in view
+/// when the console tail has scrolled past it.
 fn console_failures(console: &str) -> Vec<String> {
     let plain = plain_text(console);
     let mut lines: Vec<String> = plain
         .lines()
-        .filter(|l| {
-            ["[FAILED]", "[ TIME ]", "[DEPEND]"]
-                .iter()
-                .any(|m| l.contains(m))
-        })
+        .filter(|l| CONSOLE_FAILURE_MARKS.iter().any(|m| l.contains(m)))
+        // The panic's closing line repeats its first.
+        .filter(|l| !l.contains("---[ end Kernel panic"))
         .map(|l| l.trim().to_string())
         .collect();
     lines.dedup();
@@ -303,12 +320,29 @@ pub fn root_label(ssh: &SshTarget, label: &str) -> Outcome {
     outcome(format!("`{label}` is mounted at `/`"), started, result)
 }
 
+/// `/` is held in RAM (a ramdisk's machine runs from its initramfs, with
+/// no root filesystem on a disk).
+pub fn root_in_ram(ssh: &SshTarget) -> Outcome {
+    let started = Instant::now();
+    let result = remote_output(ssh, "stat -f -c %T /", CHECK_LIMIT).and_then(|found| {
+        if RAM_FILESYSTEMS.contains(&found.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`/` is on {found}, not in RAM: the machine is not running from its ramdisk"
+            ))
+        }
+    });
+    outcome("`/` is in RAM", started, result)
+}
+
 /// sshd's host keys must be made by the machine on its first boot: an
 /// image that carries them gives every machine made from it the same
-/// identity. Each public key the machine serves is looked for in the image
-/// file (an uncompressed image holds the key files' text as it is), and
-/// the keys are printed so that two boots can be compared.
-pub fn host_keys_fresh(ssh: &SshTarget, image: &std::path::Path) -> Outcome {
+/// identity. Each public key the machine serves is looked for in the
+/// image's tree ([`ImageFiles::tree_bytes`]: an uncompressed disk image
+/// holds the key files' text as it is, an initramfs once decompressed),
+/// and the keys are printed so that two boots can be compared.
+pub fn host_keys_fresh(ssh: &SshTarget, image: &ImageFiles) -> Outcome {
     let started = Instant::now();
     let result =
         remote_output(ssh, "cat /etc/ssh/ssh_host_*_key.pub", CHECK_LIMIT).and_then(|text| {
@@ -325,11 +359,19 @@ pub fn host_keys_fresh(ssh: &SshTarget, image: &std::path::Path) -> Outcome {
                     terminal::status(&format!("host key: {kind} {blob}"));
                 }
             }
-            let found = file_contains_any(image, &blobs)
-                .map_err(|e| format!("cannot read {}: {e}", image.display()))?;
+            let path = image.tree_file();
+            let found = image
+                .tree_bytes()
+                .and_then(|bytes| contains_any(bytes, &blobs))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             match found {
                 Some(blob) => Err(format!(
-                    "the image file holds the host key {}…: the image was built with its host keys",
+                    "{} holds the host key {}…: the image was built with its host keys",
+                    if image.is_ramdisk() {
+                        "the initramfs"
+                    } else {
+                        "the image file"
+                    },
                     &blob[..blob.len().min(24)]
                 )),
                 None => Ok(()),
@@ -342,29 +384,35 @@ pub fn host_keys_fresh(ssh: &SshTarget, image: &std::path::Path) -> Outcome {
     )
 }
 
-/// The first of `needles` that occurs in the file, read in large chunks
-/// that overlap by the longest needle.
-fn file_contains_any<'a>(
-    path: &std::path::Path,
+/// The first of `needles` that occurs in what `reader` yields, read in
+/// large chunks that overlap by the longest needle (a decompressor's
+/// small reads are gathered into a whole chunk before it is searched).
+fn contains_any<'a>(
+    mut reader: impl Read,
     needles: &[&'a str],
 ) -> std::io::Result<Option<&'a str>> {
-    use std::io::Read;
     const CHUNK_BYTES: usize = 8 << 20;
     let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(0);
-    let mut file = std::fs::File::open(path)?;
     let mut buffer = vec![0u8; CHUNK_BYTES + overlap];
     let mut kept = 0;
     loop {
-        let read = file.read(&mut buffer[kept..])?;
-        if read == 0 {
-            return Ok(None);
+        let mut filled = kept;
+        while filled < buffer.len() {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
         }
-        let filled = kept + read;
         let window = &buffer[..filled];
         for needle in needles {
             if memchr::memmem::find(window, needle.as_bytes()).is_some() {
                 return Ok(Some(needle));
             }
+        }
+        if filled < buffer.len() {
+            return Ok(None);
         }
         kept = overlap.min(filled);
         buffer.copy_within(filled - kept..filled, 0);
@@ -499,20 +547,103 @@ fn plain_text(text: &str) -> String {
 mod tests {
     use super::*;
 
+    use crate::machine::initramfs::tests::{gzip, newc, zstd};
+
+    const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob";
+
+    /// Whether the tree of `image` holds one of `needles`.
+    fn search(image: &ImageFiles, needles: &[&'static str]) -> Option<&'static str> {
+        contains_any(image.tree_bytes().expect("open"), needles).expect("read")
+    }
+
     #[test]
     fn a_key_across_a_chunk_boundary_is_found() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("image");
         let mut bytes = vec![0u8; (8 << 20) - 10];
-        bytes.extend_from_slice(b"AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob");
+        bytes.extend_from_slice(KEY.as_bytes());
         bytes.extend(vec![0u8; 100]);
         std::fs::write(&path, &bytes).expect("write");
-        assert_eq!(
-            file_contains_any(&path, &["nothere", "AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob"])
-                .expect("read"),
-            Some("AAAAC3NzaC1lZDI1NTE5AAAAIkeyblob")
+        let image = ImageFiles::Disk(path);
+        assert_eq!(search(&image, &["nothere", KEY]), Some(KEY));
+        assert_eq!(search(&image, &["absent"]), None);
+    }
+
+    /// A compressor of a test's initramfs.
+    type Compress = fn(&[u8]) -> Vec<u8>;
+
+    /// An initramfs with a host key in `/etc/ssh`, as each compression
+    /// writes it, and one without.
+    fn initramfs_with_key(compress: Compress) -> (Vec<u8>, Vec<u8>) {
+        let filler: Vec<u8> = (0..(3u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+        let with = newc(&[
+            ("usr/lib/filler", &filler),
+            (
+                "etc/ssh/ssh_host_ed25519_key.pub",
+                format!("ssh-ed25519 {KEY} root@build\n").as_bytes(),
+            ),
+        ]);
+        let without = newc(&[("usr/lib/filler", &filler)]);
+        (compress(&with), compress(&without))
+    }
+
+    #[test]
+    fn a_key_inside_a_compressed_initramfs_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = dir.path().join("ipa.kernel");
+        let initramfs = dir.path().join("ipa.initramfs");
+        let image = ImageFiles::Ramdisk {
+            kernel,
+            initramfs: initramfs.clone(),
+        };
+        let compressions: [(&str, Compress); 2] = [("zstd", zstd), ("gzip", gzip)];
+        for (name, compress) in compressions {
+            let (with, without) = initramfs_with_key(compress);
+            assert!(
+                memchr::memmem::find(&with, KEY.as_bytes()).is_none(),
+                "{name}: the key is not in the compressed bytes as they are"
+            );
+            std::fs::write(&initramfs, &with).expect("write");
+            assert_eq!(search(&image, &["nothere", KEY]), Some(KEY), "{name}");
+            std::fs::write(&initramfs, &without).expect("write");
+            assert_eq!(search(&image, &["nothere", KEY]), None, "{name}");
+            // Behind early microcode, as distributions ship them.
+            let mut early = newc(&[("kernel/x86/microcode/AuthenticAMD.bin", b"ucode")]);
+            early.extend(&with);
+            std::fs::write(&initramfs, &early).expect("write");
+            assert_eq!(search(&image, &[KEY]), Some(KEY), "{name} after microcode");
+        }
+    }
+
+    #[test]
+    fn an_initramfs_kiln_cannot_read_is_an_error_not_a_pass() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let initramfs = dir.path().join("ipa.initramfs");
+        std::fs::write(&initramfs, b"\xfd7zXZ\0\0 xz-compressed").expect("write");
+        let image = ImageFiles::Ramdisk {
+            kernel: dir.path().join("ipa.kernel"),
+            initramfs,
+        };
+        let error = contains_any(image.tree_bytes().expect("open"), &[KEY]).expect_err("xz");
+        assert!(
+            error.to_string().contains("neither a newc cpio archive"),
+            "{error}"
         );
-        assert_eq!(file_contains_any(&path, &["absent"]).expect("read"), None);
+    }
+
+    #[test]
+    fn a_kernel_panic_and_its_cause_are_picked_from_the_console() {
+        let console = "[    1.80] Initramfs unpacking failed: write error\r\n\
+                       [    2.29] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n\
+                       [    2.30]  panic+0x118/0x2f4\r\n\
+                       [    2.31] ---[ end Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0) ]---\r\n";
+        assert_eq!(
+            console_failures(console),
+            [
+                "[    1.80] Initramfs unpacking failed: write error",
+                "[    2.29] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
+            ]
+        );
     }
 
     #[test]

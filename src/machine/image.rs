@@ -1,10 +1,110 @@
-//! The image file a machine boots: where it is and what `qemu-img info`
-//! says about it (format, virtual size).
+//! The image a machine boots: the files found ([`ImageFiles`]: a disk
+//! image, or a ramdisk's kernel and initramfs), and what kiln learns by
+//! looking at them before booting (a disk's format and size from
+//! `qemu-img info`, an initramfs's size and compression).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::initramfs::{Segment, Unpacked};
 use super::{MachineError, failed};
 use crate::host::command;
+
+/// The files of a built image that a machine boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageFiles {
+    /// A disk image (`.qcow2`, `.raw`, or any format `qemu-img` reads).
+    Disk(PathBuf),
+    /// A ramdisk: a Linux kernel and the initramfs it unpacks into RAM
+    /// (the `ramdisk` output's `<name>.kernel` and `<name>.initramfs`).
+    Ramdisk {
+        /// The kernel (a bzImage).
+        kernel: PathBuf,
+        /// The initramfs holding the whole tree.
+        initramfs: PathBuf,
+    },
+}
+
+impl ImageFiles {
+    /// The file holding the image's tree: the disk image, or the
+    /// initramfs.
+    pub fn tree_file(&self) -> &Path {
+        match self {
+            ImageFiles::Disk(path) => path,
+            ImageFiles::Ramdisk { initramfs, .. } => initramfs,
+        }
+    }
+
+    /// Whether this is a ramdisk.
+    pub fn is_ramdisk(&self) -> bool {
+        matches!(self, ImageFiles::Ramdisk { .. })
+    }
+
+    /// The bytes of [`tree_file`](Self::tree_file) to search for files
+    /// the image must not hold: a disk image's as they are (an
+    /// uncompressed image holds every file's bytes), an initramfs's
+    /// archives decompressed, as the kernel unpacks them.
+    pub fn tree_bytes(&self) -> std::io::Result<Box<dyn Read>> {
+        let file = fs_err::File::open(self.tree_file())?;
+        Ok(match self {
+            ImageFiles::Disk(_) => Box::new(file),
+            ImageFiles::Ramdisk { .. } => Box::new(Unpacked::new(file)),
+        })
+    }
+}
+
+/// A ramdisk to boot, inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamdiskImage {
+    /// The kernel's absolute path.
+    pub kernel: PathBuf,
+    /// The initramfs's absolute path.
+    pub initramfs: PathBuf,
+    /// The initramfs's size in bytes (compressed, as it is on disk).
+    pub initramfs_bytes: u64,
+    /// How the initramfs's first archive is stored, when kiln knows the
+    /// format.
+    pub compression: Option<Segment>,
+    /// Parameters added to the kernel command line after the serial
+    /// console's (the imagefile's `ramdisk.cmdline`); may be empty.
+    pub cmdline: String,
+}
+
+impl RamdiskImage {
+    /// Looks at `kernel` and `initramfs` (their paths made absolute, the
+    /// initramfs's size and first bytes); `cmdline` is added to the kernel
+    /// command line.
+    pub fn inspect(
+        kernel: &Path,
+        initramfs: &Path,
+        cmdline: &str,
+    ) -> Result<RamdiskImage, MachineError> {
+        let kernel = fs_err::canonicalize(kernel)?;
+        let initramfs = fs_err::canonicalize(initramfs)?;
+        let mut file = fs_err::File::open(&initramfs)?;
+        let initramfs_bytes = file.metadata()?.len();
+        let mut head = Vec::with_capacity(8);
+        file.by_ref().take(8).read_to_end(&mut head)?;
+        Ok(RamdiskImage {
+            kernel,
+            initramfs,
+            initramfs_bytes,
+            compression: Segment::detect(&head),
+            cmdline: cmdline.trim().to_string(),
+        })
+    }
+
+    /// The whole kernel command line: the serial console, then
+    /// [`cmdline`](Self::cmdline).
+    pub fn kernel_cmdline(&self) -> String {
+        let console = super::qemu::KERNEL_CONSOLE;
+        if self.cmdline.is_empty() {
+            console.to_string()
+        } else {
+            format!("{console} {}", self.cmdline)
+        }
+    }
+}
 
 /// The format of a disk image, as QEMU names it (`qcow2`, `raw`, `vmdk`…).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +117,7 @@ impl ImageFormat {
     }
 }
 
-/// An image file to boot, inspected.
+/// A disk image to boot, inspected.
 #[derive(Debug, Clone)]
 pub struct DiskImage {
     /// Its absolute path (an overlay names its backing file by it).
@@ -87,5 +187,24 @@ mod tests {
         );
         assert!(parse_info(b"{}").is_err());
         assert!(parse_info(b"nope").is_err());
+    }
+
+    #[test]
+    fn a_ramdisk_is_inspected_and_its_command_line_starts_with_the_console() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = dir.path().join("web.kernel");
+        let initramfs = dir.path().join("web.initramfs");
+        std::fs::write(&kernel, b"MZ").expect("write");
+        let bytes = crate::machine::initramfs::tests::zstd(b"070701");
+        std::fs::write(&initramfs, &bytes).expect("write");
+        let ramdisk =
+            RamdiskImage::inspect(&kernel, &initramfs, " ipa-debug=1 \n").expect("inspect");
+        assert_eq!(ramdisk.initramfs_bytes, bytes.len() as u64);
+        assert_eq!(ramdisk.compression, Some(Segment::Zstd));
+        assert!(ramdisk.kernel.is_absolute());
+        assert_eq!(ramdisk.kernel_cmdline(), "console=ttyS0 ipa-debug=1");
+        let plain = RamdiskImage::inspect(&kernel, &kernel, "").expect("inspect");
+        assert_eq!(plain.compression, None);
+        assert_eq!(plain.kernel_cmdline(), "console=ttyS0");
     }
 }

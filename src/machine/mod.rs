@@ -1,27 +1,33 @@
 //! Booting a built image in QEMU, for `kiln boot` and `kiln test`.
 //!
-//! The image file is never written: the machine runs on a qcow2 overlay
-//! backed by it, in a temporary directory that also holds a fresh ssh key,
-//! the NoCloud seed that hands the key to cloud-init, and (for UEFI) a
-//! private copy of the firmware's variable store. [`Machine`] owns the
+//! The image file is never written: a disk image is booted on a qcow2
+//! overlay backed by it, a ramdisk (kernel and initramfs) is loaded into
+//! the machine's RAM by QEMU. The machine's temporary directory holds
+//! the overlay, a fresh ssh key, the NoCloud seed that hands the key to
+//! cloud-init, and (for UEFI) a private copy of the firmware's variable
+//! store. [`Machine`] owns the
 //! running QEMU and stops it when dropped, on every path out: success,
 //! error, and SIGINT/SIGTERM (through [`crate::host::signals`]); QEMU
 //! gets a parent-death signal too, so it does not outlive kiln even when
 //! kiln is killed with SIGKILL.
 //!
-//! - [`image`]: finding the image file and reading its format and size.
+//! - [`image`]: the image's files, and what kiln reads from them before
+//!   booting (a disk's format and size, an initramfs's size).
+//! - [`initramfs`]: an initramfs's archives read as the kernel unpacks
+//!   them (for looking inside a ramdisk).
 //! - [`seed`]: the NoCloud seed (`cidata` vfat image).
 //! - [`ssh`]: the throwaway key and running commands in the machine.
 //! - [`qemu`]: the QEMU command line and the running machine.
 
 pub mod checks;
 pub mod image;
+pub mod initramfs;
 pub mod qemu;
 pub mod seed;
 pub mod ssh;
 
-pub use image::{DiskImage, ImageFormat};
-pub use qemu::{Accel, Firmware, Machine, MachineSpec, Serial};
+pub use image::{DiskImage, ImageFiles, ImageFormat, RamdiskImage};
+pub use qemu::{Accel, Boot, Firmware, Machine, MachineSpec, Serial};
 pub use ssh::{SshKey, SshTarget};
 
 use std::path::PathBuf;

@@ -1,5 +1,9 @@
 //! The QEMU command line, and the running machine as a guard value.
 //!
+//! A machine boots either a disk image, through a throwaway qcow2 overlay
+//! backed by it, or a ramdisk, whose kernel and initramfs QEMU loads
+//! itself (`-kernel`, `-initrd`) with no disk at all but the NoCloud seed.
+//!
 //! QEMU is started through util-linux's `setpriv --pdeathsig KILL` (as the
 //! chroot runner does, see [`crate::chroot`]), so it gets SIGKILL when the
 //! kiln thread that started it ends, even if kiln itself is killed with
@@ -17,7 +21,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
-use super::image::DiskImage;
+use super::image::{DiskImage, RamdiskImage};
 use super::seed::{SeedConfig, make_seed};
 use super::ssh::{HOST_ADDRESS, SshKey, SshTarget};
 use super::{MachineError, failed};
@@ -33,8 +37,21 @@ pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// The UEFI firmware's variable store, copied for each machine.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
-/// The machine's memory.
-pub const MEMORY_MIB: u32 = 1024;
+/// The memory of a machine booting a disk image; a ramdisk's gets more
+/// (see [`ramdisk_memory_mib`]).
+pub const MEMORY_MIB: u64 = 1024;
+
+/// How many times its compressed size a ramdisk's tree is taken to need
+/// once unpacked: zstd and gzip shrink a Debian tree about three times,
+/// and the tree's many small files each take whole 4 KiB pages in RAM.
+pub const UNPACKED_RATIO: u64 = 4;
+
+/// A ramdisk machine's memory is a multiple of this.
+pub const MEMORY_STEP_MIB: u64 = 256;
+
+/// What kiln puts first on a ramdisk's kernel command line: the kernel's
+/// console on QEMU's first serial port, where kiln reads and shows it.
+pub const KERNEL_CONSOLE: &str = "console=ttyS0";
 
 /// The machine's virtual CPUs.
 pub const CPUS: u32 = 2;
@@ -96,13 +113,65 @@ pub enum Serial {
     File(PathBuf),
 }
 
+/// What a machine boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// A disk image, through a qcow2 overlay; the image is never written.
+    Disk {
+        /// The image.
+        image: DiskImage,
+        /// The size of the machine's disk; at least the image's.
+        disk_bytes: u64,
+    },
+    /// A ramdisk: QEMU loads the kernel and the initramfs, and the machine
+    /// runs from RAM with no disk but the seed.
+    Ramdisk(RamdiskImage),
+}
+
+impl Boot {
+    /// The memory a machine booting this gets: [`MEMORY_MIB`] for a disk
+    /// image, [`ramdisk_memory_mib`] for a ramdisk.
+    pub fn memory_mib(&self) -> u64 {
+        match self {
+            Boot::Disk { .. } => MEMORY_MIB,
+            Boot::Ramdisk(ramdisk) => ramdisk_memory_mib(ramdisk.initramfs_bytes),
+        }
+    }
+}
+
+/// The memory, in MiB, of a machine booting an initramfs of
+/// `initramfs_bytes` (compressed): [`MEMORY_MIB`] plus twice the unpacked
+/// tree (estimated as [`UNPACKED_RATIO`] times the file), rounded up to
+/// [`MEMORY_STEP_MIB`].
+///
+/// Why twice: the kernel unpacks the initramfs into its rootfs, a tmpfs
+/// that may hold at most half of the machine's memory (with no `root=`,
+/// Linux mounts it with tmpfs's default size); a tree larger than that
+/// fails to unpack (`Initramfs unpacking failed: write error`) and the
+/// kernel panics. With twice the tree plus [`MEMORY_MIB`], the tree fits
+/// in the half with [`MEMORY_MIB`]/2 to spare for what the running system
+/// writes to `/`, and the memory left to run in is at least a disk
+/// machine's, since the tree stays in RAM for the machine's whole life.
+/// The compressed file itself needs no room of its own: QEMU loads it
+/// into the machine's memory, and the kernel frees it once unpacked,
+/// before anything else runs.
+pub fn ramdisk_memory_mib(initramfs_bytes: u64) -> u64 {
+    let tree_mib = initramfs_bytes
+        .div_ceil(1 << 20)
+        .saturating_mul(UNPACKED_RATIO);
+    MEMORY_MIB
+        .saturating_add(tree_mib.saturating_mul(2))
+        .div_ceil(MEMORY_STEP_MIB)
+        .saturating_mul(MEMORY_STEP_MIB)
+}
+
 /// Everything needed to start a machine.
 #[derive(Debug, Clone)]
 pub struct MachineSpec {
-    /// The image to boot (never written).
-    pub image: DiskImage,
-    /// The size of the machine's disk; at least the image's.
-    pub disk_bytes: u64,
+    /// What it boots.
+    pub boot: Boot,
+    /// Its memory, in MiB.
+    pub memory_mib: u64,
     /// How QEMU runs the guest.
     pub accel: Accel,
     /// BIOS or UEFI.
@@ -120,8 +189,8 @@ pub struct MachineSpec {
 /// The files of one machine, made in its temporary directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineFiles {
-    /// The qcow2 overlay backed by the image.
-    pub overlay: PathBuf,
+    /// The qcow2 overlay backed by the image (none for a ramdisk).
+    pub overlay: Option<PathBuf>,
     /// The NoCloud seed.
     pub seed: PathBuf,
     /// The private copy of the UEFI variable store (UEFI only).
@@ -141,7 +210,7 @@ pub fn qemu_args(
     if spec.accel == Accel::Kvm {
         push(&["-cpu", "host"]);
     }
-    let memory = MEMORY_MIB.to_string();
+    let memory = spec.memory_mib.to_string();
     let cpus = CPUS.to_string();
     push(&["-m", &memory, "-smp", &cpus]);
     if let (Firmware::Uefi, Some(vars)) = (spec.firmware, &files.uefi_vars) {
@@ -150,11 +219,29 @@ pub fn qemu_args(
         args.push("-drive".into());
         args.push(drive_arg("if=pflash,format=raw,unit=1,file=", vars));
     }
-    args.push("-drive".into());
-    args.push(drive_arg(
-        "if=virtio,format=qcow2,cache=unsafe,discard=unmap,file=",
-        &files.overlay,
-    ));
+    if let Some(overlay) = &files.overlay {
+        args.push("-drive".into());
+        args.push(drive_arg(
+            "if=virtio,format=qcow2,cache=unsafe,discard=unmap,file=",
+            overlay,
+        ));
+    }
+    if let Boot::Ramdisk(ramdisk) = &spec.boot {
+        // QEMU takes these file names whole (no `,` options to escape),
+        // and boots the kernel itself under SeaBIOS and OVMF alike. No
+        // `panic=`: Debian's kernel halts on a panic, where rebooting
+        // (QEMU restarts the machine) would only panic again; `kiln test`
+        // ends the run when "Kernel panic" reaches the console, and `kiln
+        // boot` shows it there.
+        args.push("-kernel".into());
+        args.push(ramdisk.kernel.clone().into());
+        args.push("-initrd".into());
+        args.push(ramdisk.initramfs.clone().into());
+        args.push("-append".into());
+        args.push(ramdisk.kernel_cmdline().into());
+    }
+    // cloud-init finds the seed by its label: the second disk of a disk
+    // machine, a ramdisk's only one.
     args.push("-drive".into());
     args.push(drive_arg(
         "if=virtio,format=raw,readonly=on,file=",
@@ -188,6 +275,33 @@ fn drive_arg(options: &str, path: &Path) -> OsString {
     arg
 }
 
+/// Makes `dir/disk.qcow2`, a qcow2 overlay backed by `image` of
+/// `disk_bytes` (at least the image's size); shells out to `qemu-img`.
+fn make_overlay(dir: &Path, image: &DiskImage, disk_bytes: u64) -> Result<PathBuf, MachineError> {
+    let overlay = dir.join("disk.qcow2");
+    let size = disk_bytes.max(image.virtual_bytes).to_string();
+    let finished = command::run(
+        "qemu-img",
+        &[
+            "create".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-F".as_ref(),
+            image.format.as_str().as_ref(),
+            "-b".as_ref(),
+            image.path.as_os_str(),
+            overlay.as_os_str(),
+            size.as_ref(),
+        ],
+        "qemu-utils",
+    )?;
+    if !finished.success() {
+        return Err(failed("qemu-img create", &finished));
+    }
+    Ok(overlay)
+}
+
 /// A free TCP port on 127.0.0.1, found by letting the kernel choose one.
 /// Another program may take it before QEMU does; that is reported as QEMU
 /// failing to start.
@@ -218,9 +332,9 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Makes the overlay, key and seed in a new temporary directory and
-    /// starts QEMU; shells out to `qemu-img`, `ssh-keygen`, `mkfs.vfat`,
-    /// `mcopy`, `setpriv` and QEMU.
+    /// Makes the overlay (for a disk image), key and seed in a new
+    /// temporary directory and starts QEMU; shells out to `qemu-img`,
+    /// `ssh-keygen`, `mkfs.vfat`, `mcopy`, `setpriv` and QEMU.
     pub fn start(spec: &MachineSpec) -> Result<Machine, MachineError> {
         let dir = tempfile::Builder::new()
             .prefix("kiln-machine-")
@@ -230,27 +344,10 @@ impl Machine {
                 path: std::env::temp_dir(),
                 source,
             })?;
-        let overlay = dir.path().join("disk.qcow2");
-        let size = spec.disk_bytes.max(spec.image.virtual_bytes).to_string();
-        let finished = command::run(
-            "qemu-img",
-            &[
-                "create".as_ref(),
-                "-q".as_ref(),
-                "-f".as_ref(),
-                "qcow2".as_ref(),
-                "-F".as_ref(),
-                spec.image.format.as_str().as_ref(),
-                "-b".as_ref(),
-                spec.image.path.as_os_str(),
-                overlay.as_os_str(),
-                size.as_ref(),
-            ],
-            "qemu-utils",
-        )?;
-        if !finished.success() {
-            return Err(failed("qemu-img create", &finished));
-        }
+        let overlay = match &spec.boot {
+            Boot::Disk { image, disk_bytes } => Some(make_overlay(dir.path(), image, *disk_bytes)?),
+            Boot::Ramdisk(_) => None,
+        };
         let key = SshKey::generate(dir.path())?;
         let instance_id = format!(
             "kiln-{}-{}",
@@ -430,12 +527,15 @@ mod tests {
 
     fn spec(firmware: Firmware, serial: Serial) -> MachineSpec {
         MachineSpec {
-            image: DiskImage {
-                path: PathBuf::from("/srv/web.qcow2"),
-                format: ImageFormat("qcow2".into()),
-                virtual_bytes: 1 << 30,
+            boot: Boot::Disk {
+                image: DiskImage {
+                    path: PathBuf::from("/srv/web.qcow2"),
+                    format: ImageFormat("qcow2".into()),
+                    virtual_bytes: 1 << 30,
+                },
+                disk_bytes: 2 << 30,
             },
-            disk_bytes: 2 << 30,
+            memory_mib: MEMORY_MIB,
             accel: Accel::Tcg,
             firmware,
             serial,
@@ -455,7 +555,7 @@ mod tests {
     #[test]
     fn a_bios_machine_boots_the_overlay_with_the_seed_and_forwards_ssh() {
         let files = MachineFiles {
-            overlay: PathBuf::from("/tmp/m,1/disk.qcow2"),
+            overlay: Some(PathBuf::from("/tmp/m,1/disk.qcow2")),
             seed: PathBuf::from("/tmp/m/seed.img"),
             uefi_vars: None,
         };
@@ -478,7 +578,7 @@ mod tests {
     #[test]
     fn a_uefi_machine_gets_the_firmware_and_its_own_variables() {
         let files = MachineFiles {
-            overlay: PathBuf::from("/tmp/m/disk.qcow2"),
+            overlay: Some(PathBuf::from("/tmp/m/disk.qcow2")),
             seed: PathBuf::from("/tmp/m/seed.img"),
             uefi_vars: Some(PathBuf::from("/tmp/m/OVMF_VARS.fd")),
         };
@@ -500,6 +600,91 @@ mod tests {
             args.ends_with("-display none -monitor none -serial file:/tmp/serial.log"),
             "{args}"
         );
+    }
+
+    fn ramdisk(cmdline: &str) -> RamdiskImage {
+        RamdiskImage {
+            kernel: PathBuf::from("/srv/out,1/ipa.kernel"),
+            initramfs: PathBuf::from("/srv/out,1/ipa.initramfs"),
+            initramfs_bytes: 300 << 20,
+            compression: Some(crate::machine::initramfs::Segment::Zstd),
+            cmdline: cmdline.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_ramdisk_machine_loads_kernel_and_initramfs_with_only_the_seed_as_disk() {
+        let files = MachineFiles {
+            overlay: None,
+            seed: PathBuf::from("/tmp/m/seed.img"),
+            uefi_vars: None,
+        };
+        let mut spec = spec(
+            Firmware::Bios,
+            Serial::File(PathBuf::from("/tmp/serial.log")),
+        );
+        spec.boot = Boot::Ramdisk(ramdisk("ipa-insecure=1 systemd.log_level=debug"));
+        spec.memory_mib = spec.boot.memory_mib();
+        let args = qemu_args(&spec, &files, 2222, "kiln-ipa");
+        // The kernel command line is one argument, spaces and all.
+        assert!(args.contains(&OsString::from(
+            "console=ttyS0 ipa-insecure=1 systemd.log_level=debug"
+        )));
+        assert_eq!(
+            line(&args),
+            "-name kiln-ipa -accel tcg -m 3584 -smp 2 \
+             -kernel /srv/out,1/ipa.kernel -initrd /srv/out,1/ipa.initramfs \
+             -append console=ttyS0 ipa-insecure=1 systemd.log_level=debug \
+             -drive if=virtio,format=raw,readonly=on,file=/tmp/m/seed.img \
+             -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22 \
+             -device virtio-rng-pci -display none -monitor none -serial file:/tmp/serial.log"
+        );
+    }
+
+    #[test]
+    fn a_uefi_ramdisk_machine_gets_the_firmware_and_the_bare_console() {
+        let files = MachineFiles {
+            overlay: None,
+            seed: PathBuf::from("/tmp/m/seed.img"),
+            uefi_vars: Some(PathBuf::from("/tmp/m/OVMF_VARS.fd")),
+        };
+        let mut spec = spec(Firmware::Uefi, Serial::Console);
+        spec.boot = Boot::Ramdisk(ramdisk(""));
+        spec.memory_mib = spec.boot.memory_mib();
+        assert_eq!(
+            line(&qemu_args(&spec, &files, 2222, "kiln-ipa")),
+            "-name kiln-ipa -accel tcg -m 3584 -smp 2 \
+             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+             -drive if=pflash,format=raw,unit=1,file=/tmp/m/OVMF_VARS.fd \
+             -kernel /srv/out,1/ipa.kernel -initrd /srv/out,1/ipa.initramfs \
+             -append console=ttyS0 \
+             -drive if=virtio,format=raw,readonly=on,file=/tmp/m/seed.img \
+             -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22 \
+             -device virtio-rng-pci -nographic -serial mon:stdio"
+        );
+    }
+
+    #[test]
+    fn a_ramdisk_gets_room_for_twice_its_unpacked_tree_beyond_a_disk_machines_memory() {
+        const MIB: u64 = 1 << 20;
+        // A tiny initramfs: 1 MiB, taken as a 4 MiB tree, 8 MiB for it.
+        assert_eq!(ramdisk_memory_mib(1), 1280);
+        assert_eq!(ramdisk_memory_mib(MIB), 1280);
+        // 32 MiB: a 128 MiB tree, 1024 + 256 exactly.
+        assert_eq!(ramdisk_memory_mib(32 * MIB), 1280);
+        assert_eq!(ramdisk_memory_mib(32 * MIB + 1), 1536);
+        // 300 MiB (an agent ramdisk): a 1200 MiB tree; 3424 rounds up.
+        assert_eq!(ramdisk_memory_mib(300 * MIB), 3584);
+        for bytes in [0, MIB, 77 * MIB, 300 * MIB, 1 << 32] {
+            let memory = ramdisk_memory_mib(bytes);
+            let tree = bytes.div_ceil(MIB) * UNPACKED_RATIO;
+            assert_eq!(memory % MEMORY_STEP_MIB, 0);
+            // The tree fits in the rootfs (half the memory) with room to
+            // write, and leaves a disk machine's memory to run in.
+            assert!(memory / 2 >= tree + MEMORY_MIB / 2, "{bytes}");
+            assert!(memory - tree >= MEMORY_MIB, "{bytes}");
+        }
+        assert_eq!(ramdisk_memory_mib(u64::MAX) % MEMORY_STEP_MIB, 0);
     }
 
     #[test]

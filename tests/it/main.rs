@@ -27,6 +27,7 @@ mod image_sites;
 mod lock;
 mod phases;
 mod ramdisk;
+mod ramdisk_boot;
 mod reproducible;
 mod schema;
 mod validate;
