@@ -22,6 +22,7 @@ use crate::host::command::{CommandError, Finished};
 use crate::manifest::OutputFormat;
 
 pub mod convert;
+pub mod ramdisk;
 pub mod squashfs;
 pub mod tar;
 
@@ -203,12 +204,71 @@ pub enum OutputError {
         /// The format asked for.
         format: OutputFormat,
     },
+    /// A ramdisk was asked of an image without a kernel.
+    #[error(
+        "the image has no kernel to boot a ramdisk with: no {}/boot/vmlinuz-<version>; add the `vm` element, or a kernel package such as `linux-image-amd64` to `packages`",
+        tree.display()
+    )]
+    NoKernel {
+        /// The image's root tree.
+        tree: PathBuf,
+    },
+    /// The ramdisk's kernel has no modules in the image.
+    #[error(
+        "the ramdisk's kernel {kernel} has no modules in the image (no /usr/lib/modules/{version}): install the kernel's package rather than copying the kernel alone"
+    )]
+    NoKernelModules {
+        /// The kernel, as a path in the image.
+        kernel: PathBuf,
+        /// Its version.
+        version: String,
+    },
+    /// A file is too large for a cpio archive, whose sizes are 32-bit.
+    #[error("{path} is {bytes} bytes: a cpio archive (the initramfs) holds files under 4 GiB")]
+    CpioFileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The initramfs is larger than the manifest's `ramdisk.max_size`.
+    #[error(
+        "the initramfs would be {} ({bytes} bytes), more than `ramdisk.max_size` ({}); the biggest directories, unpacked: {}; add what the ramdisk does not need to `ramdisk.exclude`",
+        mib(*.bytes),
+        mib(*.limit),
+        biggest_list(.biggest)
+    )]
+    RamdiskTooLarge {
+        /// The initramfs that was not written.
+        path: PathBuf,
+        /// Its compressed size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The directories holding the most, as paths in the image, with
+        /// the bytes of the files below them, biggest first.
+        biggest: Vec<(String, u64)>,
+    },
     /// A format was requested without the input it is made from.
     #[error("an output needs the {format} source, and none was given")]
     MissingSource {
         /// `raw` or `tree`.
         format: &'static str,
     },
+}
+
+/// A size in MiB for a message: `412.3 MiB`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The directories of [`OutputError::RamdiskTooLarge`], for its message.
+fn biggest_list(biggest: &[(String, u64)]) -> String {
+    biggest
+        .iter()
+        .map(|(dir, bytes)| format!("{dir} {}", mib(*bytes)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A temporary file beside an output, renamed over the output by
