@@ -1,6 +1,7 @@
 //! Walking a directory tree: the one way kiln visits everything below a
 //! directory (an element's tree hash, normalising the root tree, sizing
-//! and filling filesystems, the tar writer, `build --check`'s comparison).
+//! and filling filesystems, the tar writer, `build --check`'s comparison),
+//! and the one way it follows a path inside a tree as the tree sees it.
 //!
 //! A thin layer over `walkdir`, which walks without recursion (a tree may
 //! be deeper than a thread's stack allows) and keeps few directories open.
@@ -47,6 +48,58 @@ pub fn failure(error: Error, root: &Path) -> (PathBuf, io::Error) {
     (path, source)
 }
 
+/// `relative` inside `root`, following symlinks as the tree would see
+/// them (an absolute target is taken from `root`, never the host's `/`;
+/// `..` stops at `root`). `None` when a component is missing or the links
+/// loop.
+pub fn resolve_in_tree(root: &Path, relative: &str) -> Option<PathBuf> {
+    let mut pending: Vec<String> = relative
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(component) = pending.pop() {
+        match component.as_str() {
+            "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut path = root.to_path_buf();
+        path.extend(&resolved);
+        path.push(&component);
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        if metadata.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&path).ok()?;
+            let target = target.to_string_lossy();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .rev()
+                    .map(str::to_string),
+            );
+        } else {
+            resolved.push(component);
+        }
+    }
+    let mut path = root.to_path_buf();
+    path.extend(&resolved);
+    Some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +128,36 @@ mod tests {
         let mut all = names(tree(root), root);
         all.sort();
         assert_eq!(all, ["", "B", "a", "a-c", "a/b", "link", "é"]);
+    }
+
+    #[test]
+    fn a_path_in_a_tree_follows_the_tree_s_links_never_the_host_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("usr/lib/modules/6.1")).unwrap();
+        fs::create_dir_all(root.join("boot")).unwrap();
+        fs::write(root.join("boot/vmlinuz-6.1"), b"kernel").unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        symlink("/boot/vmlinuz-6.1", root.join("vmlinuz")).unwrap();
+        symlink("../../../../boot", root.join("usr/lib/up")).unwrap();
+        symlink("loop-b", root.join("loop-a")).unwrap();
+        symlink("loop-a", root.join("loop-b")).unwrap();
+        assert_eq!(
+            resolve_in_tree(root, "lib/modules/6.1"),
+            Some(root.join("usr/lib/modules/6.1"))
+        );
+        // An absolute target starts at the tree's root, not the host's.
+        assert_eq!(
+            resolve_in_tree(root, "vmlinuz"),
+            Some(root.join("boot/vmlinuz-6.1"))
+        );
+        // `..` stops at the tree's root.
+        assert_eq!(
+            resolve_in_tree(root, "usr/lib/up/vmlinuz-6.1"),
+            Some(root.join("boot/vmlinuz-6.1"))
+        );
+        assert_eq!(resolve_in_tree(root, "lib/modules/6.2"), None);
+        assert_eq!(resolve_in_tree(root, "loop-a"), None);
     }
 
     #[test]

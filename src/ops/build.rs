@@ -344,16 +344,20 @@ pub fn build_into(
         disk: output::convert::DiskOptions {
             compress_qcow2: compress,
         },
+        ramdisk: checked.manifest.ramdisk.as_ref().map(|r| &r.value),
     });
     let outputs = match outputs {
         Ok(outputs) => outputs,
         Err(error) => return Err(failed(&work, &log_path, &error, None)),
     };
     for written in &outputs {
-        timings.push((
-            format!("output {}", output::extension(written.format)),
-            written.duration,
-        ));
+        // By the file's extension: a ramdisk is a `kernel` and an
+        // `initramfs`.
+        let extension = written.path.extension().map_or_else(
+            || output::extension(written.format).into(),
+            |e| e.to_string_lossy(),
+        );
+        timings.push((format!("output {extension}"), written.duration));
     }
 
     let kept_tree = if keep_tree {

@@ -5,8 +5,9 @@
 //! filesystem) is the source of every disk format: it is itself the `raw`
 //! output and `qemu-img` converts it to qcow2, VHD, VHDX and VMDK
 //! ([`convert`]). The finished root tree is the source of the tree formats: a
-//! tar archive written by kiln itself ([`tar`]) and a squashfs written by
-//! `mksquashfs` ([`squashfs`]).
+//! tar archive written by kiln itself ([`tar`]), a squashfs written by
+//! `mksquashfs` ([`squashfs`]) and a ramdisk, the image's kernel beside an
+//! initramfs of the whole tree written by kiln itself ([`ramdisk`]).
 //!
 //! Every output is written in a temporary directory inside the output
 //! directory and renamed over `<image>.<ext>` only once complete, so a failed build
@@ -19,9 +20,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::host::command::{CommandError, Finished};
-use crate::manifest::OutputFormat;
+use crate::manifest::{self, OutputFormat};
 
 pub mod convert;
+pub mod ramdisk;
 pub mod squashfs;
 pub mod tar;
 
@@ -71,26 +73,35 @@ pub struct OutputRequest<'a> {
     /// What may be done with `raw` once the other disk formats are made
     /// from it.
     pub raw_placement: convert::RawPlacement,
-    /// The finished root tree, the source of `tar` and `squashfs`.
+    /// The finished root tree, the source of `tar`, `squashfs` and
+    /// `ramdisk`.
     pub tree: Option<&'a Path>,
     /// Seconds since 1970-01-01 UTC: the latest timestamp an output holds.
     pub source_date_epoch: u64,
     /// Settings of the disk formats.
     pub disk: convert::DiskOptions,
+    /// The manifest's `ramdisk` section; without one, a `ramdisk` output
+    /// has the defaults.
+    pub ramdisk: Option<&'a manifest::Ramdisk>,
 }
 
 /// One output file written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    /// Its format.
+    /// Its format. A ramdisk is two files, both of format `ramdisk`: the
+    /// kernel (`<image>.kernel`) and the initramfs (`<image>.initramfs`).
     pub format: OutputFormat,
     /// Where it is.
     pub path: PathBuf,
     /// How long writing it took.
     pub duration: std::time::Duration,
+    /// What the initramfs of a ramdisk holds and left out (on the
+    /// initramfs only), for the report.
+    pub ramdisk: Option<ramdisk::RamdiskSummary>,
 }
 
-/// Writes every requested output, and returns them in the order asked.
+/// Writes every requested output, and returns them in the order asked
+/// (a ramdisk as two files: its kernel, then its initramfs).
 ///
 /// The raw image is placed last: it is the input of the other disk
 /// formats, and with [`convert::RawPlacement::Move`] placing it takes it
@@ -127,7 +138,36 @@ pub fn write_outputs(request: &OutputRequest<'_>) -> Result<Vec<Written>, Output
                 squashfs::write_squashfs(tree()?, request.source_date_epoch, &out)?;
             }
             OutputFormat::Ramdisk => {
-                return Err(OutputError::MissingSource { format: "ramdisk" });
+                let tree = tree()?;
+                // The kernel is looked for first: without one, no time is
+                // spent on the initramfs.
+                let kernel = ramdisk::find_kernel(tree)?;
+                let defaults = manifest::Ramdisk::default();
+                let settings = request.ramdisk.unwrap_or(&defaults);
+                let initramfs = ramdisk::RamdiskRequest::for_image(
+                    tree,
+                    out.clone(),
+                    request.source_date_epoch,
+                    settings,
+                );
+                let summary = ramdisk::write_initramfs(&initramfs, &kernel)?;
+                let initramfs_duration = started.elapsed();
+                let kernel_started = std::time::Instant::now();
+                let kernel_out = request.dir.join(ramdisk::kernel_file_name(request.image));
+                ramdisk::write_kernel(tree, &kernel, &kernel_out)?;
+                written.push(Written {
+                    format,
+                    path: kernel_out,
+                    duration: kernel_started.elapsed(),
+                    ramdisk: None,
+                });
+                written.push(Written {
+                    format,
+                    path: out,
+                    duration: initramfs_duration,
+                    ramdisk: Some(summary),
+                });
+                continue;
             }
             OutputFormat::Qcow2 | OutputFormat::Vhd | OutputFormat::Vhdx | OutputFormat::Vmdk => {
                 convert::write_disk(raw()?, format, request.disk, &out)?;
@@ -137,6 +177,7 @@ pub fn write_outputs(request: &OutputRequest<'_>) -> Result<Vec<Written>, Output
             format,
             path: out,
             duration: started.elapsed(),
+            ramdisk: None,
         });
     }
     if formats.contains(&OutputFormat::Raw) {
@@ -203,12 +244,71 @@ pub enum OutputError {
         /// The format asked for.
         format: OutputFormat,
     },
+    /// A ramdisk was asked of an image without a kernel.
+    #[error(
+        "the image has no kernel to boot a ramdisk with: no {}/boot/vmlinuz-<version>; add the `vm` element, or a kernel package such as `linux-image-amd64` to `packages`",
+        tree.display()
+    )]
+    NoKernel {
+        /// The image's root tree.
+        tree: PathBuf,
+    },
+    /// The ramdisk's kernel has no modules in the image.
+    #[error(
+        "the ramdisk's kernel {kernel} has no modules in the image (no /usr/lib/modules/{version}): install the kernel's package rather than copying the kernel alone"
+    )]
+    NoKernelModules {
+        /// The kernel, as a path in the image.
+        kernel: PathBuf,
+        /// Its version.
+        version: String,
+    },
+    /// A file is too large for a cpio archive, whose sizes are 32-bit.
+    #[error("{path} is {bytes} bytes: a cpio archive (the initramfs) holds files under 4 GiB")]
+    CpioFileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The initramfs is larger than the manifest's `ramdisk.max_size`.
+    #[error(
+        "the initramfs would be {} ({bytes} bytes), more than `ramdisk.max_size` ({}); the biggest directories, unpacked: {}; add what the ramdisk does not need to `ramdisk.exclude`",
+        mib(*.bytes),
+        mib(*.limit),
+        biggest_list(.biggest)
+    )]
+    RamdiskTooLarge {
+        /// The initramfs that was not written.
+        path: PathBuf,
+        /// Its compressed size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The directories holding the most, as paths in the image, with
+        /// the bytes of the files below them, biggest first.
+        biggest: Vec<(String, u64)>,
+    },
     /// A format was requested without the input it is made from.
     #[error("an output needs the {format} source, and none was given")]
     MissingSource {
         /// `raw` or `tree`.
         format: &'static str,
     },
+}
+
+/// A size in MiB for a message: `412.3 MiB`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The directories of [`OutputError::RamdiskTooLarge`], for its message.
+fn biggest_list(biggest: &[(String, u64)]) -> String {
+    biggest
+        .iter()
+        .map(|(dir, bytes)| format!("{dir} {}", mib(*bytes)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A temporary file beside an output, renamed over the output by
@@ -343,6 +443,7 @@ mod tests {
             tree: Some(&fixture.tree),
             source_date_epoch: test_fixture::EPOCH,
             disk: convert::DiskOptions::default(),
+            ramdisk: None,
         };
         let written = write_outputs(&request).expect("outputs");
         let names: Vec<String> = written
@@ -369,6 +470,79 @@ mod tests {
             error,
             OutputError::MissingSource { format: "raw" }
         ));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
+    fn a_ramdisk_is_a_kernel_and_an_initramfs() {
+        let fixture = test_fixture::Fixture::bootable();
+        let dir = fixture.dir.path().join("out");
+        fs::create_dir(&dir).expect("mkdir");
+        let settings = manifest::Ramdisk {
+            compression: Some(manifest::Spanned::unplaced(
+                manifest::RamdiskCompression::Gzip,
+            )),
+            ..manifest::Ramdisk::default()
+        };
+        let formats = [OutputFormat::Tar, OutputFormat::Ramdisk];
+        let request = OutputRequest {
+            image: "demo",
+            dir: &dir,
+            formats: &formats,
+            raw: None,
+            raw_placement: convert::RawPlacement::Copy,
+            tree: Some(&fixture.tree),
+            source_date_epoch: test_fixture::EPOCH,
+            disk: convert::DiskOptions::default(),
+            ramdisk: Some(&settings),
+        };
+        let written = write_outputs(&request).expect("outputs");
+        let described: Vec<(OutputFormat, String, bool)> = written
+            .iter()
+            .map(|w| {
+                let name = w.path.file_name().expect("name").to_string_lossy();
+                (w.format, name.into_owned(), w.ramdisk.is_some())
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (OutputFormat::Tar, "demo.tar".to_string(), false),
+                (OutputFormat::Ramdisk, "demo.kernel".to_string(), false),
+                (OutputFormat::Ramdisk, "demo.initramfs".to_string(), true),
+            ]
+        );
+        let summary = written[2].ramdisk.as_ref().expect("summary");
+        assert_eq!(summary.kernel.version, test_fixture::KERNELS[1]);
+        assert_eq!(summary.compression, manifest::RamdiskCompression::Gzip);
+        assert_eq!(
+            fs::read(dir.join("demo.kernel")).expect("kernel"),
+            format!("kernel {}", test_fixture::KERNELS[1]).as_bytes()
+        );
+        let gzip_magic = [0x1f, 0x8b];
+        assert_eq!(
+            fs::read(dir.join("demo.initramfs")).expect("initramfs")[..2],
+            gzip_magic
+        );
+        assert_eq!(fs::read_dir(&dir).expect("list").count(), 3);
+
+        // An image without a kernel: an error, and no ramdisk file.
+        let plain = test_fixture::Fixture::build();
+        let empty = plain.dir.path().join("out");
+        fs::create_dir(&empty).expect("mkdir");
+        let formats = [OutputFormat::Ramdisk];
+        let error = write_outputs(&OutputRequest {
+            dir: &empty,
+            formats: &formats,
+            tree: Some(&plain.tree),
+            ..request
+        })
+        .expect_err("no kernel");
+        assert!(matches!(error, OutputError::NoKernel { .. }), "{error}");
+        assert_eq!(fs::read_dir(&empty).expect("list").count(), 0);
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn set_name_field(field: &mut [u8], value: &[u8]) {
 
 /// A file's extended attributes (not following a symlink), sorted by name.
 /// A filesystem without extended attributes has none.
-fn read_xattrs(path: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, OutputError> {
+pub(super) fn read_xattrs(path: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, OutputError> {
     let read_error = |source| OutputError::Read {
         path: path.to_path_buf(),
         source,

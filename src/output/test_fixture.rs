@@ -48,9 +48,25 @@ pub(crate) struct Fixture {
     pub(crate) tree: PathBuf,
 }
 
+/// The kernel versions of [`Fixture::bootable`]: the older, the newer.
+pub(crate) const KERNELS: [&str; 2] = ["6.1.0-1-amd64", "6.1.0-2-amd64"];
+
 impl Fixture {
     /// Builds the tree. Panics (fails the test) when not root.
     pub(crate) fn build() -> Fixture {
+        Fixture::build_with(false)
+    }
+
+    /// The tree of [`Fixture::build`] with what a ramdisk is made from: two
+    /// kernels in `/boot` ([`KERNELS`]) with their modules in
+    /// `/usr/lib/modules` (a merged `/usr`: `/lib` links to `usr/lib`), the
+    /// image's own initramfs, an `/etc/fstab` mounting a root filesystem,
+    /// and translations in `/usr/share/locale`.
+    pub(crate) fn bootable() -> Fixture {
+        Fixture::build_with(true)
+    }
+
+    fn build_with(bootable: bool) -> Fixture {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the output tests create devices and foreign owners: run them as root"
@@ -92,6 +108,9 @@ impl Fixture {
         .expect("mknod b 7 9");
         nix::unistd::mkfifo(&t("dev/initctl"), Mode::from_bits_truncate(0o600)).expect("mkfifo");
         drop(std::os::unix::net::UnixListener::bind(t("run/kiln.sock")).expect("socket"));
+        if bootable {
+            add_boot_files(&tree);
+        }
 
         std::os::unix::fs::chown(t("srv/owned"), Some(1234), Some(5678)).expect("chown");
         std::os::unix::fs::lchown(t("srv/long-link"), Some(42), Some(43)).expect("lchown");
@@ -122,6 +141,47 @@ impl Fixture {
         set_mtime(&t("srv/future"), FUTURE);
         Fixture { dir, tree }
     }
+}
+
+/// The files of [`Fixture::bootable`].
+fn add_boot_files(tree: &Path) {
+    let t = |p: &str| tree.join(p);
+    for version in KERNELS {
+        let modules = format!("usr/lib/modules/{version}");
+        for dir in ["kernel/sound", "kernel/drivers/net"] {
+            fs::create_dir_all(t(&format!("{modules}/{dir}"))).expect("mkdir");
+        }
+        fs::write(t(&format!("{modules}/modules.dep")), b"").expect("write");
+        fs::write(
+            t(&format!("{modules}/kernel/sound/snd.ko")),
+            format!("sound driver of {version}").repeat(100),
+        )
+        .expect("write");
+        fs::write(
+            t(&format!("{modules}/kernel/drivers/net/e1000.ko")),
+            format!("network driver of {version}").repeat(100),
+        )
+        .expect("write");
+        fs::create_dir_all(t("boot")).expect("mkdir");
+        fs::write(
+            t(&format!("boot/vmlinuz-{version}")),
+            format!("kernel {version}"),
+        )
+        .expect("write");
+        fs::write(
+            t(&format!("boot/initrd.img-{version}")),
+            format!("disk initramfs of {version}").repeat(1000),
+        )
+        .expect("write");
+    }
+    std::os::unix::fs::symlink("usr/lib", t("lib")).expect("symlink");
+    fs::create_dir_all(t("usr/share/locale/de/LC_MESSAGES")).expect("mkdir");
+    fs::write(t("usr/share/locale/de/LC_MESSAGES/kiln.mo"), b"Abbild").expect("write");
+    fs::write(
+        t("etc/fstab"),
+        b"UUID=0b7e6bd0-5e02-4b0b-9a4c-1d0e8d9e3f11 / ext4 errors=remount-ro 0 1\n",
+    )
+    .expect("write");
 }
 
 /// Makes `dir/disk.raw`: a 64 MiB sparse raw file holding an ext4
@@ -270,6 +330,10 @@ fn package_of(program: &str) -> &'static str {
         "mke2fs" => "e2fsprogs",
         "tar" => "tar",
         "unsquashfs" | "mksquashfs" => "squashfs-tools",
+        "cpio" => "cpio",
+        "bsdtar" => "libarchive-tools",
+        "zstd" => "zstd",
+        "gzip" => "gzip",
         _ => "unknown",
     }
 }

@@ -40,6 +40,7 @@ use nix::mount::MsFlags;
 use crate::chroot::ChrootError;
 use crate::chroot::mounts::Mount;
 use crate::host::command::{CommandError, Program};
+use crate::host::walk;
 use crate::manifest::Arch;
 
 /// What kind of file an image is.
@@ -1361,56 +1362,6 @@ fn machine_name(machine: u16) -> String {
     name.to_string()
 }
 
-/// `relative` inside `root`, following symlinks as the tree would see
-/// them (an absolute target is taken from `root`, never the host's `/`).
-fn resolve_in_tree(root: &Path, relative: &str) -> Option<PathBuf> {
-    let mut pending: Vec<String> = relative
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(str::to_string)
-        .collect();
-    let mut resolved: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(component) = pending.pop() {
-        match component.as_str() {
-            "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let mut path = root.to_path_buf();
-        path.extend(&resolved);
-        path.push(&component);
-        let metadata = fs::symlink_metadata(&path).ok()?;
-        if metadata.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                return None;
-            }
-            let target = fs::read_link(&path).ok()?;
-            let target = target.to_string_lossy();
-            if target.starts_with('/') {
-                resolved.clear();
-            }
-            pending.extend(
-                target
-                    .split('/')
-                    .filter(|c| !c.is_empty())
-                    .rev()
-                    .map(str::to_string),
-            );
-        } else {
-            resolved.push(component);
-        }
-    }
-    let mut path = root.to_path_buf();
-    path.extend(&resolved);
-    Some(path)
-}
-
 /// The ELF machine of the file at `path`, if it is an ELF file.
 fn elf_machine(path: &Path) -> Option<u16> {
     let mut header = [0u8; 20];
@@ -1433,7 +1384,7 @@ fn elf_machine(path: &Path) -> Option<u16> {
 fn check_arch(root: &Path, image: &Path, arch: Arch) -> Result<(), ExtractError> {
     let machine = ["usr/bin/env", "bin/sh"]
         .iter()
-        .filter_map(|program| resolve_in_tree(root, program))
+        .filter_map(|program| walk::resolve_in_tree(root, program))
         .find_map(|path| elf_machine(&path));
     let Some(machine) = machine else {
         return Err(ExtractError::NoProgram {
@@ -1600,12 +1551,12 @@ mod tests {
         std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
         std::os::unix::fs::symlink("/bin/busybox", root.join("usr/bin/env")).unwrap();
         assert_eq!(
-            resolve_in_tree(root, "usr/bin/env"),
+            walk::resolve_in_tree(root, "usr/bin/env"),
             Some(root.join("usr/bin/busybox"))
         );
         std::os::unix::fs::symlink("../../../../etc/passwd", root.join("usr/bin/sh")).unwrap();
         assert_eq!(
-            resolve_in_tree(root, "bin/sh"),
+            walk::resolve_in_tree(root, "bin/sh"),
             None,
             "the host's file is not read"
         );
