@@ -107,3 +107,12 @@ pub fn progress_done() {
         bar.finish_and_clear();
     }
 }
+
+/// A size for people: `412.3 MiB`, or `1.5 GiB` from 1 GiB up.
+pub fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
+}

@@ -153,7 +153,7 @@ fn print_result(settings: &BuildSettings, context: &Context<'_>, built: &Built) 
             format!(
                 "{} ({})",
                 output.join(&o.file).display(),
-                human_bytes(o.bytes)
+                terminal::human_bytes(o.bytes)
             )
         })
         .collect();
@@ -174,10 +174,4 @@ fn print_result(settings: &BuildSettings, context: &Context<'_>, built: &Built) 
     ));
 }
 
-fn human_bytes(bytes: u64) -> String {
-    if bytes >= 1 << 30 {
-        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
-    } else {
-        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
-    }
-}
+

@@ -348,6 +348,16 @@ pub fn build_into(
     });
     let outputs = match outputs {
         Ok(outputs) => outputs,
+        Err(output::OutputError::RamdiskTooLarge {
+            bytes,
+            limit,
+            biggest,
+            ..
+        }) => {
+            terminal::progress_done();
+            chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
+            return Err(ramdisk_too_large(checked, bytes, limit, &biggest));
+        }
         Err(error) => return Err(failed(&work, &log_path, &error, None)),
     };
     for written in &outputs {
@@ -388,6 +398,9 @@ pub fn build_into(
             "locked but removed during the build: {}",
             removed.join(", ")
         ));
+    }
+    for summary in outputs.iter().filter_map(|w| w.ramdisk.as_ref()) {
+        report.notes.extend(ramdisk_notes(summary, checked));
     }
     for written in &outputs {
         report.outputs.push(
@@ -531,6 +544,89 @@ fn partitions_of(raw: &Path) -> Option<Vec<(String, u64, u64)>> {
             ))
         })
         .collect()
+}
+
+/// An initramfs over `ramdisk.max_size`: the user's limit, so a diagnostic
+/// at it, naming the directories that hold the most.
+fn ramdisk_too_large(
+    checked: &manifest::Checked,
+    bytes: u64,
+    limit: u64,
+    biggest: &[(String, u64)],
+) -> Failure {
+    let listed: Vec<String> = biggest
+        .iter()
+        .map(|(dir, size)| format!("  {dir}  {}", terminal::human_bytes(*size)))
+        .collect();
+    let message = format!(
+        "the initramfs would be {}, over `ramdisk.max_size` ({}); the directories holding the most, unpacked:\n{}",
+        terminal::human_bytes(bytes),
+        terminal::human_bytes(limit),
+        listed.join("\n")
+    );
+    let help = "leave out what the ramdisk does not need with `ramdisk.exclude` (the image's other outputs keep it), or raise `ramdisk.max_size`";
+    let span = checked
+        .manifest
+        .ramdisk
+        .as_ref()
+        .and_then(|r| r.value.max_size.as_ref())
+        .map(|m| m.span);
+    match span {
+        Some(span) => Failure::from(checked.source.problems(vec![manifest::Problem::error(
+            message,
+            span,
+            format!("the initramfs is {}", terminal::human_bytes(bytes)),
+            help,
+        )])),
+        None => Failure::user(miette::miette!(help = help, "{message}")),
+    }
+}
+
+/// What the report says about a ramdisk beyond its two files.
+fn ramdisk_notes(
+    summary: &output::ramdisk::RamdiskSummary,
+    checked: &manifest::Checked,
+) -> Vec<String> {
+    let mut notes = vec![format!(
+        "ramdisk: kernel {} ({}); the initramfs ({:?}) is {} and unpacks to {} in RAM, {} entries; left out: {} by `ramdisk.exclude`, the kernel file and the disk boot's initramfs",
+        summary.kernel.version,
+        summary.kernel.path.display(),
+        summary.compression,
+        terminal::human_bytes(summary.compressed_bytes),
+        terminal::human_bytes(summary.unpacked_bytes),
+        summary.entries,
+        terminal::human_bytes(summary.excluded_bytes),
+    )
+    .replace("(Zstd)", "(zstd)")
+    .replace("(Gzip)", "(gzip)")];
+    let cmdline = checked
+        .manifest
+        .ramdisk
+        .as_ref()
+        .and_then(|r| r.value.cmdline.as_ref())
+        .map_or("", |c| c.value.as_str());
+    notes.push(format!(
+        "ramdisk: boot it with the kernel command line `{}`",
+        format!("console=ttyS0 {cmdline}").trim_end()
+    ));
+    if !summary.lost_capabilities.is_empty() {
+        let paths: Vec<String> = summary
+            .lost_capabilities
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        notes.push(format!(
+            "ramdisk: a cpio archive holds no extended attributes, so these files lost their capabilities and work for root only: {}",
+            paths.join(", ")
+        ));
+    }
+    if !summary.skipped_sockets.is_empty() {
+        notes.push(format!(
+            "ramdisk: {} socket(s) left out (no archive holds one)",
+            summary.skipped_sockets.len()
+        ));
+    }
+    notes
 }
 
 /// The failure of a build step after the work directory exists: leave

@@ -274,8 +274,8 @@ pub enum OutputError {
     /// The initramfs is larger than the manifest's `ramdisk.max_size`.
     #[error(
         "the initramfs would be {} ({bytes} bytes), more than `ramdisk.max_size` ({}); the biggest directories, unpacked: {}; add what the ramdisk does not need to `ramdisk.exclude`",
-        mib(*.bytes),
-        mib(*.limit),
+        crate::terminal::human_bytes(*.bytes),
+        crate::terminal::human_bytes(*.limit),
         biggest_list(.biggest)
     )]
     RamdiskTooLarge {
@@ -297,16 +297,11 @@ pub enum OutputError {
     },
 }
 
-/// A size in MiB for a message: `412.3 MiB`.
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
-}
-
 /// The directories of [`OutputError::RamdiskTooLarge`], for its message.
 fn biggest_list(biggest: &[(String, u64)]) -> String {
     biggest
         .iter()
-        .map(|(dir, bytes)| format!("{dir} {}", mib(*bytes)))
+        .map(|(dir, bytes)| format!("{dir} {}", crate::terminal::human_bytes(*bytes)))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -89,6 +89,9 @@
 //!   ([`RAMDISK_FSTAB`]): the image's fstab mounts its root filesystem by
 //!   UUID, which a ramdisk does not have, and systemd would wait for it.
 //!   The tree itself (and the image's other outputs) keep their fstab.
+//!   An image with cloud-init and no `/etc/cloud/ds-identify.cfg` of its
+//!   own gets one ([`RAMDISK_DS_IDENTIFY`]): without it cloud-init would
+//!   turn itself off at boot, before any disk or network is up.
 //! - The kernel runs `/init` of the initramfs. When the tree has none, the
 //!   archive gets a symbolic link `init` → `/sbin/init` ([`INIT_TARGET`]):
 //!   systemd (or whatever `/sbin/init` is) starts as the image's init,
@@ -123,6 +126,19 @@ pub const KERNEL_EXTENSION: &str = "kernel";
 
 /// What replaces `/etc/fstab` in the initramfs: nothing to mount.
 pub const RAMDISK_FSTAB: &str = "# kiln ramdisk: the root filesystem is the initramfs, in RAM\n";
+
+/// cloud-init's file for the policy of `ds-identify`, in `/etc/cloud`.
+const DS_IDENTIFY_CFG: &str = "ds-identify.cfg";
+
+/// cloud-init's `ds-identify` policy in a ramdisk. `ds-identify` decides at
+/// the very start of the boot (a systemd generator) whether cloud-init runs
+/// at all, by looking for a datasource: a disk labelled `cidata` or
+/// `config-2`, DMI strings. Booted from disk, the initramfs has loaded the
+/// disk drivers by then; booted from a ramdisk, no disk exists yet, and
+/// the default policy (`notfound=disabled`) turns cloud-init off. With
+/// `notfound=enabled` cloud-init runs and searches its datasources itself
+/// once the devices are there.
+pub const RAMDISK_DS_IDENTIFY: &str = "# kiln ramdisk: disks appear only after ds-identify has looked for a datasource,\n# so cloud-init runs and searches for it itself.\npolicy: search,found=all,maybe=all,notfound=enabled\n";
 
 /// Where the `/init` the archive gets (when the tree has none) points.
 pub const INIT_TARGET: &str = "/sbin/init";
@@ -241,14 +257,32 @@ impl<'a> RamdiskRequest<'a> {
             compression: settings.compression(),
             exclude: settings.exclude.iter().map(|p| p.value.clone()).collect(),
             max_bytes: settings.max_size.as_ref().map(|s| s.value.bytes()),
-            replace: vec![ReplacedFile {
-                path: "etc/fstab".to_string(),
-                content: RAMDISK_FSTAB.as_bytes().to_vec(),
-                mode: 0o644,
-            }],
+            replace: ramdisk_files(tree),
             init_target: Some(INIT_TARGET.to_string()),
         }
     }
+}
+
+/// The files an image's initramfs holds instead of (or besides) the
+/// tree's: the comment-only fstab, and for an image with cloud-init and no
+/// `ds-identify.cfg` of its own, [`RAMDISK_DS_IDENTIFY`].
+fn ramdisk_files(tree: &Path) -> Vec<ReplacedFile> {
+    let mut files = vec![ReplacedFile {
+        path: "etc/fstab".to_string(),
+        content: RAMDISK_FSTAB.as_bytes().to_vec(),
+        mode: 0o644,
+    }];
+    // A real directory (not a link out of the tree), without the file.
+    let cloud = tree.join("etc/cloud");
+    let is_dir = fs::symlink_metadata(&cloud).is_ok_and(|m| m.is_dir());
+    if is_dir && fs::symlink_metadata(cloud.join(DS_IDENTIFY_CFG)).is_err() {
+        files.push(ReplacedFile {
+            path: format!("etc/cloud/{DS_IDENTIFY_CFG}"),
+            content: RAMDISK_DS_IDENTIFY.as_bytes().to_vec(),
+            mode: 0o644,
+        });
+    }
+    files
 }
 
 /// What [`write_initramfs`] wrote.
@@ -1489,6 +1523,30 @@ mod tests {
             plan.summary.unpacked_bytes,
             "6.1.0-1-amd64".len() as u64 + 6 + RAMDISK_FSTAB.len() as u64
         );
+    }
+
+    #[test]
+    fn cloud_init_gets_a_policy_that_waits_for_the_devices_unless_it_has_one() {
+        let dir = kernel_tree(&KERNELS, &KERNELS);
+        let root = dir.path();
+        let out = root.join("out.initramfs");
+        let paths = |root: &Path| -> Vec<String> {
+            request(root, &out, RamdiskCompression::Zstd)
+                .replace
+                .iter()
+                .map(|r| r.path.clone())
+                .collect()
+        };
+        // No cloud-init: only the fstab.
+        assert_eq!(paths(root), ["etc/fstab"]);
+        fs::create_dir_all(root.join("etc/cloud")).expect("mkdir");
+        assert_eq!(paths(root), ["etc/fstab", "etc/cloud/ds-identify.cfg"]);
+        let added = request(root, &out, RamdiskCompression::Zstd).replace[1].clone();
+        assert_eq!(added.content, RAMDISK_DS_IDENTIFY.as_bytes());
+        assert!(RAMDISK_DS_IDENTIFY.contains("notfound=enabled"));
+        // The image's own policy is kept.
+        fs::write(root.join("etc/cloud/ds-identify.cfg"), "policy: enabled\n").expect("write");
+        assert_eq!(paths(root), ["etc/fstab"]);
     }
 
     /// Decompresses the initramfs at `path` with the host's tool and
