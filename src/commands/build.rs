@@ -173,5 +173,3 @@ fn print_result(settings: &BuildSettings, context: &Context<'_>, built: &Built) 
         log_path.display()
     ));
 }
-
-

@@ -371,7 +371,10 @@ const MATRIX: &[Row] = &[
         "dpkg",
         "kiln's `install-packages` helper installs from the lock with apt; DIB's `dpkg` scaffolding (apt proxy, manifests of dpkg) is the lock's job",
     ),
-    not_applicable("dracut-network", RAMDISK),
+    not_applicable(
+        "dracut-network",
+        "adds networking to DIB's `dracut-ramdisk`; kiln's ramdisk brings its network up with systemd (`dhcp-all-interfaces`)",
+    ),
     kiln_own(
         "dracut-ramdisk",
         "the `ramdisk` output: the whole image as the initramfs, systemd as `/init`, instead of a dracut initramfs",
@@ -614,7 +617,7 @@ const MATRIX: &[Row] = &[
     ),
     kiln_own(
         "ramdisk",
-        "the `ramdisk` output: `<name>.kernel` and `<name>.initramfs` holding the whole tree, systemd as `/init`",
+        "the `ramdisk` output (`outputs: [ramdisk]`, not an element): `<name>.kernel` and `<name>.initramfs` holding the whole tree, systemd as `/init`",
     ),
     kiln_own(
         "ramdisk-base",
@@ -854,9 +857,13 @@ fn every_dib_element_has_a_row_and_the_guide_shows_the_matrix() {
 
 /// kiln's own names that are not element directories: the `block-device-*`
 /// family is the imagefile's `disk:`, `bootloader` is `vm`'s, `dpkg` the
-/// `install-packages` helper's.
+/// `install-packages` helper's, the ramdisk elements the `ramdisk` output.
 fn kiln_owned_without_dir(name: &str) -> bool {
-    name.starts_with("block-device-") || matches!(name, "bootloader" | "dpkg")
+    name.starts_with("block-device-")
+        || matches!(
+            name,
+            "bootloader" | "dpkg" | "ramdisk" | "ramdisk-base" | "dracut-ramdisk"
+        )
 }
 
 /// Builds each group with DIB's elements unchanged and checks every row's

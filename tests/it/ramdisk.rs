@@ -70,7 +70,12 @@ fn the_example_ramdisk_holds_the_system_with_the_mellanox_drivers() {
     let names = listing(&initramfs);
     let has = |suffix: &str| names.iter().any(|n| n.ends_with(suffix));
     assert!(names.iter().any(|n| n == "init"), "no /init");
-    for module in ["/mlx5_core.ko", "/mlx4_core.ko", "/mlx5_ib.ko", "/mlx4_ib.ko"] {
+    for module in [
+        "/mlx5_core.ko",
+        "/mlx4_core.ko",
+        "/mlx5_ib.ko",
+        "/mlx4_ib.ko",
+    ] {
         assert!(has(module), "no {module} in the initramfs");
     }
     assert!(has("/libmlx5.so.1"), "no RDMA userspace");

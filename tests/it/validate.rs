@@ -280,7 +280,11 @@ fn a_ramdisk_without_a_kernel_points_at_the_output() {
         "name: demo\nbase: {distro: debian, release: bookworm}\noutputs:\n  - tar\n  - ramdisk\n",
     )
     .expect("write");
-    let output = kiln().arg("validate").arg(&path).output().expect("kiln runs");
+    let output = kiln()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .expect("kiln runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -298,7 +302,11 @@ fn a_ramdisk_without_a_kernel_points_at_the_output() {
         "name: demo\nbase: {distro: debian, release: bookworm}\npackages: [linux-image-amd64, systemd-sysv]\noutputs: [ramdisk]\n",
     )
     .expect("write");
-    let output = kiln().arg("validate").arg(&path).output().expect("kiln runs");
+    let output = kiln()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .expect("kiln runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
