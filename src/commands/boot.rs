@@ -63,11 +63,7 @@ fn booting(target: &Target, spec: &MachineSpec, machine: &Machine) -> String {
             spec.firmware.as_str(),
             spec.accel.as_str(),
             disk_bytes >> 20,
-            machine
-                .files
-                .overlay
-                .as_ref()
-                .map_or_else(String::new, |o| o.display().to_string()),
+            machine.files.overlay_shown(),
         ),
         Boot::Ramdisk(ramdisk) => format!(
             "booting the ramdisk {} ({}, {} MiB) with the kernel {} ({}, {}, memory {} MiB); \

@@ -145,11 +145,7 @@ fn testing(target: &Target, spec: &MachineSpec, machine: &Machine) -> String {
             target.files.tree_file().display(),
             spec.firmware.as_str(),
             spec.accel.as_str(),
-            machine
-                .files
-                .overlay
-                .as_ref()
-                .map_or_else(String::new, |o| o.display().to_string()),
+            machine.files.overlay_shown(),
         ),
         Boot::Ramdisk(ramdisk) => format!(
             "testing the ramdisk {} with the kernel {} ({}, {}, memory {} MiB, \

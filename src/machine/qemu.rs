@@ -197,6 +197,15 @@ pub struct MachineFiles {
     pub uefi_vars: Option<PathBuf>,
 }
 
+impl MachineFiles {
+    /// The overlay's path as shown to the user (empty for a ramdisk).
+    pub fn overlay_shown(&self) -> String {
+        self.overlay
+            .as_ref()
+            .map_or_else(String::new, |o| o.display().to_string())
+    }
+}
+
 /// QEMU's arguments for a machine.
 pub fn qemu_args(
     spec: &MachineSpec,

@@ -588,7 +588,7 @@ fn ramdisk_notes(
     checked: &manifest::Checked,
 ) -> Vec<String> {
     let mut notes = vec![format!(
-        "ramdisk: kernel {} ({}); the initramfs ({:?}) is {} and unpacks to {} in RAM, {} entries; left out: {} by `ramdisk.exclude`, the kernel file and the disk boot's initramfs",
+        "ramdisk: kernel {} ({}); the initramfs ({:?}) is {} and unpacks to {} in RAM, {} entries; left out: {} (`ramdisk.exclude`, the kernel file, the disk boot's initramfs)",
         summary.kernel.version,
         summary.kernel.path.display(),
         summary.compression,

@@ -30,7 +30,7 @@ fn ramdisk() -> PathBuf {
 
 /// The names in the initramfs, as `cpio -t` lists them.
 fn listing(initramfs: &Path) -> Vec<String> {
-    let zstd = Command::new("zstd")
+    let mut zstd = Command::new("zstd")
         .args(["-dc"])
         .arg(initramfs)
         .stdout(Stdio::piped())
@@ -38,9 +38,10 @@ fn listing(initramfs: &Path) -> Vec<String> {
         .expect("zstd runs");
     let output = Command::new("cpio")
         .args(["-t", "--quiet"])
-        .stdin(zstd.stdout.expect("zstd's stdout"))
+        .stdin(zstd.stdout.take().expect("zstd's stdout"))
         .output()
         .expect("cpio runs");
+    assert!(zstd.wait().expect("zstd ends").success(), "zstd -dc failed");
     assert!(
         output.status.success(),
         "cpio -t: {}",

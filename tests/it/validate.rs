@@ -271,22 +271,28 @@ fn elements_show_says_what_kiln_does_with_a_dib_elements_files() {
     assert!(stdout.contains("\n  kiln's own element\n"), "{stdout}");
 }
 
-#[test]
-fn a_ramdisk_without_a_kernel_points_at_the_output() {
+/// `kiln validate` of `text`: its exit code and stderr.
+fn validate_text(text: &str) -> (Option<i32>, String) {
     let temp = tempfile::tempdir().expect("temporary directory");
     let path = temp.path().join("imagefile.yaml");
-    std::fs::write(
-        &path,
-        "name: demo\nbase: {distro: debian, release: bookworm}\noutputs:\n  - tar\n  - ramdisk\n",
-    )
-    .expect("write");
+    std::fs::write(&path, text).expect("write");
     let output = kiln()
         .arg("validate")
         .arg(&path)
         .output()
         .expect("kiln runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_ramdisk_without_a_kernel_points_at_the_output() {
+    let (code, stderr) = validate_text(
+        "name: demo\nbase: {distro: debian, release: bookworm}\noutputs:\n  - tar\n  - ramdisk\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("a ramdisk needs a kernel, and this image installs none"),
         "{stderr}"
@@ -297,16 +303,8 @@ fn a_ramdisk_without_a_kernel_points_at_the_output() {
     assert!(stderr.contains("help: add the `vm` element"), "{stderr}");
 
     // A kernel package is enough.
-    std::fs::write(
-        &path,
+    let (code, stderr) = validate_text(
         "name: demo\nbase: {distro: debian, release: bookworm}\npackages: [linux-image-amd64, systemd-sysv]\noutputs: [ramdisk]\n",
-    )
-    .expect("write");
-    let output = kiln()
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .expect("kiln runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    );
+    assert_eq!(code, Some(0), "{stderr}");
 }
