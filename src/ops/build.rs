@@ -649,3 +649,90 @@ fn failed(
         None => Failure::Internal(miette::miette!("{message}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(text: &str) -> manifest::Checked {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("imagefile.yaml");
+        fs_err::write(&path, text).expect("write");
+        manifest::read(&path).expect("valid")
+    }
+
+    /// Every diagnostic of `failure`, rendered as miette prints it.
+    fn rendered(failure: &Failure) -> String {
+        failure
+            .reports()
+            .iter()
+            .map(|report| {
+                let mut text = String::new();
+                miette::GraphicalReportHandler::new_themed(
+                    miette::GraphicalTheme::unicode_nocolor(),
+                )
+                .render_report(&mut text, report.as_ref())
+                .expect("render");
+                text
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ramdisk_over_its_limit_points_at_max_size_and_names_the_directories() {
+        let text = "name: demo\nbase: {distro: debian, release: bookworm}\nelements: [vm]\n\
+                    outputs: [ramdisk]\nramdisk:\n  max_size: 100MiB\n";
+        let biggest = [
+            (
+                "/usr/lib/modules/6.1.0-28-amd64/kernel/drivers".to_string(),
+                158 << 20,
+            ),
+            ("/usr/lib/x86_64-linux-gnu".to_string(), 93 << 20),
+        ];
+        let failure = ramdisk_too_large(&checked(text), 120 << 20, 100 << 20, &biggest);
+        assert_eq!(failure.exit_code(), crate::failure::USER_EXIT_CODE);
+        let shown = rendered(&failure);
+        for expected in [
+            "the initramfs would be 120.0 MiB, over `ramdisk.max_size` (100.0 MiB)",
+            "/usr/lib/modules/6.1.0-28-amd64/kernel/drivers  158.0 MiB",
+            "/usr/lib/x86_64-linux-gnu  93.0 MiB",
+            "6 │   max_size: 100MiB",
+            "the initramfs is 120.0 MiB",
+            "help: leave out what the ramdisk does not need with `ramdisk.exclude`",
+        ] {
+            assert!(shown.contains(expected), "no `{expected}` in:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn ramdisk_notes_give_sizes_cmdline_and_lost_capabilities() {
+        let text = "name: demo\nbase: {distro: debian, release: bookworm}\nelements: [vm]\n\
+                    outputs: [ramdisk]\nramdisk:\n  cmdline: ipa-debug=1\n";
+        let summary = output::ramdisk::RamdiskSummary {
+            kernel: output::ramdisk::Kernel {
+                path: PathBuf::from("boot/vmlinuz-6.1.0-28-amd64"),
+                version: "6.1.0-28-amd64".to_string(),
+            },
+            compression: manifest::RamdiskCompression::Zstd,
+            entries: 15_000,
+            hardlinks: 3,
+            clamped_mtimes: 0,
+            skipped_sockets: Vec::new(),
+            files_with_xattrs: 1,
+            lost_capabilities: vec![PathBuf::from("/usr/bin/ping")],
+            init_added: true,
+            unpacked_bytes: 500 << 20,
+            excluded_bytes: 280 << 20,
+            compressed_bytes: 130 << 20,
+        };
+        let notes = ramdisk_notes(&summary, &checked(text));
+        assert_eq!(
+            notes,
+            [
+                "ramdisk: kernel 6.1.0-28-amd64 (boot/vmlinuz-6.1.0-28-amd64); the initramfs (zstd) is 130.0 MiB and unpacks to 500.0 MiB in RAM, 15000 entries; left out: 280.0 MiB (`ramdisk.exclude`, the kernel file, the disk boot's initramfs)",
+                "ramdisk: boot it with the kernel command line `console=ttyS0 ipa-debug=1`",
+                "ramdisk: a cpio archive holds no extended attributes, so these files lost their capabilities and work for root only: /usr/bin/ping",
+            ]
+        );
+    }
+}
