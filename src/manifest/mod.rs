@@ -725,6 +725,16 @@ pub enum RamdiskCompression {
     Gzip,
 }
 
+impl RamdiskCompression {
+    /// The name as written in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RamdiskCompression::Zstd => "zstd",
+            RamdiskCompression::Gzip => "gzip",
+        }
+    }
+}
+
 /// One check of `kiln test` in the booted image: exactly one of `run`,
 /// `file` or `unit`, and optionally a `name` to report it by.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

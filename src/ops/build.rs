@@ -588,17 +588,15 @@ fn ramdisk_notes(
     checked: &manifest::Checked,
 ) -> Vec<String> {
     let mut notes = vec![format!(
-        "ramdisk: kernel {} ({}); the initramfs ({:?}) is {} and unpacks to {} in RAM, {} entries; left out: {} (`ramdisk.exclude`, the kernel file, the disk boot's initramfs)",
+        "ramdisk: kernel {} ({}); the initramfs ({}) is {} and unpacks to {} in RAM, {} entries; left out: {} (`ramdisk.exclude`, the kernel file, the disk boot's initramfs)",
         summary.kernel.version,
         summary.kernel.path.display(),
-        summary.compression,
+        summary.compression.as_str(),
         terminal::human_bytes(summary.compressed_bytes),
         terminal::human_bytes(summary.unpacked_bytes),
         summary.entries,
         terminal::human_bytes(summary.excluded_bytes),
-    )
-    .replace("(Zstd)", "(zstd)")
-    .replace("(Gzip)", "(gzip)")];
+    )];
     let cmdline = checked
         .manifest
         .ramdisk

@@ -17,10 +17,7 @@ use crate::machine::{
 };
 use crate::manifest::{self, Checked, DEFAULT_ROOT_LABEL, OutputFormat, Size};
 use crate::output;
-
-/// The file name extension of a ramdisk's kernel, as the `ramdisk`
-/// output writes it beside `<name>.initramfs`.
-const KERNEL_EXTENSION: &str = "kernel";
+use crate::output::ramdisk::KERNEL_EXTENSION;
 
 /// The file name extension of a ramdisk's initramfs.
 fn initramfs_extension() -> &'static str {
