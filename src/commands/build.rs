@@ -135,9 +135,18 @@ fn print_result(settings: &BuildSettings, context: &Context<'_>, built: &Built) 
         ));
     }
     if settings.timings {
-        let mut table = String::from("stage                                  seconds\n");
+        let width = timings
+            .iter()
+            .map(|(stage, _)| stage.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(38);
+        let mut table = format!("{:<width$} {:>8}\n", "stage", "seconds");
         for (stage, duration) in timings {
-            table.push_str(&format!("{stage:<38} {:>8.2}\n", duration.as_secs_f64()));
+            table.push_str(&format!(
+                "{stage:<width$} {:>8.2}\n",
+                duration.as_secs_f64()
+            ));
         }
         terminal::status(table.trim_end());
     }

@@ -153,7 +153,9 @@ pub struct PhaseRun<'a> {
 
 /// Runs every phase of `plan` that has scripts or packages, in order,
 /// against the tree. Script output goes to `log`. Returns how long each
-/// phase took, named `phase <dir>`.
+/// phase took, named `phase <dir>`, each in-chroot phase followed by its
+/// steps (`  <dir>/<script> (<element>)`, package installs included), so
+/// `--timings` shows where a phase's time goes.
 pub fn run_phases(
     plan: &Plan,
     run: &PhaseRun<'_>,
@@ -222,13 +224,14 @@ fn run_each_phase(
             continue;
         }
         let started = Instant::now();
+        let mut scripts: Vec<(String, Duration)> = Vec::new();
         if phase.in_chroot {
             let before = if phase.name == PhaseName::Install {
                 element_files.as_slice()
             } else {
                 &[]
             };
-            run_in_chroot_phase(plan, phase, &added, run, before, log)?;
+            scripts = run_in_chroot_phase(plan, phase, &added, run, before, log)?;
         } else {
             let env = outside_environment(plan, run, &hooks.host_path, host_bin);
             for script in &phase.scripts {
@@ -245,6 +248,7 @@ fn run_each_phase(
             }
         }
         timings.push((format!("phase {}", phase.name), started.elapsed()));
+        timings.extend(scripts);
     }
     Ok(timings)
 }
@@ -277,8 +281,9 @@ fn run_in_chroot_phase(
     run: &PhaseRun<'_>,
     before: &[Vec<String>],
     log: &mut dyn Write,
-) -> Result<(), PhaseError> {
+) -> Result<Vec<(String, Duration)>, PhaseError> {
     let in_tree = Path::new(HOOKS_DIR);
+    let mut timings = Vec::new();
     let PhaseRun {
         root,
         shell_on_failure,
@@ -332,8 +337,13 @@ fn run_in_chroot_phase(
         };
         crate::host::signals::check().map_err(|source| chroot_error(phase.name, source.into()))?;
         log_start(log, phase.name, &script);
+        let started = Instant::now();
         let finished = chroot::run_in_chroot(root, &argv, &env, log)
             .map_err(|source| chroot_error(phase.name, source))?;
+        timings.push((
+            format!("  {}/{} ({})", phase.name, script.name, script.element),
+            started.elapsed(),
+        ));
         let verdict = judge(phase.name, &script, finished);
         if let Err(error) = &verdict
             && shell_on_failure
@@ -354,7 +364,8 @@ fn run_in_chroot_phase(
         .map_err(|source| chroot_error(phase.name, source))?;
     mounts
         .unmount()
-        .map_err(|source| chroot_error(phase.name, source))
+        .map_err(|source| chroot_error(phase.name, source))?;
+    Ok(timings)
 }
 
 /// One thing an in-chroot phase runs.

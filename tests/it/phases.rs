@@ -61,6 +61,9 @@ fn element_phases_run_in_dib_order_inside_and_outside_the_chroot() {
     for stage in [
         "phase root.d",
         "phase install.d",
+        // Each in-chroot script's own time, under its phase.
+        "  install.d/10-fixture-lib (fixture-lib)",
+        "  post-install.d/40-fixture-lib (fixture-lib)",
         "phase cleanup.d",
         "total",
     ] {
