@@ -112,10 +112,18 @@ fn shown_command(argv: &[String]) -> String {
     )
 }
 
+/// dpkg's force options in the chroot: its defaults (`security-mac`,
+/// `downgrade`; `DPKG_FORCE` replaces them) and `unsafe-io`, no fsync after
+/// each file, as mmdebstrap builds. A build that fails throws its tree
+/// away, so what fsync guards against cannot reach an image. In the
+/// environment rather than in `/etc/dpkg/dpkg.cfg.d`, so the tree is not
+/// touched; dpkg before 1.19.5 ignores it.
+pub const DPKG_FORCE: &str = "security-mac,downgrade,unsafe-io";
+
 /// Runs `argv` chrooted into `root` (working directory `/`) in a new PID
 /// namespace, with only `env`, `PATH` ([`CHROOT_PATH`]),
-/// `DEBIAN_FRONTEND=noninteractive` and `INITRD=No` in its environment
-/// (entries in `env` win). `INITRD=No` stops the kernel package's hook from
+/// `DEBIAN_FRONTEND=noninteractive`, `INITRD=No` and `DPKG_FORCE`
+/// ([`DPKG_FORCE`]) in its environment (entries in `env` win). `INITRD=No` stops the kernel package's hook from
 /// making an initramfs each time a kernel is configured, and with none
 /// made, initramfs-tools' trigger has none to update: the `vm` element makes
 /// the one initramfs in finalise.d, once every package is in. Output is streamed to `log` as it comes; the exit status is the
@@ -249,6 +257,7 @@ fn run(
         .env("PATH", CHROOT_PATH)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("INITRD", "No")
+        .env("DPKG_FORCE", DPKG_FORCE)
         .envs(env.iter().map(|(name, value)| (name, value)))
         .current_dir(working_dir)
         .stdin(Stdio::null())

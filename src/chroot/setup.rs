@@ -1,6 +1,6 @@
 //! What the tree needs for the length of the build and must not keep: the
-//! host's resolv.conf, a `policy-rc.d` that stops package scripts from
-//! starting services, and dpkg's `force-unsafe-io`.
+//! host's resolv.conf, and a `policy-rc.d` that stops package scripts from
+//! starting services.
 //!
 //! As DIB does, the image's own files are moved aside *inside the tree*
 //! (a rename, so a symlink stays a symlink and a file keeps its inode,
@@ -26,17 +26,6 @@ pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 pub const POLICY_RC_D: &[u8] = b"#!/bin/sh\nexit 101\n";
 
 const POLICY_RC_D_MODE: u32 = 0o755;
-
-/// dpkg's configuration for the length of the build: no fsync after each
-/// file (as mmdebstrap does). A build that fails throws its tree away, so
-/// what fsync protects against (a crash halfway) cannot leave a bad image.
-pub const DPKG_UNSAFE_IO: &[u8] =
-    b"# kiln: the build tree is thrown away if the build fails; dpkg need not fsync\nforce-unsafe-io\n";
-
-/// Where [`DPKG_UNSAFE_IO`] goes in the tree.
-pub const DPKG_UNSAFE_IO_PATH: &str = "etc/dpkg/dpkg.cfg.d/kiln-unsafe-io";
-
-const DPKG_CFG_MODE: u32 = 0o644;
 const RESOLV_CONF_MODE: u32 = 0o644;
 const SAVED_SUFFIX: &str = ".kiln-orig";
 
@@ -179,10 +168,9 @@ impl Drop for TreeSetup {
     }
 }
 
-/// Puts the host's resolv.conf at `root/etc/resolv.conf`, a
-/// `policy-rc.d` forbidding service starts at `root/usr/sbin/policy-rc.d`
-/// and dpkg's `force-unsafe-io` ([`DPKG_UNSAFE_IO`]), setting the image's
-/// own aside. A host without resolv.conf gives the
+/// Puts the host's resolv.conf at `root/etc/resolv.conf` and a
+/// `policy-rc.d` forbidding service starts at `root/usr/sbin/policy-rc.d`,
+/// setting the image's own aside. A host without resolv.conf gives the
 /// tree an empty one.
 pub fn prepare_tree(root: &Path) -> Result<TreeSetup, ChrootError> {
     let host_resolv = match fs::read(HOST_RESOLV_CONF) {
@@ -204,12 +192,6 @@ pub fn prepare_tree(root: &Path) -> Result<TreeSetup, ChrootError> {
         "usr/sbin/policy-rc.d",
         POLICY_RC_D,
         POLICY_RC_D_MODE,
-    )?);
-    setup.replaced.push(Replaced::install(
-        root,
-        DPKG_UNSAFE_IO_PATH,
-        DPKG_UNSAFE_IO,
-        DPKG_CFG_MODE,
     )?);
     Ok(setup)
 }
