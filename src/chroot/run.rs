@@ -122,11 +122,9 @@ pub const DPKG_FORCE: &str = "security-mac,downgrade,unsafe-io";
 
 /// Runs `argv` chrooted into `root` (working directory `/`) in a new PID
 /// namespace, with only `env`, `PATH` ([`CHROOT_PATH`]),
-/// `DEBIAN_FRONTEND=noninteractive`, `INITRD=No` and `DPKG_FORCE`
-/// ([`DPKG_FORCE`]) in its environment (entries in `env` win). `INITRD=No` stops the kernel package's hook from
-/// making an initramfs each time a kernel is configured, and with none
-/// made, initramfs-tools' trigger has none to update: the `vm` element makes
-/// the one initramfs in finalise.d, once every package is in. Output is streamed to `log` as it comes; the exit status is the
+/// `DEBIAN_FRONTEND=noninteractive` and `DPKG_FORCE` ([`DPKG_FORCE`]) in
+/// its environment (entries in `env` win). Output is streamed to `log` as
+/// it comes; the exit status is the
 /// caller's to judge ([`Finished::check`]). Shells out to util-linux's
 /// `setpriv` and `unshare` (see the module documentation).
 pub fn run_in_chroot(
@@ -256,7 +254,6 @@ fn run(
         .env_clear()
         .env("PATH", CHROOT_PATH)
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("INITRD", "No")
         .env("DPKG_FORCE", DPKG_FORCE)
         .envs(env.iter().map(|(name, value)| (name, value)))
         .current_dir(working_dir)

@@ -323,7 +323,6 @@ fn environment_is_clean_and_exit_codes_are_relayed() {
             "DEBIAN_FRONTEND=noninteractive",
             "DIB_TEST=yes",
             "DPKG_FORCE=security-mac,downgrade,unsafe-io",
-            "INITRD=No",
             "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
         ]
     );
