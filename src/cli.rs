@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::boot::BootSettings;
 use crate::commands::build::BuildSettings;
+use crate::commands::cache::CacheSettings;
 use crate::commands::elements::ElementsSettings;
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
@@ -101,6 +102,10 @@ enum CliCommand {
         /// Compress the qcow2 output (smaller, much slower to write).
         #[arg(long)]
         compress: bool,
+        /// Make the tree from scratch: restore no snapshot and keep none
+        /// (downloads are still cached).
+        #[arg(long)]
+        no_cache: bool,
         /// Download the locked `.deb`s from this archive instead of the
         /// lock's mirror: a mirror or proxy of the same distribution
         /// (http, https or file URL). Every file is still checked against
@@ -115,6 +120,15 @@ enum CliCommand {
         /// the first given wins.
         #[arg(long = "elements-path", value_name = "DIR")]
         elements_path: Vec<PathBuf>,
+    },
+    /// List or prune the tree snapshots kept in the cache for incremental
+    /// builds.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        /// The cache directory (default: /var/cache/kiln for root).
+        #[arg(long, env = "KILN_CACHE_DIR", global = true)]
+        cache_dir: Option<PathBuf>,
     },
     /// List the elements on the search path, or show one.
     Elements {
@@ -239,6 +253,26 @@ enum CliAccel {
 
 /// What `kiln elements` does.
 #[derive(Debug, Subcommand)]
+enum CacheAction {
+    /// Every snapshot: its key, image, size and when it was last used,
+    /// the most recently used first.
+    List,
+    /// Remove the least recently used snapshots until the rest fit in
+    /// `--keep` (default: all of them go).
+    Prune {
+        /// The size to keep them within: bytes, or a number with K, M, G
+        /// or T.
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        keep: u64,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::snapshot::parse_size(text)
+        .ok_or_else(|| format!("`{text}` is not a size (bytes, or a number with K, M, G or T)"))
+}
+
+#[derive(Debug, Subcommand)]
 enum ElementsAction {
     /// Every element on the search path, with its directory.
     List,
@@ -293,6 +327,8 @@ pub enum Command {
     Build(BuildSettings),
     /// `kiln elements list|show`.
     Elements(ElementsSettings),
+    /// `kiln cache list|prune`.
+    Cache(CacheSettings),
     /// `kiln init`.
     Init(InitSettings),
     /// `kiln boot`.
@@ -355,6 +391,7 @@ where
             keep_tree,
             check,
             compress,
+            no_cache,
             mirror,
             cache_dir,
             elements_path,
@@ -365,12 +402,20 @@ where
             keep_tree,
             check,
             compress,
+            no_cache,
             path,
             output,
             cache_dir,
             offline,
             locked,
             elements_path,
+        }),
+        CliCommand::Cache { action, cache_dir } => Command::Cache(CacheSettings {
+            cache_dir,
+            prune: match action {
+                CacheAction::List => None,
+                CacheAction::Prune { keep } => Some(keep),
+            },
         }),
         CliCommand::Elements {
             action,

@@ -27,6 +27,7 @@ pub mod phases;
 pub mod plan;
 pub mod report;
 pub mod reproducible;
+pub mod snapshot;
 pub mod terminal;
 
 pub use failure::Failure;
@@ -43,6 +44,7 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Fetch(settings) => commands::fetch::run(&settings),
         Command::Build(settings) => commands::build::run(&settings),
         Command::Elements(settings) => commands::elements::run(&settings),
+        Command::Cache(settings) => commands::cache::run(&settings),
         Command::Init(init) => commands::init::run(&init),
         Command::Boot(settings) => commands::boot::run(&settings),
         Command::Test(settings) => commands::test::run(&settings),

@@ -55,6 +55,12 @@ pub fn status(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
+/// Prints a one-line warning to stderr: something went wrong that the
+/// command carries on without.
+pub fn warning(message: &str) {
+    status(&format!("warning: {message}"));
+}
+
 /// Makes a panic print as an internal error that asks for a bug report,
 /// rather than as a Rust backtrace hint; `main` then exits 2.
 pub fn install_panic_hook() {

@@ -8,7 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
-/// Derives identifiers from one seed (the hash of the lock).
+/// Derives identifiers from one seed (the hash of the lock's
+/// [`crate::lock::identity_text`]).
 #[derive(Debug, Clone)]
 pub struct Ids {
     seed: [u8; 32],

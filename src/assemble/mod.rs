@@ -70,7 +70,7 @@ pub struct AssembleRequest<'a> {
     /// Whether the `vm` element is in the plan (a disk without a `table`
     /// then gets [`DEFAULT_VM_DISK_YAML`]).
     pub uses_vm: bool,
-    /// The lock's text, the seed of every identifier.
+    /// The seed of every identifier: [`crate::lock::identity_text`].
     pub lock_text: &'a str,
     /// From the lock.
     pub source_date_epoch: u64,

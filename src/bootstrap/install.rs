@@ -144,12 +144,7 @@ pub fn bootstrap(
     }
     lap("configure essential", &mut done);
 
-    let repo_dir = work.join("repo");
-    write_local_repo(lock, &paragraphs, &repo_dir)?;
-    let repo_mount_point = root.join(REPO_IN_CHROOT.trim_start_matches('/'));
-    fs_err::create_dir_all(&repo_mount_point)?;
-    let repo_mount = chroot::Mount::bind(&repo_dir, &repo_mount_point)?;
-    let apt = write_apt_setup(root, REPO_IN_CHROOT)?;
+    let repo = stage_local_repo(lock, &paragraphs, root, work, &env, log)?;
     let essential_names: Vec<&str> = essential.iter().map(|p| p.package.name.as_str()).collect();
     let base = base_packages(lock, &paragraphs, packages)?;
     let rest: Vec<String> = lock
@@ -158,8 +153,6 @@ pub fn bootstrap(
         .filter(|p| !essential_names.contains(&p.name.as_str()) && base.contains(&p.name))
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
-    crate::host::signals::check().map_err(chroot::ChrootError::from)?;
-    chroot::run_in_chroot(root, &strings(&["apt-get", "update"]), &env, log)?.check()?;
     if !rest.is_empty() {
         let mut argv = strings(&["apt-get", "install", "--yes", "--no-install-recommends"]);
         argv.extend(rest);
@@ -171,16 +164,60 @@ pub fn bootstrap(
     let installed = installed_packages(root, &env)?;
     setup.finish()?;
     mounts.unmount()?;
-    let repo = LocalRepo {
-        root: root.to_path_buf(),
-        mount: repo_mount,
-        mount_point: repo_mount_point,
-        apt,
-    };
 
     compare_with_lock(lock, &installed, Coverage::Subset)?;
     lap("check against the lock", &mut done);
     Ok((done, repo))
+}
+
+/// Stages the local repository of the lock's packages in a tree that has
+/// none (a snapshot of a bootstrapped tree, whose staging was removed
+/// before it was taken), as [`bootstrap`] leaves it: mounted, named by
+/// apt's configuration, its lists read. `work` is the scratch directory
+/// beside the tree.
+pub fn restage(
+    lock: &Lock,
+    cache: &Cache,
+    root: &Path,
+    work: &Path,
+    log: &mut dyn Write,
+) -> Result<LocalRepo, InstallError> {
+    let paragraphs = locked_paragraphs(lock, cache)?;
+    let env = chroot_env(lock);
+    let mounts = chroot::mount_dib_filesystems(root)?;
+    let setup = chroot::prepare_tree(root)?;
+    let repo = stage_local_repo(lock, &paragraphs, root, work, &env, log)?;
+    setup.finish()?;
+    mounts.unmount()?;
+    Ok(repo)
+}
+
+/// Writes the local repository into `work/repo`, mounts it in the tree,
+/// writes apt's configuration for it and runs `apt-get update` (the
+/// chroot's filesystems must be mounted).
+fn stage_local_repo(
+    lock: &Lock,
+    paragraphs: &[LockedParagraph<'_>],
+    root: &Path,
+    work: &Path,
+    env: &[(String, String)],
+    log: &mut dyn Write,
+) -> Result<LocalRepo, InstallError> {
+    let repo_dir = work.join("repo");
+    write_local_repo(lock, paragraphs, &repo_dir)?;
+    let mount_point = root.join(REPO_IN_CHROOT.trim_start_matches('/'));
+    fs_err::create_dir_all(&mount_point)?;
+    let mount = chroot::Mount::bind(&repo_dir, &mount_point)?;
+    let apt = write_apt_setup(root, REPO_IN_CHROOT)?;
+    let repo = LocalRepo {
+        root: root.to_path_buf(),
+        mount,
+        mount_point,
+        apt,
+    };
+    crate::host::signals::check().map_err(chroot::ChrootError::from)?;
+    chroot::run_in_chroot(root, &strings(&["apt-get", "update"]), env, log)?.check()?;
+    Ok(repo)
 }
 
 /// The names apt is asked for after the essential set: debootstrap's

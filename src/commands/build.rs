@@ -41,6 +41,8 @@ pub struct BuildSettings {
     pub check: bool,
     /// Compress the qcow2 output.
     pub compress: bool,
+    /// Make the tree from scratch: no snapshot is restored or kept.
+    pub no_cache: bool,
     /// Element directories from the command line, highest precedence
     /// first.
     pub elements_path: Vec<PathBuf>,
@@ -89,6 +91,14 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
     timings.push(("fetch".to_string(), step.elapsed()));
 
+    let limit = crate::snapshot::limit_from_environment().map_err(|error| {
+        Failure::user(miette::miette!(
+            help = "give a size such as 8G, or 0 to build without snapshots",
+            "{error}"
+        ))
+    })?;
+    let snapshots = (!settings.no_cache && limit > 0)
+        .then(|| crate::snapshot::Snapshots::in_cache(cache.dir(), limit));
     let context = Context {
         checked: &checked,
         plan: &plan,
@@ -97,6 +107,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         started,
         shell_on_failure: settings.shell_on_failure,
         compress: settings.compress,
+        snapshots: snapshots.as_ref(),
     };
     if settings.check {
         let (built, compared) =

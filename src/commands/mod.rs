@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod build;
+pub mod cache;
 pub mod elements;
 pub mod fetch;
 pub mod init;

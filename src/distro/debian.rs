@@ -91,6 +91,29 @@ impl Family for Apt {
         })
     }
 
+    fn takes_snapshots(&self) -> bool {
+        true
+    }
+
+    fn restage(
+        &self,
+        request: &BootstrapRequest<'_>,
+        log: &mut dyn Write,
+    ) -> Option<Result<Box<dyn Staged>, BaseError>> {
+        let staged = bootstrap::install::restage(
+            request.lock,
+            request.cache,
+            request.root,
+            request.work,
+            log,
+        );
+        Some(
+            staged
+                .map(|repo| Box::new(repo) as Box<dyn Staged>)
+                .map_err(base_error),
+        )
+    }
+
     fn phase_environment(&self, lock: &Lock) -> Vec<(String, String)> {
         apt_environment(lock)
     }

@@ -66,6 +66,25 @@ pub trait Family: Sync {
         log: &mut dyn Write,
     ) -> Result<Bootstrapped, BaseError>;
 
+    /// Whether builds of this family snapshot their tree
+    /// ([`crate::snapshot`]): [`Family::restage`] can stage the packages
+    /// again in a restored tree.
+    fn takes_snapshots(&self) -> bool {
+        false
+    }
+
+    /// Stages the locked packages again in a tree restored from a
+    /// snapshot (taken with the staging removed), as [`Family::bootstrap`]
+    /// left them; `None` when the family cannot, and its builds take no
+    /// snapshots ([`crate::snapshot`]).
+    fn restage(
+        &self,
+        _request: &BootstrapRequest<'_>,
+        _log: &mut dyn Write,
+    ) -> Option<Result<Box<dyn Staged>, BaseError>> {
+        None
+    }
+
     /// What the phases' hooks learn of the lock's archives (DIB's names,
     /// such as `DIB_DISTRIBUTION_MIRROR`), for hooks that write the
     /// image's package sources as the lock read them.

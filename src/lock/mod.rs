@@ -264,6 +264,19 @@ pub fn sha256_tag(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// The text the image's identifiers (filesystem UUIDs, GUIDs, the ext4
+/// hash seed: [`crate::assemble::Ids`]) derive from: the lock's, without
+/// the elements' tree hashes. Editing an element's hook changes what the
+/// image holds, not which disk it is, so a rebuild after such an edit keeps
+/// `/etc/fstab` and can start from a snapshot ([`crate::snapshot`]).
+pub fn identity_text(lock: &Lock) -> String {
+    let mut lock = lock.clone();
+    for element in &mut lock.elements {
+        element.tree.clear();
+    }
+    to_text(&lock)
+}
+
 /// The lock's text: a header comment, then the fields in a fixed order.
 pub fn to_text(lock: &Lock) -> String {
     let mut out = String::new();

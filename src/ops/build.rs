@@ -17,7 +17,7 @@ use crate::failure::Failure;
 use crate::manifest::OutputFormat;
 use crate::{
     assemble, distro, lock, manifest, normalise, output, phases, plan, report, reproducible,
-    terminal,
+    snapshot, terminal,
 };
 
 /// How [`current_lock`] may get a lock.
@@ -146,6 +146,9 @@ pub struct Context<'a> {
     pub shell_on_failure: bool,
     /// Compress the qcow2 output.
     pub compress: bool,
+    /// Where the tree's snapshots are kept; `None` (`--no-cache`) builds
+    /// from scratch and keeps none.
+    pub snapshots: Option<&'a snapshot::Snapshots>,
 }
 
 /// What one build made.
@@ -184,6 +187,7 @@ pub fn build_into(
         started,
         shell_on_failure,
         compress,
+        snapshots,
     } = *context;
     let name = checked.manifest.name.value.as_str().to_string();
     fs_err::create_dir_all(output_dir).map_err(Failure::internal)?;
@@ -198,26 +202,6 @@ pub fn build_into(
     let log_path = output.join(format!("{name}.build.log"));
     let mut log = fs_err::File::create(&log_path).map_err(Failure::internal)?;
 
-    match &lock.base.image {
-        Some(image) => {
-            terminal::status(&format!(
-                "taking the base tree out of {} into {}",
-                image.url,
-                root.display()
-            ));
-            terminal::progress("bootstrap: copying the image's tree, installing the packages");
-        }
-        None => {
-            terminal::status(&format!(
-                "bootstrapping {} packages into {}",
-                lock.packages.len(),
-                root.display()
-            ));
-            terminal::progress(
-                "bootstrap: unpacking, configuring and installing the locked packages",
-            );
-        }
-    }
     let manifest_dir = Path::new(checked.source.name())
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
@@ -233,50 +217,122 @@ pub fn build_into(
         root: &root,
         work: &work,
     };
-    let distro::Bootstrapped {
-        timings: steps,
-        staged,
-    } = match family.bootstrap(&request, &mut log) {
-        Ok(done) => done,
-        Err(error) => return Err(failed(&work, &log_path, &error, error.interrupted_by())),
-    };
-    timings.extend(
-        steps
-            .iter()
-            .map(|(stage, duration)| (stage.to_string(), *duration)),
-    );
-
     let lock_text = lock::to_text(lock);
+    let identity_text = lock::identity_text(lock);
     let uses_vm = plan.elements.iter().any(|e| e.name.as_str() == "vm");
-    let fstab = assemble::fstab_text(
+    let fstab = match assemble::fstab_text(
         &checked.manifest.disk.value,
         uses_vm,
         checked.manifest.base.value.arch.value,
-        &lock_text,
-    )
-    .and_then(|text| assemble::write_fstab(&root, &text));
-    if let Err(error) = fstab {
-        drop(staged);
-        return Err(failed(&work, &log_path, &error, None));
-    }
-
-    if plan.phases.iter().any(|p| !p.scripts.is_empty()) {
-        terminal::status(&format!(
-            "running the phases of {} elements",
-            plan.elements.len()
-        ));
-    }
+        &identity_text,
+    ) {
+        Ok(text) => text,
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
+    let base_environment = family.phase_environment(lock);
     let locked: Vec<String> = lock.packages.iter().map(|p| p.name.clone()).collect();
     let run = phases::PhaseRun {
         root: &root,
         work: &work,
         output: &output,
         source_date_epoch: lock.source_date_epoch,
-        base_environment: &family.phase_environment(lock),
+        base_environment: &base_environment,
         locked: &locked,
         shell_on_failure,
     };
-    match phases::run_phases(plan, &run, &mut log) {
+
+    // The tree: from a snapshot when one of the same inputs is kept, else
+    // made (and snapshotted); either way staged again for what follows.
+    let snapshot = match snapshots {
+        Some(snapshots) if family.takes_snapshots() => {
+            match snapshot_key(checked, plan, lock, &run, &fstab) {
+                Ok(key) => Some((snapshots, key)),
+                Err(error) => {
+                    terminal::warning(&format!("building without a snapshot: {error}"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let restored = match &snapshot {
+        Some((snapshots, key)) if snapshots.find(key).is_some() => {
+            let step = Instant::now();
+            terminal::status(&format!(
+                "restoring the tree from snapshot {} (its inputs are unchanged)",
+                &key.as_str()[..12]
+            ));
+            fs_err::remove_dir(&root).map_err(Failure::internal)?;
+            match snapshots.restore(key, &root) {
+                Ok(()) => {
+                    timings.push(("restore the snapshot".to_string(), step.elapsed()));
+                    true
+                }
+                Err(error) => {
+                    terminal::warning(&format!(
+                        "cannot restore the snapshot, making the tree: {error}"
+                    ));
+                    if root.exists() {
+                        chroot::remove_dir_all_checked(&root).map_err(Failure::internal)?;
+                    }
+                    fs_err::create_dir_all(&root).map_err(Failure::internal)?;
+                    false
+                }
+            }
+        }
+        _ => false,
+    };
+    let staged = if restored {
+        let step = Instant::now();
+        match restage(family, &request, &mut log) {
+            Ok(staged) => {
+                timings.push(("stage the packages".to_string(), step.elapsed()));
+                staged
+            }
+            Err(error) => return Err(failed(&work, &log_path, &error, error.interrupted_by())),
+        }
+    } else {
+        let (staged, made) = make_tree(family, &request, plan, &run, &fstab, &mut log)
+            .map_err(|error| failed(&work, &log_path, &error, error.interrupted_by()))?;
+        timings.extend(made);
+        if !family.takes_snapshots() {
+            staged
+        } else {
+            // Taken and restored without the staging: a snapshot holds only
+            // what the image will, and both paths stage again here.
+            let step = Instant::now();
+            if let Err(error) = staged.remove() {
+                return Err(failed(&work, &log_path, &error, None));
+            }
+            if let Some((snapshots, key)) = &snapshot {
+                terminal::progress("snapshot: keeping the tree for the next build");
+                match snapshots.save(key, &name, &root, &mut log) {
+                    Ok(true) => {}
+                    Ok(false) => terminal::warning(&format!(
+                        "the tree's snapshot alone is larger than the snapshot limit ({}, {}); it was not kept",
+                        terminal::human_bytes(snapshots.limit()),
+                        snapshot::LIMIT_VARIABLE
+                    )),
+                    Err(error) => {
+                        terminal::warning(&format!("the tree's snapshot was not kept: {error}"))
+                    }
+                }
+                timings.push(("save the snapshot".to_string(), step.elapsed()));
+            }
+            let step = Instant::now();
+            match restage(family, &request, &mut log) {
+                Ok(staged) => {
+                    timings.push(("stage the packages".to_string(), step.elapsed()));
+                    staged
+                }
+                Err(error) => {
+                    return Err(failed(&work, &log_path, &error, error.interrupted_by()));
+                }
+            }
+        }
+    };
+
+    match phases::run_phases(plan, &run, phases::PhaseSpan::FinishImage, &mut log) {
         Ok(phase_timings) => timings.extend(phase_timings),
         Err(error) => {
             drop(staged);
@@ -313,7 +369,7 @@ pub fn build_into(
             disk: &checked.manifest.disk.value,
             arch: checked.manifest.base.value.arch.value,
             uses_vm,
-            lock_text: &lock_text,
+            lock_text: &identity_text,
             source_date_epoch: lock.source_date_epoch,
             root: &root,
             work: &work,
@@ -630,6 +686,124 @@ fn ramdisk_notes(
 /// The failure of a build step after the work directory exists: leave
 /// nothing that looks like a result (the mounts are gone with the guards,
 /// and removal refuses if any remain) and name the log.
+/// Stages and how long each took, in order.
+type Timings = Vec<(String, std::time::Duration)>;
+
+/// Makes the tree: bootstraps the base, writes `/etc/fstab` and runs the
+/// phases that make the tree. Returns the staging and the timings.
+fn make_tree(
+    family: &dyn distro::Family,
+    request: &distro::BootstrapRequest<'_>,
+    plan: &plan::Plan,
+    run: &phases::PhaseRun<'_>,
+    fstab: &str,
+    log: &mut fs_err::File,
+) -> Result<(Box<dyn distro::Staged>, Timings), MakeTreeError> {
+    match &request.lock.base.image {
+        Some(image) => {
+            terminal::status(&format!(
+                "taking the base tree out of {} into {}",
+                image.url,
+                request.root.display()
+            ));
+            terminal::progress("bootstrap: copying the image's tree, installing the packages");
+        }
+        None => {
+            terminal::status(&format!(
+                "bootstrapping {} packages into {}",
+                request.lock.packages.len(),
+                request.root.display()
+            ));
+            terminal::progress(
+                "bootstrap: unpacking, configuring and installing the locked packages",
+            );
+        }
+    }
+    let distro::Bootstrapped {
+        timings: steps,
+        staged,
+    } = family.bootstrap(request, log)?;
+    let mut timings: Timings = steps
+        .iter()
+        .map(|(stage, duration)| (stage.to_string(), *duration))
+        .collect();
+    assemble::write_fstab(request.root, fstab)?;
+    if plan.phases.iter().any(|p| !p.scripts.is_empty()) {
+        terminal::status(&format!(
+            "running the phases of {} elements",
+            plan.elements.len()
+        ));
+    }
+    timings.extend(phases::run_phases(
+        plan,
+        run,
+        phases::PhaseSpan::MakeTree,
+        log,
+    )?);
+    Ok((staged, timings))
+}
+
+/// Why [`make_tree`] failed.
+#[derive(Debug, thiserror::Error)]
+enum MakeTreeError {
+    #[error(transparent)]
+    Base(#[from] distro::BaseError),
+    #[error(transparent)]
+    Fstab(#[from] assemble::AssembleError),
+    #[error(transparent)]
+    Phases(#[from] phases::PhaseError),
+}
+
+impl MakeTreeError {
+    fn interrupted_by(&self) -> Option<nix::sys::signal::Signal> {
+        match self {
+            MakeTreeError::Base(error) => error.interrupted_by(),
+            MakeTreeError::Fstab(_) => None,
+            MakeTreeError::Phases(error) => error.interrupted_by(),
+        }
+    }
+}
+
+/// The family's staging, again, in a tree whose staging was removed.
+fn restage(
+    family: &dyn distro::Family,
+    request: &distro::BootstrapRequest<'_>,
+    log: &mut fs_err::File,
+) -> Result<Box<dyn distro::Staged>, distro::BaseError> {
+    family.restage(request, log).unwrap_or_else(|| {
+        Err(distro::BaseError::new(
+            std::io::Error::other("this base cannot be staged again"),
+            None,
+        ))
+    })
+}
+
+/// The key of the tree this build makes before the finishing phases
+/// ([`snapshot::key`]), `/etc/fstab` included.
+fn snapshot_key(
+    checked: &manifest::Checked,
+    plan: &plan::Plan,
+    lock: &lock::Lock,
+    run: &phases::PhaseRun<'_>,
+    fstab: &str,
+) -> Result<snapshot::Key, snapshot::SnapshotError> {
+    let kiln = snapshot::kiln_digest()?;
+    let mut environment = phases::hook_environment(plan, run);
+    environment.push(("kiln: /etc/fstab".to_string(), fstab.to_string()));
+    let elements: Vec<(&str, &Path)> = plan
+        .elements
+        .iter()
+        .map(|e| (e.name.as_str(), e.dir.as_path()))
+        .collect();
+    snapshot::key(&snapshot::KeyInputs {
+        kiln: &kiln,
+        lock,
+        manifest: &checked.manifest,
+        elements: &elements,
+        environment: &environment,
+    })
+}
+
 fn failed(
     work: &Path,
     log_path: &Path,

@@ -32,7 +32,7 @@ pub fn plan_elements(
         return Err(Failure::from(checked.source.problems(vec![problem])));
     }
     for warning in &plan.warnings {
-        terminal::status(&format!("warning: {warning}"));
+        terminal::warning(&warning.to_string());
     }
     Ok(plan)
 }

@@ -151,14 +151,31 @@ pub struct PhaseRun<'a> {
     pub shell_on_failure: bool,
 }
 
-/// Runs every phase of `plan` that has scripts or packages, in order,
-/// against the tree. Script output goes to `log`. Returns how long each
+/// Which of the plan's phases one [`run_phases`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseSpan {
+    /// Those that make the tree, `root.d` to `post-root.d`.
+    MakeTree,
+    /// Those that finish the image, `block-device.d` on
+    /// ([`PhaseName::finishes_image`]).
+    FinishImage,
+}
+
+impl PhaseSpan {
+    fn holds(self, phase: PhaseName) -> bool {
+        phase.finishes_image() == (self == PhaseSpan::FinishImage)
+    }
+}
+
+/// Runs every phase of `plan` in `span` that has scripts or packages, in
+/// order, against the tree. Script output goes to `log`. Returns how long each
 /// phase took, named `phase <dir>`, each in-chroot phase followed by its
 /// steps (`  <dir>/<script> (<element>)`, package installs included), so
 /// `--timings` shows where a phase's time goes.
 pub fn run_phases(
     plan: &Plan,
     run: &PhaseRun<'_>,
+    span: PhaseSpan,
     log: &mut dyn Write,
 ) -> Result<Vec<(String, Duration)>, PhaseError> {
     let PhaseRun { root, work, .. } = *run;
@@ -174,7 +191,7 @@ pub fn run_phases(
     // when one fails, as DIB's cleanup does; kiln's own mounts stay.
     let kiln_mounts =
         chroot::mounts_under(root).map_err(|source| chroot_error(PhaseName::Root, source))?;
-    let result = run_each_phase(plan, run, &hooks, &host_bin, log);
+    let result = run_each_phase(plan, run, span, &hooks, &host_bin, log);
     let unmounted = unmount_left_behind(root, &kiln_mounts, log);
     let timings = result?;
     unmounted?;
@@ -186,6 +203,7 @@ pub fn run_phases(
 fn run_each_phase(
     plan: &Plan,
     run: &PhaseRun<'_>,
+    span: PhaseSpan,
     hooks: &HooksTree,
     host_bin: &Path,
     log: &mut dyn Write,
@@ -193,7 +211,7 @@ fn run_each_phase(
     let root = run.root;
     let mut timings = Vec::new();
     let element_files = hooks.element_files.clone();
-    for phase in &plan.phases {
+    for phase in plan.phases.iter().filter(|p| span.holds(p.name)) {
         // Read when the phase comes: an earlier phase's hook may have
         // added scripts to it.
         let added = if phase.in_chroot {
@@ -491,6 +509,15 @@ fn passed_through(names: &[&str]) -> impl Iterator<Item = (String, String)> {
     names
         .iter()
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+}
+
+/// Every variable the hooks see that is not a path of this one build
+/// (which [`crate::snapshot`] keys on): the plan's, the base's, the
+/// proxies and the building user, as the phases set them.
+pub fn hook_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = passed_through(USER_VARIABLES).collect();
+    env.extend(plan_environment(plan, run));
+    env
 }
 
 fn plan_environment(plan: &Plan, run: &PhaseRun<'_>) -> Vec<(String, String)> {

@@ -31,7 +31,7 @@ pub use element_yaml::{
 pub use packages::{PackageRequest, PhasePackages};
 pub use phases::{EnvironmentFile, Phase, PhaseName, Script, run_parts_order, runs_as_hook};
 pub use search::{DIB_ELEMENTS_PATH_VAR, Element, KILN_ELEMENTS_PATH_VAR, SearchPath};
-pub use tree_hash::{TreeHashError, tree_hash};
+pub use tree_hash::{TreeHashError, tree_hash, tree_hash_without};
 
 /// Variables DIB's hooks expect whose values depend on the build's own
 /// directories, devices or lock, so the build stage sets them:

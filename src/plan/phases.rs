@@ -75,6 +75,20 @@ impl PhaseName {
         }
     }
 
+    /// Whether the phase finishes the image rather than making its tree:
+    /// DIB runs these once the disk exists and `/etc/fstab` is written
+    /// (`block-device.d` on). kiln writes fstab and snapshots the tree
+    /// just before them ([`crate::snapshot`]).
+    pub fn finishes_image(self) -> bool {
+        matches!(
+            self,
+            PhaseName::BlockDevice
+                | PhaseName::PreFinalise
+                | PhaseName::Finalise
+                | PhaseName::Cleanup
+        )
+    }
+
     /// Whether DIB runs this phase inside the image's chroot
     /// (`run_d_in_target`) rather than on the host (`run_d`).
     pub fn in_chroot(self) -> bool {

@@ -49,10 +49,24 @@ const TAG_LINK: u8 = b'l';
 /// itself is followed (an element directory may be a link on the search
 /// path); symlinks inside are hashed as links, never followed.
 pub fn tree_hash(dir: &Path) -> Result<String, TreeHashError> {
+    tree_hash_without(dir, &[])
+}
+
+/// [`tree_hash`] of the tree without the top-level entries named in
+/// `left_out` (and what is below them): an element without the phase
+/// directories of phases that have not run yet (see
+/// [`crate::snapshot`]). With nothing left out, the same hash.
+pub fn tree_hash_without(dir: &Path, left_out: &[&str]) -> Result<String, TreeHashError> {
     let mut hasher = Sha256::new();
     hasher.update(b"kiln-tree-v1\0");
     let mut entries = Vec::new();
-    for entry in walk::tree(dir).min_depth(1) {
+    let walker = walk::tree(dir)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| {
+            entry.depth() != 1 || !left_out.iter().any(|name| entry.file_name() == *name)
+        });
+    for entry in walker {
         let entry = entry.map_err(|e| {
             let (path, source) = walk::failure(e, dir);
             io(&path, source)

@@ -18,10 +18,15 @@ pub fn repo_path(relative: &str) -> PathBuf {
 }
 
 /// The `kiln` binary built for this test run, with a stable environment:
-/// no colour, and diagnostics at a fixed width.
+/// no colour, diagnostics at a fixed width, and no tree snapshots
+/// (`KILN_SNAPSHOT_LIMIT=0`), so each build makes the tree it tests; the
+/// snapshot tests set a limit of their own.
 pub fn kiln() -> Command {
     let mut command = Command::cargo_bin("kiln").expect("kiln binary is built");
-    command.env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+    command
+        .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
+        .env("KILN_SNAPSHOT_LIMIT", "0");
     command
 }
 

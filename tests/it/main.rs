@@ -30,4 +30,5 @@ mod ramdisk;
 mod ramdisk_boot;
 mod reproducible;
 mod schema;
+mod snapshot;
 mod validate;
