@@ -1,14 +1,16 @@
 //! Whole-disk images: where each partition goes, the partition table, and
-//! the filesystems copied into place.
+//! the filesystems that cannot be written in place copied into place.
 //!
 //! A manifest with `disk.table` describes a disk; this module turns it into
 //! a [`DiskLayout`] (pure arithmetic, tested without root), writes the
 //! table into a sparse image file with `sfdisk` (no loop device: the build
-//! host may have neither partition parsers nor device-mapper), copies each
-//! partition's filesystem image to its offset, and splits the finished tree
-//! by mountpoint so each partition's filesystem is built from its own
-//! directory. Every identifier (disk GUID or MBR id, partition GUIDs) comes
-//! from [`Ids`], so the same lock writes the same bytes.
+//! host may have neither partition parsers nor device-mapper), copies a
+//! filesystem image to its partition's offset (swap and xfs; ext4 and vfat
+//! are written there directly, see [`crate::assemble::filesystem`]), and
+//! splits the finished tree by mountpoint so each partition's filesystem is
+//! built from its own directory. Every identifier (disk GUID or MBR id,
+//! partition GUIDs) comes from [`Ids`], so the same lock writes the same
+//! bytes.
 
 use fs_err::os::unix::fs::FileExt as _;
 use fs_err::{self as fs, File, OpenOptions};

@@ -1,11 +1,16 @@
-//! Filesystem images as plain files, built from a directory tree without
-//! mounting anything, and byte-identical for the same tree, lock and
+//! Filesystem images, built from a directory tree without mounting
+//! anything, and byte-identical for the same tree, lock and
 //! `SOURCE_DATE_EPOCH`.
 //!
 //! The build host may have no loop devices and its kernel may lack vfat or
 //! xfs, so every filesystem is written by its own userspace tools into a
 //! file: ext4 in one pass with `mke2fs -d`, vfat with `mkfs.vfat` and
-//! mtools, swap with `mkswap`, an empty xfs with `mkfs.xfs`. Those tools
+//! mtools, swap with `mkswap`, an empty xfs with `mkfs.xfs`. ext4 can also
+//! be written straight into a disk image at its partition's offset
+//! ([`Placement::InDisk`]: `mke2fs -E offset=`, then libext2fs'
+//! `image?offset=` for debugfs), which saves copying the largest file of
+//! the build; the others are made as files and copied in
+//! ([`writes_in_place`] says why). Those tools
 //! would pick random UUIDs and stamp the time of the build into the image;
 //! this module passes each one identifiers from [`Ids`] and then rewrites
 //! the timestamps the tools take from the clock or from the source files'
@@ -172,11 +177,58 @@ pub enum SizeChoice {
     Exact(u64),
 }
 
-/// A filesystem image written to a file.
+/// Where a filesystem is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement<'a> {
+    /// A new file holding the filesystem alone, replacing any file there.
+    File(&'a Path),
+    /// Inside an existing disk image, from `offset_bytes` on: a partition.
+    /// The range must read as zeros, as in a disk new from
+    /// [`crate::assemble::disk::write_table`], since the tools skip
+    /// blocks that are to be zero. Only for the kinds
+    /// [`writes_in_place`] accepts.
+    InDisk {
+        /// The disk image.
+        disk: &'a Path,
+        /// Where the partition starts, in bytes (a multiple of 512).
+        offset_bytes: u64,
+    },
+}
+
+impl Placement<'_> {
+    /// The file the filesystem is written into.
+    pub fn file(&self) -> &Path {
+        match self {
+            Placement::File(path) | Placement::InDisk { disk: path, .. } => path,
+        }
+    }
+
+    /// Where the filesystem starts in [`Placement::file`].
+    pub fn offset_bytes(&self) -> u64 {
+        match self {
+            Placement::File(_) => 0,
+            Placement::InDisk { offset_bytes, .. } => *offset_bytes,
+        }
+    }
+}
+
+/// Whether a filesystem of `kind` can be written straight into a disk
+/// image ([`Placement::InDisk`]) with the same bytes as in a file of its
+/// own: ext4 only. mkswap (util-linux 2.38) and mkfs.xfs take no offset.
+/// `mkfs.vfat --offset` does, but picks its cluster size and geometry from
+/// the length of the whole disk file rather than the size it is given, so
+/// the ESP would change (and the copy of a mostly empty ESP costs little).
+pub fn writes_in_place(kind: Filesystem) -> bool {
+    kind == Filesystem::Ext4
+}
+
+/// A filesystem image written to a file, or into a disk image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MadeFilesystem {
-    /// The image file.
+    /// The file holding it: the image file, or the disk.
     pub path: PathBuf,
+    /// Where it starts in that file, in bytes (0 for an image file).
+    pub offset_bytes: u64,
     /// Its length in bytes (a multiple of 1 MiB for `auto` sizes).
     pub bytes: u64,
     /// The filesystem UUID (for vfat, the volume id as `XXXX-XXXX`, the
@@ -222,6 +274,27 @@ pub enum FilesystemError {
     /// The build log could not be written.
     #[error("cannot write the build log: {0}")]
     Log(io::Error),
+    /// The disk image ends before the filesystem would.
+    #[error(
+        "cannot write the {purpose} filesystem into `{path}`: it ends at byte {file_bytes}, before the filesystem's end at byte {end_bytes}"
+    )]
+    DiskTooShort {
+        /// What the filesystem is for.
+        purpose: String,
+        /// The disk image.
+        path: PathBuf,
+        /// Its length.
+        file_bytes: u64,
+        /// Where the filesystem would end.
+        end_bytes: u64,
+    },
+    /// This kind of filesystem cannot be written into a disk in place (a
+    /// bug of the caller: see [`writes_in_place`]).
+    #[error("kiln cannot write a {kind} filesystem into a disk in place; it is made as a file")]
+    NotInPlace {
+        /// The filesystem.
+        kind: &'static str,
+    },
     /// `none` has no image; the caller leaves such a partition empty.
     #[error("the {purpose} partition has filesystem `none`, so there is no image to make")]
     NoFilesystem {
@@ -251,11 +324,12 @@ pub enum FilesystemError {
     },
 }
 
-/// Makes a filesystem image of `spec` at `out` (replacing any file there),
-/// holding `tree` if given, with every identifier from `ids` and every
-/// timestamp at most `source_date_epoch`. Runs mke2fs and debugfs (ext4),
-/// mkfs.vfat and mtools (vfat), mkswap (swap) or mkfs.xfs and xfs_db (xfs);
-/// each command and its outcome is written to `log`.
+/// Makes a filesystem of `spec` at `placement` (a new file, or a range of
+/// a disk image), holding `tree` if given, with every identifier from
+/// `ids` and every timestamp at most `source_date_epoch`. Runs mke2fs and
+/// debugfs (ext4), mkfs.vfat and mtools (vfat), mkswap (swap) or mkfs.xfs
+/// and xfs_db (xfs); each command and its outcome is written to `log`.
+/// The same tree gives the same bytes wherever they are placed.
 ///
 /// `tree` must be `None` for swap and xfs (an xfs with content is
 /// [`FilesystemError::XfsWithContent`]); [`Filesystem::None`] is
@@ -265,14 +339,21 @@ pub fn make_filesystem(
     spec: &FilesystemSpec,
     ids: &Ids,
     source_date_epoch: u64,
-    out: &Path,
+    placement: Placement<'_>,
     log: &mut dyn Write,
 ) -> Result<MadeFilesystem, FilesystemError> {
+    if let Placement::InDisk { .. } = placement
+        && !writes_in_place(spec.kind)
+    {
+        return Err(FilesystemError::NotInPlace {
+            kind: spec.kind.as_str(),
+        });
+    }
     let made = match spec.kind {
-        Filesystem::Ext4 => make_ext4(tree, spec, ids, source_date_epoch, out, log)?,
-        Filesystem::Vfat => make_vfat(tree, spec, ids, source_date_epoch, out, log)?,
-        Filesystem::Swap => make_swap(tree, spec, ids, out, log)?,
-        Filesystem::Xfs => make_xfs(tree, spec, ids, source_date_epoch, out, log)?,
+        Filesystem::Ext4 => make_ext4(tree, spec, ids, source_date_epoch, placement, log)?,
+        Filesystem::Vfat => make_vfat(tree, spec, ids, source_date_epoch, placement.file(), log)?,
+        Filesystem::Swap => make_swap(tree, spec, ids, placement.file(), log)?,
+        Filesystem::Xfs => make_xfs(tree, spec, ids, source_date_epoch, placement.file(), log)?,
         Filesystem::None => {
             return Err(FilesystemError::NoFilesystem {
                 purpose: spec.purpose.to_string(),
@@ -512,7 +593,7 @@ fn make_ext4(
     spec: &FilesystemSpec,
     ids: &Ids,
     source_date_epoch: u64,
-    out: &Path,
+    placement: Placement<'_>,
     log: &mut dyn Write,
 ) -> Result<MadeFilesystem, FilesystemError> {
     let usage = match tree {
@@ -526,7 +607,7 @@ fn make_ext4(
         Some(uuid.as_str())
     );
     let hash_seed = ids.uuid(&format!("ext4 hash seed {}", spec.purpose));
-    create_image_file(out, layout.bytes)?;
+    prepare_placement(placement, layout.bytes, spec.purpose)?;
     run_mke2fs(
         tree,
         spec,
@@ -534,23 +615,27 @@ fn make_ext4(
         &uuid,
         &hash_seed.to_string(),
         source_date_epoch,
-        out,
+        placement,
         log,
     )?;
     if let Some(tree) = tree {
-        run_debugfs_clamp_times(tree, spec.purpose, source_date_epoch, out, log)?;
+        run_debugfs_clamp_times(tree, spec.purpose, source_date_epoch, placement, log)?;
     }
     Ok(MadeFilesystem {
-        path: out.to_path_buf(),
+        path: placement.file().to_path_buf(),
+        offset_bytes: placement.offset_bytes(),
         bytes: layout.bytes,
         uuid: Some(uuid),
         label: spec.label.map(str::to_string),
     })
 }
 
-/// Runs mke2fs to write the ext4 into `out` (already of the right size),
-/// copying `tree` in with `-d`. The host's mke2fs.conf is replaced by
-/// kiln's, and `E2FSPROGS_FAKE_TIME` sets the superblock's times.
+/// Runs mke2fs to write the ext4 at `placement` (a file already of the
+/// right size, or a disk at least as long as the filesystem's end), copying
+/// `tree` in with `-d`. The host's mke2fs.conf is replaced by kiln's, and
+/// `E2FSPROGS_FAKE_TIME` sets the superblock's times. In a disk,
+/// `-E offset=` places the filesystem and the size argument bounds it, and
+/// mke2fs writes the same bytes it writes into a file of its own.
 #[allow(clippy::too_many_arguments)]
 fn run_mke2fs(
     tree: Option<&Path>,
@@ -559,7 +644,7 @@ fn run_mke2fs(
     uuid: &str,
     hash_seed: &str,
     source_date_epoch: u64,
-    out: &Path,
+    placement: Placement<'_>,
     log: &mut dyn Write,
 ) -> Result<(), FilesystemError> {
     let mut conf = tempfile::Builder::new()
@@ -603,13 +688,14 @@ fn run_mke2fs(
     args.push("-J".into());
     args.push(format!("size={}", layout.journal_mib).into());
     // mke2fs keeps only the last -E, so every extended option goes in one.
-    args.push("-E".into());
-    args.push(
-        format!(
-            "hash_seed={hash_seed},root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,nodiscard"
-        )
-        .into(),
+    let mut extended = format!(
+        "hash_seed={hash_seed},root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,nodiscard"
     );
+    if let Placement::InDisk { offset_bytes, .. } = placement {
+        extended.push_str(&format!(",offset={offset_bytes}"));
+    }
+    args.push("-E".into());
+    args.push(extended.into());
     if let Some(label) = spec.label {
         args.push("-L".into());
         args.push(label.into());
@@ -618,7 +704,7 @@ fn run_mke2fs(
         args.push("-d".into());
         args.push(tree.into());
     }
-    args.push(out.into());
+    args.push(placement.file().into());
     args.push(format!("{}k", layout.bytes / 1024).into());
     let env = [
         (
@@ -646,9 +732,10 @@ fn run_debugfs_clamp_times(
     tree: &Path,
     purpose: &str,
     source_date_epoch: u64,
-    out: &Path,
+    placement: Placement<'_>,
     log: &mut dyn Write,
 ) -> Result<(), FilesystemError> {
+    let out = &libext2fs_name(placement);
     let mut dirs = vec![PathBuf::new()];
     let mut mtimes = BTreeMap::new();
     for_each_below(tree, &mut |path, meta| {
@@ -686,15 +773,27 @@ fn run_debugfs_clamp_times(
     Ok(())
 }
 
-/// Runs debugfs with `script` (`-w` if `write`) on `out` and returns its
-/// stdout. debugfs exits 0 even when a command of its script fails, so
+/// The name libext2fs tools (debugfs, e2fsck, dumpe2fs) open the ext4 at
+/// `placement` by: the file, with `?offset=<bytes>` for a filesystem
+/// inside a disk (the unix I/O manager's option; a file name holding `?`
+/// would be cut there, as it always was).
+pub fn libext2fs_name(placement: Placement<'_>) -> OsString {
+    let mut name = placement.file().as_os_str().to_os_string();
+    if let Placement::InDisk { offset_bytes, .. } = placement {
+        name.push(format!("?offset={offset_bytes}"));
+    }
+    name
+}
+
+/// Runs debugfs with `script` (`-w` if `write`) on `out` (a name as
+/// [`libext2fs_name`] makes it) and returns its stdout. debugfs exits 0 even when a command of its script fails, so
 /// anything on stderr besides its banner is taken as a failure.
 fn run_debugfs_script(
     script: &[u8],
     write: bool,
     purpose: &str,
     source_date_epoch: u64,
-    out: &Path,
+    out: &OsStr,
     log: &mut dyn Write,
 ) -> Result<Vec<u8>, FilesystemError> {
     let mut file = tempfile::Builder::new()
@@ -711,7 +810,7 @@ fn run_debugfs_script(
             path: file.path().to_path_buf(),
             source,
         })?;
-    let mut args = vec![OsStr::new("-f"), file.path().as_os_str(), out.as_os_str()];
+    let mut args = vec![OsStr::new("-f"), file.path().as_os_str(), out];
     if write {
         args.insert(0, OsStr::new("-w"));
     }
@@ -840,6 +939,7 @@ fn make_vfat(
     let hex = format!("{volume_id:08X}");
     Ok(MadeFilesystem {
         path: out.to_path_buf(),
+        offset_bytes: 0,
         bytes,
         uuid: Some(format!("{}-{}", &hex[..4], &hex[4..])),
         label: spec.label.map(str::to_string),
@@ -1038,6 +1138,7 @@ fn make_swap(
     run_checked(log, spec.purpose, &[], "mkswap", &args, "util-linux")?;
     Ok(MadeFilesystem {
         path: out.to_path_buf(),
+        offset_bytes: 0,
         bytes,
         uuid: Some(uuid),
         label: spec.label.map(str::to_string),
@@ -1075,6 +1176,7 @@ fn make_xfs(
     run_xfs_db_clamp_times(spec.purpose, source_date_epoch, out, log)?;
     Ok(MadeFilesystem {
         path: out.to_path_buf(),
+        offset_bytes: 0,
         bytes,
         uuid: Some(uuid),
         label: spec.label.map(str::to_string),
@@ -1132,6 +1234,31 @@ fn run_xfs_db_clamp_times(
     args.push(out.into());
     run_checked(log, purpose, &[], "xfs_db", &args, "xfsprogs")?;
     Ok(())
+}
+
+/// Readies `placement` for a filesystem of `bytes`: a new file is made
+/// ([`create_image_file`]); a disk must reach the filesystem's end.
+fn prepare_placement(
+    placement: Placement<'_>,
+    bytes: u64,
+    purpose: &str,
+) -> Result<(), FilesystemError> {
+    match placement {
+        Placement::File(path) => create_image_file(path, bytes),
+        Placement::InDisk { disk, offset_bytes } => {
+            let file_bytes = fs_err::metadata(disk)?.len();
+            let end_bytes = offset_bytes + bytes;
+            if file_bytes < end_bytes {
+                return Err(FilesystemError::DiskTooShort {
+                    purpose: purpose.to_string(),
+                    path: disk.to_path_buf(),
+                    file_bytes,
+                    end_bytes,
+                });
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Replaces `out` with a sparse file of `bytes` zeros, so nothing of an
@@ -1369,7 +1496,7 @@ mod tests {
             purpose: "root",
         };
         let mut log = Vec::new();
-        let made = make_filesystem(tree, &spec, &ids(), EPOCH, out, &mut log);
+        let made = make_filesystem(tree, &spec, &ids(), EPOCH, Placement::File(out), &mut log);
         made.unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)))
     }
 
@@ -1757,6 +1884,167 @@ mod tests {
         assert!(listing.contains("lost+found"), "{listing}");
     }
 
+    /// Sparse zeros at the end of a test disk: far more disk than
+    /// filesystem, so a tool that sized anything by the file would show.
+    const DISK_TAIL_BYTES: u64 = 4 << 30;
+
+    /// A disk of `before + bytes + after` bytes and [`DISK_TAIL_BYTES`],
+    /// the partition of `bytes` at `before` zero and the `before` and
+    /// `after` bytes around it 0x5a, as a partition sits between others.
+    fn disk_around(path: &Path, before: u64, bytes: u64, after: u64) {
+        let fill = |len: u64| vec![0x5au8; usize::try_from(len).expect("small")];
+        let mut disk = fill(before);
+        disk.resize(disk.len() + usize::try_from(bytes).expect("small"), 0);
+        disk.extend(fill(after));
+        fs::write(path, disk).expect("write disk");
+        let file = fs::OpenOptions::new().write(true).open(path).expect("open");
+        file.set_len(before + bytes + after + DISK_TAIL_BYTES)
+            .expect("extend");
+    }
+
+    /// The bytes of `path` from `offset` on, `len` of them.
+    fn range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0u8; usize::try_from(len).expect("small")];
+        fs::File::open(path)
+            .expect("open")
+            .read_exact_at(&mut bytes, offset)
+            .expect("read");
+        bytes
+    }
+
+    /// Asserts the filesystem in `disk` at `offset` is byte for byte the
+    /// image `alone`, and that the disk around it is untouched.
+    fn assert_placed_as_alone(disk: &Path, offset: u64, alone: &Path, after: u64) {
+        let bytes = fs::metadata(alone).expect("image").len();
+        assert_eq!(
+            fs::metadata(disk).expect("disk").len(),
+            offset + bytes + after + DISK_TAIL_BYTES
+        );
+        let placed = range(disk, offset, bytes);
+        let alone = fs::read(alone).expect("read image");
+        let first_difference = placed.iter().zip(&alone).position(|(a, b)| a != b);
+        assert_eq!(first_difference, None, "the placed filesystem differs");
+        assert!(range(disk, 0, offset).iter().all(|&b| b == 0x5a));
+        assert!(
+            range(disk, offset + bytes, after)
+                .iter()
+                .all(|&b| b == 0x5a)
+        );
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
+    fn ext4_written_into_a_disk_is_clean_and_the_bytes_of_one_made_alone() {
+        require_root();
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let tree = scratch.path().join("tree");
+        fixture(&tree, 200);
+        let size = SizeChoice::Exact(48 << 20);
+        let alone = scratch.path().join("alone.ext4");
+        build_ext4(Some(&tree), size, &alone);
+        touch_atimes(&tree);
+
+        let disk = scratch.path().join("disk.raw");
+        let (offset, after) = (3 << 20, 1 << 20);
+        disk_around(&disk, offset, 48 << 20, after);
+        let spec = FilesystemSpec {
+            kind: Filesystem::Ext4,
+            label: Some("cloudimg-rootfs"),
+            size,
+            purpose: "root",
+        };
+        let placement = Placement::InDisk {
+            disk: &disk,
+            offset_bytes: offset,
+        };
+        let mut log = Vec::new();
+        let made = make_filesystem(Some(&tree), &spec, &ids(), EPOCH, placement, &mut log)
+            .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)));
+        let log = String::from_utf8_lossy(&log);
+        assert!(log.contains(&format!(",offset={offset} ")), "{log}");
+        assert!(log.contains(&format!("disk.raw?offset={offset}")), "{log}");
+        assert_eq!(
+            (made.path.as_path(), made.offset_bytes),
+            (disk.as_path(), offset)
+        );
+        assert_eq!(made.bytes, 48 << 20);
+
+        assert_placed_as_alone(&disk, offset, &alone, after);
+        let name = libext2fs_name(placement);
+        tool_ok("e2fsck", &[os("-fn"), &name]);
+        let root = tool_ok("debugfs", &[os("-R"), os("stat /"), &name]);
+        assert_eq!(
+            word_after(&root, "crtime:"),
+            format!("{EPOCH_HEX}:00000000"),
+            "{root}"
+        );
+    }
+
+    #[test]
+    fn only_ext4_is_written_in_place_and_a_short_disk_is_refused() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let disk = scratch.path().join("disk.raw");
+        fs::write(&disk, vec![0u8; 1 << 20]).expect("write");
+        let placement = Placement::InDisk {
+            disk: &disk,
+            offset_bytes: 1 << 20,
+        };
+        for kind in [Filesystem::Vfat, Filesystem::Swap, Filesystem::Xfs] {
+            assert!(!writes_in_place(kind));
+            let spec = FilesystemSpec {
+                kind,
+                label: None,
+                size: SizeChoice::Exact(1 << 20),
+                purpose: "data",
+            };
+            let error = make_filesystem(None, &spec, &ids(), EPOCH, placement, &mut io::sink());
+            assert!(
+                matches!(error, Err(FilesystemError::NotInPlace { .. })),
+                "{error:?}"
+            );
+        }
+        assert!(writes_in_place(Filesystem::Ext4));
+        let spec = FilesystemSpec {
+            kind: Filesystem::Ext4,
+            label: None,
+            size: SizeChoice::Exact(64 << 20),
+            purpose: "root",
+        };
+        let error = make_filesystem(None, &spec, &ids(), EPOCH, placement, &mut io::sink());
+        assert!(
+            matches!(
+                error,
+                Err(FilesystemError::DiskTooShort { file_bytes, end_bytes, .. })
+                    if file_bytes == 1 << 20 && end_bytes == (1 << 20) + (64 << 20)
+            ),
+            "{error:?}"
+        );
+        assert_eq!(fs::read(&disk).expect("read"), vec![0u8; 1 << 20]);
+    }
+
+    #[test]
+    fn libext2fs_names_a_filesystem_inside_a_disk_by_its_offset() {
+        let disk = Path::new("/work/out/demo.raw");
+        assert_eq!(
+            libext2fs_name(Placement::File(disk)),
+            OsString::from("/work/out/demo.raw")
+        );
+        let placement = Placement::InDisk {
+            disk,
+            offset_bytes: 65 << 20,
+        };
+        assert_eq!(
+            libext2fs_name(placement),
+            OsString::from("/work/out/demo.raw?offset=68157440")
+        );
+        assert_eq!(placement.file(), disk);
+        assert_eq!(placement.offset_bytes(), 65 << 20);
+    }
+
     fn esp_fixture(root: &Path) {
         write(&root.join("EFI/debian/grubx64.efi"), &[0x4d, 0x5a, 1, 2, 3]);
         write(
@@ -1777,7 +2065,7 @@ mod tests {
             purpose: "esp",
         };
         let mut log = Vec::new();
-        let made = make_filesystem(tree, &spec, &ids(), EPOCH, out, &mut log);
+        let made = make_filesystem(tree, &spec, &ids(), EPOCH, Placement::File(out), &mut log);
         made.unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)))
     }
 
@@ -1862,14 +2150,28 @@ mod tests {
             purpose: "esp",
         };
         let out = scratch.path().join("esp.vfat");
-        let error = make_filesystem(Some(&tree), &spec, &ids(), EPOCH, &out, &mut io::sink());
+        let error = make_filesystem(
+            Some(&tree),
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&out),
+            &mut io::sink(),
+        );
         assert!(
             matches!(error, Err(FilesystemError::Unsupported { .. })),
             "{error:?}"
         );
         fs::remove_file(tree.join("EFI/b")).expect("rm");
         write(&tree.join("EFI/A"), b"A\n");
-        let error = make_filesystem(Some(&tree), &spec, &ids(), EPOCH, &out, &mut io::sink());
+        let error = make_filesystem(
+            Some(&tree),
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&out),
+            &mut io::sink(),
+        );
         assert!(
             matches!(error, Err(FilesystemError::Unsupported { .. })),
             "{error:?}"
@@ -1892,9 +2194,24 @@ mod tests {
         };
         let first = scratch.path().join("first.swap");
         let second = scratch.path().join("second.swap");
-        let made =
-            make_filesystem(None, &spec, &ids(), EPOCH, &first, &mut io::sink()).expect("swap");
-        make_filesystem(None, &spec, &ids(), EPOCH, &second, &mut io::sink()).expect("swap");
+        let made = make_filesystem(
+            None,
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&first),
+            &mut io::sink(),
+        )
+        .expect("swap");
+        make_filesystem(
+            None,
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&second),
+            &mut io::sink(),
+        )
+        .expect("swap");
         assert_eq!(sha256(&first), sha256(&second));
         let uuid = ids().uuid("swap uuid swap").to_string();
         assert_eq!(made.uuid.as_deref(), Some(uuid.as_str()));
@@ -1921,11 +2238,26 @@ mod tests {
         };
         let first = scratch.path().join("first.xfs");
         let second = scratch.path().join("second.xfs");
-        let made =
-            make_filesystem(None, &spec, &ids(), EPOCH, &first, &mut io::sink()).expect("xfs");
+        let made = make_filesystem(
+            None,
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&first),
+            &mut io::sink(),
+        )
+        .expect("xfs");
         assert_eq!(made.bytes, XFS_MIN_BYTES);
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        make_filesystem(None, &spec, &ids(), EPOCH, &second, &mut io::sink()).expect("xfs");
+        make_filesystem(
+            None,
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&second),
+            &mut io::sink(),
+        )
+        .expect("xfs");
         assert_eq!(sha256(&first), sha256(&second));
         tool_ok("xfs_repair", &[os("-n"), first.as_os_str()]);
         let root = tool_ok(
@@ -1957,7 +2289,14 @@ mod tests {
 
         let tree = scratch.path().join("tree");
         write(&tree.join("file"), b"x\n");
-        let error = make_filesystem(Some(&tree), &spec, &ids(), EPOCH, &first, &mut io::sink());
+        let error = make_filesystem(
+            Some(&tree),
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(&first),
+            &mut io::sink(),
+        );
         assert!(
             matches!(error, Err(FilesystemError::XfsWithContent { .. })),
             "{error:?}"
@@ -1973,7 +2312,14 @@ mod tests {
             purpose: "bios",
         };
         let out = Path::new("/nonexistent/never-written");
-        let error = make_filesystem(None, &spec, &ids(), EPOCH, out, &mut io::sink());
+        let error = make_filesystem(
+            None,
+            &spec,
+            &ids(),
+            EPOCH,
+            Placement::File(out),
+            &mut io::sink(),
+        );
         assert!(
             matches!(error, Err(FilesystemError::NoFilesystem { .. })),
             "{error:?}"

@@ -4,9 +4,10 @@
 //!
 //! Without a partition table the image is one filesystem of the tree.
 //! With one (or with the `vm` element, which defaults to a GPT disk
-//! bootable by BIOS and UEFI) the tree is split by mountpoint, each
-//! partition's filesystem is made as a file from its part and copied to
-//! its offset in the disk. `/etc/fstab` follows from the layout alone
+//! bootable by BIOS and UEFI) the tree is split by mountpoint and each
+//! partition's filesystem is made from its part straight into the disk at
+//! its offset (ext4, vfat), or as a file copied there (swap, xfs, whose
+//! tools take no offset). `/etc/fstab` follows from the layout alone
 //! ([`fstab_text`]); the build writes it before the phases.
 //! Nothing is mounted and no loop device is used: the kernel needs no
 //! vfat or partition-table support, and the result is the same bytes
@@ -32,7 +33,7 @@ pub mod fstab;
 pub mod ids;
 
 use disk::DiskLayout;
-use filesystem::{FilesystemSpec, MadeFilesystem, SizeChoice};
+use filesystem::{FilesystemSpec, MadeFilesystem, Placement, SizeChoice};
 use ids::Ids;
 
 /// The label of the root filesystem when the manifest gives none: what
@@ -245,7 +246,7 @@ fn assemble_filesystem(
         &spec,
         ids,
         request.source_date_epoch,
-        request.raw,
+        Placement::File(request.raw),
         log,
     )?;
     Ok(Assembled {
@@ -350,25 +351,43 @@ fn place_partitions(
             &partition.name,
             partition.mountpoint.as_ref().map(|m| m.as_str()),
         );
-        let image = request
-            .work
-            .join(format!("partition-{}.img", partition.name));
         let spec = FilesystemSpec {
             kind: partition.filesystem,
             label: partition.label.as_ref().map(|l| l.as_str()),
             size: SizeChoice::Exact(partition.size_bytes),
             purpose: partition.name.as_str(),
         };
-        let made = filesystem::make_filesystem(
-            tree.as_deref(),
-            &spec,
-            ids,
-            request.source_date_epoch,
-            &image,
-            log,
-        )?;
-        disk::write_partition(request.raw, partition, &image)?;
-        remove_file(&image)?;
+        let made = if filesystem::writes_in_place(partition.filesystem) {
+            // The new disk reads as zeros everywhere but its table, as
+            // the tools expect of the range they are given.
+            let placement = Placement::InDisk {
+                disk: request.raw,
+                offset_bytes: partition.start_bytes,
+            };
+            filesystem::make_filesystem(
+                tree.as_deref(),
+                &spec,
+                ids,
+                request.source_date_epoch,
+                placement,
+                log,
+            )?
+        } else {
+            let image = request
+                .work
+                .join(format!("partition-{}.img", partition.name));
+            let made = filesystem::make_filesystem(
+                tree.as_deref(),
+                &spec,
+                ids,
+                request.source_date_epoch,
+                Placement::File(&image),
+                log,
+            )?;
+            disk::write_partition(request.raw, partition, &image)?;
+            remove_file(&image)?;
+            made
+        };
         timings.push((
             format!("partition {} ({:?})", partition.name, partition.filesystem).to_lowercase(),
             started.elapsed(),
