@@ -9,11 +9,16 @@
 //! line number, what they would misread. The text must already be free of
 //! its OpenPGP armour; checking and stripping that is the caller's job.
 //!
+//! [`ParagraphReader`] does the same for a stream (a file, a decompressing
+//! reader): it holds one paragraph's text at a time, so reading an index
+//! costs what the caller keeps of it, not the index's size.
+//!
 //! [`parse_relationships`] and [`parse_provides`] read the value of
 //! `Depends`-style fields (Debian Policy 7.1) into typed alternatives with
 //! [`Version`] constraints.
 
 use std::fmt;
+use std::io::{self, BufRead};
 use std::iter::FusedIterator;
 
 use super::version::{Relation, UnknownRelation, Version, VersionError};
@@ -153,10 +158,16 @@ impl<'a> Paragraphs<'a> {
     /// Starts reading paragraphs from `text`; nothing is parsed until the
     /// iterator is advanced.
     pub fn new(text: &'a str) -> Self {
+        Paragraphs::after_line(text, 0)
+    }
+
+    /// Like [`Paragraphs::new`] for a `text` that starts after line
+    /// `lines_before` of a longer one, so line numbers count from there.
+    fn after_line(text: &'a str, lines_before: usize) -> Self {
         Paragraphs {
             text,
             pos: 0,
-            line: 0,
+            line: lines_before,
             done: false,
         }
     }
@@ -286,6 +297,76 @@ impl<'a> Iterator for Paragraphs<'a> {
 }
 
 impl FusedIterator for Paragraphs<'_> {}
+
+/// The paragraphs of a deb822 stream, read one stretch of text at a time.
+///
+/// Each call of [`ParagraphReader::next_text`] reads up to the next empty
+/// line (the only line that ends a paragraph whatever came before it) and
+/// hands out [`Paragraphs`] over that text, with line numbers counted from
+/// the start of the stream; the text is dropped on the next call. Usually
+/// that is one paragraph; a comment alone gives none, and a
+/// whitespace-only line after a comment can end one early, exactly as
+/// [`Paragraphs`] reads the whole text.
+#[derive(Debug)]
+pub struct ParagraphReader<R> {
+    reader: R,
+    /// The current stretch of text, reused so a stream costs one buffer.
+    text: Vec<u8>,
+    /// Lines read before the current stretch.
+    lines_before: usize,
+    /// Lines read so far, including the current stretch.
+    lines: usize,
+}
+
+impl<R: BufRead> ParagraphReader<R> {
+    /// Starts reading `reader`; nothing is read until
+    /// [`ParagraphReader::next_text`] is called.
+    pub fn new(reader: R) -> Self {
+        ParagraphReader {
+            reader,
+            text: Vec::new(),
+            lines_before: 0,
+            lines: 0,
+        }
+    }
+
+    /// The paragraphs of the next stretch of text, or `None` at the end of
+    /// the stream. Text that is not UTF-8 is an [`io::ErrorKind::InvalidData`]
+    /// error naming its line.
+    pub fn next_text(&mut self) -> io::Result<Option<Paragraphs<'_>>> {
+        self.text.clear();
+        self.lines_before = self.lines;
+        loop {
+            let start = self.text.len();
+            if self.reader.read_until(b'\n', &mut self.text)? == 0 {
+                break;
+            }
+            self.lines += 1;
+            let line = &self.text[start..];
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            if line.strip_suffix(b"\r").unwrap_or(line).is_empty() {
+                if start > 0 {
+                    break;
+                }
+                // Empty lines between paragraphs: nothing to keep.
+                self.text.clear();
+                self.lines_before = self.lines;
+            }
+        }
+        if self.text.is_empty() {
+            return Ok(None);
+        }
+        let text = std::str::from_utf8(&self.text).map_err(|error| {
+            let valid = &self.text[..error.valid_up_to()];
+            let line = self.lines_before + 1 + valid.iter().filter(|&&b| b == b'\n').count();
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line {line}: the text is not UTF-8"),
+            )
+        })?;
+        Ok(Some(Paragraphs::after_line(text, self.lines_before)))
+    }
+}
 
 impl<'a> Paragraph<'a> {
     /// The field called `name` (ignoring ASCII case), if present.

@@ -12,13 +12,23 @@
 //! is an error naming the file, the line and the package, never a package
 //! silently left out: a lock resolved from a partly read index would be
 //! missing packages nobody asked to leave out.
+//!
+//! An index for Debian's main archive is read from a 50 MB text into what
+//! resolution needs, one paragraph at a time
+//! ([`PackageIndex::add_repository_from`] takes any reader), and a
+//! package's relationship fields stay as written until the resolver first
+//! asks for them: it visits a few hundred of the 60 000 packages, and the
+//! parsed relationships of all of them would be most of the index's
+//! memory.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::BufRead;
+use std::sync::OnceLock;
 
 use super::deb822::{
-    self, Deb822Error, Dependency, Paragraph, Paragraphs, Provided, RelationshipError, excerpt,
-    is_package_name,
+    self, Deb822Error, Dependency, Paragraph, ParagraphReader, Provided, RelationshipError,
+    excerpt, is_package_name,
 };
 use super::version::{Version, VersionError};
 
@@ -47,15 +57,9 @@ pub struct Package {
     pub essential: bool,
     /// `Priority`, if given.
     pub priority: Option<Priority>,
-    /// `Pre-Depends`, in the order written.
-    pub pre_depends: Vec<Dependency>,
-    /// `Depends`, in the order written.
-    pub depends: Vec<Dependency>,
-    /// `Conflicts`: packages that cannot be installed alongside this one.
-    pub conflicts: Vec<Dependency>,
-    /// `Breaks`: packages this one breaks; for a finished image, as
-    /// incompatible as `Conflicts`.
-    pub breaks: Vec<Dependency>,
+    /// `Pre-Depends`, `Depends`, `Conflicts` and `Breaks`; read them with
+    /// [`Package::pre_depends`] and its siblings.
+    relationships: Relationships,
     /// `Provides`: the virtual packages this one stands in for.
     pub provides: Vec<Provided>,
     /// `Filename`: the `.deb`'s path below the mirror's root, such as
@@ -72,6 +76,45 @@ pub struct Package {
     /// apt's pin priority of that repository: the candidate of a package
     /// is its version of the highest pin, then the newest.
     pub pin: i32,
+}
+
+/// The relationship fields of a package the resolver reads, as written
+/// (and checked when the paragraph was read), parsed the first time one is
+/// asked for.
+#[derive(Debug, Clone, Default)]
+struct Relationships {
+    /// The values in [`RELATIONSHIP_FIELDS`] order, `None` when absent.
+    written: [Option<Box<str>>; 4],
+    parsed: OnceLock<Box<[Vec<Dependency>; 4]>>,
+}
+
+/// The fields [`Relationships`] holds, in its order.
+const RELATIONSHIP_FIELDS: [&str; 4] = ["Pre-Depends", "Depends", "Conflicts", "Breaks"];
+
+/// Two packages' relationships are the same when they are written the same,
+/// whether or not either has been parsed yet.
+impl PartialEq for Relationships {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
+}
+
+impl Eq for Relationships {}
+
+impl Relationships {
+    /// The parsed values, in [`RELATIONSHIP_FIELDS`] order.
+    fn parsed(&self) -> &[Vec<Dependency>; 4] {
+        self.parsed.get_or_init(|| {
+            Box::new(std::array::from_fn(|field| {
+                self.written[field]
+                    .as_deref()
+                    // `read_package` parsed this very text without error
+                    // before keeping it, so nothing is lost here.
+                    .and_then(|value| deb822::parse_relationships(value).ok())
+                    .unwrap_or_default()
+            }))
+        })
+    }
 }
 
 /// A package's `Multi-Arch` field: how it may satisfy dependencies from
@@ -155,6 +198,14 @@ pub enum IndexError {
         /// every `Result` carrying an `IndexError` would pay for them.
         kind: Box<PackageErrorKind>,
     },
+    /// The text could not be read to its end.
+    #[error("{origin}: cannot read it: {error}")]
+    Read {
+        /// Where the text came from, as the caller named it.
+        origin: String,
+        /// What failed.
+        error: String,
+    },
     /// The text gives a version another repository gives with other
     /// contents.
     #[error(transparent)]
@@ -237,26 +288,30 @@ impl IndexError {
     /// Where the text with the error came from, as the caller named it.
     pub fn origin(&self) -> &str {
         match self {
-            IndexError::Syntax { origin, .. } | IndexError::Package { origin, .. } => origin,
+            IndexError::Syntax { origin, .. }
+            | IndexError::Package { origin, .. }
+            | IndexError::Read { origin, .. } => origin,
             IndexError::Differs(differs) => &differs.origin,
         }
     }
 
-    /// The 1-based line the error is about; 0 for [`IndexError::Differs`],
-    /// which is about a whole paragraph.
+    /// The 1-based line the error is about; 0 for [`IndexError::Differs`]
+    /// and [`IndexError::Read`].
     pub fn line(&self) -> usize {
         match self {
             IndexError::Syntax { error, .. } => error.line(),
             IndexError::Package { line, .. } => *line,
-            // About a whole paragraph, which the text does not say where.
-            IndexError::Differs(_) => 0,
+            // About a whole paragraph, which the text does not say where,
+            // or about the text as a whole (its own message names the
+            // line when it knows it).
+            IndexError::Differs(_) | IndexError::Read { .. } => 0,
         }
     }
 
     /// The package the error is about, when its name could be read.
     pub fn package(&self) -> Option<&str> {
         match self {
-            IndexError::Syntax { .. } => None,
+            IndexError::Syntax { .. } | IndexError::Read { .. } => None,
             IndexError::Differs(differs) => Some(&differs.package),
             IndexError::Package { package, .. } => package.as_deref(),
         }
@@ -314,68 +369,53 @@ impl PackageIndex {
         repository: usize,
         pin: i32,
     ) -> Result<usize, IndexError> {
-        let mut read = Vec::new();
-        for paragraph in Paragraphs::new(text) {
-            let paragraph = paragraph.map_err(|error| IndexError::Syntax {
-                origin: origin.to_string(),
-                error,
-            })?;
-            if let Some(mut package) = self.read_package(origin, &paragraph)? {
-                package.repository = repository;
-                package.pin = pin;
-                read.push(package);
-            }
-        }
-        if pin < 0 {
-            return Ok(0);
-        }
-        // Checked before anything is added, so an error leaves the index
-        // unchanged.
-        for package in &read {
-            let earlier = self.versions(&package.name).find(|known| {
-                known.repository != repository
-                    && known.version == package.version
-                    && known.architecture == package.architecture
-                    && known.sha256 != package.sha256
-            });
-            if let Some(earlier) = earlier {
-                return Err(IndexError::Differs(Box::new(SameVersionDiffers {
-                    origin: origin.to_string(),
-                    package: package.name.clone(),
-                    version: package.version.to_string(),
-                    architecture: package.architecture.clone(),
-                    sha256: package.sha256.clone(),
-                    earlier_repository: earlier.repository,
-                    earlier_sha256: earlier.sha256.clone(),
-                })));
-            }
-        }
+        self.add_repository_from(origin, text.as_bytes(), repository, pin)
+    }
 
+    /// [`PackageIndex::add_repository`] for a text read from `reader` (a
+    /// file, a decompressing reader) one paragraph at a time, so the text
+    /// is never in memory whole. A read error, or text that is not UTF-8,
+    /// is an [`IndexError::Read`].
+    pub fn add_repository_from(
+        &mut self,
+        origin: &str,
+        reader: impl BufRead,
+        repository: usize,
+        pin: i32,
+    ) -> Result<usize, IndexError> {
+        let first_new = self.packages.len();
         let mut touched_names = Vec::new();
         let mut touched_virtuals = Vec::new();
-        let mut added = 0;
-        for package in read {
-            let versions = self.by_name.entry(package.name.clone()).or_default();
-            let duplicate = versions.iter().any(|&i| {
-                let known = &self.packages[i];
-                known.version == package.version && known.architecture == package.architecture
-            });
-            if duplicate {
-                continue;
+        let read = self.read_repository(
+            origin,
+            reader,
+            repository,
+            pin,
+            &mut touched_names,
+            &mut touched_virtuals,
+        );
+        if let Err(error) = read {
+            // Leave the index as it was before this text.
+            self.packages.truncate(first_new);
+            for name in &touched_names {
+                if let Some(versions) = self.by_name.get_mut(name) {
+                    versions.retain(|&position| position < first_new);
+                    if versions.is_empty() {
+                        self.by_name.remove(name);
+                    }
+                }
             }
-            let position = self.packages.len();
-            versions.push(position);
-            touched_names.push(package.name.clone());
-            for (provision_position, provision) in package.provides.iter().enumerate() {
-                self.providers
-                    .entry(provision.package.clone())
-                    .or_default()
-                    .push((position, provision_position));
-                touched_virtuals.push(provision.package.clone());
+            for name in &touched_virtuals {
+                if let Some(providers) = self.providers.get_mut(name) {
+                    providers.retain(|&(position, _)| position < first_new);
+                    if providers.is_empty() {
+                        self.providers.remove(name);
+                    }
+                }
             }
-            self.packages.push(package);
-            added += 1;
+            return Err(error);
         }
+        let added = self.packages.len() - first_new;
 
         // Sorting here rather than at lookup keeps lookups cheap and their
         // order independent of the order the texts listed packages in.
@@ -418,6 +458,101 @@ impl PackageIndex {
             }
         }
         Ok(added)
+    }
+
+    /// Adds each package `reader` gives to `packages`, `by_name` and
+    /// `providers` as it is read, noting in `touched_names` and
+    /// `touched_virtuals` the names whose entries it changed (unsorted),
+    /// so the caller can sort them or, on error, take them out again.
+    fn read_repository(
+        &mut self,
+        origin: &str,
+        reader: impl BufRead,
+        repository: usize,
+        pin: i32,
+        touched_names: &mut Vec<String>,
+        touched_virtuals: &mut Vec<String>,
+    ) -> Result<(), IndexError> {
+        let mut reader = ParagraphReader::new(reader);
+        // A text that is not readable to its end is the error to report,
+        // even after a package that differs from another repository's.
+        let mut differs = None;
+        loop {
+            let paragraphs = reader.next_text().map_err(|error| IndexError::Read {
+                origin: origin.to_string(),
+                error: error.to_string(),
+            })?;
+            let Some(paragraphs) = paragraphs else {
+                break;
+            };
+            for paragraph in paragraphs {
+                let paragraph = paragraph.map_err(|error| IndexError::Syntax {
+                    origin: origin.to_string(),
+                    error,
+                })?;
+                let Some(mut package) = self.read_package(origin, &paragraph)? else {
+                    continue;
+                };
+                // A package whose pin is negative is never installed, but
+                // its text must still read.
+                if pin < 0 || differs.is_some() {
+                    continue;
+                }
+                package.repository = repository;
+                package.pin = pin;
+                // The first text read wins, unless another repository's
+                // version differs.
+                let mut duplicate = false;
+                for known in self.versions(&package.name) {
+                    if known.version != package.version
+                        || known.architecture != package.architecture
+                    {
+                        continue;
+                    }
+                    duplicate = true;
+                    if known.repository != repository && known.sha256 != package.sha256 {
+                        differs = Some(IndexError::Differs(Box::new(SameVersionDiffers {
+                            origin: origin.to_string(),
+                            package: package.name.clone(),
+                            version: package.version.to_string(),
+                            architecture: package.architecture.clone(),
+                            sha256: package.sha256.clone(),
+                            earlier_repository: known.repository,
+                            earlier_sha256: known.sha256.clone(),
+                        })));
+                        break;
+                    }
+                }
+                if !duplicate {
+                    self.add(package, touched_names, touched_virtuals);
+                }
+            }
+        }
+        differs.map_or(Ok(()), Err)
+    }
+
+    /// Adds `package` to the end of `packages` and to the lookups, noting
+    /// the names it changed.
+    fn add(
+        &mut self,
+        package: Package,
+        touched_names: &mut Vec<String>,
+        touched_virtuals: &mut Vec<String>,
+    ) {
+        let position = self.packages.len();
+        self.by_name
+            .entry(package.name.clone())
+            .or_default()
+            .push(position);
+        touched_names.push(package.name.clone());
+        for (provision_position, provision) in package.provides.iter().enumerate() {
+            self.providers
+                .entry(provision.package.clone())
+                .or_default()
+                .push((position, provision_position));
+            touched_virtuals.push(provision.package.clone());
+        }
+        self.packages.push(package);
     }
 
     /// Reads one paragraph; `None` when it is for another architecture.
@@ -525,11 +660,14 @@ impl PackageIndex {
             }),
         };
 
-        let relationships = |field_name: &'static str| -> Result<Vec<Dependency>, IndexError> {
+        // Checked now, so a broken index fails the lock whether or not the
+        // resolver comes to this package; kept as written until it does.
+        let mut relationships = Relationships::default();
+        for (written, field_name) in relationships.written.iter_mut().zip(RELATIONSHIP_FIELDS) {
             let Some(field) = paragraph.field(field_name) else {
-                return Ok(Vec::new());
+                continue;
             };
-            let parsed = deb822::parse_relationships(field.value()).map_err(|error| {
+            deb822::parse_relationships(field.value()).map_err(|error| {
                 fail(
                     field.line(),
                     package_name,
@@ -539,12 +677,8 @@ impl PackageIndex {
                     },
                 )
             })?;
-            Ok(parsed)
-        };
-        let pre_depends = relationships("Pre-Depends")?;
-        let depends = relationships("Depends")?;
-        let conflicts = relationships("Conflicts")?;
-        let breaks = relationships("Breaks")?;
+            *written = Some(field.value().into());
+        }
 
         let provides = match paragraph.field("Provides") {
             None => Vec::new(),
@@ -588,10 +722,7 @@ impl PackageIndex {
             multi_arch,
             essential,
             priority,
-            pre_depends,
-            depends,
-            conflicts,
-            breaks,
+            relationships,
             provides,
             filename,
             size,
@@ -674,6 +805,27 @@ impl PackageIndex {
 }
 
 impl Package {
+    /// `Pre-Depends`, in the order written.
+    pub fn pre_depends(&self) -> &[Dependency] {
+        &self.relationships.parsed()[0]
+    }
+
+    /// `Depends`, in the order written.
+    pub fn depends(&self) -> &[Dependency] {
+        &self.relationships.parsed()[1]
+    }
+
+    /// `Conflicts`: packages that cannot be installed alongside this one.
+    pub fn conflicts(&self) -> &[Dependency] {
+        &self.relationships.parsed()[2]
+    }
+
+    /// `Breaks`: packages this one breaks; for a finished image, as
+    /// incompatible as `Conflicts`.
+    pub fn breaks(&self) -> &[Dependency] {
+        &self.relationships.parsed()[3]
+    }
+
     /// The version at which this package provides `name`: `Some(None)` for
     /// an unversioned `Provides`, `None` when it does not provide `name`.
     pub fn provision(&self, name: &str) -> Option<Option<&Version>> {
@@ -751,26 +903,26 @@ mod tests {
         assert_eq!(libc6.multi_arch, MultiArch::Same);
         assert!(!libc6.essential);
         assert_eq!(libc6.priority, Some(Priority::Optional));
-        assert_eq!(libc6.pre_depends.len(), 1);
-        assert_eq!(libc6.depends.len(), 2);
+        assert_eq!(libc6.pre_depends().len(), 1);
+        assert_eq!(libc6.depends().len(), 2);
         assert_eq!(
-            libc6.depends[1].to_string(),
+            libc6.depends()[1].to_string(),
             "libcrypt1 (>= 1:4.4.10-10~) | foo:any [amd64 !i386]"
         );
-        let foo = &libc6.depends[1].alternatives[1];
+        let foo = &libc6.depends()[1].alternatives[1];
         assert_eq!(foo.arch_qualifier.as_deref(), Some("any"));
         assert_eq!(foo.architectures.len(), 2);
         assert!(foo.architectures[1].negated);
-        assert_eq!(libc6.breaks[0].to_string(), "hurd (<< 1:0.9)");
+        assert_eq!(libc6.breaks()[0].to_string(), "hurd (<< 1:0.9)");
         assert_eq!(
-            libc6.breaks[0].alternatives[0]
+            libc6.breaks()[0].alternatives[0]
                 .version
                 .as_ref()
                 .unwrap()
                 .relation,
             Relation::Earlier
         );
-        assert_eq!(libc6.conflicts.len(), 1);
+        assert_eq!(libc6.conflicts().len(), 1);
         assert_eq!(libc6.provides.len(), 2);
         assert_eq!(libc6.filename, "pool/main/libc6_2.36-9+deb12u4_amd64.deb");
         assert_eq!(libc6.size, 1234);
@@ -786,7 +938,7 @@ mod tests {
         assert!(dpkg.essential);
         assert_eq!(dpkg.priority, Some(Priority::Required));
         assert_eq!(dpkg.multi_arch, MultiArch::Foreign);
-        assert!(dpkg.depends.is_empty());
+        assert!(dpkg.depends().is_empty());
 
         let providers: Vec<_> = index.providers("libc6-abi").collect();
         assert_eq!(providers.len(), 1);
