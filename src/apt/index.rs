@@ -21,10 +21,9 @@
 //! parsed relationships of all of them would be most of the index's
 //! memory.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::BufRead;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::deb822::{
     self, Deb822Error, Dependency, Paragraph, ParagraphReader, Provided, RelationshipError,
@@ -38,6 +37,9 @@ pub const DEFAULT_PIN: i32 = 500;
 /// Characters in a hex-encoded SHA-256 digest.
 const SHA256_HEX_CHARS: usize = 64;
 
+/// The fewest packages room is made for at a time in an index.
+const PACKAGES_GROWTH_MIN: usize = 1024;
+
 /// The architecture name that marks architecture-independent packages; the
 /// `binary-amd64` index lists them alongside the `amd64` ones.
 pub const ARCHITECTURE_ALL: &str = "all";
@@ -49,8 +51,9 @@ pub struct Package {
     pub name: String,
     /// `Version`.
     pub version: Version,
-    /// `Architecture`: the index's architecture or `all`.
-    pub architecture: String,
+    /// `Architecture`: the index's architecture or `all` (shared by every
+    /// package of the index).
+    pub architecture: Arc<str>,
     /// `Multi-Arch`, [`MultiArch::No`] when absent.
     pub multi_arch: MultiArch,
     /// `Essential: yes`.
@@ -61,14 +64,14 @@ pub struct Package {
     /// [`Package::pre_depends`] and its siblings.
     relationships: Relationships,
     /// `Provides`: the virtual packages this one stands in for.
-    pub provides: Vec<Provided>,
+    pub provides: Box<[Provided]>,
     /// `Filename`: the `.deb`'s path below the mirror's root, such as
     /// `pool/main/d/dpkg/dpkg_1.21.22_amd64.deb`.
-    pub filename: String,
+    pub filename: Box<str>,
     /// `Size`: the `.deb`'s size in bytes.
     pub size: u64,
-    /// `SHA256`: the `.deb`'s digest, as 64 lower-case hex digits.
-    pub sha256: String,
+    /// `SHA256`: the `.deb`'s digest.
+    pub sha256: Sha256,
     /// The repository the text it was read from belongs to, as the caller
     /// numbered it in [`PackageIndex::add_repository`] (0 for
     /// [`PackageIndex::add_packages`]).
@@ -78,15 +81,50 @@ pub struct Package {
     pub pin: i32,
 }
 
+/// A SHA-256 digest, kept as its 32 bytes: an index holds one per package,
+/// and as text each would cost three times the memory.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256([u8; 32]);
+
+impl Sha256 {
+    /// The digest written as 64 hex digits, in either case.
+    pub fn from_hex(hex: &str) -> Option<Sha256> {
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(hex, &mut bytes).ok()?;
+        Some(Sha256(bytes))
+    }
+}
+
+/// As 64 lower-case hex digits, as the lock writes it.
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
 /// The relationship fields of a package the resolver reads, as written
 /// (and checked when the paragraph was read), parsed the first time one is
 /// asked for.
 #[derive(Debug, Clone, Default)]
 struct Relationships {
-    /// The values in [`RELATIONSHIP_FIELDS`] order, `None` when absent.
-    written: [Option<Box<str>>; 4],
+    /// The values in [`RELATIONSHIP_FIELDS`] order, joined by
+    /// [`RELATIONSHIP_SEPARATOR`] (an absent field is empty); `None` when
+    /// all four are absent, as for most packages' `Conflicts` and
+    /// `Breaks`, so the common case costs one allocation.
+    written: Option<Box<str>>,
     parsed: OnceLock<Box<[Vec<Dependency>; 4]>>,
 }
+
+/// Between the values in [`Relationships::written`]: a character no
+/// relationship field can hold, since [`deb822::parse_relationships`]
+/// accepts only names, versions and restriction lists.
+const RELATIONSHIP_SEPARATOR: char = '\0';
 
 /// The fields [`Relationships`] holds, in its order.
 const RELATIONSHIP_FIELDS: [&str; 4] = ["Pre-Depends", "Depends", "Conflicts", "Breaks"];
@@ -102,12 +140,32 @@ impl PartialEq for Relationships {
 impl Eq for Relationships {}
 
 impl Relationships {
+    /// Keeps `values`, in [`RELATIONSHIP_FIELDS`] order, each already
+    /// accepted by [`deb822::parse_relationships`].
+    fn new(values: [Option<&str>; 4]) -> Relationships {
+        let written = values.iter().any(Option::is_some).then(|| {
+            values
+                .map(Option::unwrap_or_default)
+                .join(&RELATIONSHIP_SEPARATOR.to_string())
+                .into_boxed_str()
+        });
+        Relationships {
+            written,
+            parsed: OnceLock::new(),
+        }
+    }
+
     /// The parsed values, in [`RELATIONSHIP_FIELDS`] order.
     fn parsed(&self) -> &[Vec<Dependency>; 4] {
         self.parsed.get_or_init(|| {
-            Box::new(std::array::from_fn(|field| {
-                self.written[field]
-                    .as_deref()
+            let mut values = self
+                .written
+                .as_deref()
+                .unwrap_or_default()
+                .split(RELATIONSHIP_SEPARATOR);
+            Box::new(std::array::from_fn(|_| {
+                values
+                    .next()
                     // `read_package` parsed this very text without error
                     // before keeping it, so nothing is lost here.
                     .and_then(|value| deb822::parse_relationships(value).ok())
@@ -163,14 +221,20 @@ pub struct Provider<'i> {
 /// `Packages` texts.
 #[derive(Debug, Clone)]
 pub struct PackageIndex {
-    architecture: String,
+    architecture: Arc<str>,
+    /// [`ARCHITECTURE_ALL`], shared by the packages that have it.
+    all: Arc<str>,
     /// Every package, in the order read.
     packages: Vec<Package>,
-    /// Positions in `packages` by name, newest version first.
-    by_name: HashMap<String, Vec<usize>>,
-    /// `(position in packages, position in its provides)` by virtual name,
-    /// ordered by provider name, then newest version first.
-    providers: HashMap<String, Vec<(usize, usize)>>,
+    /// Every position in `packages`, sorted by name, then candidate first
+    /// (see [`PackageIndex::versions`]); looked up by binary search, which
+    /// costs a word per package where a map by name would cost a copy of
+    /// every name and a list per name.
+    by_name: Vec<usize>,
+    /// `(position in packages, position in its provides)` of every
+    /// `Provides` entry, sorted by virtual name, then by provider name,
+    /// then newest version first.
+    providers: Vec<(usize, usize)>,
 }
 
 /// A `Packages` text that kiln cannot read completely.
@@ -323,10 +387,11 @@ impl PackageIndex {
     /// that architecture and of `all` are kept, all others skipped.
     pub fn new(architecture: &str) -> PackageIndex {
         PackageIndex {
-            architecture: architecture.to_string(),
+            architecture: architecture.into(),
+            all: ARCHITECTURE_ALL.into(),
             packages: Vec::new(),
-            by_name: HashMap::new(),
-            providers: HashMap::new(),
+            by_name: Vec::new(),
+            providers: Vec::new(),
         }
     }
 
@@ -384,106 +449,70 @@ impl PackageIndex {
         pin: i32,
     ) -> Result<usize, IndexError> {
         let first_new = self.packages.len();
-        let mut touched_names = Vec::new();
-        let mut touched_virtuals = Vec::new();
-        let read = self.read_repository(
-            origin,
-            reader,
-            repository,
-            pin,
-            &mut touched_names,
-            &mut touched_virtuals,
-        );
-        if let Err(error) = read {
+        let read = self.read_repository(origin, reader, repository, pin);
+        let differs = read.and_then(|()| self.drop_duplicates(origin, first_new));
+        if let Err(error) = differs {
             // Leave the index as it was before this text.
             self.packages.truncate(first_new);
-            for name in &touched_names {
-                if let Some(versions) = self.by_name.get_mut(name) {
-                    versions.retain(|&position| position < first_new);
-                    if versions.is_empty() {
-                        self.by_name.remove(name);
-                    }
-                }
-            }
-            for name in &touched_virtuals {
-                if let Some(providers) = self.providers.get_mut(name) {
-                    providers.retain(|&(position, _)| position < first_new);
-                    if providers.is_empty() {
-                        self.providers.remove(name);
-                    }
-                }
-            }
             return Err(error);
         }
         let added = self.packages.len() - first_new;
 
         // Sorting here rather than at lookup keeps lookups cheap and their
         // order independent of the order the texts listed packages in.
-        touched_names.sort_unstable();
-        touched_names.dedup();
-        for name in &touched_names {
-            if let Some(versions) = self.by_name.get_mut(name) {
-                let packages = &self.packages;
-                let architecture = &self.architecture;
-                versions.sort_by(|&a, &b| {
-                    let (a_package, b_package) = (&packages[a], &packages[b]);
-                    b_package
-                        .pin
-                        .cmp(&a_package.pin)
-                        .then_with(|| b_package.version.cmp(&a_package.version))
-                        .then_with(|| {
-                            // The architecture-specific build before an
-                            // `all` one of the same version.
-                            (a_package.architecture != *architecture)
-                                .cmp(&(b_package.architecture != *architecture))
-                        })
-                        .then(a.cmp(&b))
-                });
-            }
+        self.by_name.extend(first_new..self.packages.len());
+        let packages = &self.packages;
+        let architecture = &self.architecture;
+        self.by_name.sort_by(|&a, &b| {
+            let (a_package, b_package) = (&packages[a], &packages[b]);
+            a_package
+                .name
+                .cmp(&b_package.name)
+                .then_with(|| b_package.pin.cmp(&a_package.pin))
+                .then_with(|| b_package.version.cmp(&a_package.version))
+                .then_with(|| {
+                    // The architecture-specific build before an `all` one
+                    // of the same version.
+                    (a_package.architecture != *architecture)
+                        .cmp(&(b_package.architecture != *architecture))
+                })
+                .then(a.cmp(&b))
+        });
+        for (position, package) in packages.iter().enumerate().skip(first_new) {
+            self.providers
+                .extend((0..package.provides.len()).map(|provision| (position, provision)));
         }
-        touched_virtuals.sort_unstable();
-        touched_virtuals.dedup();
-        for name in &touched_virtuals {
-            if let Some(providers) = self.providers.get_mut(name) {
-                let packages = &self.packages;
-                providers.sort_by(|&(a, _), &(b, _)| {
-                    let (a_package, b_package) = (&packages[a], &packages[b]);
-                    a_package
-                        .name
-                        .cmp(&b_package.name)
-                        .then_with(|| b_package.version.cmp(&a_package.version))
-                        .then_with(|| a_package.architecture.cmp(&b_package.architecture))
-                        .then(a.cmp(&b))
-                });
-            }
-        }
+        self.providers
+            .sort_by(|&(a, a_provision), &(b, b_provision)| {
+                let (a_package, b_package) = (&packages[a], &packages[b]);
+                a_package.provides[a_provision]
+                    .package
+                    .cmp(&b_package.provides[b_provision].package)
+                    .then_with(|| a_package.name.cmp(&b_package.name))
+                    .then_with(|| b_package.version.cmp(&a_package.version))
+                    .then_with(|| a_package.architecture.cmp(&b_package.architecture))
+                    .then(a.cmp(&b))
+            });
         Ok(added)
     }
 
-    /// Adds each package `reader` gives to `packages`, `by_name` and
-    /// `providers` as it is read, noting in `touched_names` and
-    /// `touched_virtuals` the names whose entries it changed (unsorted),
-    /// so the caller can sort them or, on error, take them out again.
+    /// Adds each package `reader` gives to the end of `packages` (none
+    /// when `pin` is negative), unindexed.
     fn read_repository(
         &mut self,
         origin: &str,
         reader: impl BufRead,
         repository: usize,
         pin: i32,
-        touched_names: &mut Vec<String>,
-        touched_virtuals: &mut Vec<String>,
     ) -> Result<(), IndexError> {
         let mut reader = ParagraphReader::new(reader);
-        // A text that is not readable to its end is the error to report,
-        // even after a package that differs from another repository's.
-        let mut differs = None;
         loop {
             let paragraphs = reader.next_text().map_err(|error| IndexError::Read {
                 origin: origin.to_string(),
                 error: error.to_string(),
             })?;
             let Some(paragraphs) = paragraphs else {
-                break;
+                return Ok(());
             };
             for paragraph in paragraphs {
                 let paragraph = paragraph.map_err(|error| IndexError::Syntax {
@@ -495,64 +524,73 @@ impl PackageIndex {
                 };
                 // A package whose pin is negative is never installed, but
                 // its text must still read.
-                if pin < 0 || differs.is_some() {
+                if pin < 0 {
                     continue;
                 }
                 package.repository = repository;
                 package.pin = pin;
-                // The first text read wins, unless another repository's
-                // version differs.
-                let mut duplicate = false;
-                for known in self.versions(&package.name) {
-                    if known.version != package.version
-                        || known.architecture != package.architecture
-                    {
-                        continue;
-                    }
-                    duplicate = true;
-                    if known.repository != repository && known.sha256 != package.sha256 {
-                        differs = Some(IndexError::Differs(Box::new(SameVersionDiffers {
-                            origin: origin.to_string(),
-                            package: package.name.clone(),
-                            version: package.version.to_string(),
-                            architecture: package.architecture.clone(),
-                            sha256: package.sha256.clone(),
-                            earlier_repository: known.repository,
-                            earlier_sha256: known.sha256.clone(),
-                        })));
-                        break;
-                    }
+                let position = self.packages.len();
+                if position == self.packages.capacity() {
+                    // An archive's packages are tens of megabytes: growing
+                    // by a quarter instead of doubling keeps the unused
+                    // tail small.
+                    self.packages
+                        .reserve_exact(position / 4 + PACKAGES_GROWTH_MIN);
                 }
-                if !duplicate {
-                    self.add(package, touched_names, touched_virtuals);
+                self.packages.push(package);
+            }
+        }
+    }
+
+    /// Takes out of the packages from `first_new` on (one text's, not yet
+    /// indexed) those whose name, version and architecture the index or
+    /// the text already has: like apt with one version in two suites, the
+    /// first read wins. Another repository's version with other contents
+    /// is an error, the first in the text's order.
+    fn drop_duplicates(&mut self, origin: &str, first_new: usize) -> Result<(), IndexError> {
+        let same = |a: &Package, b: &Package| {
+            a.name == b.name && a.version == b.version && a.architecture == b.architecture
+        };
+        let new = &self.packages[first_new..];
+        let mut keep = vec![true; new.len()];
+        let mut by_name: Vec<usize> = (0..new.len()).collect();
+        by_name.sort_by(|&a, &b| new[a].name.cmp(&new[b].name).then(a.cmp(&b)));
+        for group in by_name.chunk_by(|&a, &b| new[a].name == new[b].name) {
+            for (later, &b) in group.iter().enumerate() {
+                if group[..later]
+                    .iter()
+                    .any(|&a| keep[a] && same(&new[a], &new[b]))
+                {
+                    keep[b] = false;
                 }
             }
         }
-        differs.map_or(Ok(()), Err)
-    }
-
-    /// Adds `package` to the end of `packages` and to the lookups, noting
-    /// the names it changed.
-    fn add(
-        &mut self,
-        package: Package,
-        touched_names: &mut Vec<String>,
-        touched_virtuals: &mut Vec<String>,
-    ) {
-        let position = self.packages.len();
-        self.by_name
-            .entry(package.name.clone())
-            .or_default()
-            .push(position);
-        touched_names.push(package.name.clone());
-        for (provision_position, provision) in package.provides.iter().enumerate() {
-            self.providers
-                .entry(provision.package.clone())
-                .or_default()
-                .push((position, provision_position));
-            touched_virtuals.push(provision.package.clone());
+        for (position, package) in new.iter().enumerate() {
+            for known in self.versions(&package.name) {
+                if !same(known, package) {
+                    continue;
+                }
+                keep[position] = false;
+                if known.repository != package.repository && known.sha256 != package.sha256 {
+                    return Err(IndexError::Differs(Box::new(SameVersionDiffers {
+                        origin: origin.to_string(),
+                        package: package.name.clone(),
+                        version: package.version.to_string(),
+                        architecture: package.architecture.to_string(),
+                        sha256: package.sha256.to_string(),
+                        earlier_repository: known.repository,
+                        earlier_sha256: known.sha256.to_string(),
+                    })));
+                }
+            }
         }
-        self.packages.push(package);
+        let mut position = 0;
+        self.packages.retain(|_| {
+            let kept = position < first_new || keep[position - first_new];
+            position += 1;
+            kept
+        });
+        Ok(())
     }
 
     /// Reads one paragraph; `None` when it is for another architecture.
@@ -590,7 +628,11 @@ impl PackageIndex {
 
         let architecture_field = required("Architecture", package_name)?;
         let architecture = architecture_field.value();
-        if architecture != self.architecture && architecture != ARCHITECTURE_ALL {
+        let architecture = if architecture == &*self.architecture {
+            Arc::clone(&self.architecture)
+        } else if architecture == ARCHITECTURE_ALL {
+            Arc::clone(&self.all)
+        } else {
             if architecture.is_empty() || architecture.contains(char::is_whitespace) {
                 return Err(fail(
                     architecture_field.line(),
@@ -599,7 +641,7 @@ impl PackageIndex {
                 ));
             }
             return Ok(None);
-        }
+        };
 
         let version_field = required("Version", package_name)?;
         let version = Version::parse(version_field.value()).map_err(|error| {
@@ -662,8 +704,8 @@ impl PackageIndex {
 
         // Checked now, so a broken index fails the lock whether or not the
         // resolver comes to this package; kept as written until it does.
-        let mut relationships = Relationships::default();
-        for (written, field_name) in relationships.written.iter_mut().zip(RELATIONSHIP_FIELDS) {
+        let mut values = [None; 4];
+        for (value, field_name) in values.iter_mut().zip(RELATIONSHIP_FIELDS) {
             let Some(field) = paragraph.field(field_name) else {
                 continue;
             };
@@ -677,24 +719,27 @@ impl PackageIndex {
                     },
                 )
             })?;
-            *written = Some(field.value().into());
+            *value = Some(field.value());
         }
+        let relationships = Relationships::new(values);
 
         let provides = match paragraph.field("Provides") {
-            None => Vec::new(),
-            Some(field) => deb822::parse_provides(field.value()).map_err(|error| {
-                fail(
-                    field.line(),
-                    package_name,
-                    PackageErrorKind::InvalidRelationship {
-                        field: "Provides",
-                        error,
-                    },
-                )
-            })?,
+            None => Box::default(),
+            Some(field) => deb822::parse_provides(field.value())
+                .map_err(|error| {
+                    fail(
+                        field.line(),
+                        package_name,
+                        PackageErrorKind::InvalidRelationship {
+                            field: "Provides",
+                            error,
+                        },
+                    )
+                })?
+                .into_boxed_slice(),
         };
 
-        let filename = required("Filename", package_name)?.value().to_string();
+        let filename = required("Filename", package_name)?.value().into();
 
         let size_field = required("Size", package_name)?;
         let size = size_field.value().parse::<u64>().map_err(|_| {
@@ -706,19 +751,18 @@ impl PackageIndex {
         })?;
 
         let sha256_field = required("SHA256", package_name)?;
-        let sha256 = sha256_field.value();
-        if sha256.len() != SHA256_HEX_CHARS || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(fail(
+        let sha256 = Sha256::from_hex(sha256_field.value()).ok_or_else(|| {
+            fail(
                 sha256_field.line(),
                 package_name,
-                PackageErrorKind::InvalidSha256(excerpt(sha256)),
-            ));
-        }
+                PackageErrorKind::InvalidSha256(excerpt(sha256_field.value())),
+            )
+        })?;
 
         Ok(Some(Package {
             name: name.to_string(),
             version,
-            architecture: architecture.to_string(),
+            architecture,
             multi_arch,
             essential,
             priority,
@@ -726,9 +770,7 @@ impl PackageIndex {
             provides,
             filename,
             size,
-            // Lower case so digests compare as strings, whatever case the
-            // archive wrote them in.
-            sha256: sha256.to_ascii_lowercase(),
+            sha256,
             repository: 0,
             pin: DEFAULT_PIN,
         }))
@@ -759,12 +801,10 @@ impl PackageIndex {
     /// architecture before `all`). Empty for a
     /// name no package has, including purely virtual names.
     pub fn versions(&self, name: &str) -> impl ExactSizeIterator<Item = &Package> + '_ {
-        self.by_name
-            .get(name)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|&i| &self.packages[i])
+        let name_of = |&position: &usize| self.packages[position].name.as_str();
+        let start = self.by_name.partition_point(|p| name_of(p) < name);
+        let end = start + self.by_name[start..].partition_point(|p| name_of(p) == name);
+        self.by_name[start..end].iter().map(|&i| &self.packages[i])
     }
 
     /// apt's candidate version of the real package `name`: the newest of
@@ -776,10 +816,12 @@ impl PackageIndex {
     /// Every package version whose `Provides` names `name`, ordered by
     /// package name and then newest version first.
     pub fn providers(&self, name: &str) -> impl ExactSizeIterator<Item = Provider<'_>> + '_ {
-        self.providers
-            .get(name)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let name_of = |&(position, provision): &(usize, usize)| {
+            self.packages[position].provides[provision].package.as_str()
+        };
+        let start = self.providers.partition_point(|p| name_of(p) < name);
+        let end = start + self.providers[start..].partition_point(|p| name_of(p) == name);
+        self.providers[start..end]
             .iter()
             .map(|&(package, provision)| {
                 let package = &self.packages[package];
@@ -795,12 +837,21 @@ impl PackageIndex {
 
     /// The names of all real packages, in no particular order.
     pub fn package_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.by_name.keys().map(String::as_str)
+        self.by_name
+            .chunk_by(|&a, &b| self.packages[a].name == self.packages[b].name)
+            .filter_map(|versions| versions.first())
+            .map(|&position| self.packages[position].name.as_str())
     }
 
     /// The names some package provides, in no particular order.
     pub fn virtual_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.providers.keys().map(String::as_str)
+        let name_of = |&(position, provision): &(usize, usize)| {
+            self.packages[position].provides[provision].package.as_str()
+        };
+        self.providers
+            .chunk_by(move |a, b| name_of(a) == name_of(b))
+            .filter_map(|providers| providers.first())
+            .map(name_of)
     }
 }
 
@@ -924,9 +975,9 @@ mod tests {
         );
         assert_eq!(libc6.conflicts().len(), 1);
         assert_eq!(libc6.provides.len(), 2);
-        assert_eq!(libc6.filename, "pool/main/libc6_2.36-9+deb12u4_amd64.deb");
+        assert_eq!(&*libc6.filename, "pool/main/libc6_2.36-9+deb12u4_amd64.deb");
         assert_eq!(libc6.size, 1234);
-        assert_eq!(libc6.sha256, SHA);
+        assert_eq!(libc6.sha256.to_string(), SHA);
         assert_eq!(
             libc6.provision("libc6-abi").unwrap().unwrap().as_str(),
             "2.36"
@@ -1106,6 +1157,6 @@ mod tests {
     fn upper_case_digests_are_stored_lower_case() {
         let text = entry("a", "1", "all", "").replace(SHA, &SHA.to_ascii_uppercase());
         let index = PackageIndex::from_packages("amd64", "test", &text).unwrap();
-        assert_eq!(index.newest("a").unwrap().sha256, SHA);
+        assert_eq!(index.newest("a").unwrap().sha256.to_string(), SHA);
     }
 }

@@ -1997,7 +1997,7 @@ mod bookworm_tests {
         for resolved in image.packages() {
             assert!(resolved.package.filename.starts_with("pool/"));
             assert!(resolved.package.size > 0);
-            assert_eq!(resolved.package.sha256.len(), 64);
+            assert_eq!(resolved.package.sha256.to_string().len(), 64);
         }
     }
 

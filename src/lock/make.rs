@@ -322,15 +322,15 @@ pub fn make(
             LockedPackage {
                 name: p.name.clone(),
                 version: p.version.to_string(),
-                arch: p.architecture.clone(),
+                arch: p.architecture.to_string(),
                 priority: p.priority.map(|priority| priority.to_string()),
                 size: p.size,
-                sha256: p.sha256.clone(),
+                sha256: p.sha256.to_string(),
                 repository: repositories
                     .get(p.repository)
                     .map(LockedRepository::id)
                     .unwrap_or_default(),
-                filename: p.filename.clone(),
+                filename: p.filename.to_string(),
             }
         })
         .collect();
