@@ -1145,6 +1145,117 @@ SHA256:
         assert_eq!(text.chars().count(), EXCERPT_CHARS + 1);
     }
 
+    /// Paragraphs as `(line, [(name, value)])`, or the first error's message.
+    type Read = Result<Vec<(usize, Vec<(String, String)>)>, String>;
+
+    /// Every paragraph a [`ParagraphReader`] gives.
+    fn read_stream(reader: impl BufRead) -> Read {
+        let mut reader = ParagraphReader::new(reader);
+        let mut read = Vec::new();
+        while let Some(paragraphs) = reader.next_text().map_err(|e| e.to_string())? {
+            for paragraph in paragraphs {
+                let paragraph = paragraph.map_err(|e| e.to_string())?;
+                let fields = paragraph
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().to_string(), f.value().to_string()))
+                    .collect();
+                read.push((paragraph.line(), fields));
+            }
+        }
+        Ok(read)
+    }
+
+    /// What [`Paragraphs`] reads from the whole text, in the same form.
+    fn read_whole(text: &str) -> Read {
+        Paragraphs::new(text)
+            .map(|paragraph| {
+                let paragraph = paragraph.map_err(|e| e.to_string())?;
+                let fields = paragraph
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().to_string(), f.value().to_string()))
+                    .collect();
+                Ok((paragraph.line(), fields))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_reads_as_the_whole_text_does() {
+        let text =
+            format!("\n\n# a comment\n{PACKAGES}\n\n\nPackage: last\r\nDepends: a,\r\n b\r\n \r\n");
+        let streamed = read_stream(text.as_bytes()).unwrap();
+        assert_eq!(streamed, read_whole(&text).unwrap());
+        assert_eq!(streamed.len(), 3);
+        // Line numbers count from the start of the stream.
+        assert_eq!(streamed[0].0, 4);
+        let (_, last) = &streamed[2];
+        assert_eq!(last[0], ("Package".into(), "last".into()));
+        // A folded field keeps its continuation lines, whitespace-only too.
+        assert_eq!(last[1], ("Depends".into(), "a,\r\n b".into()));
+        // A tiny buffer splits lines across reads; nothing changes.
+        let small = std::io::BufReader::with_capacity(3, text.as_bytes());
+        assert_eq!(read_stream(small).unwrap(), streamed);
+    }
+
+    #[test]
+    fn a_stream_keeps_each_paragraphs_fields_and_multiline_values() {
+        let text =
+            "Package: a\nDescription: short\n long\n .\n more\nSHA256:\n abc 1 f\n\nPackage: b\n";
+        let mut reader = ParagraphReader::new(text.as_bytes());
+        let first: Vec<_> = reader.next_text().unwrap().unwrap().collect();
+        let [Ok(first)] = first.as_slice() else {
+            panic!("one paragraph expected, got {first:?}");
+        };
+        assert_eq!(first.get("package"), Some("a"));
+        let description = first.get_multiline("Description").unwrap();
+        assert_eq!(description.first_line(), "short");
+        assert_eq!(
+            description.lines().collect::<Vec<_>>(),
+            ["long", "", "more"]
+        );
+        assert_eq!(
+            first
+                .get_multiline("SHA256")
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+            ["abc 1 f"]
+        );
+        let second: Vec<_> = reader.next_text().unwrap().unwrap().collect();
+        assert_eq!(second.len(), 1);
+        assert!(reader.next_text().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stream_reports_bad_lines_and_bad_bytes_with_their_number() {
+        let error = read_stream("A: 1\n\nB: 2\nbroken\n".as_bytes()).unwrap_err();
+        assert_eq!(
+            error,
+            "line 4: `broken` is neither a `Name: value` field nor an indented continuation line"
+        );
+        let error = read_stream(&b"A: 1\n\nB: 2\nC: \xff\n"[..]).unwrap_err();
+        assert_eq!(error, "line 4: the text is not UTF-8");
+    }
+
+    #[test]
+    fn a_stream_reads_through_decompression() {
+        use std::io::Write;
+        let text = format!("{PACKAGES}\n");
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(text.as_bytes()).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(text.as_bytes()).unwrap();
+        let xz = xz.finish().unwrap();
+        let whole = read_whole(&text).unwrap();
+        let from_gzip = std::io::BufReader::new(flate2::read::GzDecoder::new(gzip.as_slice()));
+        assert_eq!(read_stream(from_gzip).unwrap(), whole);
+        let from_xz = std::io::BufReader::new(liblzma::read::XzDecoder::new(xz.as_slice()));
+        assert_eq!(read_stream(from_xz).unwrap(), whole);
+    }
+
     #[test]
     fn iteration_is_lazy_and_stops_after_an_error() {
         let mut paragraphs = Paragraphs::new("A: 1\n\nbroken\n\nB: 2\n");

@@ -1057,6 +1057,53 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_compressed_stream_and_a_failed_one_leaves_earlier_texts() {
+        use std::io::Write;
+        let first = format!(
+            "{}{}",
+            entry("a", "1", "amd64", "Provides: v\n"),
+            entry("b", "1", "all", "")
+        );
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(first.as_bytes()).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let mut index = PackageIndex::new("amd64");
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(gzip.as_slice()));
+        assert_eq!(
+            index.add_repository_from("first", reader, 0, 500).unwrap(),
+            2
+        );
+
+        let broken = format!(
+            "{}{}Package: d\nVersion: 1\nArchitecture: amd64\n\n",
+            entry("a", "2", "amd64", "Provides: v\n"),
+            entry("c", "1", "amd64", ""),
+        );
+        assert!(
+            index
+                .add_repository_from("broken", broken.as_bytes(), 1, 500)
+                .is_err()
+        );
+        let bad_bytes = b"Package: e\nVersion: \xff\n";
+        let error = index
+            .add_repository_from("bad", &bad_bytes[..], 1, 500)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "bad: cannot read it: line 2: the text is not UTF-8"
+        );
+
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.versions("a").count(), 1);
+        assert!(index.newest("c").is_none());
+        assert_eq!(index.providers("v").count(), 1);
+        let mut names: Vec<&str> = index.package_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(index.virtual_names().collect::<Vec<_>>(), ["v"]);
+    }
+
+    #[test]
     fn malformed_paragraphs_name_the_file_line_and_package() {
         let error =
             |text: &str| PackageIndex::from_packages("amd64", "Packages", text).unwrap_err();
