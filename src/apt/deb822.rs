@@ -9,11 +9,16 @@
 //! line number, what they would misread. The text must already be free of
 //! its OpenPGP armour; checking and stripping that is the caller's job.
 //!
+//! [`ParagraphReader`] does the same for a stream (a file, a decompressing
+//! reader): it holds one paragraph's text at a time, so reading an index
+//! costs what the caller keeps of it, not the index's size.
+//!
 //! [`parse_relationships`] and [`parse_provides`] read the value of
 //! `Depends`-style fields (Debian Policy 7.1) into typed alternatives with
 //! [`Version`] constraints.
 
 use std::fmt;
+use std::io::{self, BufRead};
 use std::iter::FusedIterator;
 
 use super::version::{Relation, UnknownRelation, Version, VersionError};
@@ -153,10 +158,16 @@ impl<'a> Paragraphs<'a> {
     /// Starts reading paragraphs from `text`; nothing is parsed until the
     /// iterator is advanced.
     pub fn new(text: &'a str) -> Self {
+        Paragraphs::after_line(text, 0)
+    }
+
+    /// Like [`Paragraphs::new`] for a `text` that starts after line
+    /// `lines_before` of a longer one, so line numbers count from there.
+    fn after_line(text: &'a str, lines_before: usize) -> Self {
         Paragraphs {
             text,
             pos: 0,
-            line: 0,
+            line: lines_before,
             done: false,
         }
     }
@@ -286,6 +297,76 @@ impl<'a> Iterator for Paragraphs<'a> {
 }
 
 impl FusedIterator for Paragraphs<'_> {}
+
+/// The paragraphs of a deb822 stream, read one stretch of text at a time.
+///
+/// Each call of [`ParagraphReader::next_text`] reads up to the next empty
+/// line (the only line that ends a paragraph whatever came before it) and
+/// hands out [`Paragraphs`] over that text, with line numbers counted from
+/// the start of the stream; the text is dropped on the next call. Usually
+/// that is one paragraph; a comment alone gives none, and a
+/// whitespace-only line after a comment can end one early, exactly as
+/// [`Paragraphs`] reads the whole text.
+#[derive(Debug)]
+pub struct ParagraphReader<R> {
+    reader: R,
+    /// The current stretch of text, reused so a stream costs one buffer.
+    text: Vec<u8>,
+    /// Lines read before the current stretch.
+    lines_before: usize,
+    /// Lines read so far, including the current stretch.
+    lines: usize,
+}
+
+impl<R: BufRead> ParagraphReader<R> {
+    /// Starts reading `reader`; nothing is read until
+    /// [`ParagraphReader::next_text`] is called.
+    pub fn new(reader: R) -> Self {
+        ParagraphReader {
+            reader,
+            text: Vec::new(),
+            lines_before: 0,
+            lines: 0,
+        }
+    }
+
+    /// The paragraphs of the next stretch of text, or `None` at the end of
+    /// the stream. Text that is not UTF-8 is an [`io::ErrorKind::InvalidData`]
+    /// error naming its line.
+    pub fn next_text(&mut self) -> io::Result<Option<Paragraphs<'_>>> {
+        self.text.clear();
+        self.lines_before = self.lines;
+        loop {
+            let start = self.text.len();
+            if self.reader.read_until(b'\n', &mut self.text)? == 0 {
+                break;
+            }
+            self.lines += 1;
+            let line = &self.text[start..];
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            if line.strip_suffix(b"\r").unwrap_or(line).is_empty() {
+                if start > 0 {
+                    break;
+                }
+                // Empty lines between paragraphs: nothing to keep.
+                self.text.clear();
+                self.lines_before = self.lines;
+            }
+        }
+        if self.text.is_empty() {
+            return Ok(None);
+        }
+        let text = std::str::from_utf8(&self.text).map_err(|error| {
+            let valid = &self.text[..error.valid_up_to()];
+            let line = self.lines_before + 1 + valid.iter().filter(|&&b| b == b'\n').count();
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line {line}: the text is not UTF-8"),
+            )
+        })?;
+        Ok(Some(Paragraphs::after_line(text, self.lines_before)))
+    }
+}
 
 impl<'a> Paragraph<'a> {
     /// The field called `name` (ignoring ASCII case), if present.
@@ -1062,6 +1143,117 @@ SHA256:
             unreachable!()
         };
         assert_eq!(text.chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    /// Paragraphs as `(line, [(name, value)])`, or the first error's message.
+    type Read = Result<Vec<(usize, Vec<(String, String)>)>, String>;
+
+    /// Every paragraph a [`ParagraphReader`] gives.
+    fn read_stream(reader: impl BufRead) -> Read {
+        let mut reader = ParagraphReader::new(reader);
+        let mut read = Vec::new();
+        while let Some(paragraphs) = reader.next_text().map_err(|e| e.to_string())? {
+            for paragraph in paragraphs {
+                let paragraph = paragraph.map_err(|e| e.to_string())?;
+                let fields = paragraph
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().to_string(), f.value().to_string()))
+                    .collect();
+                read.push((paragraph.line(), fields));
+            }
+        }
+        Ok(read)
+    }
+
+    /// What [`Paragraphs`] reads from the whole text, in the same form.
+    fn read_whole(text: &str) -> Read {
+        Paragraphs::new(text)
+            .map(|paragraph| {
+                let paragraph = paragraph.map_err(|e| e.to_string())?;
+                let fields = paragraph
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().to_string(), f.value().to_string()))
+                    .collect();
+                Ok((paragraph.line(), fields))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_reads_as_the_whole_text_does() {
+        let text =
+            format!("\n\n# a comment\n{PACKAGES}\n\n\nPackage: last\r\nDepends: a,\r\n b\r\n \r\n");
+        let streamed = read_stream(text.as_bytes()).unwrap();
+        assert_eq!(streamed, read_whole(&text).unwrap());
+        assert_eq!(streamed.len(), 3);
+        // Line numbers count from the start of the stream.
+        assert_eq!(streamed[0].0, 4);
+        let (_, last) = &streamed[2];
+        assert_eq!(last[0], ("Package".into(), "last".into()));
+        // A folded field keeps its continuation lines, whitespace-only too.
+        assert_eq!(last[1], ("Depends".into(), "a,\r\n b".into()));
+        // A tiny buffer splits lines across reads; nothing changes.
+        let small = std::io::BufReader::with_capacity(3, text.as_bytes());
+        assert_eq!(read_stream(small).unwrap(), streamed);
+    }
+
+    #[test]
+    fn a_stream_keeps_each_paragraphs_fields_and_multiline_values() {
+        let text =
+            "Package: a\nDescription: short\n long\n .\n more\nSHA256:\n abc 1 f\n\nPackage: b\n";
+        let mut reader = ParagraphReader::new(text.as_bytes());
+        let first: Vec<_> = reader.next_text().unwrap().unwrap().collect();
+        let [Ok(first)] = first.as_slice() else {
+            panic!("one paragraph expected, got {first:?}");
+        };
+        assert_eq!(first.get("package"), Some("a"));
+        let description = first.get_multiline("Description").unwrap();
+        assert_eq!(description.first_line(), "short");
+        assert_eq!(
+            description.lines().collect::<Vec<_>>(),
+            ["long", "", "more"]
+        );
+        assert_eq!(
+            first
+                .get_multiline("SHA256")
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+            ["abc 1 f"]
+        );
+        let second: Vec<_> = reader.next_text().unwrap().unwrap().collect();
+        assert_eq!(second.len(), 1);
+        assert!(reader.next_text().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stream_reports_bad_lines_and_bad_bytes_with_their_number() {
+        let error = read_stream("A: 1\n\nB: 2\nbroken\n".as_bytes()).unwrap_err();
+        assert_eq!(
+            error,
+            "line 4: `broken` is neither a `Name: value` field nor an indented continuation line"
+        );
+        let error = read_stream(&b"A: 1\n\nB: 2\nC: \xff\n"[..]).unwrap_err();
+        assert_eq!(error, "line 4: the text is not UTF-8");
+    }
+
+    #[test]
+    fn a_stream_reads_through_decompression() {
+        use std::io::Write;
+        let text = format!("{PACKAGES}\n");
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(text.as_bytes()).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(text.as_bytes()).unwrap();
+        let xz = xz.finish().unwrap();
+        let whole = read_whole(&text).unwrap();
+        let from_gzip = std::io::BufReader::new(flate2::read::GzDecoder::new(gzip.as_slice()));
+        assert_eq!(read_stream(from_gzip).unwrap(), whole);
+        let from_xz = std::io::BufReader::new(liblzma::read::XzDecoder::new(xz.as_slice()));
+        assert_eq!(read_stream(from_xz).unwrap(), whole);
     }
 
     #[test]

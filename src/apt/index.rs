@@ -12,13 +12,22 @@
 //! is an error naming the file, the line and the package, never a package
 //! silently left out: a lock resolved from a partly read index would be
 //! missing packages nobody asked to leave out.
+//!
+//! An index for Debian's main archive is read from a 50 MB text into what
+//! resolution needs, one paragraph at a time
+//! ([`PackageIndex::add_repository_from`] takes any reader), and a
+//! package's relationship fields stay as written until the resolver first
+//! asks for them: it visits a few hundred of the 60 000 packages, and the
+//! parsed relationships of all of them would be most of the index's
+//! memory.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::io::BufRead;
+use std::sync::{Arc, OnceLock};
 
 use super::deb822::{
-    self, Deb822Error, Dependency, Paragraph, Paragraphs, Provided, RelationshipError, excerpt,
-    is_package_name,
+    self, Deb822Error, Dependency, Paragraph, ParagraphReader, Provided, RelationshipError,
+    excerpt, is_package_name,
 };
 use super::version::{Version, VersionError};
 
@@ -27,6 +36,9 @@ pub const DEFAULT_PIN: i32 = 500;
 
 /// Characters in a hex-encoded SHA-256 digest.
 const SHA256_HEX_CHARS: usize = 64;
+
+/// The fewest packages room is made for at a time in an index.
+const PACKAGES_GROWTH_MIN: usize = 1024;
 
 /// The architecture name that marks architecture-independent packages; the
 /// `binary-amd64` index lists them alongside the `amd64` ones.
@@ -39,32 +51,27 @@ pub struct Package {
     pub name: String,
     /// `Version`.
     pub version: Version,
-    /// `Architecture`: the index's architecture or `all`.
-    pub architecture: String,
+    /// `Architecture`: the index's architecture or `all` (shared by every
+    /// package of the index).
+    pub architecture: Arc<str>,
     /// `Multi-Arch`, [`MultiArch::No`] when absent.
     pub multi_arch: MultiArch,
     /// `Essential: yes`.
     pub essential: bool,
     /// `Priority`, if given.
     pub priority: Option<Priority>,
-    /// `Pre-Depends`, in the order written.
-    pub pre_depends: Vec<Dependency>,
-    /// `Depends`, in the order written.
-    pub depends: Vec<Dependency>,
-    /// `Conflicts`: packages that cannot be installed alongside this one.
-    pub conflicts: Vec<Dependency>,
-    /// `Breaks`: packages this one breaks; for a finished image, as
-    /// incompatible as `Conflicts`.
-    pub breaks: Vec<Dependency>,
+    /// `Pre-Depends`, `Depends`, `Conflicts` and `Breaks`; read them with
+    /// [`Package::pre_depends`] and its siblings.
+    relationships: Relationships,
     /// `Provides`: the virtual packages this one stands in for.
-    pub provides: Vec<Provided>,
+    pub provides: Box<[Provided]>,
     /// `Filename`: the `.deb`'s path below the mirror's root, such as
     /// `pool/main/d/dpkg/dpkg_1.21.22_amd64.deb`.
-    pub filename: String,
+    pub filename: Box<str>,
     /// `Size`: the `.deb`'s size in bytes.
     pub size: u64,
-    /// `SHA256`: the `.deb`'s digest, as 64 lower-case hex digits.
-    pub sha256: String,
+    /// `SHA256`: the `.deb`'s digest.
+    pub sha256: Sha256,
     /// The repository the text it was read from belongs to, as the caller
     /// numbered it in [`PackageIndex::add_repository`] (0 for
     /// [`PackageIndex::add_packages`]).
@@ -72,6 +79,100 @@ pub struct Package {
     /// apt's pin priority of that repository: the candidate of a package
     /// is its version of the highest pin, then the newest.
     pub pin: i32,
+}
+
+/// A SHA-256 digest, kept as its 32 bytes: an index holds one per package,
+/// and as text each would cost three times the memory.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256([u8; 32]);
+
+impl Sha256 {
+    /// The digest written as 64 hex digits, in either case.
+    pub fn from_hex(hex: &str) -> Option<Sha256> {
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(hex, &mut bytes).ok()?;
+        Some(Sha256(bytes))
+    }
+}
+
+/// As 64 lower-case hex digits, as the lock writes it.
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+/// The relationship fields of a package the resolver reads, as written
+/// (and checked when the paragraph was read), parsed the first time one is
+/// asked for.
+#[derive(Debug, Clone, Default)]
+struct Relationships {
+    /// The values in [`RELATIONSHIP_FIELDS`] order, joined by
+    /// [`RELATIONSHIP_SEPARATOR`] (an absent field is empty); `None` when
+    /// all four are absent, as for most packages' `Conflicts` and
+    /// `Breaks`, so the common case costs one allocation.
+    written: Option<Box<str>>,
+    parsed: OnceLock<Box<[Vec<Dependency>; 4]>>,
+}
+
+/// Between the values in [`Relationships::written`]: a character no
+/// relationship field can hold, since [`deb822::parse_relationships`]
+/// accepts only names, versions and restriction lists.
+const RELATIONSHIP_SEPARATOR: char = '\0';
+
+/// The fields [`Relationships`] holds, in its order.
+const RELATIONSHIP_FIELDS: [&str; 4] = ["Pre-Depends", "Depends", "Conflicts", "Breaks"];
+
+/// Two packages' relationships are the same when they are written the same,
+/// whether or not either has been parsed yet.
+impl PartialEq for Relationships {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
+}
+
+impl Eq for Relationships {}
+
+impl Relationships {
+    /// Keeps `values`, in [`RELATIONSHIP_FIELDS`] order, each already
+    /// accepted by [`deb822::parse_relationships`].
+    fn new(values: [Option<&str>; 4]) -> Relationships {
+        let written = values.iter().any(Option::is_some).then(|| {
+            values
+                .map(Option::unwrap_or_default)
+                .join(&RELATIONSHIP_SEPARATOR.to_string())
+                .into_boxed_str()
+        });
+        Relationships {
+            written,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The parsed values, in [`RELATIONSHIP_FIELDS`] order.
+    fn parsed(&self) -> &[Vec<Dependency>; 4] {
+        self.parsed.get_or_init(|| {
+            let mut values = self
+                .written
+                .as_deref()
+                .unwrap_or_default()
+                .split(RELATIONSHIP_SEPARATOR);
+            Box::new(std::array::from_fn(|_| {
+                values
+                    .next()
+                    // `read_package` parsed this very text without error
+                    // before keeping it, so nothing is lost here.
+                    .and_then(|value| deb822::parse_relationships(value).ok())
+                    .unwrap_or_default()
+            }))
+        })
+    }
 }
 
 /// A package's `Multi-Arch` field: how it may satisfy dependencies from
@@ -120,14 +221,20 @@ pub struct Provider<'i> {
 /// `Packages` texts.
 #[derive(Debug, Clone)]
 pub struct PackageIndex {
-    architecture: String,
+    architecture: Arc<str>,
+    /// [`ARCHITECTURE_ALL`], shared by the packages that have it.
+    all: Arc<str>,
     /// Every package, in the order read.
     packages: Vec<Package>,
-    /// Positions in `packages` by name, newest version first.
-    by_name: HashMap<String, Vec<usize>>,
-    /// `(position in packages, position in its provides)` by virtual name,
-    /// ordered by provider name, then newest version first.
-    providers: HashMap<String, Vec<(usize, usize)>>,
+    /// Every position in `packages`, sorted by name, then candidate first
+    /// (see [`PackageIndex::versions`]); looked up by binary search, which
+    /// costs a word per package where a map by name would cost a copy of
+    /// every name and a list per name.
+    by_name: Vec<usize>,
+    /// `(position in packages, position in its provides)` of every
+    /// `Provides` entry, sorted by virtual name, then by provider name,
+    /// then newest version first.
+    providers: Vec<(usize, usize)>,
 }
 
 /// A `Packages` text that kiln cannot read completely.
@@ -154,6 +261,14 @@ pub enum IndexError {
         /// What is wrong; boxed because relationship errors are large and
         /// every `Result` carrying an `IndexError` would pay for them.
         kind: Box<PackageErrorKind>,
+    },
+    /// The text could not be read to its end.
+    #[error("{origin}: cannot read it: {error}")]
+    Read {
+        /// Where the text came from, as the caller named it.
+        origin: String,
+        /// What failed.
+        error: String,
     },
     /// The text gives a version another repository gives with other
     /// contents.
@@ -237,26 +352,30 @@ impl IndexError {
     /// Where the text with the error came from, as the caller named it.
     pub fn origin(&self) -> &str {
         match self {
-            IndexError::Syntax { origin, .. } | IndexError::Package { origin, .. } => origin,
+            IndexError::Syntax { origin, .. }
+            | IndexError::Package { origin, .. }
+            | IndexError::Read { origin, .. } => origin,
             IndexError::Differs(differs) => &differs.origin,
         }
     }
 
-    /// The 1-based line the error is about; 0 for [`IndexError::Differs`],
-    /// which is about a whole paragraph.
+    /// The 1-based line the error is about; 0 for [`IndexError::Differs`]
+    /// and [`IndexError::Read`].
     pub fn line(&self) -> usize {
         match self {
             IndexError::Syntax { error, .. } => error.line(),
             IndexError::Package { line, .. } => *line,
-            // About a whole paragraph, which the text does not say where.
-            IndexError::Differs(_) => 0,
+            // About a whole paragraph, which the text does not say where,
+            // or about the text as a whole (its own message names the
+            // line when it knows it).
+            IndexError::Differs(_) | IndexError::Read { .. } => 0,
         }
     }
 
     /// The package the error is about, when its name could be read.
     pub fn package(&self) -> Option<&str> {
         match self {
-            IndexError::Syntax { .. } => None,
+            IndexError::Syntax { .. } | IndexError::Read { .. } => None,
             IndexError::Differs(differs) => Some(&differs.package),
             IndexError::Package { package, .. } => package.as_deref(),
         }
@@ -268,10 +387,11 @@ impl PackageIndex {
     /// that architecture and of `all` are kept, all others skipped.
     pub fn new(architecture: &str) -> PackageIndex {
         PackageIndex {
-            architecture: architecture.to_string(),
+            architecture: architecture.into(),
+            all: ARCHITECTURE_ALL.into(),
             packages: Vec::new(),
-            by_name: HashMap::new(),
-            providers: HashMap::new(),
+            by_name: Vec::new(),
+            providers: Vec::new(),
         }
     }
 
@@ -314,110 +434,163 @@ impl PackageIndex {
         repository: usize,
         pin: i32,
     ) -> Result<usize, IndexError> {
-        let mut read = Vec::new();
-        for paragraph in Paragraphs::new(text) {
-            let paragraph = paragraph.map_err(|error| IndexError::Syntax {
-                origin: origin.to_string(),
-                error,
-            })?;
-            if let Some(mut package) = self.read_package(origin, &paragraph)? {
-                package.repository = repository;
-                package.pin = pin;
-                read.push(package);
-            }
-        }
-        if pin < 0 {
-            return Ok(0);
-        }
-        // Checked before anything is added, so an error leaves the index
-        // unchanged.
-        for package in &read {
-            let earlier = self.versions(&package.name).find(|known| {
-                known.repository != repository
-                    && known.version == package.version
-                    && known.architecture == package.architecture
-                    && known.sha256 != package.sha256
-            });
-            if let Some(earlier) = earlier {
-                return Err(IndexError::Differs(Box::new(SameVersionDiffers {
-                    origin: origin.to_string(),
-                    package: package.name.clone(),
-                    version: package.version.to_string(),
-                    architecture: package.architecture.clone(),
-                    sha256: package.sha256.clone(),
-                    earlier_repository: earlier.repository,
-                    earlier_sha256: earlier.sha256.clone(),
-                })));
-            }
-        }
+        self.add_repository_from(origin, text.as_bytes(), repository, pin)
+    }
 
-        let mut touched_names = Vec::new();
-        let mut touched_virtuals = Vec::new();
-        let mut added = 0;
-        for package in read {
-            let versions = self.by_name.entry(package.name.clone()).or_default();
-            let duplicate = versions.iter().any(|&i| {
-                let known = &self.packages[i];
-                known.version == package.version && known.architecture == package.architecture
-            });
-            if duplicate {
-                continue;
-            }
-            let position = self.packages.len();
-            versions.push(position);
-            touched_names.push(package.name.clone());
-            for (provision_position, provision) in package.provides.iter().enumerate() {
-                self.providers
-                    .entry(provision.package.clone())
-                    .or_default()
-                    .push((position, provision_position));
-                touched_virtuals.push(provision.package.clone());
-            }
-            self.packages.push(package);
-            added += 1;
+    /// [`PackageIndex::add_repository`] for a text read from `reader` (a
+    /// file, a decompressing reader) one paragraph at a time, so the text
+    /// is never in memory whole. A read error, or text that is not UTF-8,
+    /// is an [`IndexError::Read`].
+    pub fn add_repository_from(
+        &mut self,
+        origin: &str,
+        reader: impl BufRead,
+        repository: usize,
+        pin: i32,
+    ) -> Result<usize, IndexError> {
+        let first_new = self.packages.len();
+        let read = self.read_repository(origin, reader, repository, pin);
+        let differs = read.and_then(|()| self.drop_duplicates(origin, first_new));
+        if let Err(error) = differs {
+            // Leave the index as it was before this text.
+            self.packages.truncate(first_new);
+            return Err(error);
         }
+        let added = self.packages.len() - first_new;
 
         // Sorting here rather than at lookup keeps lookups cheap and their
         // order independent of the order the texts listed packages in.
-        touched_names.sort_unstable();
-        touched_names.dedup();
-        for name in &touched_names {
-            if let Some(versions) = self.by_name.get_mut(name) {
-                let packages = &self.packages;
-                let architecture = &self.architecture;
-                versions.sort_by(|&a, &b| {
-                    let (a_package, b_package) = (&packages[a], &packages[b]);
-                    b_package
-                        .pin
-                        .cmp(&a_package.pin)
-                        .then_with(|| b_package.version.cmp(&a_package.version))
-                        .then_with(|| {
-                            // The architecture-specific build before an
-                            // `all` one of the same version.
-                            (a_package.architecture != *architecture)
-                                .cmp(&(b_package.architecture != *architecture))
-                        })
-                        .then(a.cmp(&b))
-                });
-            }
+        self.by_name.extend(first_new..self.packages.len());
+        let packages = &self.packages;
+        let architecture = &self.architecture;
+        self.by_name.sort_by(|&a, &b| {
+            let (a_package, b_package) = (&packages[a], &packages[b]);
+            a_package
+                .name
+                .cmp(&b_package.name)
+                .then_with(|| b_package.pin.cmp(&a_package.pin))
+                .then_with(|| b_package.version.cmp(&a_package.version))
+                .then_with(|| {
+                    // The architecture-specific build before an `all` one
+                    // of the same version.
+                    (a_package.architecture != *architecture)
+                        .cmp(&(b_package.architecture != *architecture))
+                })
+                .then(a.cmp(&b))
+        });
+        for (position, package) in packages.iter().enumerate().skip(first_new) {
+            self.providers
+                .extend((0..package.provides.len()).map(|provision| (position, provision)));
         }
-        touched_virtuals.sort_unstable();
-        touched_virtuals.dedup();
-        for name in &touched_virtuals {
-            if let Some(providers) = self.providers.get_mut(name) {
-                let packages = &self.packages;
-                providers.sort_by(|&(a, _), &(b, _)| {
-                    let (a_package, b_package) = (&packages[a], &packages[b]);
-                    a_package
-                        .name
-                        .cmp(&b_package.name)
-                        .then_with(|| b_package.version.cmp(&a_package.version))
-                        .then_with(|| a_package.architecture.cmp(&b_package.architecture))
-                        .then(a.cmp(&b))
-                });
-            }
-        }
+        self.providers
+            .sort_by(|&(a, a_provision), &(b, b_provision)| {
+                let (a_package, b_package) = (&packages[a], &packages[b]);
+                a_package.provides[a_provision]
+                    .package
+                    .cmp(&b_package.provides[b_provision].package)
+                    .then_with(|| a_package.name.cmp(&b_package.name))
+                    .then_with(|| b_package.version.cmp(&a_package.version))
+                    .then_with(|| a_package.architecture.cmp(&b_package.architecture))
+                    .then(a.cmp(&b))
+            });
         Ok(added)
+    }
+
+    /// Adds each package `reader` gives to the end of `packages` (none
+    /// when `pin` is negative), unindexed.
+    fn read_repository(
+        &mut self,
+        origin: &str,
+        reader: impl BufRead,
+        repository: usize,
+        pin: i32,
+    ) -> Result<(), IndexError> {
+        let mut reader = ParagraphReader::new(reader);
+        loop {
+            let paragraphs = reader.next_text().map_err(|error| IndexError::Read {
+                origin: origin.to_string(),
+                error: error.to_string(),
+            })?;
+            let Some(paragraphs) = paragraphs else {
+                return Ok(());
+            };
+            for paragraph in paragraphs {
+                let paragraph = paragraph.map_err(|error| IndexError::Syntax {
+                    origin: origin.to_string(),
+                    error,
+                })?;
+                let Some(mut package) = self.read_package(origin, &paragraph)? else {
+                    continue;
+                };
+                // A package whose pin is negative is never installed, but
+                // its text must still read.
+                if pin < 0 {
+                    continue;
+                }
+                package.repository = repository;
+                package.pin = pin;
+                let position = self.packages.len();
+                if position == self.packages.capacity() {
+                    // An archive's packages are tens of megabytes: growing
+                    // by a quarter instead of doubling keeps the unused
+                    // tail small.
+                    self.packages
+                        .reserve_exact(position / 4 + PACKAGES_GROWTH_MIN);
+                }
+                self.packages.push(package);
+            }
+        }
+    }
+
+    /// Takes out of the packages from `first_new` on (one text's, not yet
+    /// indexed) those whose name, version and architecture the index or
+    /// the text already has: like apt with one version in two suites, the
+    /// first read wins. Another repository's version with other contents
+    /// is an error, the first in the text's order.
+    fn drop_duplicates(&mut self, origin: &str, first_new: usize) -> Result<(), IndexError> {
+        let same = |a: &Package, b: &Package| {
+            a.name == b.name && a.version == b.version && a.architecture == b.architecture
+        };
+        let new = &self.packages[first_new..];
+        let mut keep = vec![true; new.len()];
+        let mut by_name: Vec<usize> = (0..new.len()).collect();
+        by_name.sort_by(|&a, &b| new[a].name.cmp(&new[b].name).then(a.cmp(&b)));
+        for group in by_name.chunk_by(|&a, &b| new[a].name == new[b].name) {
+            for (later, &b) in group.iter().enumerate() {
+                if group[..later]
+                    .iter()
+                    .any(|&a| keep[a] && same(&new[a], &new[b]))
+                {
+                    keep[b] = false;
+                }
+            }
+        }
+        for (position, package) in new.iter().enumerate() {
+            for known in self.versions(&package.name) {
+                if !same(known, package) {
+                    continue;
+                }
+                keep[position] = false;
+                if known.repository != package.repository && known.sha256 != package.sha256 {
+                    return Err(IndexError::Differs(Box::new(SameVersionDiffers {
+                        origin: origin.to_string(),
+                        package: package.name.clone(),
+                        version: package.version.to_string(),
+                        architecture: package.architecture.to_string(),
+                        sha256: package.sha256.to_string(),
+                        earlier_repository: known.repository,
+                        earlier_sha256: known.sha256.to_string(),
+                    })));
+                }
+            }
+        }
+        let mut position = 0;
+        self.packages.retain(|_| {
+            let kept = position < first_new || keep[position - first_new];
+            position += 1;
+            kept
+        });
+        Ok(())
     }
 
     /// Reads one paragraph; `None` when it is for another architecture.
@@ -455,7 +628,11 @@ impl PackageIndex {
 
         let architecture_field = required("Architecture", package_name)?;
         let architecture = architecture_field.value();
-        if architecture != self.architecture && architecture != ARCHITECTURE_ALL {
+        let architecture = if architecture == &*self.architecture {
+            Arc::clone(&self.architecture)
+        } else if architecture == ARCHITECTURE_ALL {
+            Arc::clone(&self.all)
+        } else {
             if architecture.is_empty() || architecture.contains(char::is_whitespace) {
                 return Err(fail(
                     architecture_field.line(),
@@ -464,7 +641,7 @@ impl PackageIndex {
                 ));
             }
             return Ok(None);
-        }
+        };
 
         let version_field = required("Version", package_name)?;
         let version = Version::parse(version_field.value()).map_err(|error| {
@@ -525,11 +702,14 @@ impl PackageIndex {
             }),
         };
 
-        let relationships = |field_name: &'static str| -> Result<Vec<Dependency>, IndexError> {
+        // Checked now, so a broken index fails the lock whether or not the
+        // resolver comes to this package; kept as written until it does.
+        let mut values = [None; 4];
+        for (value, field_name) in values.iter_mut().zip(RELATIONSHIP_FIELDS) {
             let Some(field) = paragraph.field(field_name) else {
-                return Ok(Vec::new());
+                continue;
             };
-            let parsed = deb822::parse_relationships(field.value()).map_err(|error| {
+            deb822::parse_relationships(field.value()).map_err(|error| {
                 fail(
                     field.line(),
                     package_name,
@@ -539,28 +719,27 @@ impl PackageIndex {
                     },
                 )
             })?;
-            Ok(parsed)
-        };
-        let pre_depends = relationships("Pre-Depends")?;
-        let depends = relationships("Depends")?;
-        let conflicts = relationships("Conflicts")?;
-        let breaks = relationships("Breaks")?;
+            *value = Some(field.value());
+        }
+        let relationships = Relationships::new(values);
 
         let provides = match paragraph.field("Provides") {
-            None => Vec::new(),
-            Some(field) => deb822::parse_provides(field.value()).map_err(|error| {
-                fail(
-                    field.line(),
-                    package_name,
-                    PackageErrorKind::InvalidRelationship {
-                        field: "Provides",
-                        error,
-                    },
-                )
-            })?,
+            None => Box::default(),
+            Some(field) => deb822::parse_provides(field.value())
+                .map_err(|error| {
+                    fail(
+                        field.line(),
+                        package_name,
+                        PackageErrorKind::InvalidRelationship {
+                            field: "Provides",
+                            error,
+                        },
+                    )
+                })?
+                .into_boxed_slice(),
         };
 
-        let filename = required("Filename", package_name)?.value().to_string();
+        let filename = required("Filename", package_name)?.value().into();
 
         let size_field = required("Size", package_name)?;
         let size = size_field.value().parse::<u64>().map_err(|_| {
@@ -572,32 +751,26 @@ impl PackageIndex {
         })?;
 
         let sha256_field = required("SHA256", package_name)?;
-        let sha256 = sha256_field.value();
-        if sha256.len() != SHA256_HEX_CHARS || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(fail(
+        let sha256 = Sha256::from_hex(sha256_field.value()).ok_or_else(|| {
+            fail(
                 sha256_field.line(),
                 package_name,
-                PackageErrorKind::InvalidSha256(excerpt(sha256)),
-            ));
-        }
+                PackageErrorKind::InvalidSha256(excerpt(sha256_field.value())),
+            )
+        })?;
 
         Ok(Some(Package {
             name: name.to_string(),
             version,
-            architecture: architecture.to_string(),
+            architecture,
             multi_arch,
             essential,
             priority,
-            pre_depends,
-            depends,
-            conflicts,
-            breaks,
+            relationships,
             provides,
             filename,
             size,
-            // Lower case so digests compare as strings, whatever case the
-            // archive wrote them in.
-            sha256: sha256.to_ascii_lowercase(),
+            sha256,
             repository: 0,
             pin: DEFAULT_PIN,
         }))
@@ -628,12 +801,10 @@ impl PackageIndex {
     /// architecture before `all`). Empty for a
     /// name no package has, including purely virtual names.
     pub fn versions(&self, name: &str) -> impl ExactSizeIterator<Item = &Package> + '_ {
-        self.by_name
-            .get(name)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|&i| &self.packages[i])
+        let name_of = |&position: &usize| self.packages[position].name.as_str();
+        let start = self.by_name.partition_point(|p| name_of(p) < name);
+        let end = start + self.by_name[start..].partition_point(|p| name_of(p) == name);
+        self.by_name[start..end].iter().map(|&i| &self.packages[i])
     }
 
     /// apt's candidate version of the real package `name`: the newest of
@@ -645,10 +816,12 @@ impl PackageIndex {
     /// Every package version whose `Provides` names `name`, ordered by
     /// package name and then newest version first.
     pub fn providers(&self, name: &str) -> impl ExactSizeIterator<Item = Provider<'_>> + '_ {
-        self.providers
-            .get(name)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let name_of = |&(position, provision): &(usize, usize)| {
+            self.packages[position].provides[provision].package.as_str()
+        };
+        let start = self.providers.partition_point(|p| name_of(p) < name);
+        let end = start + self.providers[start..].partition_point(|p| name_of(p) == name);
+        self.providers[start..end]
             .iter()
             .map(|&(package, provision)| {
                 let package = &self.packages[package];
@@ -664,16 +837,46 @@ impl PackageIndex {
 
     /// The names of all real packages, in no particular order.
     pub fn package_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.by_name.keys().map(String::as_str)
+        self.by_name
+            .chunk_by(|&a, &b| self.packages[a].name == self.packages[b].name)
+            .filter_map(|versions| versions.first())
+            .map(|&position| self.packages[position].name.as_str())
     }
 
     /// The names some package provides, in no particular order.
     pub fn virtual_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.providers.keys().map(String::as_str)
+        let name_of = |&(position, provision): &(usize, usize)| {
+            self.packages[position].provides[provision].package.as_str()
+        };
+        self.providers
+            .chunk_by(move |a, b| name_of(a) == name_of(b))
+            .filter_map(|providers| providers.first())
+            .map(name_of)
     }
 }
 
 impl Package {
+    /// `Pre-Depends`, in the order written.
+    pub fn pre_depends(&self) -> &[Dependency] {
+        &self.relationships.parsed()[0]
+    }
+
+    /// `Depends`, in the order written.
+    pub fn depends(&self) -> &[Dependency] {
+        &self.relationships.parsed()[1]
+    }
+
+    /// `Conflicts`: packages that cannot be installed alongside this one.
+    pub fn conflicts(&self) -> &[Dependency] {
+        &self.relationships.parsed()[2]
+    }
+
+    /// `Breaks`: packages this one breaks; for a finished image, as
+    /// incompatible as `Conflicts`.
+    pub fn breaks(&self) -> &[Dependency] {
+        &self.relationships.parsed()[3]
+    }
+
     /// The version at which this package provides `name`: `Some(None)` for
     /// an unversioned `Provides`, `None` when it does not provide `name`.
     pub fn provision(&self, name: &str) -> Option<Option<&Version>> {
@@ -751,30 +954,30 @@ mod tests {
         assert_eq!(libc6.multi_arch, MultiArch::Same);
         assert!(!libc6.essential);
         assert_eq!(libc6.priority, Some(Priority::Optional));
-        assert_eq!(libc6.pre_depends.len(), 1);
-        assert_eq!(libc6.depends.len(), 2);
+        assert_eq!(libc6.pre_depends().len(), 1);
+        assert_eq!(libc6.depends().len(), 2);
         assert_eq!(
-            libc6.depends[1].to_string(),
+            libc6.depends()[1].to_string(),
             "libcrypt1 (>= 1:4.4.10-10~) | foo:any [amd64 !i386]"
         );
-        let foo = &libc6.depends[1].alternatives[1];
+        let foo = &libc6.depends()[1].alternatives[1];
         assert_eq!(foo.arch_qualifier.as_deref(), Some("any"));
         assert_eq!(foo.architectures.len(), 2);
         assert!(foo.architectures[1].negated);
-        assert_eq!(libc6.breaks[0].to_string(), "hurd (<< 1:0.9)");
+        assert_eq!(libc6.breaks()[0].to_string(), "hurd (<< 1:0.9)");
         assert_eq!(
-            libc6.breaks[0].alternatives[0]
+            libc6.breaks()[0].alternatives[0]
                 .version
                 .as_ref()
                 .unwrap()
                 .relation,
             Relation::Earlier
         );
-        assert_eq!(libc6.conflicts.len(), 1);
+        assert_eq!(libc6.conflicts().len(), 1);
         assert_eq!(libc6.provides.len(), 2);
-        assert_eq!(libc6.filename, "pool/main/libc6_2.36-9+deb12u4_amd64.deb");
+        assert_eq!(&*libc6.filename, "pool/main/libc6_2.36-9+deb12u4_amd64.deb");
         assert_eq!(libc6.size, 1234);
-        assert_eq!(libc6.sha256, SHA);
+        assert_eq!(libc6.sha256.to_string(), SHA);
         assert_eq!(
             libc6.provision("libc6-abi").unwrap().unwrap().as_str(),
             "2.36"
@@ -786,7 +989,7 @@ mod tests {
         assert!(dpkg.essential);
         assert_eq!(dpkg.priority, Some(Priority::Required));
         assert_eq!(dpkg.multi_arch, MultiArch::Foreign);
-        assert!(dpkg.depends.is_empty());
+        assert!(dpkg.depends().is_empty());
 
         let providers: Vec<_> = index.providers("libc6-abi").collect();
         assert_eq!(providers.len(), 1);
@@ -851,6 +1054,53 @@ mod tests {
         assert!(index.add_packages("broken", &text).is_err());
         assert!(index.is_empty());
         assert!(index.newest("a").is_none());
+    }
+
+    #[test]
+    fn reads_a_compressed_stream_and_a_failed_one_leaves_earlier_texts() {
+        use std::io::Write;
+        let first = format!(
+            "{}{}",
+            entry("a", "1", "amd64", "Provides: v\n"),
+            entry("b", "1", "all", "")
+        );
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(first.as_bytes()).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let mut index = PackageIndex::new("amd64");
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(gzip.as_slice()));
+        assert_eq!(
+            index.add_repository_from("first", reader, 0, 500).unwrap(),
+            2
+        );
+
+        let broken = format!(
+            "{}{}Package: d\nVersion: 1\nArchitecture: amd64\n\n",
+            entry("a", "2", "amd64", "Provides: v\n"),
+            entry("c", "1", "amd64", ""),
+        );
+        assert!(
+            index
+                .add_repository_from("broken", broken.as_bytes(), 1, 500)
+                .is_err()
+        );
+        let bad_bytes = b"Package: e\nVersion: \xff\n";
+        let error = index
+            .add_repository_from("bad", &bad_bytes[..], 1, 500)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "bad: cannot read it: line 2: the text is not UTF-8"
+        );
+
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.versions("a").count(), 1);
+        assert!(index.newest("c").is_none());
+        assert_eq!(index.providers("v").count(), 1);
+        let mut names: Vec<&str> = index.package_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(index.virtual_names().collect::<Vec<_>>(), ["v"]);
     }
 
     #[test]
@@ -954,6 +1204,6 @@ mod tests {
     fn upper_case_digests_are_stored_lower_case() {
         let text = entry("a", "1", "all", "").replace(SHA, &SHA.to_ascii_uppercase());
         let index = PackageIndex::from_packages("amd64", "test", &text).unwrap();
-        assert_eq!(index.newest("a").unwrap().sha256, SHA);
+        assert_eq!(index.newest("a").unwrap().sha256.to_string(), SHA);
     }
 }

@@ -478,7 +478,12 @@ impl<'i> Resolver<'i, '_> {
         while let Some(frame) = stack.last_mut() {
             let (position, done) = *frame;
             let package = self.selected[position].package;
-            let Some(group) = package.pre_depends.iter().chain(&package.depends).nth(done) else {
+            let Some(group) = package
+                .pre_depends()
+                .iter()
+                .chain(package.depends())
+                .nth(done)
+            else {
                 stack.pop();
                 continue;
             };
@@ -514,9 +519,9 @@ impl<'i> Resolver<'i, '_> {
     fn displace_conflicts(&mut self, position: usize, stack: &[(usize, usize)]) {
         let package = self.selected[position].package;
         let victims: Vec<usize> = package
-            .conflicts
+            .conflicts()
             .iter()
-            .chain(&package.breaks)
+            .chain(package.breaks())
             .flat_map(|group| &group.alternatives)
             .filter(|alternative| self.applies(alternative))
             .flat_map(|alternative| self.forbidden(package, alternative))
@@ -606,9 +611,9 @@ impl<'i> Resolver<'i, '_> {
     /// candidate now: apt's shallow check before it marks a package.
     fn installable(&self, package: &Package) -> bool {
         package
-            .pre_depends
+            .pre_depends()
             .iter()
-            .chain(&package.depends)
+            .chain(package.depends())
             .all(|group| {
                 let mut alternatives = group
                     .alternatives
@@ -840,8 +845,8 @@ impl<'i> Resolver<'i, '_> {
         for position in order {
             let package = self.selected[position].package;
             for (relation, groups) in [
-                (ConflictRelation::Conflicts, &package.conflicts),
-                (ConflictRelation::Breaks, &package.breaks),
+                (ConflictRelation::Conflicts, package.conflicts()),
+                (ConflictRelation::Breaks, package.breaks()),
             ] {
                 for alternative in groups
                     .iter()
@@ -1966,7 +1971,7 @@ mod bookworm_tests {
                 "{recommended} is only recommended"
             );
         }
-        assert!(openssh.depends.iter().all(|group| {
+        assert!(openssh.depends().iter().all(|group| {
             group
                 .alternatives
                 .iter()
@@ -1992,7 +1997,7 @@ mod bookworm_tests {
         for resolved in image.packages() {
             assert!(resolved.package.filename.starts_with("pool/"));
             assert!(resolved.package.size > 0);
-            assert_eq!(resolved.package.sha256.len(), 64);
+            assert_eq!(resolved.package.sha256.to_string().len(), 64);
         }
     }
 

@@ -7,14 +7,15 @@
 //! 2. for each, `dists/<suite>/InRelease`, its signature checked with gpgv;
 //! 3. each `Packages` index, fetched compressed (by hash when the archive
 //!    allows), decompressed, and checked against the size and SHA-256 the
-//!    InRelease gives for the uncompressed file, then kept in the cache;
+//!    InRelease gives for the uncompressed file, then kept in the cache and
+//!    read from there a paragraph at a time;
 //! 4. the resolution of minbase plus the manifest's packages across all of
 //!    them, with apt's pin priorities (`NotAutomatic` suites 1 or 100,
 //!    others 500 unless the manifest says otherwise).
 //!
 //! The result is a [`Lock`]; writing it is the caller's business.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::apt::index::{IndexError, PackageIndex};
@@ -263,12 +264,18 @@ pub fn make(
         let ReadRepository {
             locked,
             release,
-            texts,
+            indexes,
         } = read_repository(want, arch, http, cache).map_err(at)?;
         newest_date = newest_date.max(release.date_epoch);
-        for (url, text) in texts {
+        for (url, path) in indexes {
+            let file = fs_err::File::open(&path).map_err(|e| {
+                at(MakeError::BadIndex {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                })
+            })?;
             index
-                .add_repository(&url, &text, number, locked.priority)
+                .add_repository_from(&url, BufReader::new(file), number, locked.priority)
                 .map_err(|e| match e {
                     IndexError::Differs(differs) => MakeError::SameVersionDiffers {
                         package: differs.package.clone(),
@@ -315,15 +322,15 @@ pub fn make(
             LockedPackage {
                 name: p.name.clone(),
                 version: p.version.to_string(),
-                arch: p.architecture.clone(),
+                arch: p.architecture.to_string(),
                 priority: p.priority.map(|priority| priority.to_string()),
                 size: p.size,
-                sha256: p.sha256.clone(),
+                sha256: p.sha256.to_string(),
                 repository: repositories
                     .get(p.repository)
                     .map(LockedRepository::id)
                     .unwrap_or_default(),
-                filename: p.filename.clone(),
+                filename: p.filename.to_string(),
             }
         })
         .collect();
@@ -530,12 +537,12 @@ fn host_keyrings(apt_dir: &Path) -> Vec<PathBuf> {
     keyrings
 }
 
-/// One repository as read: its lock entry, its release and `(url, text)`
-/// of each index.
+/// One repository as read: its lock entry, its release and `(url, path)`
+/// of each uncompressed, verified index in the cache.
 struct ReadRepository {
     locked: LockedRepository,
     release: Release,
-    texts: Vec<(String, String)>,
+    indexes: Vec<(String, PathBuf)>,
 }
 
 /// Reads one repository: its `InRelease` (verified), and the `Packages`
@@ -572,10 +579,10 @@ fn read_repository(
     let release = release::parse(&verified.text, &in_release_url)?;
     check_release(&release, &in_release_url, arch, &want.components)?;
     let mut indexes = Vec::new();
-    let mut texts = Vec::new();
+    let mut paths = Vec::new();
     for component in &want.components {
-        let (text, file) = load_index(&release, &dists, component, arch, http, cache)?;
-        texts.push((format!("{dists}/{}", file.path), text));
+        let (path, file) = load_index(&release, &dists, component, arch, http, cache)?;
+        paths.push((format!("{dists}/{}", file.path), path));
         indexes.push(file);
     }
     let locked = LockedRepository {
@@ -594,7 +601,7 @@ fn read_repository(
     Ok(ReadRepository {
         locked,
         release,
-        texts,
+        indexes: paths,
     })
 }
 
@@ -649,8 +656,9 @@ fn check_release(
     Ok(())
 }
 
-/// The uncompressed `Packages` index of one component: from the cache when
-/// present (and still matching the InRelease's hash), else downloaded.
+/// The uncompressed `Packages` index of one component, as a verified blob
+/// in the cache: from the cache when present (and still matching the
+/// InRelease's hash), else downloaded and decompressed into it.
 fn load_index(
     release: &Release,
     dists: &str,
@@ -658,7 +666,7 @@ fn load_index(
     arch: &str,
     http: &Http,
     cache: &Cache,
-) -> Result<(String, LockedFile), MakeError> {
+) -> Result<(PathBuf, LockedFile), MakeError> {
     let path = format!("{component}/binary-{arch}/Packages");
     let plain = release
         .files
@@ -675,7 +683,7 @@ fn load_index(
     };
     let cache_error = |e: &dyn std::fmt::Display| MakeError::Cache(e.to_string());
     if let Lookup::Present(blob) = cache.get(&plain).map_err(|e| cache_error(&e))? {
-        return Ok((read_text(&blob, &format!("{dists}/{path}"))?, locked));
+        return Ok((blob, locked));
     }
 
     let compressed = [("xz", Compression::Xz), ("gz", Compression::Gzip)]
@@ -741,20 +749,13 @@ fn load_index(
         },
         CommitError::Cache(e) => cache_error(&e),
     })?;
-    Ok((read_text(&blob, &url)?, locked))
+    Ok((blob, locked))
 }
 
 #[derive(Clone, Copy)]
 enum Compression {
     Xz,
     Gzip,
-}
-
-fn read_text(path: &Path, url: &str) -> Result<String, MakeError> {
-    std::fs::read_to_string(path).map_err(|e| MakeError::BadIndex {
-        url: url.to_string(),
-        detail: e.to_string(),
-    })
 }
 
 #[cfg(test)]
