@@ -44,6 +44,11 @@ pub struct Report {
     /// left out of a tar archive, a format that is not reproducible).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The SHA-256 of everything the outputs are made of
+    /// ([`crate::ops::build::inputs_digest`]): a build with the same inputs
+    /// whose outputs are all still there, unchanged, is up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// One output file.
@@ -116,6 +121,7 @@ impl Report {
             packages,
             timings: Vec::new(),
             notes: Vec::new(),
+            inputs: None,
         }
     }
 }

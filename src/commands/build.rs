@@ -86,11 +86,6 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         ..HttpOptions::default()
     })
     .map_err(Failure::internal)?;
-    let step = Instant::now();
-    let mirror = download_mirror(settings.mirror.as_deref())?;
-    fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
-    timings.push(("fetch".to_string(), step.elapsed()));
-
     let limit = crate::snapshot::limit_from_environment().map_err(|error| {
         Failure::user(miette::miette!(
             help = "give a size such as 8G, or 0 to build without snapshots",
@@ -109,6 +104,27 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         compress: settings.compress,
         snapshots: snapshots.as_ref(),
     };
+    // Nothing to do when the last build into the output directory had the
+    // same inputs and its outputs are all there, unchanged (unless
+    // incremental builds are off: `--no-cache`, `KILN_SNAPSHOT_LIMIT=0`).
+    if !settings.check && !settings.keep_tree && snapshots.is_some() {
+        let inputs = crate::ops::build::inputs_digest(&context).map_err(Failure::internal)?;
+        if let Some(report) = crate::ops::build::up_to_date(&checked, &settings.output, &inputs) {
+            let files: Vec<&str> = report.outputs.iter().map(|o| o.file.as_str()).collect();
+            terminal::status(&format!(
+                "{} is up to date: {} built from the same inputs, unchanged (checked in {:.1} s); nothing to do",
+                report.image,
+                files.join(", "),
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+    }
+    let step = Instant::now();
+    let mirror = download_mirror(settings.mirror.as_deref())?;
+    fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
+    timings.push(("fetch".to_string(), step.elapsed()));
+
     if settings.check {
         let (built, compared) =
             check_reproducible(&context, &settings.output, settings.keep_tree, timings)?;

@@ -202,10 +202,7 @@ pub fn build_into(
     let log_path = output.join(format!("{name}.build.log"));
     let mut log = fs_err::File::create(&log_path).map_err(Failure::internal)?;
 
-    let manifest_dir = Path::new(checked.source.name())
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let manifest_dir = manifest_dir(checked);
     let family = super::lock::base_family(checked);
     let packages = planned_packages(checked, plan);
     let request = distro::BootstrapRequest {
@@ -441,6 +438,7 @@ pub fn build_into(
     timings.push(("total".to_string(), total));
 
     let mut report = report::Report::new(&name, lock, lock_text.as_bytes());
+    report.inputs = inputs_digest(context).ok();
     report.packages.retain(|p| !removed.contains(&p.name));
     if let Some(installed) = installed {
         report.packages = installed;
@@ -779,7 +777,8 @@ fn restage(
 }
 
 /// The key of the tree this build makes before the finishing phases
-/// ([`snapshot::key`]), `/etc/fstab` included.
+/// ([`snapshot::key`]), `/etc/fstab` and the files the imagefile names
+/// included.
 fn snapshot_key(
     checked: &manifest::Checked,
     plan: &plan::Plan,
@@ -790,6 +789,7 @@ fn snapshot_key(
     let kiln = snapshot::kiln_digest()?;
     let mut environment = phases::hook_environment(plan, run);
     environment.push(("kiln: /etc/fstab".to_string(), fstab.to_string()));
+    environment.extend(named_files(checked));
     let elements: Vec<(&str, &Path)> = plan
         .elements
         .iter()
@@ -802,6 +802,96 @@ fn snapshot_key(
         elements: &elements,
         environment: &environment,
     })
+}
+
+/// The files the imagefile names whose contents reach the image (the
+/// repositories' keys), each with its SHA-256 (or why it cannot be read,
+/// which the build then reports).
+fn named_files(checked: &manifest::Checked) -> Vec<(String, String)> {
+    let dir = manifest_dir(checked);
+    checked
+        .manifest
+        .repositories
+        .iter()
+        .filter_map(|r| r.key.as_ref())
+        .map(|key| {
+            let path = dir.join(key.value.as_str());
+            let digest = crate::cache::Digest::of_file(&path)
+                .map_or_else(|e| format!("unreadable: {e}"), |d| d.sha256);
+            (format!("kiln: file {}", key.value), digest)
+        })
+        .collect()
+}
+
+/// The directory of the imagefile, which its relative paths start from.
+fn manifest_dir(checked: &manifest::Checked) -> &Path {
+    Path::new(checked.source.name())
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The SHA-256 of everything a build's outputs are made of: kiln's own
+/// executable, the lock's text (which pins the packages, the imagefile's
+/// text and each element's tree), the files the imagefile names, how the
+/// qcow2 is written, and what of the host's environment hooks see. Kept in
+/// the report: see [`up_to_date`].
+pub fn inputs_digest(context: &Context<'_>) -> Result<String, snapshot::SnapshotError> {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    part(b"kiln-inputs-v1");
+    part(snapshot::kiln_digest()?.as_bytes());
+    part(lock::to_text(context.lock).as_bytes());
+    part(&[u8::from(context.compress)]);
+    for (name, value) in named_files(context.checked)
+        .into_iter()
+        .chain(phases::host_environment())
+    {
+        part(name.as_bytes());
+        part(value.as_bytes());
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The report of the last build into `output_dir` when it was built from
+/// `inputs` and every output the imagefile asks for is still there, as the
+/// report recorded it (size and SHA-256): nothing to do. `None` when
+/// anything differs or is missing.
+pub fn up_to_date(
+    checked: &manifest::Checked,
+    output_dir: &Path,
+    inputs: &str,
+) -> Option<report::Report> {
+    let name = checked.manifest.name.value.as_str();
+    let text = std::fs::read_to_string(output_dir.join(format!("{name}.report.json"))).ok()?;
+    let report: report::Report = serde_json::from_str(&text).ok()?;
+    if report.inputs.as_deref() != Some(inputs) || report.image != name {
+        return None;
+    }
+    let wanted: std::collections::BTreeSet<String> = checked
+        .manifest
+        .outputs
+        .iter()
+        .map(|o| format!("{:?}", o.value))
+        .collect();
+    let recorded: std::collections::BTreeSet<String> = report
+        .outputs
+        .iter()
+        .map(|o| format!("{:?}", o.format))
+        .collect();
+    if wanted != recorded {
+        return None;
+    }
+    let unchanged = report.outputs.iter().all(|o| {
+        let path = output_dir.join(&o.file);
+        std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == o.bytes)
+            && crate::cache::Digest::of_file(&path).is_ok_and(|d| d.sha256 == o.sha256)
+    });
+    unchanged.then_some(report)
 }
 
 fn failed(

@@ -511,6 +511,14 @@ fn passed_through(names: &[&str]) -> impl Iterator<Item = (String, String)> {
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
 }
 
+/// What of the host's own environment reaches the hooks: the proxies and
+/// the building user ([`hook_environment`] holds them too).
+pub fn host_environment() -> Vec<(String, String)> {
+    passed_through(PROXY_VARIABLES)
+        .chain(passed_through(USER_VARIABLES))
+        .collect()
+}
+
 /// Every variable the hooks see that is not a path of this one build
 /// (which [`crate::snapshot`] keys on): the plan's, the base's, the
 /// proxies and the building user, as the phases set them.

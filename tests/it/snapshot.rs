@@ -115,6 +115,23 @@ fn a_rebuild_after_a_finalise_edit_restores_the_snapshot_and_matches_a_clean_bui
     assert!(!tree.join("var/lib/kiln-bootstrap-repo").exists());
     assert!(!tree.join("tmp/in_target.d").exists());
 
+    // Built again with nothing changed: up to date, nothing rebuilt; with
+    // an output changed since, rebuilt (from the snapshot) to the same
+    // bytes.
+    let raw = dir.join("out2/debian-minimal.raw");
+    let built = sha256(&raw);
+    let (again, _) = build(dir, "out2", &[]);
+    assert!(again.contains("debian-minimal is up to date"), "{again}");
+    assert!(!again.contains("restoring the tree"), "{again}");
+    std::fs::write(&raw, b"damaged").expect("damage the output");
+    let (repaired, _) = build(dir, "out2", &[]);
+    assert!(!repaired.contains("up to date"), "{repaired}");
+    assert!(
+        repaired.contains("restoring the tree from snapshot"),
+        "{repaired}"
+    );
+    assert_eq!(sha256(&raw), built);
+
     // A clean build of the same inputs: the same bytes.
     let (third, _) = build(dir, "out3", &["--no-cache"]);
     assert!(!third.contains("restoring the tree"), "{third}");
