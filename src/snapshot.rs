@@ -220,6 +220,7 @@ impl Snapshots {
     ) -> Result<bool, SnapshotError> {
         let limit = self.limit;
         fs_err::create_dir_all(&self.dir)?;
+        self.remove_abandoned()?;
         let entry = self.dir.join(key.as_str());
         let partial = self
             .dir
@@ -253,6 +254,23 @@ impl Snapshots {
             );
         }
         Ok(!removed.iter().any(|s| s.key == key.as_str()))
+    }
+
+    /// Removes the partial snapshots of builds that are gone (killed while
+    /// copying): `.partial-<key>-<pid>` whose process no longer runs.
+    fn remove_abandoned(&self) -> Result<(), SnapshotError> {
+        for entry in fs_err::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".partial-") else {
+                continue;
+            };
+            let pid = rest.rsplit('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
+                fs_err::remove_dir_all(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// Every kept snapshot, the most recently used first.

@@ -162,6 +162,9 @@ pub struct FilesystemSpec<'a> {
     /// every identifier is derived from it, so two filesystems of one image
     /// never share a UUID.
     pub purpose: &'a str,
+    /// What the tree needs, when it was measured already (to size the
+    /// disk): ext4 then does not walk it again.
+    pub usage: Option<TreeUsage>,
 }
 
 /// How large a filesystem image is.
@@ -387,8 +390,15 @@ fn vfat_volume_id(purpose: &str, ids: &Ids) -> u32 {
 /// `headroom_bytes` free: see [`ext4_layout`]. Reads the tree (sizes,
 /// names, extended attributes), runs nothing.
 pub fn ext4_auto_size(tree: &Path, headroom_bytes: u64) -> Result<u64, FilesystemError> {
-    let usage = TreeUsage::measure(tree)?;
-    Ok(ext4_layout(&usage, SizeChoice::Auto { headroom_bytes }).bytes)
+    Ok(ext4_auto_size_of(
+        &TreeUsage::measure(tree)?,
+        headroom_bytes,
+    ))
+}
+
+/// [`ext4_auto_size`] of a tree measured already.
+pub fn ext4_auto_size_of(usage: &TreeUsage, headroom_bytes: u64) -> u64 {
+    ext4_layout(usage, SizeChoice::Auto { headroom_bytes }).bytes
 }
 
 /// What a tree needs from an ext4, counted the way ext4 stores it.
@@ -596,9 +606,10 @@ fn make_ext4(
     placement: Placement<'_>,
     log: &mut dyn Write,
 ) -> Result<MadeFilesystem, FilesystemError> {
-    let usage = match tree {
-        Some(tree) => TreeUsage::measure(tree)?,
-        None => TreeUsage::default(),
+    let usage = match (spec.usage, tree) {
+        (Some(usage), _) => usage,
+        (None, Some(tree)) => TreeUsage::measure(tree)?,
+        (None, None) => TreeUsage::default(),
     };
     let layout = ext4_layout(&usage, spec.size);
     let uuid = ids.uuid(&format!("ext4 uuid {}", spec.purpose)).to_string();
@@ -608,18 +619,34 @@ fn make_ext4(
     );
     let hash_seed = ids.uuid(&format!("ext4 hash seed {}", spec.purpose));
     prepare_placement(placement, layout.bytes, spec.purpose)?;
-    run_mke2fs(
-        tree,
-        spec,
-        &layout,
-        &uuid,
-        &hash_seed.to_string(),
-        source_date_epoch,
-        placement,
-        log,
-    )?;
-    if let Some(tree) = tree {
-        run_debugfs_clamp_times(tree, spec.purpose, source_date_epoch, placement, log)?;
+    // The tree's names and times, for the clamp after mke2fs, are read on
+    // the other core while mke2fs runs.
+    let (made, times) = std::thread::scope(|scope| {
+        let walker = tree.map(|tree| scope.spawn(move || TreeTimes::read(tree)));
+        let made = run_mke2fs(
+            tree,
+            spec,
+            &layout,
+            &uuid,
+            &hash_seed.to_string(),
+            source_date_epoch,
+            placement,
+            log,
+        );
+        let times = walker.map(|walker| {
+            walker.join().unwrap_or_else(|_| {
+                Err(FilesystemError::Unsupported {
+                    kind: "ext4",
+                    path: PathBuf::new(),
+                    why: "reading the tree's times failed unexpectedly",
+                })
+            })
+        });
+        (made, times)
+    });
+    made?;
+    if let Some(times) = times {
+        run_debugfs_clamp_times(&times?, spec.purpose, source_date_epoch, placement, log)?;
     }
     Ok(MadeFilesystem {
         path: placement.file().to_path_buf(),
@@ -728,39 +755,54 @@ fn run_mke2fs(
 /// are unindexed: a real root (`/usr/share/man/man1` holds thousands of
 /// names) took minutes that way. The nanosecond parts are zeroed first
 /// (setting the seconds keeps them).
+/// The tree's directories (relative, the root first) and every entry's
+/// mtime, which [`run_debugfs_clamp_times`] matches against the new
+/// filesystem.
+struct TreeTimes {
+    dirs: Vec<PathBuf>,
+    mtimes: BTreeMap<PathBuf, i64>,
+}
+
+impl TreeTimes {
+    fn read(tree: &Path) -> Result<TreeTimes, FilesystemError> {
+        let mut dirs = vec![PathBuf::new()];
+        let mut mtimes = BTreeMap::new();
+        for_each_below(tree, &mut |path, meta| {
+            let relative = path.strip_prefix(tree).unwrap_or(path).to_path_buf();
+            if debugfs_quote(&relative).is_none() {
+                return Err(FilesystemError::Unsupported {
+                    kind: "ext4",
+                    path: path.to_path_buf(),
+                    why: "its name holds a line break, which debugfs cannot name",
+                });
+            }
+            if meta.is_dir() {
+                dirs.push(relative.clone());
+            }
+            mtimes.insert(relative, meta.mtime());
+            Ok(())
+        })?;
+        Ok(TreeTimes { dirs, mtimes })
+    }
+}
+
 fn run_debugfs_clamp_times(
-    tree: &Path,
+    times: &TreeTimes,
     purpose: &str,
     source_date_epoch: u64,
     placement: Placement<'_>,
     log: &mut dyn Write,
 ) -> Result<(), FilesystemError> {
     let out = &libext2fs_name(placement);
-    let mut dirs = vec![PathBuf::new()];
-    let mut mtimes = BTreeMap::new();
-    for_each_below(tree, &mut |path, meta| {
-        let relative = path.strip_prefix(tree).unwrap_or(path).to_path_buf();
-        if debugfs_quote(&relative).is_none() {
-            return Err(FilesystemError::Unsupported {
-                kind: "ext4",
-                path: path.to_path_buf(),
-                why: "its name holds a line break, which debugfs cannot name",
-            });
-        }
-        if meta.is_dir() {
-            dirs.push(relative.clone());
-        }
-        mtimes.insert(relative, meta.mtime());
-        Ok(())
-    })?;
+    let TreeTimes { dirs, mtimes } = times;
     let mut listing_script = Vec::new();
-    for dir in &dirs {
+    for dir in dirs {
         listing_script.extend_from_slice(b"ls -p ");
         listing_script.extend(debugfs_quote(dir).unwrap_or_default());
         listing_script.push(b'\n');
     }
     let listing = run_debugfs_script(&listing_script, false, purpose, source_date_epoch, out, log)?;
-    let inodes = debugfs_inodes(&listing, &dirs, &mtimes, source_date_epoch).ok_or_else(|| {
+    let inodes = debugfs_inodes(&listing, dirs, mtimes, source_date_epoch).ok_or_else(|| {
         FilesystemError::Failed {
             program: "debugfs".to_string(),
             purpose: purpose.to_string(),
@@ -1494,6 +1536,7 @@ mod tests {
             label: Some("cloudimg-rootfs"),
             size,
             purpose: "root",
+            usage: None,
         };
         let mut log = Vec::new();
         let made = make_filesystem(tree, &spec, &ids(), EPOCH, Placement::File(out), &mut log);
@@ -1956,6 +1999,7 @@ mod tests {
             label: Some("cloudimg-rootfs"),
             size,
             purpose: "root",
+            usage: None,
         };
         let placement = Placement::InDisk {
             disk: &disk,
@@ -2000,6 +2044,7 @@ mod tests {
                 label: None,
                 size: SizeChoice::Exact(1 << 20),
                 purpose: "data",
+                usage: None,
             };
             let error = make_filesystem(None, &spec, &ids(), EPOCH, placement, &mut io::sink());
             assert!(
@@ -2013,6 +2058,7 @@ mod tests {
             label: None,
             size: SizeChoice::Exact(64 << 20),
             purpose: "root",
+            usage: None,
         };
         let error = make_filesystem(None, &spec, &ids(), EPOCH, placement, &mut io::sink());
         assert!(
@@ -2063,6 +2109,7 @@ mod tests {
             label: Some("ESP"),
             size,
             purpose: "esp",
+            usage: None,
         };
         let mut log = Vec::new();
         let made = make_filesystem(tree, &spec, &ids(), EPOCH, Placement::File(out), &mut log);
@@ -2148,6 +2195,7 @@ mod tests {
             label: None,
             size: SizeChoice::Exact(FAT32_MIN_BYTES),
             purpose: "esp",
+            usage: None,
         };
         let out = scratch.path().join("esp.vfat");
         let error = make_filesystem(
@@ -2191,6 +2239,7 @@ mod tests {
             label: Some("swap"),
             size: SizeChoice::Exact(16 << 20),
             purpose: "swap",
+            usage: None,
         };
         let first = scratch.path().join("first.swap");
         let second = scratch.path().join("second.swap");
@@ -2235,6 +2284,7 @@ mod tests {
             label: Some("data"),
             size: SizeChoice::Auto { headroom_bytes: 0 },
             purpose: "data",
+            usage: None,
         };
         let first = scratch.path().join("first.xfs");
         let second = scratch.path().join("second.xfs");
@@ -2310,6 +2360,7 @@ mod tests {
             label: None,
             size: SizeChoice::Exact(1 << 20),
             purpose: "bios",
+            usage: None,
         };
         let out = Path::new("/nonexistent/never-written");
         let error = make_filesystem(

@@ -240,6 +240,7 @@ fn assemble_filesystem(
         label: Some(label),
         size: size_choice(disk),
         purpose: "root",
+        usage: None,
     };
     let made = filesystem::make_filesystem(
         Some(request.root),
@@ -311,6 +312,9 @@ fn place_partitions(
     // needs.
     let started = Instant::now();
     let mut content_bytes = BTreeMap::new();
+    // Each tree measured to size the disk, kept so its filesystem does
+    // not measure it again.
+    let mut usages = BTreeMap::new();
     if disk.size.value == crate::manifest::DiskSize::Auto {
         for partition in &disk.partitions {
             if partition.size.value != PartitionSize::Rest {
@@ -321,7 +325,9 @@ fn place_partitions(
             let kind = partition.effective_filesystem();
             let bytes = match (kind, &tree) {
                 (Filesystem::Ext4, Some(tree)) => {
-                    filesystem::ext4_auto_size(tree, disk.headroom_bytes())?
+                    let usage = filesystem::TreeUsage::measure(tree)?;
+                    usages.insert(partition.name.value.clone(), usage);
+                    filesystem::ext4_auto_size_of(&usage, disk.headroom_bytes())
                 }
                 (Filesystem::Vfat, Some(tree)) => filesystem::vfat_auto_size(
                     filesystem::TreeUsage::measure(tree)?.content_bytes,
@@ -356,6 +362,7 @@ fn place_partitions(
             label: partition.label.as_ref().map(|l| l.as_str()),
             size: SizeChoice::Exact(partition.size_bytes),
             purpose: partition.name.as_str(),
+            usage: usages.get(&partition.name).copied(),
         };
         let made = if filesystem::writes_in_place(partition.filesystem) {
             // The new disk reads as zeros everywhere but its table, as

@@ -221,6 +221,11 @@ fn snapshots_are_saved_restored_listed_and_pruned_by_last_use() {
     std::os::unix::fs::symlink("etc/hostname", tree.join("link")).unwrap();
     fs_err::hard_link(tree.join("big"), tree.join("big-again")).unwrap();
     let snapshots = Snapshots::in_cache(&temp.path().join("cache"), 1 << 30);
+    // Left by a build that was killed while copying (no such process).
+    let abandoned = snapshots
+        .dir()
+        .join(format!(".partial-{}-4194305", "c".repeat(64)));
+    fs_err::create_dir_all(abandoned.join("tree")).unwrap();
     let (a, b) = (Key("a".repeat(64)), Key("b".repeat(64)));
     assert!(snapshots.find(&a).is_none());
     let mut log = Vec::new();
@@ -228,6 +233,10 @@ fn snapshots_are_saved_restored_listed_and_pruned_by_last_use() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert!(snapshots.save(&b, "two", &tree, &mut log).unwrap());
     assert!(snapshots.find(&a).is_some());
+    assert!(
+        !abandoned.exists(),
+        "an abandoned partial snapshot is removed"
+    );
 
     // Restored: the same entries, contents, link and hard link.
     let restored = temp.path().join("restored");
