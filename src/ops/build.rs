@@ -193,6 +193,9 @@ pub fn build_into(
     fs_err::create_dir_all(output_dir).map_err(Failure::internal)?;
     // Absolute: the chroot runner changes directories before it uses it.
     let output = fs_err::canonicalize(output_dir).map_err(Failure::internal)?;
+    // Held until the build returns: a second build into the directory
+    // would mix its files with this one's.
+    let _directory_lock = lock_output_dir(&output)?;
     let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
         chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
@@ -684,6 +687,26 @@ fn ramdisk_notes(
 /// The failure of a build step after the work directory exists: leave
 /// nothing that looks like a result (the mounts are gone with the guards,
 /// and removal refuses if any remain) and name the log.
+/// Locks the output directory for this build (an exclusive `flock` on the
+/// directory itself, so no file is left behind; released when the returned
+/// handle is dropped, also when kiln is killed). Another build holding it
+/// is a user error naming the directory.
+fn lock_output_dir(output: &Path) -> Result<std::fs::File, Failure> {
+    let dir = fs_err::File::open(output)
+        .map_err(Failure::internal)?
+        .into_parts()
+        .0;
+    match dir.try_lock() {
+        Ok(()) => Ok(dir),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Failure::user(miette::miette!(
+            help = "wait for that build to finish, or build into another directory with -o",
+            "another kiln build is writing into {} right now",
+            output.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(Failure::internal(source)),
+    }
+}
+
 /// Stages and how long each took, in order.
 type Timings = Vec<(String, std::time::Duration)>;
 

@@ -286,3 +286,59 @@ fn a_minbase_tree_holds_exactly_the_lock_and_the_host_stays_clean() {
     // Cleanup without following anything out of the tree.
     std::fs::remove_dir_all(&tree).expect("remove the tree");
 }
+
+#[test]
+fn a_second_build_into_the_same_directory_is_refused_while_the_first_runs() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kiln build needs root: run the suite as root (scripts/test)"
+    );
+    let temp = tempfile::tempdir().expect("tempdir");
+    let cache = prepare(temp.path());
+    let out = temp.path().join("out");
+    let args = ["build", "--locked", "--cache-dir", &cache, "-o"];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("NO_COLOR", "1")
+        .env("KILN_SNAPSHOT_LIMIT", "0")
+        .current_dir(temp.path())
+        .args(args)
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the first build starts");
+    // The work directory is made once the first build holds the lock.
+    let work = out.join(".kiln-build-debian-minimal");
+    let started = Instant::now();
+    while !work.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first build never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = kiln()
+        .current_dir(temp.path())
+        .args(args)
+        .arg(&out)
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another kiln build is writing into {} right now",
+            out.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("build into another directory with -o"),
+        "{stderr}"
+    );
+    // The first is untouched by it and finishes.
+    assert!(first.wait().expect("reaped").success());
+    assert!(out.join("debian-minimal.raw").is_file());
+    assert!(!work.exists());
+    assert_eq!(mounts_under(&out), Vec::<String>::new());
+}
