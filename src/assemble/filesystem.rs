@@ -94,6 +94,12 @@ pub use crate::manifest::ALIGN_BYTES;
 /// an estimate.
 const EXT4_SLACK_BLOCKS: u64 = 256;
 
+/// The percentage of an ext4's blocks kept for root (`mke2fs -m`): a user
+/// other than root cannot fill them, so an `auto` size counts them beside
+/// the headroom, which is free for everyone.
+const EXT4_RESERVED_PERCENT: u64 = 5;
+const EXT4_RESERVED_TEXT: &str = "5";
+
 /// The smallest FAT32 filesystem mkfs.vfat makes without warning that it
 /// has fewer than 65525 clusters (at 512-byte clusters).
 pub const FAT32_MIN_BYTES: u64 = 33 << 20;
@@ -543,8 +549,9 @@ pub fn ext4_layout(usage: &TreeUsage, size: SizeChoice) -> Ext4Layout {
         let blocks = bytes / EXT4_BLOCK_BYTES;
         let metadata = ext4_metadata_blocks(blocks, inodes_for(bytes));
         let slack = blocks / 200;
+        let reserved = ext4_reserved_blocks(blocks);
         // mke2fs refuses a journal of more than half the free blocks.
-        let needed = (fixed_blocks + metadata + slack)
+        let needed = (fixed_blocks + metadata + slack + reserved)
             .max(metadata + 2 * journal_blocks + EXT4_SLACK_BLOCKS);
         let next = (needed * EXT4_BLOCK_BYTES).next_multiple_of(ALIGN_BYTES);
         if next <= bytes {
@@ -557,6 +564,12 @@ pub fn ext4_layout(usage: &TreeUsage, size: SizeChoice) -> Ext4Layout {
         inodes: inodes_for(bytes),
         journal_mib,
     }
+}
+
+/// Blocks mke2fs keeps for root in an ext4 of `blocks` blocks (it rounds
+/// `blocks * 5 / 100` down; one more is counted to be safe).
+fn ext4_reserved_blocks(blocks: u64) -> u64 {
+    blocks * EXT4_RESERVED_PERCENT / 100 + 1
 }
 
 /// Blocks of an ext4 of `blocks` blocks and `inodes` inodes taken by
@@ -701,7 +714,7 @@ fn run_mke2fs(
         "-I",
         "256",
         "-m",
-        "5",
+        EXT4_RESERVED_TEXT,
         "-O",
         EXT4_FEATURES,
         "-U",
@@ -1649,17 +1662,23 @@ mod tests {
                 layout.inodes >= layout.bytes / EXT4_INODE_RATIO_BYTES,
                 "{layout:?}"
             );
-            // It holds the tree, its metadata, the journal and the headroom.
+            // It holds the tree, its metadata, the journal, root's reserve
+            // and the headroom.
             let needed = blocks
                 + ext4_metadata_blocks(blocks_total, layout.inodes)
                 + layout.journal_mib * 256
+                + blocks_total * EXT4_RESERVED_PERCENT / 100
                 + headroom / EXT4_BLOCK_BYTES;
             assert!(blocks_total >= needed, "{usage:?} {layout:?}");
             // And not much more: inode tables, one bitmap block pair and
             // superblock copy per group, 3% for reserved GDT blocks and
-            // slack, and 2 MiB.
+            // slack, root's reserve, and 2 MiB.
             let groups = blocks_total.div_ceil(EXT4_BLOCKS_PER_GROUP);
-            let bound = (blocks + layout.inodes / 16 + 3 * groups + blocks_total * 3 / 100 + 512)
+            let bound = (blocks
+                + layout.inodes / 16
+                + 3 * groups
+                + blocks_total * (3 + EXT4_RESERVED_PERCENT) / 100
+                + 512)
                 * EXT4_BLOCK_BYTES
                 + (layout.journal_mib << 20)
                 + headroom;
@@ -1890,6 +1909,9 @@ mod tests {
         let super_block = tool_ok("dumpe2fs", &[os("-h"), image.as_os_str()]);
         let number = |label: &str| -> u64 { word_after(&super_block, label).parse().expect(label) };
         let free_bytes = number("Free blocks:") * EXT4_BLOCK_BYTES;
+        // The headroom is free for every user: beyond root's reserve.
+        let reserved_bytes = number("Reserved block count:") * EXT4_BLOCK_BYTES;
+        assert!(reserved_bytes > 0);
         let inode_bytes = number("Inode count:") * EXT4_INODE_BYTES;
         let journal_bytes = JOURNAL_SMALL_MIB << 20;
         // Every file rounds up to a block; directories and metadata are
@@ -1901,9 +1923,12 @@ mod tests {
             "{} > {bound}",
             made.bytes
         );
-        assert!(free_bytes >= headroom, "only {free_bytes} bytes free");
         assert!(
-            free_bytes <= headroom + made.bytes / 20 + (4 << 20),
+            free_bytes >= headroom + reserved_bytes,
+            "only {free_bytes} bytes free, {reserved_bytes} of them for root"
+        );
+        assert!(
+            free_bytes <= headroom + reserved_bytes + made.bytes / 20 + (4 << 20),
             "{free_bytes} bytes free"
         );
         let inodes_free = number("Free inodes:");
