@@ -99,19 +99,16 @@ impl Family for Apt {
         &self,
         request: &BootstrapRequest<'_>,
         log: &mut dyn Write,
-    ) -> Option<Result<Box<dyn Staged>, BaseError>> {
-        let staged = bootstrap::install::restage(
+    ) -> Result<Box<dyn Staged>, BaseError> {
+        let repo = bootstrap::install::restage(
             request.lock,
             request.cache,
             request.root,
             request.work,
             log,
-        );
-        Some(
-            staged
-                .map(|repo| Box::new(repo) as Box<dyn Staged>)
-                .map_err(base_error),
         )
+        .map_err(base_error)?;
+        Ok(Box::new(repo))
     }
 
     fn phase_environment(&self, lock: &Lock) -> Vec<(String, String)> {

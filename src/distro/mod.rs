@@ -75,14 +75,17 @@ pub trait Family: Sync {
 
     /// Stages the locked packages again in a tree restored from a
     /// snapshot (taken with the staging removed), as [`Family::bootstrap`]
-    /// left them; `None` when the family cannot, and its builds take no
-    /// snapshots ([`crate::snapshot`]).
+    /// left them. Called only when [`Family::takes_snapshots`]; a family
+    /// that takes none has nothing to stage again.
     fn restage(
         &self,
         _request: &BootstrapRequest<'_>,
         _log: &mut dyn Write,
-    ) -> Option<Result<Box<dyn Staged>, BaseError>> {
-        None
+    ) -> Result<Box<dyn Staged>, BaseError> {
+        Err(BaseError::new(
+            std::io::Error::other("this base takes no snapshots and cannot be staged again"),
+            None,
+        ))
     }
 
     /// What the phases' hooks learn of the lock's archives (DIB's names,

@@ -282,24 +282,17 @@ pub fn build_into(
         }
         _ => false,
     };
-    let staged = if restored {
-        let step = Instant::now();
-        match restage(family, &request, &mut log) {
-            Ok(staged) => {
-                timings.push(("stage the packages".to_string(), step.elapsed()));
-                staged
-            }
-            Err(error) => return Err(failed(&work, &log_path, &error, error.interrupted_by())),
-        }
+    // A family that takes no snapshots keeps the staging of its bootstrap;
+    // otherwise the tree, restored or just snapshotted, is staged again.
+    let kept = if restored {
+        None
     } else {
         let (staged, made) = make_tree(family, &request, plan, &run, &fstab, &mut log)
             .map_err(|error| failed(&work, &log_path, &error, error.interrupted_by()))?;
         timings.extend(made);
-        if !family.takes_snapshots() {
-            staged
-        } else {
+        if family.takes_snapshots() {
             // Taken and restored without the staging: a snapshot holds only
-            // what the image will, and both paths stage again here.
+            // what the image will, and both paths stage again below.
             let step = Instant::now();
             if let Err(error) = staged.remove() {
                 return Err(failed(&work, &log_path, &error, None));
@@ -319,8 +312,16 @@ pub fn build_into(
                 }
                 timings.push(("save the snapshot".to_string(), step.elapsed()));
             }
+            None
+        } else {
+            Some(staged)
+        }
+    };
+    let staged = match kept {
+        Some(staged) => staged,
+        None => {
             let step = Instant::now();
-            match restage(family, &request, &mut log) {
+            match family.restage(&request, &mut log) {
                 Ok(staged) => {
                     timings.push(("stage the packages".to_string(), step.elapsed()));
                     staged
@@ -783,20 +784,6 @@ impl MakeTreeError {
             MakeTreeError::Phases(error) => error.interrupted_by(),
         }
     }
-}
-
-/// The family's staging, again, in a tree whose staging was removed.
-fn restage(
-    family: &dyn distro::Family,
-    request: &distro::BootstrapRequest<'_>,
-    log: &mut fs_err::File,
-) -> Result<Box<dyn distro::Staged>, distro::BaseError> {
-    family.restage(request, log).unwrap_or_else(|| {
-        Err(distro::BaseError::new(
-            std::io::Error::other("this base cannot be staged again"),
-            None,
-        ))
-    })
 }
 
 /// The key of the tree this build makes before the finishing phases
