@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::failure::Failure;
 use crate::machine::checks::{
-    Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_in_ram, root_label,
+    Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_has_room, root_in_ram, root_label,
     run_test, serial_tail, system_running, wait_for_login,
 };
 use crate::machine::{Boot, Machine, MachineSpec, Serial, SshTarget};
@@ -79,6 +79,7 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
             checks.push(Box::new(root_in_ram));
         } else {
             checks.push(Box::new(root_grown));
+            checks.push(Box::new(root_has_room));
             checks.push(Box::new({
                 let label = target.root_label();
                 move |ssh| root_label(ssh, &label)

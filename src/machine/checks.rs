@@ -2,10 +2,10 @@
 //! default user with the key from the NoCloud seed (within the deadline,
 //! which also covers the boot), systemd reaching `running` with no failed
 //! unit, password login not offered, the root filesystem grown to the
-//! disk and the root filesystem's label at `/` (for a disk image), `/` in
-//! RAM (for a ramdisk), sshd's host keys made on the machine; and the
-//! imagefile's own `tests:` ([`run_test`]). Each ends in an [`Outcome`];
-//! the command prints them.
+//! disk with room left for users, and its label at `/` (for a disk
+//! image), `/` in RAM (for a ramdisk), sshd's host keys made on the
+//! machine; and the imagefile's own `tests:` ([`run_test`]). Each ends in
+//! an [`Outcome`]; the command prints them.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -305,6 +305,37 @@ fn root_fills_disk(fs: u64, partition: u64, gap: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Users other than root can still write to `/` once the machine has
+/// booted: free space beyond root's reserved blocks, as `df` shows it to
+/// the (unprivileged) login user. A root filesystem that is not grown
+/// (a disk no larger than the image, a filesystem-only output) keeps only
+/// what `disk.headroom` left it, less what the first boot wrote.
+pub fn root_has_room(ssh: &SshTarget) -> Outcome {
+    let started = Instant::now();
+    let free = remote_output(ssh, "df --output=avail -B1 / | tail -n 1", CHECK_LIMIT).and_then(
+        |text| {
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("cannot read the free space from `{text}`"))
+        },
+    );
+    match free {
+        Ok(bytes) if bytes > 0 => outcome(
+            format!("`/` has room for users ({} MiB free)", bytes >> 20),
+            started,
+            Ok(()),
+        ),
+        Ok(_) => outcome(
+            "`/` has room for users",
+            started,
+            Err("no space is free on `/` for users other than root: raise `disk.headroom` \
+                 or let the root grow (the `growroot` element)"
+                .to_string()),
+        ),
+        Err(why) => outcome("`/` has room for users", started, Err(why)),
+    }
 }
 
 /// The filesystem mounted at `/` carries `label`.

@@ -280,7 +280,7 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
             .find(|l| l.starts_with("ssh login after "))
             .expect("the login time is printed");
         eprintln!("{}: {login}", firmware.unwrap_or("--bios"));
-        assert!(stderr.contains("all 12 checks passed"), "{stderr}");
+        assert!(stderr.contains("all 13 checks passed"), "{stderr}");
         let keys: Vec<String> = stderr
             .lines()
             .filter_map(|l| l.strip_prefix("host key: "))
@@ -300,6 +300,9 @@ fn debian_cloud_passes_kiln_test_by_bios_and_uefi_and_is_left_unchanged() {
     assert!(common.is_empty(), "both boots have {common:?}");
 }
 
+/// Also the boot of an image that is never grown: the machine's disk is
+/// the image's size, so the root keeps only what `disk.headroom` gave it,
+/// and users other than root must still find room on it after the boot.
 #[test]
 fn a_failing_test_of_the_imagefile_is_reported_by_name() {
     let fixture = fixture();
@@ -308,10 +311,31 @@ fn a_failing_test_of_the_imagefile_is_reported_by_name() {
         FIXTURE,
         "tests:\n  - {name: nginx is installed, file: /usr/sbin/nginx}\n  - {name: says hello, run: echo bye, output: hello}\n  - {unit: ssh.service}\n",
     );
-    let args: Vec<&str> = out.iter().map(String::as_str).collect();
+    let image = fixture.join("out/debian-cloud.qcow2");
+    let info: serde_json::Value = serde_json::from_str(&crate::common::tool(
+        "qemu-img",
+        &["info", "--output=json", &image.to_string_lossy()],
+    ))
+    .expect("qemu-img info is JSON");
+    let image_mib = info["virtual-size"]
+        .as_u64()
+        .expect("a virtual size")
+        .div_ceil(1 << 20);
+    let disk_size = format!("{image_mib}MiB");
+    let mut args: Vec<&str> = out.iter().map(String::as_str).collect();
+    args.extend(["--disk-size", &disk_size]);
     let output = kiln_test(dir.path(), &args);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let room = stdout
+        .lines()
+        .find(|l| l.starts_with("✓ `/` has room for users ("))
+        .unwrap_or_else(|| panic!("no room for users on an ungrown root:\n{stdout}"));
+    eprintln!("ungrown root, after the first boot: {room}");
+    assert!(
+        stdout.contains("✓ the root filesystem fills the disk ("),
+        "{stdout}"
+    );
     assert!(stdout.contains("✗ nginx is installed ("), "{stdout}");
     assert!(
         stdout.contains("/usr/sbin/nginx does not exist"),
@@ -327,7 +351,7 @@ fn a_failing_test_of_the_imagefile_is_reported_by_name() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("2 of 9 checks failed: `nginx is installed`, `says hello`"),
+        stderr.contains("2 of 10 checks failed: `nginx is installed`, `says hello`"),
         "{stderr}"
     );
     assert!(

@@ -272,11 +272,12 @@ pub fn one_boot_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 /// The lines `kiln test` prints for its built-in checks when they pass
 /// (each followed by the time it took), in order.
-pub const BUILT_IN_CHECKS_PASSED: [&str; 6] = [
+pub const BUILT_IN_CHECKS_PASSED: [&str; 7] = [
     "✓ boots, and `debian` logs in over ssh with the key from the seed (",
     "✓ systemd reaches `running` with no failed unit (",
     "✓ ssh refuses password logins (",
     "✓ the root filesystem fills the disk (",
+    "✓ `/` has room for users (",
     "✓ `cloudimg-rootfs` is mounted at `/` (",
     "✓ sshd's host keys were made on this machine, not taken from the image (",
 ];
