@@ -11,7 +11,6 @@ use miette::SourceSpan;
 use crate::apt::resolve::ResolveError;
 use crate::distro;
 use crate::failure::Failure;
-use crate::host::http::{Http, HttpOptions};
 use crate::lock::make::{self, MakeError};
 use crate::manifest::{self, Checked, Problem};
 use crate::ops::fetch::open_cache;
@@ -91,7 +90,7 @@ pub fn lock_planned(
 ) -> Result<lock::Lock, Failure> {
     let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
     let cache = open_cache(cache_dir)?;
-    let http = Http::new(HttpOptions::default()).map_err(Failure::internal)?;
+    let http = crate::ops::fetch::http_client(false)?;
     let started = Instant::now();
     let builtin = crate::ops::elements::builtin_elements()?;
     // `imagefile.lock` has the parent "": the current directory.
