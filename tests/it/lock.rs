@@ -1596,3 +1596,121 @@ fn a_failing_mirror_is_retried_refused_named_and_recovered_from() {
     assert!(missing(&cache).is_empty(), "{stderr}");
     assert!(cache_temp_files(&cache).is_empty());
 }
+
+/// `kiln lock` from a copy of the mirror's release and index served from
+/// 127.0.0.1 that fails on cue: the InRelease and the index are fetched
+/// through transient faults (a 503 with `Retry-After`, a reset, a cut
+/// body, a stall, a 429); an index that is another file stops the lock
+/// naming its URL, and nothing of it is kept. (That the same command
+/// succeeds once the mirror recovers is the first run here, and is shown
+/// for `kiln fetch` above.)
+#[test]
+fn kiln_lock_waits_out_a_failing_mirror_and_refuses_another_index() {
+    use crate::apt_repo::{Fault, serve};
+
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let mirror = local_mirror(temp.path(), &lock);
+    let server = serve(&mirror);
+    std::fs::write(
+        temp.path().join("imagefile.yaml"),
+        format!(
+            "name: local\nbase:\n  distro: debian\n  release: bookworm\n  suites: []\n  mirror: {}\n",
+            server.url
+        ),
+    )
+    .expect("write manifest");
+    let index_hash =
+        std::fs::read_dir(mirror.join("dists/bookworm/main/binary-amd64/by-hash/SHA256"))
+            .expect("by-hash")
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .next()
+            .expect("the index by hash");
+    let lock_with_faults = |cache: &str| {
+        let output = kiln()
+            .current_dir(temp.path())
+            .args(["lock", "--update", "--cache-dir", cache])
+            .env("KILN_HTTP_RETRIES", "6")
+            .env("KILN_HTTP_BACKOFF_MS", "10")
+            .env("KILN_HTTP_TIMEOUT_SECS", "2")
+            .output()
+            .expect("kiln runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let flat = stderr
+            .replace(['│', '×'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (output.status.code().unwrap_or(-1), flat)
+    };
+
+    server.inject(
+        "/InRelease",
+        &[Fault::Status(503, Some("1".to_string())), Fault::Reset],
+    );
+    server.inject(
+        &index_hash,
+        &[Fault::Truncate, Fault::Stall, Fault::Status(429, None)],
+    );
+    let cache = temp.path().join("cache");
+    let (code, stderr) = lock_with_faults(cache.to_str().expect("UTF-8"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.pending_faults(), 0, "{:?}", server.requests());
+    assert!(
+        stderr.contains(
+            "(attempt 2 of 7; the server asked for this wait with Retry-After): HTTP 503"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("timed out while reading the body"),
+        "{stderr}"
+    );
+    let locked = read_lock(&temp.path().join("imagefile.lock"));
+    let names = |lock: &kiln::lock::Lock| -> Vec<String> {
+        lock.packages.iter().map(|p| p.name.clone()).collect()
+    };
+    assert_eq!(names(&locked), names(&lock));
+
+    // Another file served as the index: refused at once, named, not kept.
+    let other = temp.path().join("other");
+    std::fs::write(&other, b"<html>Please log in to use this network</html>\n").expect("write");
+    server.inject(&index_hash, &[Fault::OtherFile(other)]);
+    let lock_text = std::fs::read_to_string(temp.path().join("imagefile.lock")).expect("lock");
+    let fresh = temp.path().join("fresh-cache");
+    let (code, stderr) = lock_with_faults(fresh.to_str().expect("UTF-8"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}/dists/bookworm/main/binary-amd64/by-hash/SHA256/{index_hash} is not the file expected: it sent 47 bytes",
+            server.url
+        )),
+        "names the URL and why: {stderr}"
+    );
+    assert!(
+        stderr.contains("help: the mirror (or a proxy or captive portal in between) sent another file than its signed InRelease lists"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(temp.path().join("imagefile.lock")).expect("lock"),
+        lock_text,
+        "a failed lock leaves the lock as it was"
+    );
+    let opened = kiln::cache::Cache::open(&fresh).expect("the cache opens");
+    let index_size = std::fs::metadata(
+        mirror
+            .join("dists/bookworm/main/binary-amd64/by-hash/SHA256")
+            .join(&index_hash),
+    )
+    .expect("index")
+    .len();
+    assert_eq!(
+        opened
+            .get(&kiln::cache::Digest::new(&index_hash, index_size).expect("digest"))
+            .expect("the cache reads"),
+        kiln::cache::Lookup::Missing
+    );
+    assert!(cache_temp_files(&fresh).is_empty());
+}
