@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use crate::chroot;
 use crate::failure::Failure;
-use crate::host::http::{Http, HttpOptions};
 use crate::ops::build::{Built, Context, LockPolicy, build_into, check_reproducible};
 use crate::ops::fetch::{download_mirror, fetch_failure, open_cache};
 use crate::{fetch, manifest, plan, terminal};
@@ -81,11 +80,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     }
 
     let cache = open_cache(settings.cache_dir.as_ref())?;
-    let http = Http::new(HttpOptions {
-        offline: settings.offline,
-        ..HttpOptions::default()
-    })
-    .map_err(Failure::internal)?;
+    let http = crate::ops::fetch::http_client(settings.offline)?;
     let limit = crate::snapshot::limit_from_environment().map_err(|error| {
         Failure::user(miette::miette!(
             help = "give a size such as 8G, or 0 to build without snapshots",

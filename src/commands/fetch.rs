@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use crate::failure::Failure;
 use crate::fetch;
-use crate::host::http::{Http, HttpOptions};
-use crate::ops::fetch::{download_mirror, fetch_failure, open_cache, read_lock};
+use crate::ops::fetch::{download_mirror, fetch_failure, http_client, open_cache, read_lock};
 use crate::terminal;
 
 /// Settings of `kiln fetch`.
@@ -27,11 +26,7 @@ pub struct FetchSettings {
 pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
     let lock = read_lock(&settings.path)?;
     let cache = open_cache(settings.cache_dir.as_ref())?;
-    let http = Http::new(HttpOptions {
-        offline: settings.offline,
-        ..HttpOptions::default()
-    })
-    .map_err(Failure::internal)?;
+    let http = http_client(settings.offline)?;
     let mirror = download_mirror(settings.mirror.as_deref())?;
     let started = Instant::now();
     let fetched = fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;

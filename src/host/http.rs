@@ -5,19 +5,28 @@
 //! straight into the [`Cache`], checked against the size and SHA-256 the
 //! lock expects. `file://` URLs read local mirrors with the same checks.
 //! Transient failures (connection errors, timeouts, HTTP 5xx and 429, bodies
-//! cut short) are retried with exponential backoff and each retry is logged;
-//! everything else (a 404, a 403, a size or hash mismatch) fails at once
-//! with an error that names the URL and what was expected. Nothing falls
-//! back silently: offline mode refuses the network instead of pretending.
+//! cut short) are retried with exponential backoff, or after the wait the
+//! server asks for with `Retry-After`, and each retry is logged; everything
+//! else (a 404, a 403, a different file, a redirect loop) fails at once
+//! with an error that names the URL and what was expected. A transfer
+//! that takes a while is reported every few seconds (bytes so far, rate),
+//! so a stalled mirror is visible before the read timeout ends it. Nothing
+//! falls back silently: offline mode refuses the network instead of
+//! pretending.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::Url;
 use reqwest::blocking::{Client, Response};
+use reqwest::header::RETRY_AFTER;
+use sha2::Digest as _;
 
 use crate::cache::{BlobWriter, Cache, CacheError, CommitError, Digest, Lookup};
 
@@ -27,8 +36,29 @@ pub const DEFAULT_RETRIES: u32 = 4;
 /// Delay before the first retry; each further retry waits twice as long.
 pub const DEFAULT_BACKOFF_BASE_MS: u64 = 500;
 
-/// Longest wait between two attempts, however many retries are allowed.
+/// Longest wait between two attempts, however many retries are allowed,
+/// and however long a server's `Retry-After` asks for.
 const MAX_BACKOFF_MS: u64 = 30_000;
+
+/// How often a transfer under way is reported.
+pub const DEFAULT_PROGRESS_SECS: u64 = 10;
+
+/// Redirects followed before kiln gives up (a loop is refused sooner).
+const MAX_REDIRECTS: usize = 10;
+
+/// A body of another size than expected is hashed, up to this size, so
+/// that the error can name the file that came instead (not kept).
+const WRONG_FILE_HASH_LIMIT_BYTES: u64 = 64 << 20;
+
+/// The environment variables that override [`HttpOptions::default`], for
+/// slow or flaky networks (and for tests that need fast retries).
+pub const RETRIES_VARIABLE: &str = "KILN_HTTP_RETRIES";
+/// See [`RETRIES_VARIABLE`]: the first retry's delay in milliseconds.
+pub const BACKOFF_VARIABLE: &str = "KILN_HTTP_BACKOFF_MS";
+/// See [`RETRIES_VARIABLE`]: the read timeout in seconds.
+pub const TIMEOUT_VARIABLE: &str = "KILN_HTTP_TIMEOUT_SECS";
+/// See [`RETRIES_VARIABLE`]: seconds between two progress lines.
+pub const PROGRESS_VARIABLE: &str = "KILN_HTTP_PROGRESS_SECS";
 
 /// How long to wait for a TCP (and TLS) connection.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 15;
@@ -52,6 +82,8 @@ pub struct HttpOptions {
     pub connect_timeout: Duration,
     /// Limit on waiting for the response headers and for each body read.
     pub read_timeout: Duration,
+    /// How often a transfer under way is reported.
+    pub progress_interval: Duration,
     /// Refuse every network request (`file://` URLs and cached blobs still
     /// work, since they need no network).
     pub offline: bool,
@@ -64,8 +96,70 @@ impl Default for HttpOptions {
             backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),
             connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
             read_timeout: Duration::from_secs(DEFAULT_READ_TIMEOUT_SECS),
+            progress_interval: Duration::from_secs(DEFAULT_PROGRESS_SECS),
             offline: false,
         }
+    }
+}
+
+/// An environment variable of [`HttpOptions::from_environment`] that is
+/// not a number kiln can use.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is not {wanted}")]
+pub struct OptionError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it must be.
+    pub wanted: &'static str,
+}
+
+impl HttpOptions {
+    /// The defaults, with what `KILN_HTTP_RETRIES`, `KILN_HTTP_BACKOFF_MS`,
+    /// `KILN_HTTP_TIMEOUT_SECS` and `KILN_HTTP_PROGRESS_SECS` set instead.
+    pub fn from_environment() -> Result<HttpOptions, OptionError> {
+        Self::from_variables(|name| std::env::var(name).ok())
+    }
+
+    /// [`HttpOptions::from_environment`] with the variables looked up by
+    /// `get`.
+    pub fn from_variables(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<HttpOptions, OptionError> {
+        let number = |variable: &'static str, wanted: &'static str, least: u64| {
+            get(variable)
+                .map(|value| match value.trim().parse::<u64>() {
+                    Ok(n) if n >= least => Ok(n),
+                    _ => Err(OptionError {
+                        variable,
+                        value,
+                        wanted,
+                    }),
+                })
+                .transpose()
+        };
+        let mut options = HttpOptions::default();
+        if let Some(n) = number(RETRIES_VARIABLE, "a number of retries (0 to 100)", 0)? {
+            options.retries = u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or(OptionError {
+                    variable: RETRIES_VARIABLE,
+                    value: n.to_string(),
+                    wanted: "a number of retries (0 to 100)",
+                })?;
+        }
+        if let Some(n) = number(BACKOFF_VARIABLE, "a delay in milliseconds", 0)? {
+            options.backoff_base = Duration::from_millis(n);
+        }
+        if let Some(n) = number(TIMEOUT_VARIABLE, "a timeout in seconds (1 or more)", 1)? {
+            options.read_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number(PROGRESS_VARIABLE, "an interval in seconds (1 or more)", 1)? {
+            options.progress_interval = Duration::from_secs(n);
+        }
+        Ok(options)
     }
 }
 
@@ -147,15 +241,29 @@ pub enum HttpError {
         /// The size received.
         actual: u64,
     },
-    /// The body has a different SHA-256 from the one the lock expects.
-    #[error("{url} has SHA-256 {actual}, but {expected} was expected")]
+    /// The body is another file than the one expected: its SHA-256
+    /// differs (and perhaps its size).
+    #[error(
+        "{url} is not the file expected: it sent {} bytes with SHA-256 {}, but {} with SHA-256 {} was expected",
+        .files.actual_size,
+        .files.actual_sha256,
+        .files.expected_size.map_or_else(|| "a file".to_owned(), |size| format!("{size} bytes")),
+        .files.expected_sha256
+    )]
     HashMismatch {
         /// The URL.
         url: String,
-        /// The expected SHA-256.
-        expected: String,
-        /// The SHA-256 received.
-        actual: String,
+        /// The file expected and the one received (boxed: errors travel
+        /// in `Result`s, which stay small).
+        files: Box<Mismatch>,
+    },
+    /// Following the URL's redirects leads nowhere: a loop, or too many.
+    #[error("{url} cannot be downloaded: {reason}")]
+    Redirect {
+        /// The URL.
+        url: String,
+        /// The loop, or how many redirects were followed.
+        reason: String,
     },
     /// Offline mode is on and the URL needs the network.
     #[error("cannot fetch {url}: kiln is running offline")]
@@ -184,6 +292,19 @@ pub enum HttpError {
     Cache(#[from] CacheError),
 }
 
+/// The file a URL was expected to be and the one it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The expected SHA-256.
+    pub expected_sha256: String,
+    /// The expected size, when known.
+    pub expected_size: Option<u64>,
+    /// The SHA-256 received.
+    pub actual_sha256: String,
+    /// The size received.
+    pub actual_size: u64,
+}
+
 /// kiln's HTTP client: retries, timeouts, offline mode and verification.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -199,8 +320,13 @@ enum Target {
 
 /// The outcome of one failed attempt.
 enum Attempt {
-    /// Worth trying again; `error` is what to report if no attempt is left.
-    Retry { reason: String, error: HttpError },
+    /// Worth trying again; `error` is what to report if no attempt is left,
+    /// `asked` the wait the server asked for (`Retry-After`).
+    Retry {
+        reason: String,
+        error: HttpError,
+        asked: Option<Duration>,
+    },
     /// Final.
     Fail(HttpError),
 }
@@ -232,6 +358,7 @@ impl Http {
             // The blocking client applies this to the wait for headers and to
             // each body read, so it bounds stalls, not whole transfers.
             .timeout(options.read_timeout)
+            .redirect(reqwest::redirect::Policy::custom(follow_redirect))
             .build()
             .map_err(|e| HttpError::Client {
                 message: error_chain(&e),
@@ -251,8 +378,8 @@ impl Http {
             Target::Local(path) => read_local_small(url, &path, max_bytes),
             Target::Remote(remote) => {
                 self.require_online(url)?;
-                self.retrying(url, |attempt| {
-                    self.get_small_once(&remote, url, max_bytes, attempt)
+                self.retrying(url, None, |attempt, received| {
+                    self.get_small_once(&remote, url, max_bytes, attempt, received)
                 })
             }
         }
@@ -297,8 +424,8 @@ impl Http {
             Target::Local(path) => download_local(url, &path, expected, cache),
             Target::Remote(remote) => {
                 self.require_online(url)?;
-                self.retrying(url, |attempt| {
-                    self.download_once(&remote, url, expected, cache, attempt)
+                self.retrying(url, Some(expected.size), |attempt, received| {
+                    self.download_once(&remote, url, expected, cache, attempt, received)
                 })
             }
         }
@@ -336,8 +463,12 @@ impl Http {
             {
                 return Err(Attempt::Fail(HttpError::HashMismatch {
                     url: url.to_owned(),
-                    expected: expected.to_ascii_lowercase(),
-                    actual: actual.sha256,
+                    files: Box::new(Mismatch {
+                        expected_sha256: expected.to_ascii_lowercase(),
+                        expected_size: None,
+                        actual_sha256: actual.sha256,
+                        actual_size: actual.size,
+                    }),
                 }));
             }
             let path = commit(writer, url, &actual).map_err(Attempt::Fail)?;
@@ -354,9 +485,9 @@ impl Http {
             }
             Target::Remote(remote) => {
                 self.require_online(url)?;
-                self.retrying(url, |attempt| {
-                    let mut response = self.send(&remote, url, attempt)?;
-                    copy(&mut response, attempt)
+                self.retrying(url, None, |attempt, received| {
+                    let response = self.send(&remote, url, attempt)?;
+                    copy(&mut Counted::new(response, received), attempt)
                 })
             }
         }
@@ -395,22 +526,40 @@ impl Http {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries
-    /// are used up, sleeping with exponential backoff in between.
+    /// are used up, sleeping in between: with exponential backoff, or as
+    /// long as the server asked (up to the longest backoff). Each attempt
+    /// counts the bytes it receives in its second argument, which a
+    /// [`Watch`] reports while the attempt runs; `size` is the size
+    /// expected, when known.
     fn retrying<T>(
         &self,
         url: &str,
-        mut attempt: impl FnMut(u32) -> Result<T, Attempt>,
+        size: Option<u64>,
+        mut attempt: impl FnMut(u32, &AtomicU64) -> Result<T, Attempt>,
     ) -> Result<T, HttpError> {
         let attempts = self.options.retries.saturating_add(1);
         let mut number = 1;
         loop {
-            match attempt(number) {
+            let received = Arc::new(AtomicU64::new(0));
+            let outcome = {
+                let _watch = Watch::start(url, size, self.options.progress_interval, &received);
+                attempt(number, &received)
+            };
+            match outcome {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Fail(error)) => return Err(error),
                 Err(Attempt::Retry { error, .. }) if number >= attempts => return Err(error),
-                Err(Attempt::Retry { reason, .. }) => {
-                    let delay = backoff(self.options.backoff_base, number);
-                    log_retry(url, delay, number + 1, attempts, &reason);
+                Err(Attempt::Retry { reason, asked, .. }) => {
+                    let backoff = backoff(self.options.backoff_base, number);
+                    let (delay, why) = retry_wait(backoff, asked);
+                    log(&retry_message(
+                        url,
+                        delay,
+                        number + 1,
+                        attempts,
+                        &reason,
+                        &why,
+                    ));
                     std::thread::sleep(delay);
                     number += 1;
                 }
@@ -424,7 +573,12 @@ impl Http {
             .get(remote.clone())
             .send()
             .map_err(|e| classify_send_error(&e, url, attempt))?;
-        check_status(response.status().as_u16(), url, attempt)?;
+        let asked = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| parse_retry_after(value, SystemTime::now()));
+        check_status(response.status().as_u16(), url, attempt, asked)?;
         Ok(response)
     }
 
@@ -434,6 +588,7 @@ impl Http {
         url: &str,
         max_bytes: u64,
         attempt: u32,
+        received: &AtomicU64,
     ) -> Result<Vec<u8>, Attempt> {
         let response = self.send(remote, url, attempt)?;
         let too_large = || {
@@ -447,7 +602,7 @@ impl Http {
         }
         let mut body = Vec::new();
         // One byte more than allowed tells a body at the limit from one over.
-        response
+        Counted::new(response, received)
             .take(max_bytes.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| classify_read_error(&e, url, attempt))?;
@@ -464,16 +619,20 @@ impl Http {
         expected: &Digest,
         cache: &Cache,
         attempt: u32,
+        received: &AtomicU64,
     ) -> Result<PathBuf, Attempt> {
-        let mut response = self.send(remote, url, attempt)?;
-        if let Some(length) = response.content_length()
+        let response = self.send(remote, url, attempt)?;
+        let length = response.content_length();
+        let mut response = Counted::new(response, received);
+        if let Some(length) = length
             && length != expected.size
         {
-            return Err(Attempt::Fail(HttpError::SizeMismatch {
-                url: url.to_owned(),
-                expected: expected.size,
-                actual: length,
-            }));
+            return Err(Attempt::Fail(wrong_file(
+                url,
+                expected,
+                length,
+                &mut response,
+            )));
         }
         let mut writer = cache.writer()?;
         match copy_capped(&mut response, &mut writer, expected.size) {
@@ -501,6 +660,7 @@ impl Http {
                     expected: expected.size,
                     actual: writer.written(),
                 },
+                asked: None,
             });
         }
         commit(writer, url, expected).map_err(Attempt::Fail)
@@ -615,8 +775,12 @@ fn commit(writer: BlobWriter, url: &str, expected: &Digest) -> Result<PathBuf, H
         }
         CommitError::Mismatch { expected, actual } => HttpError::HashMismatch {
             url: url.to_owned(),
-            expected: expected.sha256,
-            actual: actual.sha256,
+            files: Box::new(Mismatch {
+                expected_sha256: expected.sha256,
+                expected_size: Some(expected.size),
+                actual_sha256: actual.sha256,
+                actual_size: actual.size,
+            }),
         },
         CommitError::Cache(error) => HttpError::Cache(error),
     })
@@ -629,8 +793,57 @@ fn write_failed(writer: &BlobWriter, source: io::Error) -> Attempt {
     }))
 }
 
+/// The error for a body whose announced `length` is not the expected
+/// size: another file. A small one is read through (into nothing but the
+/// hasher) so that the error can say which file came instead.
+fn wrong_file(url: &str, expected: &Digest, length: u64, body: &mut impl Read) -> HttpError {
+    let size_only = HttpError::SizeMismatch {
+        url: url.to_owned(),
+        expected: expected.size,
+        actual: length,
+    };
+    if length > WRONG_FILE_HASH_LIMIT_BYTES {
+        return size_only;
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0; COPY_BUFFER_BYTES];
+    let mut read = 0u64;
+    loop {
+        match body.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                read += n as u64;
+                if read > length {
+                    return size_only;
+                }
+                hasher.update(&buffer[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return size_only,
+        }
+    }
+    if read != length {
+        return size_only;
+    }
+    HttpError::HashMismatch {
+        url: url.to_owned(),
+        files: Box::new(Mismatch {
+            expected_sha256: expected.sha256.clone(),
+            expected_size: Some(expected.size),
+            actual_sha256: hex::encode(hasher.finalize()),
+            actual_size: length,
+        }),
+    }
+}
+
 /// Sorts an HTTP status into success, a transient failure or a final one.
-fn check_status(status: u16, url: &str, attempt: u32) -> Result<(), Attempt> {
+/// `asked` is the wait the server asked for with `Retry-After`.
+fn check_status(
+    status: u16,
+    url: &str,
+    attempt: u32,
+    asked: Option<Duration>,
+) -> Result<(), Attempt> {
     let error = || HttpError::Status {
         url: url.to_owned(),
         status,
@@ -646,6 +859,7 @@ fn check_status(status: u16, url: &str, attempt: u32) -> Result<(), Attempt> {
         408 | 429 | 500..=599 => Err(Attempt::Retry {
             reason: format!("HTTP {status}"),
             error: error(),
+            asked,
         }),
         _ => Err(Attempt::Fail(error())),
     }
@@ -666,7 +880,17 @@ fn classify_send_error(error: &reqwest::Error, url: &str, attempt: u32) -> Attem
                 url: url.to_owned(),
                 attempts: attempt,
             },
+            asked: None,
         };
+    }
+    if let Some(redirect) = causes(error)
+        .iter()
+        .find_map(|cause| cause.downcast_ref::<RedirectError>())
+    {
+        return Attempt::Fail(HttpError::Redirect {
+            url: url.to_owned(),
+            reason: redirect.0.clone(),
+        });
     }
     let network = HttpError::Network {
         url: url.to_owned(),
@@ -681,6 +905,7 @@ fn classify_send_error(error: &reqwest::Error, url: &str, attempt: u32) -> Attem
         Attempt::Retry {
             reason: message,
             error: network,
+            asked: None,
         }
     }
 }
@@ -700,6 +925,7 @@ fn classify_read_error(error: &io::Error, url: &str, attempt: u32) -> Attempt {
                 url: url.to_owned(),
                 attempts: attempt,
             },
+            asked: None,
         };
     }
     let message = format!("the transfer broke off: {}", error_chain(error));
@@ -710,6 +936,7 @@ fn classify_read_error(error: &io::Error, url: &str, attempt: u32) -> Attempt {
             attempts: attempt,
             message,
         },
+        asked: None,
     }
 }
 
@@ -765,12 +992,202 @@ fn backoff(base: Duration, failed: u32) -> Duration {
         .min(Duration::from_millis(MAX_BACKOFF_MS))
 }
 
+/// The wait before the next attempt, and why it is not the backoff when
+/// the server asked for another: its `Retry-After`, up to the longest
+/// backoff.
+fn retry_wait(backoff: Duration, asked: Option<Duration>) -> (Duration, String) {
+    let longest = Duration::from_millis(MAX_BACKOFF_MS);
+    match asked {
+        None => (backoff, String::new()),
+        Some(asked) if asked > longest => (
+            longest,
+            format!(
+                "; the server asked for {} s with Retry-After, kiln waits at most {} s",
+                asked.as_secs(),
+                longest.as_secs()
+            ),
+        ),
+        Some(asked) => (
+            asked,
+            "; the server asked for this wait with Retry-After".to_owned(),
+        ),
+    }
+}
+
 /// The one place retries are reported, so every retry reads the same.
-fn log_retry(url: &str, delay: Duration, next: u32, attempts: u32, reason: &str) {
-    log(&format!(
-        "retrying {url} in {:.1} s (attempt {next} of {attempts}): {reason}",
+fn retry_message(
+    url: &str,
+    delay: Duration,
+    next: u32,
+    attempts: u32,
+    reason: &str,
+    why: &str,
+) -> String {
+    format!(
+        "retrying {url} in {:.1} s (attempt {next} of {attempts}{why}): {reason}",
         delay.as_secs_f64()
-    ));
+    )
+}
+
+/// A `Retry-After` value, delta-seconds (`120`) or an HTTP-date (`Sun, 06
+/// Nov 1994 08:49:37 GMT`), as a wait from `now`; a date gone by is no
+/// wait. Anything else is ignored (the backoff applies).
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is a very long wait.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = crate::apt::release::parse_date(value)?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Why following a redirect was refused.
+#[derive(Debug)]
+struct RedirectError(String);
+
+impl std::fmt::Display for RedirectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedirectError {}
+
+/// The redirect policy: follow, unless the next URL is one already
+/// visited (a loop, which would only repeat) or there were too many.
+fn follow_redirect(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let next = attempt.url();
+    let previous = attempt.previous();
+    if previous.contains(next) {
+        let chain: Vec<&str> = previous
+            .iter()
+            .chain(std::iter::once(next))
+            .map(Url::as_str)
+            .collect();
+        let reason = format!("it redirects in a loop: {}", chain.join(" -> "));
+        attempt.error(RedirectError(reason))
+    } else if previous.len() > MAX_REDIRECTS {
+        let reason =
+            format!("it redirects more than {MAX_REDIRECTS} times (the last time to {next})");
+        attempt.error(RedirectError(reason))
+    } else {
+        attempt.follow()
+    }
+}
+
+/// A reader that counts the bytes it passes on, for a [`Watch`].
+struct Counted<'a, R> {
+    inner: R,
+    received: &'a AtomicU64,
+}
+
+impl<'a, R: Read> Counted<'a, R> {
+    fn new(inner: R, received: &'a AtomicU64) -> Self {
+        Counted { inner, received }
+    }
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reports one attempt at a URL every `interval` while it runs, from a
+/// thread of its own: a transfer blocked in a read (a stalled mirror) is
+/// reported too, until the read timeout ends it. Dropping it stops the
+/// thread.
+struct Watch {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(url: &str, size: Option<u64>, interval: Duration, received: &Arc<AtomicU64>) -> Watch {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (url, received) = (url.to_owned(), received.clone());
+        let thread = std::thread::Builder::new()
+            .name("kiln-download-progress".to_owned())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut before = 0;
+                // Only a timeout goes on: a message or the sender dropped
+                // means the attempt is over.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let now = received.load(Ordering::Relaxed);
+                    log(&progress_message(
+                        &url,
+                        now,
+                        size,
+                        now.saturating_sub(before),
+                        interval,
+                        started.elapsed(),
+                    ));
+                    before = now;
+                }
+            })
+            // Without a thread there is no progress to show, which is no
+            // reason to fail the download.
+            .ok();
+        Watch {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The line a [`Watch`] prints: the URL, bytes so far out of the size
+/// expected, and the rate over the last interval, or that nothing came.
+fn progress_message(
+    url: &str,
+    received: u64,
+    size: Option<u64>,
+    lately: u64,
+    interval: Duration,
+    elapsed: Duration,
+) -> String {
+    let so_far = match size {
+        Some(size) => format!("{} of {}", bytes(received), bytes(size)),
+        None => bytes(received),
+    };
+    let seconds = interval.as_secs_f64();
+    let rate = if lately == 0 {
+        format!("nothing received in the last {seconds:.0} s")
+    } else {
+        format!("{}/s", bytes((lately as f64 / seconds.max(0.001)) as u64))
+    };
+    format!(
+        "downloading {url}: {so_far} after {:.0} s, {rate}",
+        elapsed.as_secs_f64()
+    )
+}
+
+/// A byte count for people: `512 bytes`, `1.5 KiB`, `80.0 MiB`, `1.2 GiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn log(message: &str) {
@@ -811,6 +1228,19 @@ mod tests {
         Silent,
         /// Waits, then answers 200.
         Slow(Vec<u8>, Duration),
+        /// Claims `claimed` bytes, sends `body`, then sends nothing more
+        /// (keeping the connection open for a while).
+        Stall {
+            claimed: usize,
+            body: Vec<u8>,
+        },
+        /// Resets the connection (RST) once the request has arrived.
+        Reset,
+        /// Answers with a status and one more header line.
+        StatusWith(u16, &'static str),
+        /// Answers 302 to the path given, with `{n}` replaced by the
+        /// request's number.
+        Redirect(&'static str),
     }
 
     struct Server {
@@ -841,13 +1271,21 @@ mod tests {
                 let Ok(stream) = stream else { continue };
                 let index = counter.fetch_add(1, Ordering::SeqCst);
                 let reply = replies[index.min(replies.len() - 1)].clone();
-                std::thread::spawn(move || answer(stream, reply));
+                std::thread::spawn(move || answer(stream, reply, index));
             }
         });
         Server { base, requests }
     }
 
-    fn answer(mut stream: TcpStream, reply: Reply) {
+    /// Answers request number `index` (from 0) with `reply`.
+    fn answer(mut stream: TcpStream, reply: Reply, index: usize) {
+        if matches!(reply, Reply::Reset) {
+            // Closing a socket with bytes not yet read sends an RST, not a
+            // FIN (RFC 2525 2.17): wait for the request, leave it unread,
+            // and close.
+            let _ = stream.peek(&mut [0; 1]);
+            return;
+        }
         let mut reader = io::BufReader::new(stream.try_clone().unwrap());
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
@@ -882,6 +1320,28 @@ mod tests {
                     .write_all(head("200 OK", Some(body.len())).as_bytes())
                     .and_then(|()| stream.write_all(&body))
             }
+            Reply::Stall { claimed, body } => {
+                let sent = stream
+                    .write_all(head("200 OK", Some(claimed)).as_bytes())
+                    .and_then(|()| stream.write_all(&body))
+                    .and_then(|()| stream.flush());
+                std::thread::sleep(Duration::from_secs(5));
+                sent
+            }
+            Reply::Reset => unreachable!("answered before the request is read"),
+            Reply::StatusWith(code, header) => stream.write_all(
+                format!(
+                    "HTTP/1.1 {code} Whatever\r\n{header}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            Reply::Redirect(location) => stream.write_all(
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    location.replace("{n}", &index.to_string())
+                )
+                .as_bytes(),
+            ),
         };
         let _ = stream.flush();
     }
@@ -892,6 +1352,7 @@ mod tests {
             backoff_base: Duration::from_millis(1),
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(2),
+            progress_interval: Duration::from_secs(DEFAULT_PROGRESS_SECS),
             offline: false,
         }
     }
@@ -1035,14 +1496,17 @@ mod tests {
         let url = server.url("/a");
         let err = http().download(&url, &expected, &cache).unwrap_err();
         match &err {
-            HttpError::HashMismatch {
-                url: u,
-                expected: e,
-                actual,
-            } => {
+            HttpError::HashMismatch { url: u, files } => {
                 assert_eq!(*u, url);
-                assert_eq!(*e, expected.sha256);
-                assert_eq!(*actual, Digest::of_bytes(b"evil!").sha256);
+                assert_eq!(
+                    **files,
+                    Mismatch {
+                        expected_sha256: expected.sha256.clone(),
+                        expected_size: Some(5),
+                        actual_sha256: Digest::of_bytes(b"evil!").sha256,
+                        actual_size: 5,
+                    }
+                );
             }
             other => panic!("unexpected {other}"),
         }
@@ -1056,25 +1520,379 @@ mod tests {
         not(feature = "host-tests"),
         ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
     )]
-    fn content_length_other_than_expected_is_refused_before_the_body() {
-        let server = serve(vec![Reply::Ok(b"hello, and more".to_vec())]);
+    fn a_different_file_is_refused_at_once_naming_both_files() {
+        let other = b"hello, and more".to_vec();
+        let server = serve(vec![Reply::Ok(other.clone())]);
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
+        let expected = Digest::of_bytes(b"hello");
+        let url = server.url("/pool/a.deb");
+        let err = http().download(&url, &expected, &cache).unwrap_err();
+        let received = Digest::of_bytes(&other);
+        assert!(
+            matches!(
+                &err,
+                HttpError::HashMismatch { url: u, files } if *u == url && **files == Mismatch {
+                    expected_sha256: expected.sha256.clone(),
+                    expected_size: Some(5),
+                    actual_sha256: received.sha256.clone(),
+                    actual_size: 15,
+                }
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        for part in [
+            url.as_str(),
+            "not the file expected",
+            "15 bytes",
+            &received.sha256,
+            "5 bytes",
+            &expected.sha256,
+        ] {
+            assert!(message.contains(part), "{part} missing from: {message}");
+        }
+        assert_eq!(server.requests(), 1, "another file is not retried");
+        assert!(blob_files(dir.path()).is_empty());
+        assert_eq!(cache.get(&expected).unwrap(), Lookup::Missing);
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn a_large_different_file_is_refused_by_its_length_before_the_body() {
+        let claimed = usize::try_from(WRONG_FILE_HASH_LIMIT_BYTES).unwrap() + 1;
+        let server = serve(vec![Reply::Stall {
+            claimed,
+            body: Vec::new(),
+        }]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let started = Instant::now();
         let err = http()
             .download(&server.url("/a"), &Digest::of_bytes(b"hello"), &cache)
             .unwrap_err();
         assert!(
+            matches!(err, HttpError::SizeMismatch { expected: 5, actual, .. } if actual == claimed as u64),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused without waiting for the body"
+        );
+        assert!(blob_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn a_reset_connection_is_retried() {
+        let data = body();
+        let server = serve(vec![Reply::Reset, Reply::Reset, Reply::Ok(data.clone())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let path = http()
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(server.requests(), 3);
+
+        // Reset every time: a network error naming the URL, nothing kept.
+        let server = serve(vec![Reply::Reset]);
+        let other = Digest::of_bytes(b"other");
+        let url = server.url("/b");
+        let err = http().download(&url, &other, &cache).unwrap_err();
+        assert!(
+            matches!(&err, HttpError::Network { url: u, attempts: 3, .. } if *u == url),
+            "{err:?}"
+        );
+        assert_eq!(server.requests(), 3);
+        assert_eq!(cache.get(&other).unwrap(), Lookup::Missing);
+        assert!(crate::cache::files_under(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn a_body_that_stalls_midway_times_out_and_is_fetched_again() {
+        let data = body();
+        let stall = Reply::Stall {
+            claimed: data.len(),
+            body: data[..50_000].to_vec(),
+        };
+        let server = serve(vec![stall.clone(), Reply::Ok(data.clone())]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let http = Http::new(HttpOptions {
+            read_timeout: Duration::from_millis(300),
+            ..fast_options()
+        })
+        .unwrap();
+        let path = http
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(server.requests(), 2);
+
+        // Stalled every time: a timeout, well before the server lets go.
+        let server = serve(vec![stall]);
+        let mut other = data.clone();
+        other[0] ^= 1;
+        let other = Digest::of_bytes(&other);
+        let started = Instant::now();
+        let err = http
+            .download(&server.url("/b"), &other, &cache)
+            .unwrap_err();
+        assert!(
+            matches!(err, HttpError::Timeout { attempts: 3, .. }),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(cache.get(&other).unwrap(), Lookup::Missing);
+        assert!(crate::cache::files_under(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn retry_after_is_honoured_in_seconds_and_as_a_date() {
+        let data = body();
+        // Three seconds ahead, as a date in whole seconds: at least two
+        // seconds ahead when the first retry (after 1 s) asks.
+        let in_three_seconds = SystemTime::now() + Duration::from_secs(3);
+        let date: &'static str =
+            Box::leak(format!("Retry-After: {}", http_date(in_three_seconds)).into_boxed_str());
+        let server = serve(vec![
+            Reply::StatusWith(503, "Retry-After: 1"),
+            Reply::StatusWith(429, date),
+            Reply::Ok(data.clone()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let started = Instant::now();
+        // The backoff alone (1 ms, then 2 ms) would take no time at all.
+        http()
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(server.requests(), 3);
+        // 1 s, then what is left to the date: 1 s at least, 3 s at most.
+        assert!(took >= Duration::from_secs(2), "{took:?}");
+        assert!(took < Duration::from_secs(6), "{took:?}");
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn without_retry_after_the_backoff_applies() {
+        let server = serve(vec![
+            Reply::Status(500),
+            Reply::Status(429),
+            Reply::Status(503),
+        ]);
+        let started = Instant::now();
+        let err = http().get_small(&server.url("/busy"), 100).unwrap_err();
+        assert!(
             matches!(
                 err,
-                HttpError::SizeMismatch {
-                    expected: 5,
-                    actual: 15,
+                HttpError::Status {
+                    status: 503,
+                    attempts: 3,
                     ..
                 }
             ),
             "{err}"
         );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(server.requests(), 3);
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn a_redirect_loop_fails_at_once_naming_the_url_and_the_loop() {
+        let server = serve(vec![Reply::Redirect("/b"), Reply::Redirect("/a")]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let url = server.url("/a");
+        let expected = Digest::of_bytes(b"x");
+        let err = http().download(&url, &expected, &cache).unwrap_err();
+        match &err {
+            HttpError::Redirect { url: u, reason } => {
+                assert_eq!(*u, url);
+                assert_eq!(
+                    *reason,
+                    format!(
+                        "it redirects in a loop: {url} -> {} -> {url}",
+                        server.url("/b")
+                    )
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains(&url));
+        assert_eq!(
+            server.requests(),
+            2,
+            "a loop is not followed round, nor retried"
+        );
         assert!(blob_files(dir.path()).is_empty());
+
+        // Redirects that never repeat a URL end after MAX_REDIRECTS.
+        let server = serve(vec![Reply::Redirect("/hop/{n}")]);
+        let url = server.url("/start");
+        let err = http().get_small(&url, 10).unwrap_err();
+        match &err {
+            HttpError::Redirect { url: u, reason } => {
+                assert_eq!(*u, url);
+                assert!(
+                    reason.starts_with("it redirects more than 10 times"),
+                    "{reason}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(server.requests(), MAX_REDIRECTS + 1);
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date gone by is no wait"
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+        assert_eq!(http_date(now), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn the_retry_line_says_when_the_server_chose_the_wait() {
+        let backoff = Duration::from_millis(500);
+        assert_eq!(retry_wait(backoff, None), (backoff, String::new()));
+        let (wait, why) = retry_wait(backoff, Some(Duration::from_secs(3)));
+        assert_eq!(wait, Duration::from_secs(3));
+        assert_eq!(
+            retry_message("http://m/a", wait, 2, 5, "HTTP 503", &why),
+            "retrying http://m/a in 3.0 s (attempt 2 of 5; the server asked for this wait with Retry-After): HTTP 503"
+        );
+        let (wait, why) = retry_wait(backoff, Some(Duration::from_secs(3600)));
+        assert_eq!(wait, Duration::from_millis(MAX_BACKOFF_MS));
+        assert!(
+            why.contains("asked for 3600 s with Retry-After, kiln waits at most 30 s"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_progress_line_gives_bytes_so_far_and_the_rate() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            progress_message(
+                "http://m/a.qcow2",
+                15 << 20,
+                Some(80 << 20),
+                5 << 20,
+                ten,
+                ten * 3
+            ),
+            "downloading http://m/a.qcow2: 15.0 MiB of 80.0 MiB after 30 s, 512.0 KiB/s"
+        );
+        assert_eq!(
+            progress_message("http://m/a", 1000, None, 0, ten, ten * 2),
+            "downloading http://m/a: 1000 bytes after 20 s, nothing received in the last 10 s"
+        );
+    }
+
+    #[test]
+    fn the_environment_sets_retries_backoff_timeout_and_progress() {
+        let options = HttpOptions::from_variables(|name| match name {
+            RETRIES_VARIABLE => Some("7".to_owned()),
+            BACKOFF_VARIABLE => Some("10".to_owned()),
+            TIMEOUT_VARIABLE => Some("3".to_owned()),
+            PROGRESS_VARIABLE => Some("1".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(options.retries, 7);
+        assert_eq!(options.backoff_base, Duration::from_millis(10));
+        assert_eq!(options.read_timeout, Duration::from_secs(3));
+        assert_eq!(options.progress_interval, Duration::from_secs(1));
+        let defaults = HttpOptions::from_variables(|_| None).unwrap();
+        assert_eq!(defaults.retries, DEFAULT_RETRIES);
+        for (variable, value) in [
+            (RETRIES_VARIABLE, "many"),
+            (RETRIES_VARIABLE, "1000"),
+            (TIMEOUT_VARIABLE, "0"),
+            (PROGRESS_VARIABLE, "-1"),
+            (BACKOFF_VARIABLE, "1.5"),
+        ] {
+            let err =
+                HttpOptions::from_variables(|name| (name == variable).then(|| value.to_owned()))
+                    .unwrap_err();
+            assert_eq!(err.variable, variable);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{variable}=\"{value}\" is not")),
+                "{err}"
+            );
+        }
+    }
+
+    /// An IMF-fixdate, as a server writes `Retry-After`.
+    fn http_date(time: SystemTime) -> String {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        // Howard Hinnant's civil_from_days.
+        let z = i64::try_from(days).unwrap() + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+            DAYS[usize::try_from(days % 7).unwrap()],
+            MONTHS[usize::try_from(month - 1).unwrap()],
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
     }
 
     #[test]

@@ -1,12 +1,58 @@
 //! What every operation that reads a lock or the cache shares: opening
-//! the cache, reading the lock beside an imagefile, the `--mirror` to
-//! download from, and how a fetch failure reaches the user.
+//! the cache, the HTTP client, reading the lock beside an imagefile, the
+//! `--mirror` to download from, and how a fetch failure reaches the user.
 
 use crate::cache::Cache;
 use crate::failure::Failure;
 use crate::fetch::FetchError;
+use crate::host::http::{Http, HttpError, HttpOptions};
 use crate::lock;
 use std::path::PathBuf;
+
+/// The HTTP client, with the retries, backoff, timeout and progress
+/// interval the `KILN_HTTP_*` environment variables set, and `offline`.
+pub fn http_client(offline: bool) -> Result<Http, Failure> {
+    let options = HttpOptions::from_environment().map_err(|error| {
+        Failure::user(miette::miette!(
+            help = format!(
+                "give a whole number, or unset {} to use kiln's default",
+                error.variable
+            ),
+            "{error}"
+        ))
+    })?;
+    Http::new(HttpOptions { offline, ..options }).map_err(Failure::internal)
+}
+
+/// What to do about a download that failed, for the `help:` line.
+pub fn download_help(error: &HttpError) -> &'static str {
+    match error {
+        HttpError::NotFound { .. } => {
+            "the mirror no longer has this file: run `kiln lock --update` to pin what it has now, or download from a mirror that has it (`--mirror`)"
+        }
+        HttpError::Status { status, .. } if *status < 500 && *status != 408 && *status != 429 => {
+            "the mirror refuses the request: check the URL, and any proxy or access rule between kiln and the mirror"
+        }
+        HttpError::HashMismatch { .. }
+        | HttpError::SizeMismatch { .. }
+        | HttpError::TooLarge { .. } => {
+            "the mirror (or a proxy or captive portal in between) sent another file than the one pinned; nothing was kept: try again once the mirror has synced, or use another mirror (`--mirror`)"
+        }
+        HttpError::Redirect { .. } => {
+            "the mirror's redirects lead nowhere: check the mirror URL (or a proxy in between), or use another mirror (`--mirror`)"
+        }
+        HttpError::Status { .. } | HttpError::Timeout { .. } | HttpError::Network { .. } => {
+            "the mirror is down, overloaded or unreachable, and kiln retried: try again later, use another mirror (`--mirror`), or allow more retries and time with KILN_HTTP_RETRIES and KILN_HTTP_TIMEOUT_SECS"
+        }
+        HttpError::Tls { .. } => {
+            "check the host's clock and CA certificates, and any proxy that intercepts TLS"
+        }
+        HttpError::Offline { .. } => "run once with the network, then work offline",
+        _ => {
+            "see the message above; the troubleshooting chapter of the user guide lists what each one means"
+        }
+    }
+}
 
 /// Opens the cache named on the command line, or the default one.
 pub fn open_cache(dir: Option<&PathBuf>) -> Result<Cache, Failure> {
@@ -79,6 +125,9 @@ pub fn fetch_failure(error: FetchError) -> Failure {
             help = "the image at the lock's URL is not the one `kiln lock` pinned: check where it comes from, then run `kiln lock` to pin the new one (or keep building from a cache that holds the pinned one)",
             "{error}"
         )),
+        FetchError::Download { ref source, .. } => {
+            Failure::Internal(miette::miette!(help = download_help(source), "{error}"))
+        }
         other => Failure::Internal(miette::miette!("{other}")),
     }
 }

@@ -11,7 +11,7 @@ use miette::SourceSpan;
 use crate::apt::resolve::ResolveError;
 use crate::distro;
 use crate::failure::Failure;
-use crate::host::http::{Http, HttpOptions};
+use crate::host::http::HttpError;
 use crate::lock::make::{self, MakeError};
 use crate::manifest::{self, Checked, Problem};
 use crate::ops::fetch::open_cache;
@@ -91,7 +91,7 @@ pub fn lock_planned(
 ) -> Result<lock::Lock, Failure> {
     let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
     let cache = open_cache(cache_dir)?;
-    let http = Http::new(HttpOptions::default()).map_err(Failure::internal)?;
+    let http = crate::ops::fetch::http_client(false)?;
     let started = Instant::now();
     let builtin = crate::ops::elements::builtin_elements()?;
     // `imagefile.lock` has the parent "": the current directory.
@@ -470,6 +470,16 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
                 )),
             }
         }
+        MakeError::Http(
+            HttpError::HashMismatch { .. } | HttpError::SizeMismatch { .. } | HttpError::TooLarge { .. },
+        ) => Failure::Internal(miette::miette!(
+            help = "the mirror (or a proxy or captive portal in between) sent another file than its signed InRelease lists; nothing was kept: run `kiln lock` again once the mirror has synced, or use another mirror",
+            "{error}"
+        )),
+        MakeError::Http(HttpError::Redirect { .. }) => Failure::Internal(miette::miette!(
+            help = "the mirror's redirects lead nowhere: check the mirror URL (and any proxy in between), or use another mirror",
+            "{error}"
+        )),
         _ => Failure::Internal(miette::miette!(
             help = "check the mirror and the network, then run `kiln lock` again",
             "{error}"

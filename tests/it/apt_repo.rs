@@ -3,14 +3,18 @@
 //! `Release.gpg`), and a small HTTP server to serve it from 127.0.0.1. Tests
 //! that need suites the host's mirror does not have (a security update, a
 //! backports suite, a package at a version of their choosing) build one here
-//! instead of tampering with copies of the real mirror. The self-tests at the
-//! bottom prove the fixture with the host's own apt: if apt accepts it, so
-//! must kiln.
+//! instead of tampering with copies of the real mirror. The server can also
+//! misbehave on cue ([`Fault`], [`Server::inject`]): stall, reset the
+//! connection, cut a body short, answer 5xx or 429 (with or without
+//! `Retry-After`), serve another file, redirect in a loop. The self-tests at
+//! the bottom prove the fixture with the host's own apt: if apt accepts it,
+//! so must kiln.
 //!
 //! Shells out to `gpg`, `gpgconf`, `dpkg-deb`, `dpkg-scanpackages` and
 //! `md5sum` (scripts/install-test-deps installs them).
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -351,6 +355,42 @@ fn add_to_pool(root: &Path, component: &str, deb: &Path, architectures: &[String
     relative
 }
 
+/// What a [`Server`] does to a request instead of answering it well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Sends the headers and half the body, then nothing more until the
+    /// client hangs up (a mirror that stalls mid-transfer).
+    Stall,
+    /// Resets the connection (an RST) without answering.
+    Reset,
+    /// Sends the headers and half the body, then closes the connection.
+    Truncate,
+    /// Answers with this status and, when given, `Retry-After: <value>`.
+    Status(u16, Option<String>),
+    /// Answers 200 with this file's bytes instead of the one asked for.
+    OtherFile(PathBuf),
+    /// Answers 302 to the same path: a redirect loop.
+    RedirectLoop,
+}
+
+impl Fault {
+    /// How the request log shows it.
+    fn logged(&self) -> String {
+        match self {
+            Fault::Stall => "stall".to_string(),
+            Fault::Reset => "reset".to_string(),
+            Fault::Truncate => "truncate".to_string(),
+            Fault::Status(code, None) => code.to_string(),
+            Fault::Status(code, Some(after)) => format!("{code} retry-after {after}"),
+            Fault::OtherFile(_) => "other-file".to_string(),
+            Fault::RedirectLoop => "302 loop".to_string(),
+        }
+    }
+}
+
+/// Faults still to commit: (path suffix, fault), first match first.
+type Faults = Mutex<VecDeque<(String, Fault)>>;
+
 /// Serves a directory over HTTP from 127.0.0.1 until dropped; dropping it
 /// closes the port and joins every thread it started.
 #[derive(Debug)]
@@ -360,18 +400,37 @@ pub struct Server {
     address: SocketAddr,
     stopping: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Faults>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl Server {
     /// Every request answered so far, in order, as `<METHOD> <path>
-    /// <status>`, e.g. `GET /dists/noble/InRelease 200`.
+    /// <status>`, e.g. `GET /dists/noble/InRelease 200`; a fault shows as
+    /// what it was instead of the status (`reset`, `503 retry-after 1`).
     pub fn requests(&self) -> Vec<String> {
-        self.requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.requests).clone()
     }
+
+    /// Queues `faults` for the next requests whose path ends with `suffix`
+    /// (`""` for any request): each is committed once, in order, on the
+    /// first request that matches it; the requests after are answered
+    /// well.
+    pub fn inject(&self, suffix: &str, faults: &[Fault]) {
+        lock(&self.faults).extend(faults.iter().map(|f| (suffix.to_string(), f.clone())));
+    }
+
+    /// How many injected faults no request has met yet.
+    pub fn pending_faults(&self) -> usize {
+        lock(&self.faults).len()
+    }
+}
+
+/// Locks `mutex`, whether or not a thread panicked holding it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for Server {
@@ -395,28 +454,43 @@ pub fn serve(root: &Path) -> Server {
     let address = listener.local_addr().expect("local address");
     let stopping = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let faults = Arc::new(Mutex::new(VecDeque::new()));
     let acceptor = {
-        let (root, stopping, requests) = (root.to_path_buf(), stopping.clone(), requests.clone());
-        std::thread::spawn(move || accept_connections(&listener, &root, &stopping, &requests))
+        let shared = Shared {
+            root: root.to_path_buf(),
+            requests: requests.clone(),
+            faults: faults.clone(),
+        };
+        let stopping = stopping.clone();
+        std::thread::spawn(move || accept_connections(&listener, &shared, &stopping))
     };
     Server {
         url: format!("http://{address}"),
         address,
         stopping,
         requests,
+        faults,
         acceptor: Some(acceptor),
     }
 }
 
+/// What every connection thread of a [`Server`] reads and writes.
+#[derive(Clone)]
+struct Shared {
+    root: PathBuf,
+    requests: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Faults>,
+}
+
+/// The acceptor's handle on a connection, to shut it down when stopping;
+/// the connection takes it away to reset the connection (an RST needs
+/// every descriptor of the socket closed).
+type Handle = Arc<Mutex<Option<TcpStream>>>;
+
 /// The acceptor thread: one thread per connection; when stopping, shuts
 /// every connection down and joins its thread.
-fn accept_connections(
-    listener: &TcpListener,
-    root: &Path,
-    stopping: &AtomicBool,
-    requests: &Arc<Mutex<Vec<String>>>,
-) {
-    let mut connections: Vec<(TcpStream, JoinHandle<()>)> = Vec::new();
+fn accept_connections(listener: &TcpListener, shared: &Shared, stopping: &AtomicBool) {
+    let mut connections: Vec<(Handle, JoinHandle<()>)> = Vec::new();
     for stream in listener.incoming() {
         if stopping.load(Ordering::SeqCst) {
             break;
@@ -426,12 +500,15 @@ fn accept_connections(
             continue;
         };
         connections.retain(|(_, thread)| !thread.is_finished());
-        let (root, requests) = (root.to_path_buf(), requests.clone());
-        let thread = std::thread::spawn(move || serve_connection(stream, &root, &requests));
+        let handle = Arc::new(Mutex::new(Some(handle)));
+        let (shared, ours) = (shared.clone(), handle.clone());
+        let thread = std::thread::spawn(move || serve_connection(stream, &ours, &shared));
         connections.push((handle, thread));
     }
-    for (stream, thread) in connections {
-        let _ = stream.shutdown(Shutdown::Both);
+    for (handle, thread) in connections {
+        if let Some(stream) = lock(&handle).take() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         let _ = thread.join();
     }
 }
@@ -439,33 +516,77 @@ fn accept_connections(
 /// Answers the requests of one connection in order until the client
 /// closes it, asks to, or goes idle; then closes it (the acceptor holds a
 /// handle too, so dropping ours would not).
-fn serve_connection(stream: TcpStream, root: &Path, requests: &Mutex<Vec<String>>) {
+fn serve_connection(stream: TcpStream, handle: &Handle, shared: &Shared) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(IDLE_CONNECTION_SECS)));
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    answer_requests(stream, &mut writer, root, requests);
+    if answer_requests(stream, &mut writer, shared) == Ending::Reset {
+        // Every descriptor of the socket closes with the request unread,
+        // which makes the kernel send an RST (RFC 2525 2.17).
+        drop(lock(handle).take());
+        return;
+    }
     let _ = writer.shutdown(Shutdown::Both);
 }
 
+/// How a connection's request loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// Closed, or to be closed, in an orderly way.
+    Closed,
+    /// To be reset: the request is left unread.
+    Reset,
+}
+
+/// The request target of the next request on `stream`, read without
+/// taking it from the socket (so that a reset finds it unread).
+fn peek_target(stream: &TcpStream) -> Option<String> {
+    let mut buffer = [0; 2048];
+    let n = stream.peek(&mut buffer).ok()?;
+    let text = String::from_utf8_lossy(&buffer[..n]);
+    text.lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_string)
+}
+
+/// Takes the first queued fault whose suffix ends `target`.
+fn take_fault(faults: &Faults, target: &str) -> Option<Fault> {
+    let mut faults = lock(faults);
+    let index = faults
+        .iter()
+        .position(|(suffix, _)| target.ends_with(suffix.as_str()))?;
+    faults.remove(index).map(|(_, fault)| fault)
+}
+
 /// The request loop of `serve_connection`.
-fn answer_requests(
-    stream: TcpStream,
-    writer: &mut TcpStream,
-    root: &Path,
-    requests: &Mutex<Vec<String>>,
-) {
+fn answer_requests(stream: TcpStream, writer: &mut TcpStream, shared: &Shared) -> Ending {
+    let (root, requests) = (shared.root.as_path(), &*shared.requests);
     let mut reader = BufReader::new(stream);
     loop {
+        // A request pipelined behind another is already in the buffer; a
+        // fault applies to requests that come one at a time, as kiln's do.
+        let fault = if reader.buffer().is_empty() {
+            peek_target(reader.get_ref())
+                .and_then(|target| take_fault(&shared.faults, &target).map(|fault| (target, fault)))
+        } else {
+            None
+        };
+        if let Some((target, Fault::Reset)) = &fault {
+            lock(requests).push(format!("GET {target} {}", Fault::Reset.logged()));
+            return Ending::Reset;
+        }
         let mut request_line = String::new();
         if !matches!(reader.read_line(&mut request_line), Ok(n) if n > 0) {
-            return;
+            return Ending::Closed;
         }
         let mut close = false;
         loop {
             let mut header = String::new();
             if !matches!(reader.read_line(&mut header), Ok(n) if n > 0) {
-                return;
+                return Ending::Closed;
             }
             let header = header.trim_end();
             if header.is_empty() {
@@ -485,6 +606,13 @@ fn answer_requests(
             parts.next().unwrap_or(""),
         );
         close |= version != "HTTP/1.1";
+        if let Some((_, fault)) = fault {
+            lock(requests).push(format!("{method} {target} {}", fault.logged()));
+            if commit_fault(&fault, &mut reader, writer, root, target) {
+                continue;
+            }
+            return Ending::Closed;
+        }
         let (status, body) = match method {
             "GET" | "HEAD" => match file_for(root, target).map(std::fs::read) {
                 Some(Ok(bytes)) => ("200 OK", bytes),
@@ -492,10 +620,7 @@ fn answer_requests(
             },
             _ => ("405 Method Not Allowed", b"GET or HEAD only\n".to_vec()),
         };
-        requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(format!("{method} {target} {}", &status[..3]));
+        lock(requests).push(format!("{method} {target} {}", &status[..3]));
         let mut response = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n",
             body.len()
@@ -509,9 +634,65 @@ fn answer_requests(
             response.extend_from_slice(&body);
         }
         if writer.write_all(&response).is_err() || close {
-            return;
+            return Ending::Closed;
         }
     }
+}
+
+/// Does `fault` to the request for `target` (its head read from `reader`)
+/// and says whether the connection may serve another request (only after
+/// another file, a whole answer). `Fault::Reset` is done before the
+/// request is read, not here.
+fn commit_fault(
+    fault: &Fault,
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    root: &Path,
+    target: &str,
+) -> bool {
+    let file = || file_for(root, target).and_then(|path| std::fs::read(path).ok());
+    let head = |status: &str, length: usize, extra: &str| {
+        format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\n{extra}\r\n").into_bytes()
+    };
+    let half_body = |body: &[u8]| {
+        let mut response = head("200 OK", body.len(), "");
+        response.extend_from_slice(&body[..body.len() / 2]);
+        response
+    };
+    match fault {
+        Fault::Reset => {}
+        Fault::Stall => {
+            let body = file().unwrap_or_else(|| vec![0; 4096]);
+            if writer.write_all(&half_body(&body)).is_ok() {
+                // Nothing more until the client gives up and hangs up (or
+                // the server stops, which shuts the socket down).
+                let mut rest = Vec::new();
+                let _ = reader.read_to_end(&mut rest);
+            }
+        }
+        Fault::Truncate => {
+            let body = file().unwrap_or_else(|| vec![0; 4096]);
+            let _ = writer.write_all(&half_body(&body));
+        }
+        Fault::Status(code, retry_after) => {
+            let extra = match retry_after {
+                Some(after) => format!("Retry-After: {after}\r\nConnection: close\r\n"),
+                None => "Connection: close\r\n".to_string(),
+            };
+            let _ = writer.write_all(&head(&format!("{code} Fault"), 0, &extra));
+        }
+        Fault::OtherFile(other) => {
+            let body = std::fs::read(other).expect("the other file to serve");
+            let mut response = head("200 OK", body.len(), "");
+            response.extend_from_slice(&body);
+            return writer.write_all(&response).is_ok();
+        }
+        Fault::RedirectLoop => {
+            let extra = format!("Location: {target}\r\nConnection: close\r\n");
+            let _ = writer.write_all(&head("302 Found", 0, &extra));
+        }
+    }
+    false
 }
 
 /// The file under `root` that a request target names, if it is one:
@@ -728,7 +909,7 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// `time` as a Release file's `Date`: RFC 2822 in UTC, e.g.
 /// `Sat, 11 Jul 2026 10:16:37 UTC`.
-fn rfc2822_utc(time: SystemTime) -> String {
+pub fn rfc2822_utc(time: SystemTime) -> String {
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

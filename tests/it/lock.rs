@@ -2,6 +2,8 @@
 //! apt sources name (these tests need the network, as CI has it), and
 //! against local `file://` copies of it for tampering: every input is
 //! verified, a damaged one is named, and offline work uses only the cache.
+//! A copy served from 127.0.0.1 that misbehaves on cue (`apt_repo::Fault`)
+//! checks what a failing mirror does to `kiln fetch`.
 
 use std::path::{Path, PathBuf};
 
@@ -1350,4 +1352,365 @@ fn backports_are_read_but_only_taken_when_asked_for() {
         "{stderr}"
     );
     assert!(!temp.path().join("imagefile.lock").exists());
+}
+
+/// `kiln fetch` with `KILN_HTTP_*` set for a fast test: many retries, a
+/// 10 ms backoff, a 4 s read timeout and a progress line every second.
+fn fetch_from_failing_mirror(dir: &Path, mirror: &str, cache: &Path) -> (i32, String) {
+    let output = kiln()
+        .current_dir(dir)
+        .args([
+            "fetch",
+            "debian-minimal.yaml",
+            "--mirror",
+            mirror,
+            "--cache-dir",
+        ])
+        .arg(cache)
+        .env("KILN_HTTP_RETRIES", "8")
+        .env("KILN_HTTP_BACKOFF_MS", "10")
+        .env("KILN_HTTP_TIMEOUT_SECS", "4")
+        .env("KILN_HTTP_PROGRESS_SECS", "1")
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+/// The temporary files a cache holds (a download in progress, or one a
+/// failure left behind).
+fn cache_temp_files(cache: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(cache.join("tmp"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_type().is_dir())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
+}
+
+/// Issue 19's failing mirror, end to end: transient faults (503 with
+/// `Retry-After` in seconds and as a date, 429, 500, a reset, a cut body,
+/// a stall) are waited out with the retries logged and the stall reported
+/// while it lasts; another file, a redirect loop and a 404 stop `kiln
+/// fetch` at once, naming the package, the URL and why, with a `help:`
+/// line and nothing kept; the same command succeeds once the mirror
+/// serves the file.
+#[test]
+fn a_failing_mirror_is_retried_refused_named_and_recovered_from() {
+    use crate::apt_repo::{Fault, rfc2822_utc, serve};
+
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let (code, stderr) = run(
+        temp.path(),
+        &[
+            "fetch",
+            "debian-minimal.yaml",
+            "--cache-dir",
+            shared_cache().to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let server = serve(&pool_mirror(temp.path(), &lock));
+    let url_of = |package: &kiln::lock::LockedPackage| lock.package_url(package, Some(&server.url));
+    assert!(
+        lock.packages
+            .iter()
+            .all(|p| url_of(p).starts_with(&server.url)),
+        "every package comes from the test mirror"
+    );
+    let digest_of = |package: &kiln::lock::LockedPackage| {
+        kiln::cache::Digest::new(&package.sha256, package.size).expect("a locked digest")
+    };
+
+    // Transient faults on the first requests: every package arrives.
+    let in_two_seconds = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let transient = [
+        Fault::Status(503, Some("1".to_string())),
+        Fault::Reset,
+        Fault::Truncate,
+        Fault::Status(429, None),
+        Fault::Stall,
+        Fault::Status(500, None),
+        Fault::Status(503, Some(rfc2822_utc(in_two_seconds).replace("UTC", "GMT"))),
+    ];
+    server.inject("", &transient);
+    let cache = temp.path().join("cache");
+    let started = std::time::Instant::now();
+    let (code, stderr) = fetch_from_failing_mirror(temp.path(), &server.url, &cache);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} downloaded", lock.packages.len())),
+        "{stderr}"
+    );
+    assert_eq!(server.pending_faults(), 0, "every fault was met");
+    let requests = server.requests();
+    for fault in [
+        "503 retry-after 1",
+        "reset",
+        "truncate",
+        "429",
+        "stall",
+        "500",
+        "503 retry-after ",
+    ] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.ends_with(fault) || r.contains(&format!(" {fault}"))),
+            "{fault} not served: {requests:?}"
+        );
+    }
+    let retries = stderr
+        .lines()
+        .filter(|l| l.starts_with(&format!("retrying {}/", server.url)))
+        .count();
+    assert!(
+        retries >= transient.len() - 1,
+        "{retries} retries: {stderr}"
+    );
+    assert!(
+        stderr.contains("; the server asked for this wait with Retry-After): HTTP 503"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("timed out while reading the body"),
+        "the stall ends in a timeout: {stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("downloading {}/", server.url))
+                && l.contains(" of ")
+                && l.ends_with("nothing received in the last 1 s")),
+        "the stalled download is reported while it stalls: {stderr}"
+    );
+    assert!(cache_temp_files(&cache).is_empty());
+    eprintln!(
+        "fetch through {} transient faults took {took:?}",
+        transient.len()
+    );
+
+    // Faults retrying cannot cure: kiln stops at once, names the URL and
+    // why, keeps nothing; once the mirror serves the file, it arrives.
+    let cache = temp.path().join("cache-2");
+    let missing = |cache: &Path| -> Vec<&kiln::lock::LockedPackage> {
+        let opened = kiln::cache::Cache::open(cache).expect("the cache opens");
+        lock.packages
+            .iter()
+            .filter(|p| {
+                opened.get(&digest_of(p)).expect("the cache reads") == kiln::cache::Lookup::Missing
+            })
+            .collect()
+    };
+    let other_deb = temp
+        .path()
+        .join("local-mirror")
+        .join(&lock.packages[0].filename);
+    let cases = [
+        (
+            Fault::OtherFile(other_deb.clone()),
+            vec![
+                "is not the file expected: it sent",
+                "with SHA-256",
+                "bytes with SHA-256",
+                "sent another file",
+            ],
+        ),
+        (
+            Fault::RedirectLoop,
+            vec![
+                "cannot be downloaded: it redirects in a loop:",
+                "redirects lead nowhere",
+            ],
+        ),
+        (
+            Fault::Status(404, None),
+            vec![
+                "was not found (the mirror has no such file)",
+                "no longer has this file",
+            ],
+        ),
+    ];
+    for (fault, said) in cases {
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        let victim = *missing(&cache)
+            .iter()
+            .rev()
+            .find(|p| p.filename != lock.packages[0].filename)
+            .expect("a package not fetched yet");
+        server.inject(&victim.filename, std::slice::from_ref(&fault));
+        let before = server.requests().len();
+        let (code, stderr) = fetch_from_failing_mirror(temp.path(), &server.url, &cache);
+        assert_eq!(code, 2, "{fault:?}: {stderr}");
+        let flat = stderr
+            .replace(['│', '×'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let url = url_of(victim);
+        assert!(
+            flat.contains(&format!(
+                "cannot fetch {} {}: {url}",
+                victim.name, victim.version
+            )),
+            "{fault:?}: names the package and URL: {flat}"
+        );
+        for part in said {
+            assert!(flat.contains(part), "{fault:?}: `{part}` missing: {flat}");
+        }
+        assert!(flat.contains("help:"), "{flat}");
+        if let Fault::OtherFile(other) = &fault {
+            let other = std::fs::read(other).expect("read");
+            assert!(
+                flat.contains(&sha256_hex(&other)),
+                "names what came: {flat}"
+            );
+            assert!(
+                flat.contains(&victim.sha256),
+                "names what was expected: {flat}"
+            );
+            assert!(flat.contains(&format!("{} bytes", victim.size)), "{flat}");
+        }
+        let asked = server.requests()[before..]
+            .iter()
+            .filter(|r| r.contains(&victim.filename))
+            .count();
+        assert_eq!(asked, 1, "{fault:?} is not retried");
+        assert_eq!(server.pending_faults(), 0);
+        let opened = kiln::cache::Cache::open(&cache).expect("the cache opens");
+        assert_eq!(
+            opened.get(&digest_of(victim)).expect("the cache reads"),
+            kiln::cache::Lookup::Missing,
+            "{fault:?}: nothing kept for {}",
+            victim.name
+        );
+        assert!(cache_temp_files(&cache).is_empty(), "{fault:?}");
+    }
+
+    // The mirror recovered: the same command succeeds, every file checked.
+    let (code, stderr) = fetch_from_failing_mirror(temp.path(), &server.url, &cache);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(missing(&cache).is_empty(), "{stderr}");
+    assert!(cache_temp_files(&cache).is_empty());
+}
+
+/// `kiln lock` from a copy of the mirror's release and index served from
+/// 127.0.0.1 that fails on cue: the InRelease and the index are fetched
+/// through transient faults (a 503 with `Retry-After`, a reset, a cut
+/// body, a stall, a 429); an index that is another file stops the lock
+/// naming its URL, and nothing of it is kept. (That the same command
+/// succeeds once the mirror recovers is the first run here, and is shown
+/// for `kiln fetch` above.)
+#[test]
+fn kiln_lock_waits_out_a_failing_mirror_and_refuses_another_index() {
+    use crate::apt_repo::{Fault, serve};
+
+    let temp = tempfile::tempdir().expect("tempdir");
+    let lock = minimal_lock(temp.path());
+    let mirror = local_mirror(temp.path(), &lock);
+    let server = serve(&mirror);
+    std::fs::write(
+        temp.path().join("imagefile.yaml"),
+        format!(
+            "name: local\nbase:\n  distro: debian\n  release: bookworm\n  suites: []\n  mirror: {}\n",
+            server.url
+        ),
+    )
+    .expect("write manifest");
+    let index_hash =
+        std::fs::read_dir(mirror.join("dists/bookworm/main/binary-amd64/by-hash/SHA256"))
+            .expect("by-hash")
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .next()
+            .expect("the index by hash");
+    let lock_with_faults = |cache: &str| {
+        let output = kiln()
+            .current_dir(temp.path())
+            .args(["lock", "--update", "--cache-dir", cache])
+            .env("KILN_HTTP_RETRIES", "6")
+            .env("KILN_HTTP_BACKOFF_MS", "10")
+            .env("KILN_HTTP_TIMEOUT_SECS", "2")
+            .output()
+            .expect("kiln runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let flat = stderr
+            .replace(['│', '×'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (output.status.code().unwrap_or(-1), flat)
+    };
+
+    server.inject(
+        "/InRelease",
+        &[Fault::Status(503, Some("1".to_string())), Fault::Reset],
+    );
+    server.inject(
+        &index_hash,
+        &[Fault::Truncate, Fault::Stall, Fault::Status(429, None)],
+    );
+    let cache = temp.path().join("cache");
+    let (code, stderr) = lock_with_faults(cache.to_str().expect("UTF-8"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.pending_faults(), 0, "{:?}", server.requests());
+    assert!(
+        stderr.contains(
+            "(attempt 2 of 7; the server asked for this wait with Retry-After): HTTP 503"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("timed out while reading the body"),
+        "{stderr}"
+    );
+    let locked = read_lock(&temp.path().join("imagefile.lock"));
+    let names = |lock: &kiln::lock::Lock| -> Vec<String> {
+        lock.packages.iter().map(|p| p.name.clone()).collect()
+    };
+    assert_eq!(names(&locked), names(&lock));
+
+    // Another file served as the index: refused at once, named, not kept.
+    let other = temp.path().join("other");
+    std::fs::write(&other, b"<html>Please log in to use this network</html>\n").expect("write");
+    server.inject(&index_hash, &[Fault::OtherFile(other)]);
+    let lock_text = std::fs::read_to_string(temp.path().join("imagefile.lock")).expect("lock");
+    let fresh = temp.path().join("fresh-cache");
+    let (code, stderr) = lock_with_faults(fresh.to_str().expect("UTF-8"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}/dists/bookworm/main/binary-amd64/by-hash/SHA256/{index_hash} is not the file expected: it sent 47 bytes",
+            server.url
+        )),
+        "names the URL and why: {stderr}"
+    );
+    assert!(
+        stderr.contains("help: the mirror (or a proxy or captive portal in between) sent another file than its signed InRelease lists"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(temp.path().join("imagefile.lock")).expect("lock"),
+        lock_text,
+        "a failed lock leaves the lock as it was"
+    );
+    let opened = kiln::cache::Cache::open(&fresh).expect("the cache opens");
+    let index_size = std::fs::metadata(
+        mirror
+            .join("dists/bookworm/main/binary-amd64/by-hash/SHA256")
+            .join(&index_hash),
+    )
+    .expect("index")
+    .len();
+    assert_eq!(
+        opened
+            .get(&kiln::cache::Digest::new(&index_hash, index_size).expect("digest"))
+            .expect("the cache reads"),
+        kiln::cache::Lookup::Missing
+    );
+    assert!(cache_temp_files(&fresh).is_empty());
 }
