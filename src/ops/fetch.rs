@@ -64,9 +64,10 @@ pub fn download_mirror(mirror: Option<&str>) -> Result<Option<&str>, Failure> {
 }
 
 /// A fetch failure as the user sees it: packages missing offline are the
-/// user's to fix (exit 1); a mirror or network failure is not (exit 2).
-pub fn fetch_failure(error: FetchError) -> Failure {
-    match error {
+/// user's to fix (exit 1); a mirror or network failure is not (exit 2),
+/// nor a full cache, which names the cache and how to get room.
+pub fn fetch_failure(cache: &Cache) -> impl Fn(FetchError) -> Failure + '_ {
+    move |error| match error {
         FetchError::Missing { .. } => Failure::user(miette::miette!(
             help = "run `kiln fetch` once with the network, then work offline",
             "{error}"
@@ -79,6 +80,33 @@ pub fn fetch_failure(error: FetchError) -> Failure {
             help = "the image at the lock's URL is not the one `kiln lock` pinned: check where it comes from, then run `kiln lock` to pin the new one (or keep building from a cache that holds the pinned one)",
             "{error}"
         )),
+        FetchError::NoSpace { .. } => {
+            Failure::Internal(miette::miette!(help = cache_space_help(cache), "{error}"))
+        }
+        other if crate::host::space::is_out_of_space(&other) => {
+            let space = crate::host::space::space_of(cache.dir())
+                .map(|s| {
+                    format!(
+                        " ({} free of {})",
+                        crate::terminal::human_bytes(s.free_bytes),
+                        crate::terminal::human_bytes(s.total_bytes)
+                    )
+                })
+                .unwrap_or_default();
+            Failure::Internal(miette::miette!(
+                help = cache_space_help(cache),
+                "no space left on {}{space}, the cache: {other}",
+                cache.dir().display()
+            ))
+        }
         other => Failure::Internal(miette::miette!("{other}")),
     }
+}
+
+/// What to do about a cache without room.
+fn cache_space_help(cache: &Cache) -> String {
+    format!(
+        "free space on the filesystem of {} (nothing partial was kept in it), or use a cache on a larger filesystem with --cache-dir DIR or KILN_CACHE_DIR=DIR",
+        cache.dir().display()
+    )
 }
