@@ -6,6 +6,8 @@
 //! each `.deb` exactly once (so no blob was fetched twice, at once or
 //! not), and no blob may ever be visible under its name with content
 //! other than its hash — watched while they run, and verified after.
+//! Snapshots are on, as for users: the two builds of the same inputs save
+//! the same tree's snapshot at once, and one is kept, whole.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,11 +46,13 @@ fn imagefile(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// `kiln <args>` in `dir`, started now, as the integration tests run it.
+/// `kiln <args>` in `dir`, started now, with snapshots on (as users run
+/// it, so that builds of the same inputs at once also save the same
+/// snapshot at once).
 fn start(dir: &Path, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .env("NO_COLOR", "1")
-        .env("KILN_SNAPSHOT_LIMIT", "0")
+        .env("KILN_SNAPSHOT_LIMIT", "2G")
         .current_dir(dir)
         .args(args)
         .stdout(Stdio::piped())
@@ -170,10 +174,16 @@ fn builds_fetch_and_lock_at_once_share_one_cache() {
     let elapsed = started.elapsed() - prepared;
     for (what, output) in &outputs {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().find(|l| {
-            l.starts_with("built ") || l.starts_with("fetched") || l.contains("imagefile.lock")
-        });
-        eprintln!("{what}: {}", last.unwrap_or(""));
+        let summary = stderr
+            .lines()
+            .find(|l| l.starts_with("built ") || l.contains("imagefile.lock"))
+            .or_else(|| stderr.lines().last())
+            .unwrap_or("");
+        let waited = stderr
+            .lines()
+            .filter(|l| l.starts_with("waiting for another download"))
+            .count();
+        eprintln!("{what}: {summary} (waited for {waited} downloads of another process)");
     }
 
     // The same lock, built twice at once: the same bytes.
@@ -220,6 +230,19 @@ fn builds_fetch_and_lock_at_once_share_one_cache() {
         seen.len()
     );
     assert_eq!(cache_problems(&cache, |_| false), Vec::<String>::new());
+    // One snapshot per tree (the two builds of a saved the same one), and
+    // no partial copy left.
+    let mut snapshots: Vec<String> = std::fs::read_dir(cache.join("snapshots"))
+        .expect("the snapshots")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    assert!(
+        snapshots.iter().all(|name| !name.starts_with('.')),
+        "{snapshots:?}"
+    );
     assert_eq!(mounts_under(temp.path()), Vec::<String>::new());
     assert_eq!(processes_rooted_in(temp.path()), Vec::<String>::new());
     eprintln!(
