@@ -91,14 +91,27 @@ fn a_full_cache_or_output_directory_fails_clearly_and_cleanly() {
     mirror_from_shared_cache(&[&dir.join("imagefile.lock")], &mirror_dir);
     let mirror = format!("file://{}", mirror_dir.display());
 
-    // The cache, too small for the locked .debs: refused before a byte
-    // is written, with the sizes.
+    // The cache, too small for the locked .debs: the build is refused
+    // before a byte is written, with the sizes.
     let cache_fs = SmallFilesystem::mount("16m");
     let cache = cache_fs.path.join("cache");
     let cache_arg = cache.to_str().expect("UTF-8");
     assert!(debs_bytes > 16 << 20, "the .debs fill 16 MiB");
-    let fetch = ["fetch", "--mirror", &mirror, "--cache-dir", cache_arg];
-    let output = run(dir, &fetch);
+    let unused_out = dir.join("out-never-made");
+    let unused_out_arg = unused_out.to_str().expect("UTF-8");
+    let output = run(
+        dir,
+        &[
+            "build",
+            "--locked",
+            "--mirror",
+            &mirror,
+            "--cache-dir",
+            cache_arg,
+            "-o",
+            unused_out_arg,
+        ],
+    );
     assert_out_of_space(
         &output,
         &[
@@ -113,8 +126,13 @@ fn a_full_cache_or_output_directory_fails_clearly_and_cleanly() {
     );
     assert_eq!(cache_blobs(&cache), Vec::<std::path::PathBuf>::new());
     assert_eq!(cache_problems(&cache, |_| false), Vec::<String>::new());
+    assert!(
+        !unused_out.exists(),
+        "the build stopped before making its work"
+    );
 
-    // The cache filling up halfway: empty files where the blobs go look
+    // The cache filling up halfway (here in `kiln fetch`, which a build
+    // runs the same way): empty files where the blobs go look
     // present to the space check, are found damaged when read, and are
     // fetched again until the disk is full.
     for package in &lock.packages {
@@ -125,6 +143,7 @@ fn a_full_cache_or_output_directory_fails_clearly_and_cleanly() {
         std::fs::create_dir_all(blob.parent().expect("parent")).expect("mkdir");
         std::fs::write(&blob, b"").expect("a damaged blob");
     }
+    let fetch = ["fetch", "--mirror", &mirror, "--cache-dir", cache_arg];
     let output = run(dir, &fetch);
     assert_out_of_space(
         &output,
