@@ -60,6 +60,25 @@ pub enum FetchError {
         /// What is wrong.
         detail: String,
     },
+    /// The cache's filesystem has less free space than the missing
+    /// packages take; nothing was downloaded.
+    #[error(
+        "not enough space on {} for {count} download(s): they need {}, and {} is free (of {})",
+        .dir.display(),
+        crate::terminal::human_bytes(*.needed_bytes),
+        crate::terminal::human_bytes(.space.free_bytes),
+        crate::terminal::human_bytes(.space.total_bytes)
+    )]
+    NoSpace {
+        /// The cache directory.
+        dir: std::path::PathBuf,
+        /// How many downloads are missing (packages, the base image).
+        count: usize,
+        /// Their size in bytes, from the lock.
+        needed_bytes: u64,
+        /// The cache's filesystem.
+        space: crate::host::space::Space,
+    },
     /// The cache could not be read or written.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -87,6 +106,9 @@ pub fn fetch(
                 detail: e.to_string(),
             })?;
         digests.push(digest);
+    }
+    if !http.options().offline {
+        check_space(lock, &digests, cache)?;
     }
 
     let next = AtomicUsize::new(0);
@@ -151,6 +173,40 @@ pub fn fetch(
         }
     }
     Ok(fetched)
+}
+
+/// Refuses a fetch whose missing packages (by the lock's sizes) do not fit
+/// on the cache's filesystem, before a byte is written: failing at once
+/// with the sizes beats failing halfway with a half-filled disk. Present
+/// blobs are only stat'ed here; [`fetch_one`] verifies them. A filesystem
+/// that cannot be asked is not checked (the writes still report a full
+/// disk).
+fn check_space(lock: &Lock, digests: &[Digest], cache: &Cache) -> Result<(), FetchError> {
+    let image = lock.base.image.as_ref().map(|image| Digest {
+        sha256: image.sha256.clone(),
+        size: image.size,
+    });
+    let missing: Vec<&Digest> = digests
+        .iter()
+        .chain(image.as_ref())
+        .filter(|digest| !cache.blob_path(digest).exists())
+        .collect();
+    let needed_bytes: u64 = missing.iter().map(|digest| digest.size).sum();
+    if needed_bytes == 0 {
+        return Ok(());
+    }
+    let Ok(space) = crate::host::space::space_of(cache.dir()) else {
+        return Ok(());
+    };
+    if space.free_bytes >= needed_bytes {
+        return Ok(());
+    }
+    Err(FetchError::NoSpace {
+        dir: cache.dir().to_path_buf(),
+        count: missing.len(),
+        needed_bytes,
+        space,
+    })
 }
 
 /// How a fetch names the base image among the packages.

@@ -238,8 +238,15 @@ impl Snapshots {
         if entry.exists() {
             // Another build of the same inputs took it meanwhile.
             fs_err::remove_dir_all(&partial)?;
-        } else {
-            fs_err::rename(&partial, &entry)?;
+        } else if let Err(error) = fs_err::rename(&partial, &entry) {
+            // Or it did between the check and the rename (two builds of
+            // the same inputs at once): the rename onto its whole snapshot
+            // fails, and this copy is not needed. Either way this copy
+            // must not be left behind.
+            let _ = fs_err::remove_dir_all(&partial);
+            if !entry.is_dir() {
+                return Err(error.into());
+            }
         }
         touch(&entry)?;
         let removed = self.prune(limit)?;

@@ -117,7 +117,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     }
     let step = Instant::now();
     let mirror = download_mirror(settings.mirror.as_deref())?;
-    fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
+    fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure(&cache))?;
     timings.push(("fetch".to_string(), step.elapsed()));
 
     if settings.check {

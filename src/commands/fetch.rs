@@ -29,7 +29,7 @@ pub fn run(settings: &FetchSettings) -> Result<(), Failure> {
     let http = http_client(settings.offline)?;
     let mirror = download_mirror(settings.mirror.as_deref())?;
     let started = Instant::now();
-    let fetched = fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure)?;
+    let fetched = fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure(&cache))?;
     let what = match &lock.base.image {
         Some(_) => format!("the base image and {} package(s)", lock.packages.len()),
         None => format!("{} package(s)", lock.packages.len()),

@@ -554,6 +554,38 @@ mod tests {
     }
 
     #[test]
+    fn a_build_reading_the_lock_while_it_is_rewritten_reads_a_whole_one() {
+        // `kiln lock --update` beside a build that reads the lock: every
+        // read sees the old lock or the new one, whole, never a mix.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imagefile.lock");
+        let old = sample();
+        let mut new = sample();
+        new.packages[0].version = "2.36-9+deb12u14".into();
+        // Larger than a page, as real locks are: a torn write would show.
+        new.packages
+            .extend(std::iter::repeat_n(new.packages[1].clone(), 200));
+        write(&path, &old).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for round in 0..200 {
+                    write(&path, if round % 2 == 0 { &new } else { &old }).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
+                let read = read(&path).unwrap();
+                assert!(read == old || read == new, "a lock neither old nor new");
+                reads += 1;
+            }
+        });
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
     fn the_lock_sits_beside_its_manifest() {
         assert_eq!(
             path_for(Path::new("imagefile.yaml")),

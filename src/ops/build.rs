@@ -363,6 +363,11 @@ pub fn build_into(
     // without a disk format there is no disk to assemble.
     let raw = work.join(format!("{name}.raw"));
     let needs_disk = formats.iter().any(|f| output::is_disk_format(*f));
+    if let Err(error) = check_output_space(&root, &output, &name, &formats) {
+        terminal::progress_done();
+        chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
+        return Err(error);
+    }
     if needs_disk {
         let step = Instant::now();
         terminal::progress("assemble: making the filesystems and the disk");
@@ -911,15 +916,96 @@ fn failed(
     interrupted: Option<nix::sys::signal::Signal>,
 ) -> Failure {
     terminal::progress_done();
+    let error = error.to_string();
+    // Measured before the cleanup frees the work directory's space: what
+    // the build met.
+    let full =
+        (interrupted.is_none() && crate::host::space::mentions_out_of_space(&error)).then(|| {
+            let output = work.parent().unwrap_or(work);
+            let space = crate::host::space::space_of(output).ok();
+            (output.to_path_buf(), space)
+        });
     let cleanup = chroot::remove_dir_all_checked(work);
     let mut message = format!("{error}\nbuild log: {}", log_path.display());
     if let Err(e) = cleanup {
         message.push_str(&format!("\nleft {} in place: {e}", work.display()));
     }
+    if let Some((output, space)) = full {
+        let space = space.map_or_else(String::new, |s| {
+            format!(
+                " ({} free of {})",
+                terminal::human_bytes(s.free_bytes),
+                terminal::human_bytes(s.total_bytes)
+            )
+        });
+        return Failure::Internal(miette::miette!(
+            help = output_space_help(&output),
+            "no space left on {}{space}, the output directory: {message}",
+            output.display()
+        ));
+    }
     match interrupted {
         Some(signal) => Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}")),
         None => Failure::Internal(miette::miette!("{message}")),
     }
+}
+
+/// What to do about an output directory without room.
+fn output_space_help(output: &Path) -> String {
+    format!(
+        "the tree, the image and the outputs are all made in the output directory: free space on the filesystem of {} (the build's partial work was removed), or build elsewhere with -o DIR",
+        output.display()
+    )
+}
+
+/// Refuses to assemble and write the outputs when the output directory's
+/// filesystem has less free space than they will surely take: the tree's
+/// data (as ext4 stores it) once for the raw image and once more for each
+/// other disk format, and its file contents for a tar. A lower bound,
+/// known before anything is written (filesystem metadata, and squashfs
+/// and ramdisk outputs, which compress, come on top), so a build that
+/// would fit is never refused, and one that cannot fit fails now with the
+/// sizes instead of halfway through writing an image.
+fn check_output_space(
+    root: &Path,
+    output: &Path,
+    name: &str,
+    formats: &[OutputFormat],
+) -> Result<(), Failure> {
+    let Ok(space) = crate::host::space::space_of(output) else {
+        return Ok(());
+    };
+    let usage = assemble::filesystem::TreeUsage::measure(root).map_err(Failure::internal)?;
+    let data_bytes = usage.blocks * assemble::filesystem::EXT4_BLOCK_BYTES;
+    let mut needed_bytes = 0;
+    let mut what = Vec::new();
+    if formats.iter().any(|f| output::is_disk_format(*f)) {
+        needed_bytes += data_bytes;
+        what.push(format!("{name}.raw"));
+    }
+    for format in formats {
+        if output::is_disk_format(*format) && *format != OutputFormat::Raw {
+            needed_bytes += data_bytes;
+        } else if *format == OutputFormat::Tar {
+            needed_bytes += usage.content_bytes;
+        } else {
+            continue;
+        }
+        what.push(format!("{name}.{}", output::extension(*format)));
+    }
+    if space.free_bytes >= needed_bytes {
+        return Ok(());
+    }
+    Err(Failure::Internal(miette::miette!(
+        help = output_space_help(output),
+        "not enough space on {} for {}: needs at least {} (the tree holds {}), and {} is free (of {})",
+        output.display(),
+        what.join(", "),
+        terminal::human_bytes(needed_bytes),
+        terminal::human_bytes(data_bytes),
+        terminal::human_bytes(space.free_bytes),
+        terminal::human_bytes(space.total_bytes)
+    )))
 }
 
 #[cfg(test)]

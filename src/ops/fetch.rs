@@ -110,9 +110,10 @@ pub fn download_mirror(mirror: Option<&str>) -> Result<Option<&str>, Failure> {
 }
 
 /// A fetch failure as the user sees it: packages missing offline are the
-/// user's to fix (exit 1); a mirror or network failure is not (exit 2).
-pub fn fetch_failure(error: FetchError) -> Failure {
-    match error {
+/// user's to fix (exit 1); a mirror or network failure is not (exit 2),
+/// nor a full cache, which names the cache and how to get room.
+pub fn fetch_failure(cache: &Cache) -> impl Fn(FetchError) -> Failure + '_ {
+    move |error| match error {
         FetchError::Missing { .. } => Failure::user(miette::miette!(
             help = "run `kiln fetch` once with the network, then work offline",
             "{error}"
@@ -125,9 +126,110 @@ pub fn fetch_failure(error: FetchError) -> Failure {
             help = "the image at the lock's URL is not the one `kiln lock` pinned: check where it comes from, then run `kiln lock` to pin the new one (or keep building from a cache that holds the pinned one)",
             "{error}"
         )),
+        FetchError::NoSpace { .. } => {
+            Failure::Internal(miette::miette!(help = cache_space_help(cache), "{error}"))
+        }
+        other if crate::host::space::is_out_of_space(&other) => {
+            let space = crate::host::space::space_of(cache.dir())
+                .map(|s| {
+                    format!(
+                        " ({} free of {})",
+                        crate::terminal::human_bytes(s.free_bytes),
+                        crate::terminal::human_bytes(s.total_bytes)
+                    )
+                })
+                .unwrap_or_default();
+            Failure::Internal(miette::miette!(
+                help = cache_space_help(cache),
+                "no space left on {}{space}, the cache: {other}",
+                cache.dir().display()
+            ))
+        }
         FetchError::Download { ref source, .. } => {
             Failure::Internal(miette::miette!(help = download_help(source), "{error}"))
         }
         other => Failure::Internal(miette::miette!("{other}")),
+    }
+}
+
+/// What to do about a cache without room.
+fn cache_space_help(cache: &Cache) -> String {
+    format!(
+        "free space on the filesystem of {} (nothing partial was kept in it), or use a cache on a larger filesystem with --cache-dir DIR or KILN_CACHE_DIR=DIR",
+        cache.dir().display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheError;
+    use crate::host::http::HttpError;
+
+    fn rendered(failure: &Failure) -> (String, String) {
+        let report = &failure.reports()[0];
+        let help = report.help().map(|h| h.to_string()).unwrap_or_default();
+        (report.to_string(), help)
+    }
+
+    #[test]
+    fn a_cache_that_fills_during_a_download_is_named_with_help() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path()).expect("cache");
+        let error = FetchError::Download {
+            package: "bash".into(),
+            version: "5.2.15-2+b13".into(),
+            source: HttpError::Cache(CacheError::Write {
+                path: dir.path().join("tmp/blob-x"),
+                source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+            }),
+        };
+        let failure = fetch_failure(&cache)(error);
+        assert_eq!(failure.exit_code(), crate::failure::INTERNAL_EXIT_CODE);
+        let (message, help) = rendered(&failure);
+        let start = format!("no space left on {} (", dir.path().display());
+        assert!(message.starts_with(&start), "{message}");
+        assert!(
+            message.contains("the cache: cannot fetch bash 5.2.15-2+b13"),
+            "{message}"
+        );
+        assert!(help.contains("--cache-dir DIR"), "{help}");
+    }
+
+    #[test]
+    fn a_cache_too_small_for_the_missing_packages_says_how_much_is_needed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path()).expect("cache");
+        let error = FetchError::NoSpace {
+            dir: dir.path().to_path_buf(),
+            count: 88,
+            needed_bytes: 30 << 20,
+            space: crate::host::space::Space {
+                free_bytes: 16 << 20,
+                total_bytes: 16 << 20,
+            },
+        };
+        let (message, help) = rendered(&fetch_failure(&cache)(error));
+        assert_eq!(
+            message,
+            format!(
+                "not enough space on {} for 88 download(s): they need 30.0 MiB, and 16.0 MiB is free (of 16.0 MiB)",
+                dir.path().display()
+            )
+        );
+        assert!(help.contains("--cache-dir DIR"), "{help}");
+    }
+
+    #[test]
+    fn other_fetch_failures_are_not_taken_for_a_full_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path()).expect("cache");
+        let error = FetchError::BadLock {
+            package: "bash".into(),
+            detail: "not a hash".into(),
+        };
+        let (message, help) = rendered(&fetch_failure(&cache)(error));
+        assert!(!message.contains("space"), "{message}");
+        assert_eq!(help, "");
     }
 }

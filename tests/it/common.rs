@@ -290,3 +290,138 @@ pub fn write_hook(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
 }
+
+/// A tmpfs of a chosen size mounted on a temporary directory, for tests
+/// that fill a disk; unmounted when dropped, also when the test fails.
+pub struct SmallFilesystem {
+    /// Where it is mounted.
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    /// Mounts a tmpfs of `size` (`mount`'s syntax: `40m`).
+    pub fn mount(size: &str) -> SmallFilesystem {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).expect("mkdir");
+        let mount_point = path.to_str().expect("UTF-8");
+        tool(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                mount_point,
+            ],
+        );
+        SmallFilesystem { path, _dir: dir }
+    }
+
+    /// Makes it `size` large, keeping what it holds: space freed.
+    pub fn resize(&self, size: &str) {
+        let mount_point = self.path.to_str().expect("UTF-8");
+        tool(
+            "mount",
+            &["-o", &format!("remount,size={size}"), mount_point],
+        );
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !unmounted {
+            // Busy (a failed test left something open in it): detach it.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
+/// The blobs of the kiln cache in `cache` (`blobs/sha256/<xx>/<sha256>`).
+pub fn cache_blobs(cache: &Path) -> Vec<PathBuf> {
+    let mut blobs = Vec::new();
+    let Ok(prefixes) = std::fs::read_dir(cache.join("blobs/sha256")) else {
+        return blobs;
+    };
+    for prefix in prefixes.flatten() {
+        for blob in std::fs::read_dir(prefix.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            blobs.push(blob.path());
+        }
+    }
+    blobs.sort();
+    blobs
+}
+
+/// What is wrong with the kiln cache in `cache`, as a verify would find
+/// it: each blob whose content does not hash to its name, and each file
+/// left in `tmp/` (where only a running writer has one). Blobs for which
+/// `skip` holds are not read.
+pub fn cache_problems(cache: &Path, skip: impl Fn(&Path) -> bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for blob in cache_blobs(cache) {
+        if skip(&blob) {
+            continue;
+        }
+        let name = blob
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match kiln::cache::Digest::of_file(&blob) {
+            Ok(digest) if digest.sha256 == name => {}
+            Ok(digest) => problems.push(format!(
+                "{} holds {} bytes of sha256 {}",
+                blob.display(),
+                digest.size,
+                digest.sha256
+            )),
+            Err(error) => problems.push(format!("{}: {error}", blob.display())),
+        }
+    }
+    for temp in std::fs::read_dir(cache.join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        problems.push(format!("{} left in tmp/", temp.path().display()));
+    }
+    problems
+}
+
+/// An archive at `mirror` made of the `.deb`s that `locks` pin, as links to
+/// their blobs in [`shared_cache`] at the locks' `Filename`s: a local
+/// mirror for `--mirror`, so a test can count what kiln downloads without
+/// asking the real mirror twice. Returns each package's `/`-rooted path.
+pub fn mirror_from_shared_cache(locks: &[&Path], mirror: &Path) -> Vec<String> {
+    let cache = kiln::cache::Cache::open(&shared_cache()).expect("the shared cache");
+    let mut paths = Vec::new();
+    for lock in locks {
+        let lock = kiln::lock::read(lock).expect("a lock");
+        for package in &lock.packages {
+            let digest = kiln::cache::Digest::new(&package.sha256, package.size).expect("digest");
+            let blob = cache.blob_path(&digest);
+            assert!(blob.is_file(), "{} is in the shared cache", package.name);
+            let link = mirror.join(&package.filename);
+            if !link.exists() {
+                std::fs::create_dir_all(link.parent().expect("a parent")).expect("mkdir");
+                std::os::unix::fs::symlink(&blob, &link).expect("symlink");
+            }
+            paths.push(format!("/{}", package.filename));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
