@@ -341,6 +341,16 @@ fn a_failing_test_of_the_imagefile_is_reported_by_name() {
         .find(|l| l.starts_with("✓ `/` has room for users ("))
         .unwrap_or_else(|| panic!("no room for users on an ungrown root:\n{stdout}"));
     eprintln!("ungrown root, after the first boot: {room}");
+    // The default headroom (64 MiB) is meant to leave about as much as the
+    // first boot writes (about 30 MiB): at least half of that is expected.
+    let free_mib: u64 = room
+        .split(['(', ' '])
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no MiB figure in `{room}`"));
+    assert!(
+        free_mib >= 16,
+        "only {free_mib} MiB free for users after the first boot: {room}"
+    );
     assert!(
         stdout.contains("✓ the root filesystem fills the disk ("),
         "{stdout}"
