@@ -479,8 +479,16 @@ fn packages_index() {
     fuzz("Packages", 1500, inputs(&[PACKAGES], 8), |bytes| {
         let text = lossy(&bytes);
         within_limit(move || {
+            // An error's line (deb822 errors point by line) is in the text.
+            let lines = text.split('\n').count();
             for paragraph in crate::apt::deb822::Paragraphs::new(&text) {
-                let Ok(paragraph) = paragraph else { break };
+                let paragraph = match paragraph {
+                    Ok(paragraph) => paragraph,
+                    Err(error) if error.line() == 0 || error.line() > lines => {
+                        return Err(format!("line {} of {lines}: {error}", error.line()));
+                    }
+                    Err(_) => break,
+                };
                 for field in paragraph.fields() {
                     let _ = field.multiline().lines().count();
                     let _ = crate::apt::deb822::parse_relationships(field.value());
