@@ -386,7 +386,7 @@ fn the_seeds_are_valid() {
 
 #[test]
 fn imagefile() {
-    fuzz("imagefile", 1500, inputs(&EXAMPLE_MANIFESTS, 8), |bytes| {
+    fuzz("imagefile", 3000, inputs(&EXAMPLE_MANIFESTS, 8), |bytes| {
         let text = lossy(&bytes);
         within_limit(move || {
             let source = crate::manifest::Source::new("imagefile.yaml", text.clone());
@@ -410,7 +410,7 @@ fn imagefile_bytes_from_a_file() {
     let path = dir.path().join("imagefile.yaml");
     fuzz(
         "imagefile-file",
-        300,
+        500,
         inputs(&EXAMPLE_MANIFESTS, 4),
         |bytes| {
             std::fs::write(&path, &bytes).unwrap();
@@ -437,7 +437,7 @@ fn imagefile_bytes_from_a_file() {
 
 #[test]
 fn element_yaml() {
-    fuzz("element.yaml", 1500, inputs(&ELEMENT_YAMLS, 8), |bytes| {
+    fuzz("element.yaml", 3000, inputs(&ELEMENT_YAMLS, 8), |bytes| {
         let text = lossy(&bytes);
         within_limit(move || match crate::plan::parse_element_yaml(&text) {
             Ok(_) => Ok(()),
@@ -449,7 +449,7 @@ fn element_yaml() {
 
 #[test]
 fn lock() {
-    fuzz("lock", 600, inputs(&[LOCK], 8), |bytes| {
+    fuzz("lock", 1000, inputs(&[LOCK], 8), |bytes| {
         let text = lossy(&bytes);
         within_limit(move || {
             match crate::lock::parse(Path::new("imagefile.lock"), &text) {
@@ -476,7 +476,7 @@ fn lock() {
 
 #[test]
 fn packages_index() {
-    fuzz("Packages", 1500, inputs(&[PACKAGES], 8), |bytes| {
+    fuzz("Packages", 2000, inputs(&[PACKAGES], 8), |bytes| {
         let text = lossy(&bytes);
         within_limit(move || {
             // An error's line (deb822 errors point by line) is in the text.
@@ -517,7 +517,7 @@ fn packages_index() {
 
 #[test]
 fn release() {
-    fuzz("Release", 1500, inputs(&[RELEASE], 8), |bytes| {
+    fuzz("Release", 3000, inputs(&[RELEASE], 8), |bytes| {
         let text = lossy(&bytes);
         within_limit(move || {
             let _ = crate::apt::release::parse(&text, "Release");
@@ -816,7 +816,7 @@ fn tar_entries() {
             }
             entries
         });
-    fuzz("tar-entries", 400, entries, |entries| {
+    fuzz("tar-entries", 800, entries, |entries| {
         let deb = deb_bytes("data.tar", &tar_bytes(&entries));
         let result = scratch.unpack(&deb)?;
         let truncated = entries.iter().any(|e| {
@@ -864,7 +864,7 @@ fn deb_archives() {
         1 => prop::collection::vec(any::<u8>(), 0..600)
             .prop_map(|mut bytes| { bytes.splice(0..0, b"!<arch>\n".iter().copied()); bytes }),
     ];
-    fuzz("deb-archives", 400, inputs, |deb| {
+    fuzz("deb-archives", 800, inputs, |deb| {
         scratch.unpack(&deb).map(|_| ())
     });
 }
