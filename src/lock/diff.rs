@@ -3,7 +3,9 @@
 //! removed or rebuilt (same version, another file), one per element whose
 //! tree changed, one when the base image is another file, and a summary. This is how a user learns that a security
 //! update is waiting: `kiln lock --update --dry-run` shows it without
-//! writing anything.
+//! writing anything. Also how a lock differs from what its own pinned
+//! indexes resolve ([`edited`]): what `kiln build --locked` names when a
+//! lock was edited by hand, field by field.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
