@@ -16,6 +16,8 @@ pub mod commands;
 pub mod distro;
 pub mod failure;
 pub mod fetch;
+#[cfg(test)]
+mod fuzz;
 pub mod host;
 pub mod lock;
 pub mod machine;

@@ -317,7 +317,7 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, ReleaseError> {
 
 /// The body of an ASCII-armored block (RFC 4880 §6): the base64 between
 /// the blank line after the headers and the `=` checksum line.
-fn dearmor(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn dearmor(text: &str) -> Option<Vec<u8>> {
     let mut lines = text.lines().map(str::trim_end);
     lines.next()?;
     // Armor headers (`Comment: …`) up to the first blank line.

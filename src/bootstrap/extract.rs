@@ -244,4 +244,38 @@ mod tests {
         let staged_path = root.join(staged[0].trim_start_matches('/'));
         assert_eq!(Digest::of_file(&staged_path).unwrap(), digests[0]);
     }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root and host tools (cargo test --features host-tests)"
+    )]
+    fn a_hostile_package_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let deb = dir.path().join("evil.deb");
+        let mut device = raw_header(b"./dev/sda", tar::EntryType::Block, b"", 0);
+        device.set_device_major(8).unwrap();
+        device.set_cksum();
+        craft_deb_with_control(
+            &deb,
+            b"Package: evil\nVersion: 1\nArchitecture: amd64\nEssential: yes\n",
+            &[(device, b"")],
+        );
+        let bytes = fs::read(&deb).unwrap();
+        let digest = Digest::of_bytes(&bytes);
+        cache.insert_bytes(&bytes, &digest).unwrap();
+        let mut lock = lock_of(&[("evil", &digest.sha256)]);
+        lock.packages[0].size = digest.size;
+        let paragraphs = locked_paragraphs(&lock, &cache).unwrap();
+        let essential = essential_set(&paragraphs).unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let error = extract_essential(&essential, "amd64", &root).unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("cannot unpack evil: "), "{message}");
+        assert!(message.contains("`./dev/sda`"), "{message}");
+        assert!(message.contains("device node"), "{message}");
+        assert!(!root.join("dev/sda").exists());
+    }
 }

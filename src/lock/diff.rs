@@ -3,7 +3,9 @@
 //! removed or rebuilt (same version, another file), one per element whose
 //! tree changed, one when the base image is another file, and a summary. This is how a user learns that a security
 //! update is waiting: `kiln lock --update --dry-run` shows it without
-//! writing anything.
+//! writing anything. Also how a lock differs from what its own pinned
+//! indexes resolve ([`edited`]): what `kiln build --locked` names when a
+//! lock was edited by hand, field by field.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -294,6 +296,114 @@ pub fn render(changes: &[Change]) -> String {
     out
 }
 
+/// One way a lock's packages differ from what its own pinned indexes
+/// resolve the imagefile to: the mark of a lock edited by hand (or by a
+/// tool that is not `kiln lock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edited {
+    /// The indexes give the package; the lock lost it.
+    Removed {
+        /// The package.
+        name: String,
+        /// The version the indexes give.
+        version: String,
+    },
+    /// The lock has a package nothing asks for.
+    Added {
+        /// The package.
+        name: String,
+        /// The version the lock gives.
+        version: String,
+    },
+    /// One field of a package has another value.
+    Field {
+        /// The package.
+        name: String,
+        /// The field, as the lock spells it (`sha256`, `version`).
+        field: &'static str,
+        /// The lock's value.
+        lock: String,
+        /// The indexes' value.
+        index: String,
+    },
+}
+
+impl std::fmt::Display for Edited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Edited::Removed { name, version } => write!(
+                f,
+                "`{name}` {version} is missing: the pinned indexes resolve it, the lock has no entry"
+            ),
+            Edited::Added { name, version } => write!(
+                f,
+                "`{name}` {version} is an extra entry: neither the imagefile, its elements nor any locked package needs it"
+            ),
+            Edited::Field {
+                name,
+                field,
+                lock,
+                index,
+            } => write!(
+                f,
+                "`{name}`: {field} is {lock} in the lock, {index} in the pinned index"
+            ),
+        }
+    }
+}
+
+/// How `locked` (a lock's packages) differs from `resolved` (what its
+/// pinned indexes give), by package name, each field of a package apart.
+pub fn edited(locked: &[LockedPackage], resolved: &[LockedPackage]) -> Vec<Edited> {
+    let by_name = |packages: &[LockedPackage]| -> BTreeMap<String, LockedPackage> {
+        packages
+            .iter()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect()
+    };
+    let (lock, index) = (by_name(locked), by_name(resolved));
+    let mut names: Vec<&String> = lock.keys().chain(index.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        match (lock.get(name), index.get(name)) {
+            (Some(l), None) => out.push(Edited::Added {
+                name: name.clone(),
+                version: l.version.clone(),
+            }),
+            (None, Some(i)) => out.push(Edited::Removed {
+                name: name.clone(),
+                version: i.version.clone(),
+            }),
+            (Some(l), Some(i)) => {
+                let show = |p: &Option<String>| p.clone().unwrap_or_else(|| "absent".to_string());
+                let fields = [
+                    ("version", l.version.clone(), i.version.clone()),
+                    ("arch", l.arch.clone(), i.arch.clone()),
+                    ("priority", show(&l.priority), show(&i.priority)),
+                    ("size", l.size.to_string(), i.size.to_string()),
+                    ("sha256", l.sha256.clone(), i.sha256.clone()),
+                    ("repository", l.repository.clone(), i.repository.clone()),
+                    ("filename", l.filename.clone(), i.filename.clone()),
+                ];
+                for (field, lock, index) in fields {
+                    if lock != index {
+                        out.push(Edited::Field {
+                            name: name.clone(),
+                            field,
+                            lock,
+                            index,
+                        });
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +503,53 @@ mod tests {
             changes.iter().all(|c| matches!(c, Change::Upgraded { .. })),
             "{changes:?}"
         );
+    }
+
+    #[test]
+    fn a_hand_edit_is_named_by_package_and_field() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let c = "c".repeat(64);
+        let resolved = lock(
+            &[
+                ("bash", "5.2", &a),
+                ("dash", "0.5", &b),
+                ("zlib1g", "1.2", &c),
+            ],
+            &[],
+        )
+        .packages;
+        let mut locked = resolved.clone();
+        let removed = locked.remove(0);
+        locked[0].sha256 = "0".repeat(64);
+        let mut extra = locked[0].clone();
+        extra.name = "zzz-extra".into();
+        locked.push(extra);
+        let edits = edited(&locked, &resolved);
+        assert_eq!(edits.len(), 3, "{edits:?}");
+        let text: Vec<String> = edits.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|t| t.starts_with(&format!(
+                "`{}` {} is missing",
+                removed.name, removed.version
+            ))),
+            "{text:?}"
+        );
+        let changed = &resolved[1];
+        assert!(
+            text.contains(&format!(
+                "`{}`: sha256 is {} in the lock, {} in the pinned index",
+                changed.name,
+                "0".repeat(64),
+                changed.sha256
+            )),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("`zzz-extra` ") && t.contains("extra entry")),
+            "{text:?}"
+        );
+        assert!(edited(&resolved, &resolved).is_empty());
     }
 }

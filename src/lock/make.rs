@@ -296,45 +296,7 @@ pub fn make(
         repositories.push(locked);
     }
 
-    let mut seeds = resolve::minbase_seeds(&index);
-    seeds.extend(manifest.packages.iter().map(|p| {
-        let seed = SeedRequest::new(p.value.name());
-        match p.value.suite() {
-            Some(suite) => seed.from_repositories(
-                repositories
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.suite == suite)
-                    .map(|(n, _)| n)
-                    .collect(),
-            ),
-            None => seed,
-        }
-    }));
-    seeds.extend(elements.packages.iter().map(SeedRequest::new));
-    let resolution =
-        resolve::resolve(&index, &seeds, arch).map_err(|e| MakeError::Resolve(Box::new(e)))?;
-    let mut packages: Vec<LockedPackage> = resolution
-        .packages()
-        .iter()
-        .map(|resolved| {
-            let p = resolved.package;
-            LockedPackage {
-                name: p.name.clone(),
-                version: p.version.to_string(),
-                arch: p.architecture.to_string(),
-                priority: p.priority.map(|priority| priority.to_string()),
-                size: p.size,
-                sha256: p.sha256.to_string(),
-                repository: repositories
-                    .get(p.repository)
-                    .map(LockedRepository::id)
-                    .unwrap_or_default(),
-                filename: p.filename.to_string(),
-            }
-        })
-        .collect();
-    packages.sort();
+    let packages = resolve_packages(&index, &repositories, manifest, &elements.packages, arch)?;
 
     let source_date_epoch = manifest
         .source_date_epoch
@@ -356,6 +318,102 @@ pub fn make(
         elements: elements.locked.clone(),
     };
     Ok(Made { lock, keyrings })
+}
+
+/// The packages of `manifest` and of its elements' `element_packages`,
+/// with the minimal base, resolved in `index` (read from `repositories`,
+/// in order), sorted as the lock lists them.
+fn resolve_packages(
+    index: &PackageIndex,
+    repositories: &[LockedRepository],
+    manifest: &Manifest,
+    element_packages: &[String],
+    arch: &str,
+) -> Result<Vec<LockedPackage>, MakeError> {
+    let mut seeds = resolve::minbase_seeds(index);
+    seeds.extend(manifest.packages.iter().map(|p| {
+        let seed = SeedRequest::new(p.value.name());
+        match p.value.suite() {
+            Some(suite) => seed.from_repositories(
+                repositories
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.suite == suite)
+                    .map(|(n, _)| n)
+                    .collect(),
+            ),
+            None => seed,
+        }
+    }));
+    seeds.extend(element_packages.iter().map(SeedRequest::new));
+    let resolution =
+        resolve::resolve(index, &seeds, arch).map_err(|e| MakeError::Resolve(Box::new(e)))?;
+    let mut packages: Vec<LockedPackage> = resolution
+        .packages()
+        .iter()
+        .map(|resolved| {
+            let p = resolved.package;
+            LockedPackage {
+                name: p.name.clone(),
+                version: p.version.to_string(),
+                arch: p.architecture.to_string(),
+                priority: p.priority.map(|priority| priority.to_string()),
+                size: p.size,
+                sha256: p.sha256.to_string(),
+                repository: repositories
+                    .get(p.repository)
+                    .map(LockedRepository::id)
+                    .unwrap_or_default(),
+                filename: p.filename.to_string(),
+            }
+        })
+        .collect();
+    packages.sort();
+    Ok(packages)
+}
+
+/// What `lock`'s own pinned indexes resolve `manifest` (with its elements'
+/// `element_packages`) to, read from `cache` only: the packages `kiln lock`
+/// would have written from the same archive state. `None` when the lock
+/// is not one of a Debian-family archive, or when an index it pins is not
+/// in the cache (a cache that only `kiln fetch` filled holds no indexes).
+pub fn resolve_pinned(
+    lock: &Lock,
+    manifest: &Manifest,
+    element_packages: &[String],
+    cache: &Cache,
+) -> Result<Option<Vec<LockedPackage>>, MakeError> {
+    if lock.base.image.is_some() || lock.repositories.is_empty() {
+        return Ok(None);
+    }
+    let mut index = PackageIndex::new(&lock.base.arch);
+    for (number, repository) in lock.repositories.iter().enumerate() {
+        for file in &repository.indexes {
+            let Ok(digest) = Digest::new(&file.sha256, file.size) else {
+                return Ok(None);
+            };
+            let Ok(Lookup::Present(blob)) = cache.get(&digest) else {
+                return Ok(None);
+            };
+            let origin = format!("{} {}", repository.id(), file.path);
+            let bad = |detail: String| MakeError::BadIndex {
+                url: origin.clone(),
+                detail,
+            };
+            let text = fs_err::File::open(&blob).map_err(|e| bad(e.to_string()))?;
+            index
+                .add_repository_from(&origin, BufReader::new(text), number, repository.priority)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    resolve_packages(
+        &index,
+        &lock.repositories,
+        manifest,
+        element_packages,
+        &lock.base.arch,
+    )
+    .map(Some)
 }
 
 /// The repositories the manifest asks for, in the order they are read:

@@ -228,10 +228,7 @@ pub enum LockError {
         message: String,
     },
     /// The lock was written in another format.
-    #[error(
-        "{path} has lockfile format {found}; this kiln reads format {LOCK_FORMAT_VERSION}{}",
-        if *found < LOCK_FORMAT_VERSION { " (the lock was written by an older kiln)" } else { " (the lock was written by a newer kiln)" }
-    )]
+    #[error("{}", version_message(path, *found))]
     Version {
         /// The lock's path.
         path: PathBuf,
@@ -247,6 +244,31 @@ pub enum LockError {
         source: std::io::Error,
     },
 }
+
+fn version_message(path: &Path, found: u32) -> String {
+    if found > LOCK_FORMAT_VERSION {
+        format!(
+            "{} was written by a newer kiln (lockfile format {found}); this kiln reads up to format {LOCK_FORMAT_VERSION}: upgrade kiln",
+            path.display()
+        )
+    } else {
+        format!(
+            "{} has lockfile format {found}; this kiln reads format {LOCK_FORMAT_VERSION} (the lock was written by an older kiln)",
+            path.display()
+        )
+    }
+}
+
+impl LockError {
+    /// Whether the lock was written by a newer kiln than this one, which
+    /// must not overwrite it in its older format.
+    pub fn is_newer_format(&self) -> bool {
+        matches!(self, LockError::Version { found, .. } if *found > LOCK_FORMAT_VERSION)
+    }
+}
+
+/// What to do about a lock written by a newer kiln.
+pub const NEWER_FORMAT_HELP: &str = "install the kiln that wrote the lock (or a newer one); to keep this kiln instead, run `kiln lock --update` with it, which writes the lock in its own format, and commit that";
 
 /// The lockfile that belongs to a manifest: `<stem>.lock` beside it.
 pub fn path_for(manifest: &Path) -> PathBuf {
@@ -420,20 +442,25 @@ pub fn read(path: &Path) -> Result<Lock, LockError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse(path, &text)
+}
+
+/// Reads a lock's `text`; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Lock, LockError> {
     let invalid = |e: serde_saphyr::Error| LockError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
     // The version first: a lock of another format may not have this
     // format's fields, and "written by another kiln" is the useful message.
-    let format: Format = serde_saphyr::from_str(&text).map_err(invalid)?;
+    let format: Format = serde_saphyr::from_str(text).map_err(invalid)?;
     if format.version != LOCK_FORMAT_VERSION {
         return Err(LockError::Version {
             path: path.to_path_buf(),
             found: format.version,
         });
     }
-    serde_saphyr::from_str(&text).map_err(invalid)
+    serde_saphyr::from_str(text).map_err(invalid)
 }
 
 /// Writes the lock atomically: to a temporary file beside `path`, flushed
@@ -610,6 +637,14 @@ mod tests {
             read(&path),
             Err(LockError::Version { found: 9, .. })
         ));
+        let newer = read(&path).unwrap_err();
+        assert!(newer.is_newer_format());
+        assert!(
+            newer.to_string().ends_with(
+                "was written by a newer kiln (lockfile format 9); this kiln reads up to format 3: upgrade kiln"
+            ),
+            "{newer}"
+        );
     }
 
     #[test]

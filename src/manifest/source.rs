@@ -617,12 +617,11 @@ fn span_of(location: &serde_saphyr::Location, text: &str) -> SourceSpan {
     if line == 0 {
         return SourceSpan::from(0..0);
     }
-    let line_start: usize = text
-        .split_inclusive('\n')
-        .take(line - 1)
-        .map(str::len)
-        .sum();
-    let line_text = line_of(text, line_start);
+    let line_start = yaml_line_start(text, line);
+    // The line as YAML reads it: `\r` ends a line too, so the line's text
+    // ends at either break (splitting at `\n` alone once put the offset
+    // past the end of a text holding a lone `\r`).
+    let line_text = text[line_start..].split(['\n', '\r']).next().unwrap_or("");
     let offset = line_start
         + line_text
             .char_indices()
@@ -632,6 +631,27 @@ fn span_of(location: &serde_saphyr::Location, text: &str) -> SourceSpan {
         .find(|c: char| c.is_whitespace() || c == ':' || c == ',')
         .unwrap_or(text.len() - offset);
     SourceSpan::from(offset..offset + token_len)
+}
+
+/// The byte offset where 1-based `line` starts, counting line breaks as
+/// YAML does (`\n`, `\r\n` and a lone `\r`); the end of the text when it
+/// has fewer lines.
+fn yaml_line_start(text: &str, line: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut seen = 1;
+    let mut i = 0;
+    while seen < line && i < bytes.len() {
+        match bytes[i] {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                i += 1;
+                seen += 1;
+            }
+            b'\r' | b'\n' => seen += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    i.min(text.len())
 }
 
 /// The allowed name closest to what the user wrote, if one is close.
@@ -692,6 +712,25 @@ fn missing_key_help(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Found by the fuzzing harness (src/fuzz.rs, seed 7): a lone `\r` is a
+    // YAML line break, so the parser's line 2 started past the text's end
+    // when lines were counted at `\n` only, and slicing there panicked.
+    // (`load` refuses this text for its NULs before parsing; the parser
+    // must not rely on that.)
+    #[test]
+    fn fuzz_a_lone_carriage_return_in_a_quoted_scalar() {
+        let text = "\"\r \0\0";
+        let source = Source::new("imagefile.yaml", text);
+        let problems = parse_yaml(&source).unwrap_err();
+        assert!(!problems.problems.is_empty());
+        for problem in &problems.problems {
+            let (span, _) = problem.span.as_ref().unwrap();
+            assert!(span.offset() + span.len() <= text.len(), "{problem:?}");
+        }
+        assert_eq!(yaml_line_start("a\rb\r\nc\nd", 4), 7);
+        assert_eq!(yaml_line_start("a\rb", 9), 3);
+    }
 
     #[test]
     fn suggestions_find_typos_and_aliases() {

@@ -43,7 +43,18 @@ pub fn current_lock(
     let lock_path = lock::path_for(path);
     let read = lock::read(&lock_path);
     match read {
-        Ok(lock) if super::lock::is_current(&lock, checked, plan) => Ok(lock),
+        Ok(lock) if super::lock::is_current(&lock, checked, plan) => {
+            if policy.locked {
+                refuse_hand_edits(&lock, &lock_path, path, checked, plan, policy.cache_dir)?;
+            }
+            Ok(lock)
+        }
+        // Locking again would write the lock back in this kiln's older
+        // format, with or without --locked.
+        Err(error) if error.is_newer_format() => Err(Failure::user(miette::miette!(
+            help = lock::NEWER_FORMAT_HELP,
+            "{error}"
+        ))),
         read => {
             let why = match read {
                 Err(lock::LockError::Read { source, .. })
@@ -86,6 +97,56 @@ pub fn current_lock(
             )
         }
     }
+}
+
+/// Refuses a lock that `kiln lock` did not write as it stands: its
+/// packages are resolved again from the indexes it pins (read from the
+/// cache, where `kiln lock` keeps them; nothing is downloaded) and every
+/// package entry removed, added or changed is named with the lock's value
+/// and the index's. When the cache does not hold those indexes, the
+/// packages are still checked by hash as they are fetched.
+fn refuse_hand_edits(
+    lock: &lock::Lock,
+    lock_path: &Path,
+    path: &Path,
+    checked: &manifest::Checked,
+    plan: &plan::Plan,
+    cache_dir: Option<&PathBuf>,
+) -> Result<(), Failure> {
+    let cache = super::fetch::open_cache(cache_dir)?;
+    let resolved = lock::make::resolve_pinned(
+        lock,
+        &checked.manifest,
+        &plan.packages_to_install(),
+        &cache,
+    )
+    .map_err(|error| {
+        Failure::user(miette::miette!(
+            help = format!(
+                "the lock was changed by hand: restore it from version control, or run `kiln lock --update {}` and review the diff",
+                path.display()
+            ),
+            "{} does not resolve from the indexes it pins: {error}",
+            lock_path.display()
+        ))
+    })?;
+    let Some(resolved) = resolved else {
+        return Ok(());
+    };
+    let edits = lock::diff::edited(&lock.packages, &resolved);
+    if edits.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = edits.iter().map(|e| format!("  - {e}")).collect();
+    Err(Failure::user(miette::miette!(
+        help = format!(
+            "the lock was changed by hand (or by a tool that is not `kiln lock`): restore it from version control, or run `kiln lock --update {}` and review the diff",
+            path.display()
+        ),
+        "{} is not what its pinned indexes give, and --locked builds only a lock as `kiln lock` wrote it:\n{}",
+        lock_path.display(),
+        list.join("\n")
+    )))
 }
 
 /// Every package the build installs by name: the imagefile's and the

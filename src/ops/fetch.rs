@@ -79,6 +79,9 @@ pub fn read_lock(manifest: &std::path::Path) -> Result<lock::Lock, Failure> {
         )));
     }
     lock::read(&path).map_err(|e| {
+        if e.is_newer_format() {
+            return Failure::user(miette::miette!(help = lock::NEWER_FORMAT_HELP, "{e}"));
+        }
         Failure::user(miette::miette!(
             help = format!(
                 "run `kiln lock --update {}` to write it anew",

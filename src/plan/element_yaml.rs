@@ -197,25 +197,28 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Loaded>, PlanError> {
     let Some(text) = read_text(&path)? else {
         return Ok(None);
     };
-    let fail = |text: String, problems: Vec<Problem>| {
-        PlanError::ElementYaml(Box::new(ElementYamlError {
-            path: path.clone(),
+    match parse(&text) {
+        Ok(yaml) => Ok(Some(Loaded { path, yaml })),
+        Err(problems) => Err(PlanError::ElementYaml(Box::new(ElementYamlError {
+            path,
             text: Arc::new(text),
             problems,
-        }))
-    };
-    let parsed = match serde_saphyr::from_str::<Option<ElementYaml>>(&text) {
+        }))),
+    }
+}
+
+/// Parses and checks the text of an `element.yaml`: the element's
+/// description, or every problem found, each with a span into `text`.
+pub(crate) fn parse(text: &str) -> Result<ElementYaml, Vec<Problem>> {
+    let parsed = match serde_saphyr::from_str::<Option<ElementYaml>>(text) {
         Ok(parsed) => parsed.unwrap_or_default(),
-        Err(error) => {
-            let problem = problem_from_yaml(&error, &text);
-            return Err(fail(text, vec![problem]));
-        }
+        Err(error) => return Err(vec![problem_from_yaml(&error, text)]),
     };
     let problems = check(&parsed);
     if !problems.is_empty() {
-        return Err(fail(text, problems));
+        return Err(problems);
     }
-    Ok(Some(Loaded { path, yaml: parsed }))
+    Ok(parsed)
 }
 
 /// Reads and checks the `element.yaml` of the element in `dir`; `None` when

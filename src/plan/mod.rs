@@ -24,6 +24,8 @@ use crate::manifest::{DEFAULT_ROOT_LABEL, Distro, ElementName, EnvName, Manifest
 
 pub use builtin::{BuiltinError, unpack_builtin_elements};
 pub use deps::OPERATING_SYSTEM;
+#[cfg(test)]
+pub(crate) use element_yaml::parse as parse_element_yaml;
 pub use element_yaml::{
     ELEMENT_YAML, ElementYaml, ElementYamlError, ParamType, Parameter, read_element_yaml,
     schema as element_schema,
