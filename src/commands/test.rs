@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::failure::Failure;
 use crate::machine::checks::{
-    Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_has_room, root_in_ram, root_label,
-    run_test, serial_tail, system_running, wait_for_login,
+    Outcome, host_keys_fresh, outcome, password_refused, root_grown, root_has_room, root_in_ram,
+    root_label, run_test, serial_tail, system_running, wait_for_login,
 };
 use crate::machine::{Boot, Machine, MachineSpec, Serial, SshTarget};
 use crate::ops::machine::{MachineOptions, Target, absolute, find_target, machine_spec};

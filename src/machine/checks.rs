@@ -314,13 +314,12 @@ fn root_fills_disk(fs: u64, partition: u64, gap: u64) -> Result<(), String> {
 /// what `disk.headroom` left it, less what the first boot wrote.
 pub fn root_has_room(ssh: &SshTarget) -> Outcome {
     let started = Instant::now();
-    let free = remote_output(ssh, "df --output=avail -B1 / | tail -n 1", CHECK_LIMIT).and_then(
-        |text| {
+    let free =
+        remote_output(ssh, "df --output=avail -B1 / | tail -n 1", CHECK_LIMIT).and_then(|text| {
             text.trim()
                 .parse::<u64>()
                 .map_err(|_| format!("cannot read the free space from `{text}`"))
-        },
-    );
+        });
     match free {
         Ok(bytes) if bytes > 0 => outcome(
             format!("`/` has room for users ({} MiB free)", bytes >> 20),
@@ -330,9 +329,11 @@ pub fn root_has_room(ssh: &SshTarget) -> Outcome {
         Ok(_) => outcome(
             "`/` has room for users",
             started,
-            Err("no space is free on `/` for users other than root: raise `disk.headroom` \
+            Err(
+                "no space is free on `/` for users other than root: raise `disk.headroom` \
                  or let the root grow (the `growroot` element)"
-                .to_string()),
+                    .to_string(),
+            ),
         ),
         Err(why) => outcome("`/` has room for users", started, Err(why)),
     }
