@@ -12,4 +12,5 @@ pub mod command;
 pub mod file;
 pub mod http;
 pub mod signals;
+pub mod temp;
 pub mod walk;

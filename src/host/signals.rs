@@ -10,8 +10,9 @@
 //! the chroot command running at that moment, whose PID namespace takes
 //! every process of the command with it. The command being run then
 //! returns [`Interrupted`] (in the chroot runner, `ChrootError::Interrupted`), the build unwinds through its
-//! guards (mounts, tree setup, temporary directories), and kiln exits with
-//! [`exit_code`] (128 + the signal number, as a shell reports it).
+//! guards (mounts, tree setup, temporary directories), and kiln fails
+//! saying it was interrupted, with exit status 2 (`main` does not return
+//! [`exit_code`], 128 + the signal number as a shell reports it).
 //!
 //! The signal mask is per thread and inherited by new threads, so
 //! [`install`] must run on the main thread before any other thread starts,
@@ -111,9 +112,9 @@ fn stop_signals() -> SigSet {
 }
 
 /// The guard between `setpriv` and the program (see the module
-/// documentation): `$1` is the pid the program's parent must have.
-pub(crate) const GUARD_SCRIPT: &str =
-    r#"[ "$PPID" = "$1" ] || exit 125; shift; exec /usr/bin/env --default-signal=INT,TERM -- "$@""#;
+/// documentation): `$1` is the pid the program's parent must have. The
+/// shell exports `PWD`, which the program's environment must not gain.
+pub(crate) const GUARD_SCRIPT: &str = r#"[ "$PPID" = "$1" ] || exit 125; shift; exec /usr/bin/env -u PWD --default-signal=INT,TERM -- "$@""#;
 
 /// A command line that starts a program so that it dies with kiln (even on
 /// SIGKILL) and starts with SIGINT and SIGTERM unblocked, with no window

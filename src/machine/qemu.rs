@@ -340,17 +340,23 @@ pub struct Machine {
     dir: tempfile::TempDir,
 }
 
+/// The prefix of a machine's temporary directory.
+const MACHINE_DIR_PREFIX: &str = "kiln-machine-";
+
 impl Machine {
     /// Makes the overlay (for a disk image), key and seed in a new
     /// temporary directory and starts QEMU; shells out to `qemu-img`,
     /// `ssh-keygen`, `mkfs.vfat`, `mcopy`, `setpriv` and QEMU.
     pub fn start(spec: &MachineSpec) -> Result<Machine, MachineError> {
+        // In kiln's own temporary directory, which a SIGKILL leaves only
+        // until the next kiln starts.
+        let temp = crate::host::temp::dir();
         let dir = tempfile::Builder::new()
-            .prefix("kiln-machine-")
-            .tempdir()
+            .prefix(MACHINE_DIR_PREFIX)
+            .tempdir_in(&temp)
             .map_err(|source| MachineError::Io {
                 action: "create a temporary directory in",
-                path: std::env::temp_dir(),
+                path: temp.clone(),
                 source,
             })?;
         let overlay = match &spec.boot {

@@ -196,6 +196,9 @@ pub fn build_into(
     // Held until the build returns: a second build into the directory
     // would mix its files with this one's.
     let _directory_lock = lock_output_dir(&output)?;
+    // A build killed with SIGKILL left its half-written outputs' staging;
+    // under the directory's lock no live build owns any.
+    output::remove_abandoned_staging(&output).map_err(Failure::internal)?;
     let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
         chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
@@ -350,6 +353,7 @@ pub fn build_into(
     };
     timings.push(("check the finished tree".to_string(), step.elapsed()));
 
+    stop_if_interrupted(&work, &log_path, "normalising the tree")?;
     let step = Instant::now();
     if let Err(error) =
         normalise::normalise(&root, lock.source_date_epoch, family.volatile(), &mut log)
@@ -364,6 +368,7 @@ pub fn build_into(
     let raw = work.join(format!("{name}.raw"));
     let needs_disk = formats.iter().any(|f| output::is_disk_format(*f));
     if needs_disk {
+        stop_if_interrupted(&work, &log_path, "assembling the disk")?;
         let step = Instant::now();
         terminal::progress("assemble: making the filesystems and the disk");
         let request = assemble::AssembleRequest {
@@ -389,6 +394,7 @@ pub fn build_into(
         timings.push(("assemble".to_string(), step.elapsed()));
     }
 
+    stop_if_interrupted(&work, &log_path, "writing the outputs")?;
     terminal::progress("outputs: writing the image files");
     let outputs = output::write_outputs(&output::OutputRequest {
         image: &name,
@@ -426,6 +432,9 @@ pub fn build_into(
         );
         timings.push((format!("output {extension}"), written.duration));
     }
+    // Outputs already renamed are whole; without a report the next build
+    // makes them again rather than finding them up to date.
+    stop_if_interrupted(&work, &log_path, "writing the report")?;
 
     let kept_tree = if keep_tree {
         let tree = output.join(format!("{name}.root"));
@@ -902,6 +911,21 @@ pub fn up_to_date(
             && crate::cache::Digest::of_file(&path).is_ok_and(|d| d.sha256 == o.sha256)
     });
     unchanged.then_some(report)
+}
+
+/// Normalising, assembly and the outputs run no command the signal
+/// watcher stops, and take seconds: a SIGINT or SIGTERM that arrived
+/// meanwhile stops the build before `next` (removing the work directory).
+fn stop_if_interrupted(work: &Path, log_path: &Path, next: &str) -> Result<(), Failure> {
+    match crate::host::signals::received() {
+        Some(signal) => Err(failed(
+            work,
+            log_path,
+            &format!("stopped before {next}"),
+            Some(signal),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn failed(

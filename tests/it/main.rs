@@ -24,6 +24,7 @@ mod element_yaml;
 mod extract;
 mod image_base;
 mod image_sites;
+mod kill;
 mod lock;
 mod phases;
 mod ramdisk;
