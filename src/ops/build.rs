@@ -432,9 +432,6 @@ pub fn build_into(
         );
         timings.push((format!("output {extension}"), written.duration));
     }
-    // Outputs already renamed are whole; without a report the next build
-    // makes them again rather than finding them up to date.
-    stop_if_interrupted(&work, &log_path, "writing the report")?;
 
     let kept_tree = if keep_tree {
         let tree = output.join(format!("{name}.root"));
@@ -447,6 +444,10 @@ pub fn build_into(
         None
     };
     chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
+    // Outputs already renamed are whole; without a new report the next
+    // build checks them against the old one and makes them again. After
+    // this point the build is done but for the report, and finishes.
+    stop_if_interrupted(&work, &log_path, "writing the report")?;
     let total = started.elapsed();
     timings.push(("total".to_string(), total));
 
@@ -935,7 +936,11 @@ fn failed(
     interrupted: Option<nix::sys::signal::Signal>,
 ) -> Failure {
     terminal::progress_done();
-    let cleanup = chroot::remove_dir_all_checked(work);
+    let cleanup = if work.exists() {
+        chroot::remove_dir_all_checked(work)
+    } else {
+        Ok(())
+    };
     let mut message = format!("{error}\nbuild log: {}", log_path.display());
     if let Err(e) = cleanup {
         message.push_str(&format!("\nleft {} in place: {e}", work.display()));
