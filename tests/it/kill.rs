@@ -642,8 +642,11 @@ fn kills_anywhere_in_build_and_test_leave_nothing_and_the_next_build_has_the_sam
         scene.assert_clean(aim.stage);
     }
 
-    // The reference: uninterrupted, over what the kills left; it keeps the
-    // tree's snapshot that the next builds restore.
+    // The reference: uninterrupted, over what the kills left, making the
+    // tree from scratch (a killed run may have got as far as keeping a
+    // snapshot: the reference must not come from it); it keeps the tree's
+    // snapshot that the next builds restore.
+    let _ = std::fs::remove_dir_all(scene.cache.join("snapshots"));
     let reference_started = Instant::now();
     let stderr = scene.build();
     assert!(stderr.contains("snapshot: keeping the tree"), "{stderr}");
