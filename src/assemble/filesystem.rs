@@ -690,10 +690,10 @@ fn run_mke2fs(
     let mut conf = tempfile::Builder::new()
         .prefix("kiln-mke2fs-")
         .suffix(".conf")
-        .tempfile()
+        .tempfile_in(crate::host::temp::dir())
         .map_err(|source| FilesystemError::Io {
             action: "create",
-            path: std::env::temp_dir().join("kiln-mke2fs-*.conf"),
+            path: crate::host::temp::dir().join("kiln-mke2fs-*.conf"),
             source,
         })?;
     conf.write_all(MKE2FS_CONF.as_bytes())
@@ -853,10 +853,10 @@ fn run_debugfs_script(
 ) -> Result<Vec<u8>, FilesystemError> {
     let mut file = tempfile::Builder::new()
         .prefix("kiln-debugfs-")
-        .tempfile()
+        .tempfile_in(crate::host::temp::dir())
         .map_err(|source| FilesystemError::Io {
             action: "create",
-            path: std::env::temp_dir().join("kiln-debugfs-*"),
+            path: crate::host::temp::dir().join("kiln-debugfs-*"),
             source,
         })?;
     file.write_all(script)

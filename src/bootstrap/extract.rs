@@ -77,6 +77,9 @@ pub enum BootstrapError {
     /// names the operation and the path.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// SIGINT or SIGTERM arrived between two packages.
+    #[error(transparent)]
+    Interrupted(#[from] crate::host::signals::Interrupted),
 }
 
 /// Makes the merged-/usr links in `root` (which must exist) for `arch` and
@@ -91,6 +94,9 @@ pub fn extract_essential(
     create_merged_usr(root, arch)?;
     let mut names = Vec::with_capacity(essential.len());
     for LockedParagraph { package, deb, .. } in essential {
+        // Unpacking takes seconds and runs no command the watcher could
+        // kill: stop between packages.
+        crate::host::signals::check()?;
         unpack_data(deb, root).map_err(|source| BootstrapError::Unpack {
             package: package.name.clone(),
             source: Box::new(source),

@@ -122,7 +122,11 @@ pub fn bootstrap(
     let paragraphs = locked_paragraphs(lock, cache)?;
     let essential = essential_set(&paragraphs)?;
     lap("read the locked packages", &mut done);
-    extract_essential(&essential, &lock.base.arch, root)?;
+    extract_essential(&essential, &lock.base.arch, root).map_err(|error| match error {
+        // Reported as every interruption is, so the build says so.
+        BootstrapError::Interrupted(interrupted) => InstallError::Chroot(interrupted.into()),
+        other => other.into(),
+    })?;
     write_dpkg_skeleton(root, &lock.base.arch)?;
     lap("unpack essential", &mut done);
 

@@ -16,14 +16,20 @@
 //! (`Essential: yes`), already implements it, so the command line is
 //!
 //! ```text
-//! setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child=KILL \
+//! setpriv --pdeathsig KILL -- /bin/sh -c <guard> kiln-guard <kiln pid> \
+//!     unshare --pid --fork --kill-child=KILL \
 //!     --mount-proc=/proc --root=<tree> --wd=/ -- <argv>
 //! ```
 //!
-//! `setpriv` sets the parent-death signal of `unshare` to SIGKILL and execs
-//! it, so `unshare` dies with the kiln thread that started it. `unshare`
+//! `setpriv` sets the parent-death signal to SIGKILL; the guard
+//! ([`crate::host::signals::dies_with_kiln`]) checks that kiln did not die
+//! before that (else the command never starts) and unblocks SIGINT and
+//! SIGTERM, which kiln keeps blocked on every thread, also while it
+//! spawns; then it execs `unshare`, which so dies with the kiln thread
+//! that started it. `unshare`
 //! forks the namespace's init, which gets SIGKILL when `unshare` dies
-//! (`--kill-child`), and relays its exit status. `--mount-proc` mounts a
+//! (`--kill-child`; util-linux 2.38 checks after its `prctl` that `unshare`
+//! is still its parent), and relays its exit status. `--mount-proc` mounts a
 //! /proc for the new PID namespace inside the tree, in a mount namespace of
 //! the command's own (a child of the build's), so the command sees its own
 //! processes and every mount a script leaves behind vanishes with it.
@@ -33,9 +39,7 @@
 //!
 //! Known gaps: the parent-death signal is tied to the *thread* that spawned
 //! the command, so the build must not run commands from short-lived
-//! threads; a SIGKILL of kiln in the microseconds between `fork` and
-//! `setpriv`'s `prctl` would leave that one command running; and
-//! util-linux 2.38's `unshare` reports an init killed by a signal as exit
+//! threads; and util-linux 2.38's `unshare` reports an init killed by a signal as exit
 //! status 1 (with "sigprocmask unblock failed") rather than re-raising it.
 //! The command is PID 1 of its namespace, so signals it has no handler for
 //! are ignored when sent from inside it (a script's `kill $$`).
@@ -44,8 +48,6 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-
-use crate::host::command::Program;
 
 use super::ChrootError;
 use crate::host::signals::{self, Running};
@@ -185,9 +187,8 @@ pub fn shell_in_chroot(
     let unshare = find_tool("unshare", &UNSHARE_CANDIDATES)?;
     let mut root_arg = std::ffi::OsString::from("--root=");
     root_arg.push(root.as_os_str());
-    let mut command = Program::new(setpriv, "util-linux");
+    let mut command = signals::dies_with_kiln(&setpriv);
     command
-        .args(["--pdeathsig", "KILL", "--"])
         .arg(unshare)
         .args(["--pid", "--fork", "--kill-child=KILL", "--mount-proc=/proc"])
         .arg(root_arg)
@@ -201,10 +202,7 @@ pub fn shell_in_chroot(
         .env("PS1", "(kiln chroot) \\w# ")
         .envs(env.iter().map(|(name, value)| (name, value)))
         .current_dir("/");
-    let spawned = {
-        let _unblocked = signals::Unblocked::new();
-        command.spawn()
-    };
+    let spawned = command.spawn();
     let mut child = spawned.map_err(|error| ChrootError::Spawn {
         command: shell.to_string(),
         source: error.into_io(),
@@ -244,9 +242,8 @@ fn run(
         source,
     })?;
 
-    let mut command = Program::new(setpriv, "util-linux");
+    let mut command = signals::dies_with_kiln(&setpriv);
     command
-        .args(["--pdeathsig", "KILL", "--"])
         .arg(unshare)
         .args(["--pid", "--fork", "--kill-child=KILL"])
         .args(namespace_args)
@@ -260,10 +257,10 @@ fn run(
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer_for_stderr);
-    let spawned = {
-        let _unblocked = signals::Unblocked::new();
-        command.spawn()
-    };
+    // SIGINT and SIGTERM stay blocked here: one that arrives during the
+    // spawn waits for the watcher, which kills the command once it is
+    // registered below (or `register` does).
+    let spawned = command.spawn();
     // The command holds our copies of the pipe's write end; only when they
     // are closed does the reader see the end of the output.
     drop(command);

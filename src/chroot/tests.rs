@@ -165,6 +165,97 @@ fn mountinfo_escapes_are_decoded() {
     );
 }
 
+/// Real SIGTERMs sent to a kiln-like process (every thread blocks them,
+/// as `kiln build`'s do) every few milliseconds while it starts one chroot
+/// command after another: each must be taken by the watcher, never by the
+/// thread that is spawning (which would end the process on the spot), and
+/// each command must start with the signals unblocked.
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
+fn signals_during_spawns_are_all_taken_by_the_watcher() {
+    const NAME: &str = "signals_during_spawns_are_all_taken_by_the_watcher";
+    const SPAWNS: usize = 150;
+    if !can_run() {
+        return;
+    }
+    if !is_child(NAME) {
+        let tree = Tree::new();
+        // The whole child blocks the signals from its first instruction
+        // on, the harness's threads too, as kiln's main thread does.
+        let inner = child_command(NAME, &tree);
+        let mut command = Command::new("/usr/bin/env");
+        command
+            .arg("--block-signal=INT,TERM")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .envs(
+                inner
+                    .get_envs()
+                    .filter_map(|(name, value)| value.map(|value| (name, value))),
+            );
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "child test failed: {}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(processes_rooted_in(&tree.path).is_empty());
+        return;
+    }
+    let tree = Tree::from_env();
+    enter_build_namespace().unwrap();
+    let _mounts = mount_dib_filesystems(&tree.path).unwrap();
+    signals::install().unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u32;
+            let mut delay_us = 300u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                kill(Pid::this(), Signal::SIGTERM).unwrap();
+                sent += 1;
+                // Spread over the spawn's steps: 0.3 to 3 ms apart.
+                delay_us = 300 + (delay_us * 7919 + 13) % 2700;
+                std::thread::sleep(Duration::from_micros(delay_us));
+            }
+            sent
+        })
+    };
+    let (mut finished, mut interrupted) = (0, 0);
+    for _ in 0..SPAWNS {
+        let mut log = Vec::new();
+        match run_in_chroot(
+            &tree.path,
+            &strings(&["/bin/sh", "-c", "grep SigBlk /proc/self/status"]),
+            &[],
+            &mut log,
+        ) {
+            Ok(done) => {
+                done.check().unwrap();
+                assert_eq!(String::from_utf8_lossy(&log), "SigBlk:\t0000000000000000\n");
+                finished += 1;
+            }
+            Err(ChrootError::Interrupted {
+                signal: Signal::SIGTERM,
+            }) => interrupted += 1,
+            Err(error) => panic!("{error}"),
+        }
+        signals::forget_received();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = sender.join().unwrap();
+    eprintln!("{SPAWNS} spawns: {finished} finished, {interrupted} interrupted by {sent} SIGTERMs");
+    assert!(interrupted > 0 && sent > 0);
+    assert!(processes_rooted_in(&tree.path).is_empty());
+}
+
 #[test]
 #[cfg_attr(
     not(feature = "host-tests"),

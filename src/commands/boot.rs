@@ -18,6 +18,8 @@ pub struct BootSettings {
 /// `--serial-log`) until QEMU ends.
 pub fn run(settings: &BootSettings) -> Result<(), Failure> {
     crate::host::signals::install().map_err(Failure::internal)?;
+    // Dropped last: the machine's files are inside.
+    let _temp = crate::host::temp::Session::start().map_err(Failure::internal)?;
     let options = &settings.machine;
     let target = find_target(options)?;
     let serial = match &options.serial_log {

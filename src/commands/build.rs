@@ -53,6 +53,8 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     // thread that creates it.
     chroot::enter_build_namespace().map_err(Failure::internal)?;
     crate::host::signals::install().map_err(Failure::internal)?;
+    // Dropped last: assembly's scratch files are inside.
+    let _temp = crate::host::temp::Session::start().map_err(Failure::internal)?;
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
@@ -68,6 +70,9 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         },
     )?;
     let mut timings = vec![("lock".to_string(), started.elapsed())];
+    // Locking and fetching run no command the signal watcher could kill:
+    // a signal that arrived meanwhile stops the build here.
+    crate::host::signals::check().map_err(Failure::internal)?;
     if settings.offline && lock.base.image.is_some() {
         let packages = crate::ops::build::planned_packages(&checked, &plan);
         if !packages.is_empty() {
@@ -119,6 +124,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
     let mirror = download_mirror(settings.mirror.as_deref())?;
     fetch::fetch(&lock, mirror, &cache, &http).map_err(fetch_failure(&cache))?;
     timings.push(("fetch".to_string(), step.elapsed()));
+    crate::host::signals::check().map_err(Failure::internal)?;
 
     if settings.check {
         let (built, compared) =

@@ -41,12 +41,14 @@ type BuiltIn = Box<dyn Fn(&SshTarget) -> Outcome>;
 /// Boots the image and runs every check; fails (exit 1) if any fails.
 pub fn run(settings: &TestSettings) -> Result<(), Failure> {
     crate::host::signals::install().map_err(Failure::internal)?;
+    // Dropped last: the machine's files and the serial log are inside.
+    let _temp = crate::host::temp::Session::start().map_err(Failure::internal)?;
     let options = &settings.machine;
     let target = find_target(options)?;
     let started = Instant::now();
     let scratch = tempfile::Builder::new()
         .prefix("kiln-test-")
-        .tempdir()
+        .tempdir_in(crate::host::temp::dir())
         .map_err(Failure::internal)?;
     let serial_log = match &options.serial_log {
         Some(path) => absolute(path)?,

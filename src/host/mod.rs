@@ -13,4 +13,5 @@ pub mod file;
 pub mod http;
 pub mod signals;
 pub mod space;
+pub mod temp;
 pub mod walk;

@@ -10,28 +10,47 @@
 //! the chroot command running at that moment, whose PID namespace takes
 //! every process of the command with it. The command being run then
 //! returns [`Interrupted`] (in the chroot runner, `ChrootError::Interrupted`), the build unwinds through its
-//! guards (mounts, tree setup, temporary directories), and kiln exits with
-//! [`exit_code`] (128 + the signal number, as a shell reports it).
+//! guards (mounts, tree setup, temporary directories), and kiln fails
+//! saying it was interrupted, with exit status 2 (`main` does not return
+//! [`exit_code`], 128 + the signal number as a shell reports it).
 //!
 //! The signal mask is per thread and inherited by new threads, so
 //! [`install`] must run on the main thread before any other thread starts,
 //! like `chroot::enter_build_namespace`; a thread that does not
 //! block the signals would take the default action and end kiln at once
 //! (which the namespaces still clean up after, but without unwinding).
-//! A blocked mask is inherited across `fork` and `exec` (neither the
-//! standard library nor `setpriv`/`unshare` reset it), and resetting it in
-//! the child would need `pre_exec` (`unsafe`). So the runner unblocks the
-//! two signals on its own thread for the moment of `spawn`
-//! ([`Unblocked`]) and blocks them again. A signal arriving in that window
-//! of a millisecond or so ends kiln with the default action instead of an
-//! orderly unwind; the namespaces still release every mount and process.
+//!
+//! ## Starting a program that must die with kiln
+//! The signals stay blocked on every kiln thread, also while a program is
+//! spawned: a signal that arrives then waits for the watcher instead of
+//! ending kiln on the spot. A blocked mask is inherited across `fork` and
+//! `exec` (the standard library resets it on some spawn paths and not on
+//! others), and resetting it in the child would need `pre_exec`
+//! (`unsafe`). So [`dies_with_kiln`] starts the program through
+//!
+//! ```text
+//! setpriv --pdeathsig KILL -- /bin/sh -c <guard> kiln-guard <kiln pid> \
+//!     <program> <args>
+//! ```
+//!
+//! `setpriv` asks for SIGKILL when kiln dies; the guard script then checks
+//! that its parent is still kiln (a kiln killed between `fork` and that
+//! `prctl` left an orphan, now the child of init or a subreaper, which
+//! must not go on to run a command nobody will clean up), and execs
+//! coreutils' `env --default-signal=INT,TERM`, which unblocks the two
+//! signals and restores their default action for the program. There is no
+//! moment in which a signal to kiln is lost or ends it without unwinding,
+//! nor one in which a SIGKILL of kiln leaves the program running.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
+
+use crate::host::command::Program;
 
 /// Signal handling could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -92,28 +111,29 @@ fn stop_signals() -> SigSet {
     mask
 }
 
-/// SIGINT and SIGTERM unblocked on the calling thread until dropped, so a
-/// command spawned meanwhile starts with them deliverable. Does nothing
-/// unless [`install`] ran.
-#[derive(Debug)]
-pub(crate) struct Unblocked {
-    reblock: bool,
+/// The guard between `setpriv` and the program (see the module
+/// documentation): `$1` is the pid the program's parent must have. The
+/// shell exports `PWD`, which the program's environment must not gain.
+pub(crate) const GUARD_SCRIPT: &str = r#"[ "$PPID" = "$1" ] || exit 125; shift; exec /usr/bin/env -u PWD --default-signal=INT,TERM -- "$@""#;
+
+/// A command line that starts a program so that it dies with kiln (even on
+/// SIGKILL) and starts with SIGINT and SIGTERM unblocked, with no window
+/// around the spawn (see the module documentation). `setpriv` is
+/// util-linux's; the caller adds the program and its arguments. Shells out
+/// to `setpriv`, `/bin/sh` and `env`.
+pub(crate) fn dies_with_kiln(setpriv: &Path) -> Program {
+    dies_with(setpriv, std::process::id())
 }
 
-impl Unblocked {
-    /// Unblocks them on this thread, if [`install`] blocked them.
-    pub(crate) fn new() -> Unblocked {
-        let reblock = INSTALLED.get().is_some() && stop_signals().thread_unblock().is_ok();
-        Unblocked { reblock }
-    }
-}
-
-impl Drop for Unblocked {
-    fn drop(&mut self) {
-        if self.reblock && stop_signals().thread_block().is_err() {
-            eprintln!("kiln: warning: cannot block SIGINT/SIGTERM again");
-        }
-    }
+/// [`dies_with_kiln`], with the pid the parent must have given: a test
+/// stands in for kiln with another process.
+pub(crate) fn dies_with(setpriv: &Path, parent: u32) -> Program {
+    let mut command = Program::new(setpriv, "util-linux");
+    command
+        .args(["--pdeathsig", "KILL", "--", "/bin/sh", "-c", GUARD_SCRIPT])
+        .arg("kiln-guard")
+        .arg(parent.to_string());
+    command
 }
 
 fn watch(signals: &SignalFd) {
@@ -163,6 +183,12 @@ pub fn check() -> Result<(), Interrupted> {
     }
 }
 
+/// Forgets the signal received, so a test can be interrupted again.
+#[cfg(test)]
+pub(crate) fn forget_received() {
+    RECEIVED.store(0, Ordering::SeqCst);
+}
+
 /// The exit status kiln ends with after `signal`: 128 + its number.
 pub fn exit_code(signal: Signal) -> i32 {
     128 + signal as i32
@@ -189,5 +215,73 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)]
+
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use super::GUARD_SCRIPT;
+
+    /// Starts `touch <marker>` the way [`super::dies_with`] does, from a
+    /// shell standing in for kiln that has already exited by the time the
+    /// child gets to `setpriv` (`exit_first`), or that waits for it: what
+    /// happens when kiln is killed between `fork` and the child's `prctl`.
+    fn start_from_a_parent(marker: &Path, exit_first: bool) {
+        let script = format!(
+            r#"(sleep 0.3; exec setpriv --pdeathsig KILL -- /bin/sh -c "$0" kiln-guard $$ /usr/bin/touch "$1") & {}"#,
+            if exit_first { "exit 0" } else { "wait" }
+        );
+        let status = Command::new("/bin/sh")
+            .args(["-c", &script, GUARD_SCRIPT])
+            .arg(marker)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_program_whose_kiln_died_while_spawning_it_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let orphan = dir.path().join("orphan-ran");
+        start_from_a_parent(&orphan, true);
+        let waited = dir.path().join("child-ran");
+        start_from_a_parent(&waited, false);
+        assert!(waited.exists(), "with its parent alive, the program runs");
+        // The orphan had 0.3 s to wait plus as long again to run.
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(!orphan.exists(), "the orphan ran its program");
+    }
+
+    #[test]
+    fn the_program_starts_with_the_stop_signals_unblocked_and_default() {
+        // Blocked by the caller, as kiln blocks them on every thread.
+        let output = Command::new("/usr/bin/env")
+            .args(["--block-signal=INT,TERM", "--ignore-signal=TERM"])
+            .arg("setpriv")
+            .args(["--pdeathsig", "KILL", "--", "/bin/sh", "-c", GUARD_SCRIPT])
+            .arg("kiln-guard")
+            .arg(std::process::id().to_string())
+            .args(["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        // env's parent is this process: the guard's check passes through
+        // setpriv, which env execs.
+        assert!(output.status.success(), "{text}");
+        let masks: Vec<u64> = text
+            .lines()
+            .map(|line| u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap())
+            .collect();
+        // Bit n-1 is signal n: SIGINT is 2, SIGTERM 15.
+        let stop: u64 = (1 << 1) | (1 << 14);
+        assert_eq!(masks.len(), 2, "{text}");
+        assert_eq!(masks[0] & stop, 0, "blocked: {text}");
+        assert_eq!(masks[1] & stop, 0, "ignored: {text}");
     }
 }

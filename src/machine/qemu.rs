@@ -4,10 +4,10 @@
 //! backed by it, or a ramdisk, whose kernel and initramfs QEMU loads
 //! itself (`-kernel`, `-initrd`) with no disk at all but the NoCloud seed.
 //!
-//! QEMU is started through util-linux's `setpriv --pdeathsig KILL` (as the
-//! chroot runner does, see [`crate::chroot`]), so it gets SIGKILL when the
-//! kiln thread that started it ends, even if kiln itself is killed with
-//! SIGKILL. It is registered with [`crate::host::signals`], whose
+//! QEMU is started through [`crate::host::signals::dies_with_kiln`] (as
+//! the chroot runner's commands are), so it gets SIGKILL when the kiln
+//! thread that started it ends, even if kiln itself is killed with
+//! SIGKILL, and never starts if kiln died while spawning it. It is registered with [`crate::host::signals`], whose
 //! watcher kills it on SIGINT or SIGTERM; and [`Machine`]'s `Drop` stops
 //! it (SIGTERM, then SIGKILL) on every other way out.
 
@@ -26,7 +26,7 @@ use super::seed::{SeedConfig, make_seed};
 use super::ssh::{HOST_ADDRESS, SshKey, SshTarget};
 use super::{MachineError, failed};
 use crate::host::command;
-use crate::host::signals::{Running, Unblocked};
+use crate::host::signals::{Running, dies_with_kiln};
 
 /// The QEMU system emulator kiln runs.
 pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";
@@ -340,17 +340,23 @@ pub struct Machine {
     dir: tempfile::TempDir,
 }
 
+/// The prefix of a machine's temporary directory.
+const MACHINE_DIR_PREFIX: &str = "kiln-machine-";
+
 impl Machine {
     /// Makes the overlay (for a disk image), key and seed in a new
     /// temporary directory and starts QEMU; shells out to `qemu-img`,
     /// `ssh-keygen`, `mkfs.vfat`, `mcopy`, `setpriv` and QEMU.
     pub fn start(spec: &MachineSpec) -> Result<Machine, MachineError> {
+        // In kiln's own temporary directory, which a SIGKILL leaves only
+        // until the next kiln starts.
+        let temp = crate::host::temp::dir();
         let dir = tempfile::Builder::new()
-            .prefix("kiln-machine-")
-            .tempdir()
+            .prefix(MACHINE_DIR_PREFIX)
+            .tempdir_in(&temp)
             .map_err(|source| MachineError::Io {
                 action: "create a temporary directory in",
-                path: std::env::temp_dir(),
+                path: temp.clone(),
                 source,
             })?;
         let overlay = match &spec.boot {
@@ -408,10 +414,8 @@ impl Machine {
                     "not installed (Debian package `util-linux`)",
                 ),
             })?;
-        let mut command = command::Program::new(setpriv, "util-linux");
-        command
-            .args(["--pdeathsig", "KILL", "--", QEMU_PROGRAM])
-            .args(&args);
+        let mut command = dies_with_kiln(&setpriv);
+        command.arg(QEMU_PROGRAM).args(&args);
         if let Serial::File(_) = spec.serial {
             let log = File::create(&qemu_log)?;
             let log_err = log.try_clone()?;
@@ -420,12 +424,9 @@ impl Machine {
                 .stdout(log.into_file())
                 .stderr(log_err.into_file());
         }
-        let spawned = {
-            // QEMU must start with SIGTERM deliverable, or stopping it
-            // politely would not work.
-            let _unblocked = Unblocked::new();
-            command.spawn()
-        };
+        // QEMU starts with SIGTERM deliverable (the guard unblocks it), or
+        // stopping it politely would not work.
+        let spawned = command.spawn();
         let child = spawned.map_err(|error| MachineError::Spawn {
             program: QEMU_PROGRAM.to_string(),
             source: error.into_io(),

@@ -257,6 +257,9 @@ pub fn build_into(
     // Held until the build returns: a second build into the directory
     // would mix its files with this one's.
     let _directory_lock = lock_output_dir(&output)?;
+    // A build killed with SIGKILL left its half-written outputs' staging;
+    // under the directory's lock no live build owns any.
+    output::remove_abandoned_staging(&output).map_err(Failure::internal)?;
     let work = output.join(format!(".kiln-build-{name}"));
     if work.exists() {
         chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
@@ -411,6 +414,7 @@ pub fn build_into(
     };
     timings.push(("check the finished tree".to_string(), step.elapsed()));
 
+    stop_if_interrupted(&work, &log_path, "normalising the tree")?;
     let step = Instant::now();
     if let Err(error) =
         normalise::normalise(&root, lock.source_date_epoch, family.volatile(), &mut log)
@@ -430,6 +434,7 @@ pub fn build_into(
         return Err(error);
     }
     if needs_disk {
+        stop_if_interrupted(&work, &log_path, "assembling the disk")?;
         let step = Instant::now();
         terminal::progress("assemble: making the filesystems and the disk");
         let request = assemble::AssembleRequest {
@@ -455,6 +460,7 @@ pub fn build_into(
         timings.push(("assemble".to_string(), step.elapsed()));
     }
 
+    stop_if_interrupted(&work, &log_path, "writing the outputs")?;
     terminal::progress("outputs: writing the image files");
     let outputs = output::write_outputs(&output::OutputRequest {
         image: &name,
@@ -504,6 +510,10 @@ pub fn build_into(
         None
     };
     chroot::remove_dir_all_checked(&work).map_err(Failure::internal)?;
+    // Outputs already renamed are whole; without a new report the next
+    // build checks them against the old one and makes them again. After
+    // this point the build is done but for the report, and finishes.
+    stop_if_interrupted(&work, &log_path, "writing the report")?;
     let total = started.elapsed();
     timings.push(("total".to_string(), total));
 
@@ -970,6 +980,21 @@ pub fn up_to_date(
     unchanged.then_some(report)
 }
 
+/// Normalising, assembly and the outputs run no command the signal
+/// watcher stops, and take seconds: a SIGINT or SIGTERM that arrived
+/// meanwhile stops the build before `next` (removing the work directory).
+fn stop_if_interrupted(work: &Path, log_path: &Path, next: &str) -> Result<(), Failure> {
+    match crate::host::signals::received() {
+        Some(signal) => Err(failed(
+            work,
+            log_path,
+            &format!("stopped before {next}"),
+            Some(signal),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn failed(
     work: &Path,
     log_path: &Path,
@@ -986,7 +1011,11 @@ fn failed(
             let space = crate::host::space::space_of(output).ok();
             (output.to_path_buf(), space)
         });
-    let cleanup = chroot::remove_dir_all_checked(work);
+    let cleanup = if work.exists() {
+        chroot::remove_dir_all_checked(work)
+    } else {
+        Ok(())
+    };
     let mut message = format!("{error}\nbuild log: {}", log_path.display());
     if let Err(e) = cleanup {
         message.push_str(&format!("\nleft {} in place: {e}", work.display()));

@@ -306,6 +306,33 @@ fn biggest_list(biggest: &[(String, u64)]) -> String {
         .join(", ")
 }
 
+/// The prefix of [`Staged`]'s temporary directories.
+const STAGING_PREFIX: &str = ".kiln-output-";
+
+/// Removes the temporary directories of outputs that a killed build
+/// (SIGKILL, a power cut: no `Drop` ran) left in `dir`, half-written
+/// outputs inside. Only for a caller that holds the output directory's
+/// lock, so no live build is writing them. Returns how many were removed.
+pub fn remove_abandoned_staging(dir: &Path) -> Result<usize, OutputError> {
+    let write_error = |source| OutputError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).map_err(write_error)? {
+        let entry = entry.map_err(write_error)?;
+        let is_staging = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(STAGING_PREFIX));
+        if is_staging && entry.file_type().map_err(write_error)?.is_dir() {
+            fs::remove_dir_all(entry.path()).map_err(write_error)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// A temporary file beside an output, renamed over the output by
 /// [`Staged::commit`] and deleted if dropped before.
 ///
@@ -339,7 +366,7 @@ impl Staged {
             )));
         };
         let temp = tempfile::Builder::new()
-            .prefix(".kiln-output-")
+            .prefix(STAGING_PREFIX)
             .tempdir_in(dir)
             .map_err(write_error)?;
         Ok(Staged {
@@ -538,6 +565,24 @@ mod tests {
         .expect_err("no kernel");
         assert!(matches!(error, OutputError::NoKernel { .. }), "{error}");
         assert_eq!(fs::read_dir(&empty).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn abandoned_staging_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("image.raw");
+        // What a SIGKILL leaves: the staged file, half written, and its
+        // directory, which no Drop removed.
+        let staged = Staged::beside(&out).unwrap();
+        fs::write(staged.path(), b"half").unwrap();
+        let abandoned = staged._dir.keep();
+        fs::write(&out, b"whole").unwrap();
+        fs::create_dir(dir.path().join("kept")).unwrap();
+        assert_eq!(remove_abandoned_staging(dir.path()).unwrap(), 1);
+        assert!(!abandoned.exists());
+        assert_eq!(fs::read(&out).unwrap(), b"whole");
+        assert!(dir.path().join("kept").is_dir());
+        assert_eq!(remove_abandoned_staging(dir.path()).unwrap(), 0);
     }
 
     #[test]

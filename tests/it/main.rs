@@ -26,6 +26,7 @@ mod extract;
 mod full_disk;
 mod image_base;
 mod image_sites;
+mod kill;
 mod lock;
 mod phases;
 mod ramdisk;
