@@ -218,7 +218,7 @@ fn release_text(lock: &Lock, packages: &Digest) -> String {
 /// `Sat, 11 Jul 2026 10:16:37 UTC` for seconds since the epoch, as Release
 /// files write dates. The lock's epoch is used so the file is the same on
 /// every build.
-fn rfc2822_utc(epoch: u64) -> String {
+pub(crate) fn rfc2822_utc(epoch: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

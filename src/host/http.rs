@@ -1867,32 +1867,11 @@ mod tests {
         }
     }
 
-    /// An IMF-fixdate, as a server writes `Retry-After`.
+    /// An IMF-fixdate, as a server writes `Retry-After`: the date the
+    /// test archive's Release files carry, in GMT.
     fn http_date(time: SystemTime) -> String {
-        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
         let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let (days, rest) = (secs / 86_400, secs % 86_400);
-        // Howard Hinnant's civil_from_days.
-        let z = i64::try_from(days).unwrap() + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        format!(
-            "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-            DAYS[usize::try_from(days % 7).unwrap()],
-            MONTHS[usize::try_from(month - 1).unwrap()],
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        )
+        crate::bootstrap::repo::rfc2822_utc(secs).replace(" UTC", " GMT")
     }
 
     #[test]
