@@ -120,7 +120,8 @@ pub(crate) const GUARD_SCRIPT: &str = r#"[ "$PPID" = "$1" ] || exit 125; shift; 
 /// SIGKILL) and starts with SIGINT and SIGTERM unblocked, with no window
 /// around the spawn (see the module documentation). `setpriv` is
 /// util-linux's; the caller adds the program and its arguments. Shells out
-/// to `setpriv`, `/bin/sh` and `env`.
+/// to `setpriv`, `/bin/bash` (which, unlike dash, passes on the functions
+/// DIB hooks export, `BASH_FUNC_*%%`) and `env`.
 pub(crate) fn dies_with_kiln(setpriv: &Path) -> Program {
     dies_with(setpriv, std::process::id())
 }
@@ -130,7 +131,7 @@ pub(crate) fn dies_with_kiln(setpriv: &Path) -> Program {
 pub(crate) fn dies_with(setpriv: &Path, parent: u32) -> Program {
     let mut command = Program::new(setpriv, "util-linux");
     command
-        .args(["--pdeathsig", "KILL", "--", "/bin/sh", "-c", GUARD_SCRIPT])
+        .args(["--pdeathsig", "KILL", "--", "/bin/bash", "-c", GUARD_SCRIPT])
         .arg("kiln-guard")
         .arg(parent.to_string());
     command
@@ -264,7 +265,7 @@ mod tests {
         let output = Command::new("/usr/bin/env")
             .args(["--block-signal=INT,TERM", "--ignore-signal=TERM"])
             .arg("setpriv")
-            .args(["--pdeathsig", "KILL", "--", "/bin/sh", "-c", GUARD_SCRIPT])
+            .args(["--pdeathsig", "KILL", "--", "/bin/bash", "-c", GUARD_SCRIPT])
             .arg("kiln-guard")
             .arg(std::process::id().to_string())
             .args(["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"])
