@@ -113,8 +113,9 @@ fn stop_signals() -> SigSet {
 
 /// The guard between `setpriv` and the program (see the module
 /// documentation): `$1` is the pid the program's parent must have. The
-/// shell exports `PWD`, which the program's environment must not gain.
-pub(crate) const GUARD_SCRIPT: &str = r#"[ "$PPID" = "$1" ] || exit 125; shift; exec /usr/bin/env -u PWD --default-signal=INT,TERM -- "$@""#;
+/// shell exports `PWD` and `SHLVL`, which the program's environment must
+/// not gain.
+pub(crate) const GUARD_SCRIPT: &str = r#"[ "$PPID" = "$1" ] || exit 125; shift; exec /usr/bin/env -u PWD -u SHLVL --default-signal=INT,TERM -- "$@""#;
 
 /// A command line that starts a program so that it dies with kiln (even on
 /// SIGKILL) and starts with SIGINT and SIGTERM unblocked, with no window
