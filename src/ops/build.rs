@@ -1035,8 +1035,11 @@ fn failed(
         ));
     }
     match interrupted {
-        Some(signal) => Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}")),
-        None => Failure::Internal(miette::miette!("{message}")),
+        // The step's own error says so when the signal stopped it.
+        Some(signal) if !message.starts_with("interrupted by ") => {
+            Failure::Internal(miette::miette!("interrupted by {signal:?}: {message}"))
+        }
+        _ => Failure::Internal(miette::miette!("{message}")),
     }
 }
 
@@ -1182,5 +1185,26 @@ mod tests {
                 "ramdisk: a cpio archive holds no extended attributes, so these files lost their capabilities and work for root only: /usr/bin/ping",
             ]
         );
+    }
+
+    #[test]
+    fn a_stop_by_a_signal_says_so_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().join("work");
+        let log = dir.path().join("demo.build.log");
+        let signal = nix::sys::signal::Signal::SIGINT;
+        for (error, said) in [
+            // A step stopped by the signal says so itself…
+            ("interrupted by SIGINT", "× interrupted by SIGINT\n"),
+            // …one that failed another way while the signal came gets it said.
+            (
+                "dpkg failed (exit status 2)",
+                "× interrupted by SIGINT: dpkg failed (exit status 2)\n",
+            ),
+        ] {
+            let text = rendered(&failed(&work, &log, &error, Some(signal)));
+            assert!(text.contains(said), "{text}");
+            assert_eq!(text.matches("interrupted by").count(), 1, "{text}");
+        }
     }
 }
