@@ -50,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use super::ChrootError;
+use crate::host::command::SETPRIV_CANDIDATES;
 use crate::host::signals::{self, Running};
 
 /// How many of a command's last output lines are kept for error messages.
@@ -58,7 +59,6 @@ pub const TAIL_LINES: usize = 40;
 /// The `PATH` every command gets.
 pub const CHROOT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-const SETPRIV_CANDIDATES: [&str; 2] = ["/usr/bin/setpriv", "/bin/setpriv"];
 const UNSHARE_CANDIDATES: [&str; 2] = ["/usr/bin/unshare", "/bin/unshare"];
 
 /// How a command ended, with the end of its output.

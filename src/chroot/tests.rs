@@ -764,3 +764,79 @@ fn an_absolute_symlink_directory_is_not_written_through() {
     // The resolv.conf already installed was rolled back.
     assert!(!dir.path().join("etc/resolv.conf").exists());
 }
+
+/// Processes of the host (not chrooted) working in `dir`.
+fn processes_working_in(dir: &Path) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir) {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// Host programs (mke2fs, cp, qemu-img…) start through the same guard as
+/// chroot commands: a SIGINT or SIGTERM stops the one kiln waits for at
+/// once, and one still running when kiln ends dies with it.
+#[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "host tier: needs root and busybox-static (cargo test --features host-tests)"
+)]
+fn a_signal_stops_a_host_program_and_kiln_ending_takes_one_along() {
+    const NAME: &str = "a_signal_stops_a_host_program_and_kiln_ending_takes_one_along";
+    if !can_run() {
+        return;
+    }
+    if !is_child(NAME) {
+        let tree = Tree::new();
+        run_in_child(NAME, &tree);
+        // The child left a `sleep` running when it ended.
+        wait_until("the child's sleep is gone", Duration::from_secs(5), || {
+            processes_working_in(&tree.path).is_empty()
+        });
+        return;
+    }
+    let tree = Tree::from_env();
+    signals::install().unwrap();
+    let dir = tree.path.clone();
+    let sender = std::thread::spawn(move || {
+        wait_until("sleep runs", Duration::from_secs(10), || {
+            processes_working_in(&dir)
+                .iter()
+                .any(|(_, comm)| comm == "sleep")
+        });
+        signals::interrupt(Signal::SIGTERM);
+    });
+    let started = Instant::now();
+    let finished = crate::host::command::Program::new("sleep", "coreutils")
+        .arg("1000")
+        .current_dir(&tree.path)
+        .run()
+        .unwrap();
+    sender.join().unwrap();
+    assert_eq!(finished.code, None, "killed, not ended: {finished:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    signals::forget_received();
+    let left = crate::host::command::Program::new("sleep", "coreutils")
+        .arg("1000")
+        .current_dir(&tree.path)
+        // Not the pipes the parent test reads to its end.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the second sleep runs", Duration::from_secs(10), || {
+        processes_working_in(&tree.path)
+            .iter()
+            .any(|(_, comm)| comm == "sleep")
+    });
+    // Not waited for: this process ends with it running.
+    std::mem::forget(left);
+}

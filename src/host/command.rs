@@ -1,12 +1,43 @@
 //! Running programs of the host: one function, so every external command
 //! is started, checked and reported the same way.
 //!
-//! kiln shells out only to tools whose job no crate does well (gpgv now;
-//! mke2fs and qemu-img later). A missing tool is a clear error naming the
+//! kiln shells out only to tools whose job no crate does well (gpgv,
+//! mke2fs, qemu-img, cp…). A missing tool is a clear error naming the
 //! Debian package that provides it.
+//!
+//! Every program starts through the guard of
+//! [`crate::host::signals::dies_with_kiln`]: it dies with kiln, also when
+//! kiln is killed with SIGKILL (an mke2fs or a `qemu-img convert` does not
+//! go on writing into an output nobody will finish), and while
+//! [`Program::run`] waits for it, it is the command a SIGINT or SIGTERM
+//! stops at once.
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// Where util-linux's `setpriv` is on Debian (merged `/usr` or not).
+pub(crate) const SETPRIV_CANDIDATES: [&str; 2] = ["/usr/bin/setpriv", "/bin/setpriv"];
+
+/// util-linux's `setpriv`, if installed.
+pub(crate) fn setpriv() -> Option<PathBuf> {
+    SETPRIV_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+}
+
+/// `program` as `PATH` finds it (a path is taken as it is), if it is there.
+fn on_path(program: &OsStr) -> Option<PathBuf> {
+    let program = Path::new(program);
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
 
 /// What a finished command left behind.
 #[derive(Debug)]
@@ -57,18 +88,49 @@ pub struct Program {
     command: Command,
     name: String,
     package: String,
+    /// How many of the command's first arguments are the guard's (none
+    /// when it runs without one).
+    guard_args: usize,
+    /// The program is not on `PATH`: running it is
+    /// [`CommandError::NotFound`] (the guard would start and fail instead).
+    missing: bool,
 }
 
 impl Program {
     /// `program` (a name looked up on `PATH`, or a path), from Debian
-    /// package `package`.
+    /// package `package`, started through the guard (see the module
+    /// documentation).
     pub fn new(program: impl AsRef<OsStr>, package: &str) -> Program {
+        let Some(setpriv) = setpriv() else {
+            // No util-linux: the program runs as it is, as it did before
+            // the guard (and a build says `setpriv` is missing when it
+            // gets to its first chroot command).
+            return Program::plain(program, package);
+        };
+        let Some(resolved) = on_path(program.as_ref()) else {
+            let mut missing = Program::plain(program, package);
+            missing.missing = true;
+            return missing;
+        };
+        let mut guarded = crate::host::signals::dies_with_kiln(&setpriv);
+        guarded.guard_args = guarded.command.get_args().count() + 1;
+        guarded.command.arg(resolved);
+        guarded.name = program.as_ref().to_string_lossy().into_owned();
+        guarded.package = package.to_string();
+        guarded
+    }
+
+    /// `program` started as it is, without the guard: the guard itself,
+    /// which kiln's chroot runner and QEMU build on.
+    pub(crate) fn plain(program: impl AsRef<OsStr>, package: &str) -> Program {
         #[allow(clippy::disallowed_methods)]
         let command = Command::new(program.as_ref());
         Program {
             command,
             name: program.as_ref().to_string_lossy().into_owned(),
             package: package.to_string(),
+            guard_args: 0,
+            missing: false,
         }
     }
 
@@ -96,6 +158,12 @@ impl Program {
         vars: impl IntoIterator<Item = (K, V)>,
     ) -> &mut Program {
         self.command.envs(vars);
+        self
+    }
+
+    /// Leaves one variable of kiln's environment out.
+    pub fn env_remove(&mut self, name: impl AsRef<OsStr>) -> &mut Program {
+        self.command.env_remove(name);
         self
     }
 
@@ -132,13 +200,25 @@ impl Program {
 
     /// Starts it and hands back the running child.
     pub fn spawn(&mut self) -> Result<std::process::Child, CommandError> {
+        if self.missing {
+            return Err(self.error(std::io::ErrorKind::NotFound.into()));
+        }
         self.command.spawn().map_err(|source| self.error(source))
     }
 
-    /// Runs it to completion with no input, capturing its output.
+    /// Runs it to completion with no input, capturing its output. A
+    /// SIGINT or SIGTERM to kiln meanwhile kills it (its status is then
+    /// "killed by a signal").
     pub fn run(&mut self) -> Result<Finished, CommandError> {
-        self.command.stdin(Stdio::null());
-        let output = self.command.output().map_err(|source| self.error(source))?;
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = self.spawn()?;
+        let running = crate::host::signals::Running::register(child.id());
+        let output = child.wait_with_output();
+        drop(running);
+        let output = output.map_err(|source| self.error(source))?;
         Ok(self.finished(output, None))
     }
 
@@ -153,12 +233,13 @@ impl Program {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = self.spawn()?;
+        let running = crate::host::signals::Running::register(child.id());
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(input);
         }
-        let output = child
-            .wait_with_output()
-            .map_err(|source| self.error(source))?;
+        let output = child.wait_with_output();
+        drop(running);
+        let output = output.map_err(|source| self.error(source))?;
         Ok(self.finished(output, Some(input.len())))
     }
 
@@ -186,6 +267,7 @@ impl Program {
             let shown: Vec<String> = self
                 .command
                 .get_args()
+                .skip(self.guard_args)
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             let input = input.map_or(String::new(), |n| format!(" < {n} bytes"));

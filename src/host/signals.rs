@@ -130,8 +130,10 @@ pub(crate) fn dies_with_kiln(setpriv: &Path) -> Program {
 /// [`dies_with_kiln`], with the pid the parent must have given: a test
 /// stands in for kiln with another process.
 pub(crate) fn dies_with(setpriv: &Path, parent: u32) -> Program {
-    let mut command = Program::new(setpriv, "util-linux");
+    let mut command = Program::plain(setpriv, "util-linux");
     command
+        // A non-interactive bash would read the file `BASH_ENV` names.
+        .env_remove("BASH_ENV")
         .args(["--pdeathsig", "KILL", "--", "/bin/bash", "-c", GUARD_SCRIPT])
         .arg("kiln-guard")
         .arg(parent.to_string());

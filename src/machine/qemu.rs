@@ -63,8 +63,6 @@ pub const GROW_BYTES: u64 = 1 << 30;
 /// How long QEMU gets to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-const SETPRIV_CANDIDATES: [&str; 2] = ["/usr/bin/setpriv", "/bin/setpriv"];
-
 /// How QEMU runs the guest's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -403,17 +401,13 @@ impl Machine {
         let port = free_port()?;
         let args = qemu_args(spec, &files, port, &format!("kiln-{}", spec.hostname));
         let qemu_log = dir.path().join("qemu.log");
-        let setpriv = SETPRIV_CANDIDATES
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .ok_or_else(|| MachineError::Spawn {
-                program: "setpriv".to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "not installed (Debian package `util-linux`)",
-                ),
-            })?;
+        let setpriv = crate::host::command::setpriv().ok_or_else(|| MachineError::Spawn {
+            program: "setpriv".to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not installed (Debian package `util-linux`)",
+            ),
+        })?;
         let mut command = dies_with_kiln(&setpriv);
         command.arg(QEMU_PROGRAM).args(&args);
         if let Serial::File(_) = spec.serial {

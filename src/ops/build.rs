@@ -1002,6 +1002,9 @@ fn failed(
     interrupted: Option<nix::sys::signal::Signal>,
 ) -> Failure {
     terminal::progress_done();
+    // A host program a signal stopped fails as "killed by a signal":
+    // the signal is the reason.
+    let interrupted = interrupted.or_else(crate::host::signals::received);
     let error = error.to_string();
     // Measured before the cleanup frees the work directory's space: what
     // the build met.
