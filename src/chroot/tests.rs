@@ -118,21 +118,30 @@ fn strings(argv: &[&str]) -> Vec<String> {
     argv.iter().map(ToString::to_string).collect()
 }
 
-/// Every process whose root directory is `tree` (or below it).
-fn processes_rooted_in(tree: &Path) -> Vec<(i32, String)> {
+/// Every process whose `/proc/PID/<link>` (`root`, `cwd`) points where
+/// `wanted` says, with its command name.
+fn processes_whose(link: &str, wanted: impl Fn(&Path) -> bool) -> Vec<(i32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if let Ok(root) = std::fs::read_link(entry.path().join("root"))
-            && root.starts_with(tree)
-        {
+        if std::fs::read_link(entry.path().join(link)).is_ok_and(|to| wanted(&to)) {
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
             found.push((pid, comm.trim().to_string()));
         }
     }
     found
+}
+
+/// Every process whose root directory is `tree` (or below it).
+fn processes_rooted_in(tree: &Path) -> Vec<(i32, String)> {
+    processes_whose("root", |root| root.starts_with(tree))
+}
+
+/// Processes working in `dir` (host programs started there).
+fn processes_working_in(dir: &Path) -> Vec<(i32, String)> {
+    processes_whose("cwd", |cwd| cwd == dir)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -765,19 +774,11 @@ fn an_absolute_symlink_directory_is_not_written_through() {
     assert!(!dir.path().join("etc/resolv.conf").exists());
 }
 
-/// Processes of the host (not chrooted) working in `dir`.
-fn processes_working_in(dir: &Path) -> Vec<(i32, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir) {
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            found.push((pid, comm.trim().to_string()));
-        }
-    }
-    found
+/// Whether a host `sleep` works in `dir`.
+fn sleeps_in(dir: &Path) -> bool {
+    processes_working_in(dir)
+        .iter()
+        .any(|(_, comm)| comm == "sleep")
 }
 
 /// Host programs (mke2fs, cp, qemu-img…) start through the same guard as
@@ -806,11 +807,7 @@ fn a_signal_stops_a_host_program_and_kiln_ending_takes_one_along() {
     signals::install().unwrap();
     let dir = tree.path.clone();
     let sender = std::thread::spawn(move || {
-        wait_until("sleep runs", Duration::from_secs(10), || {
-            processes_working_in(&dir)
-                .iter()
-                .any(|(_, comm)| comm == "sleep")
-        });
+        wait_until("sleep runs", Duration::from_secs(10), || sleeps_in(&dir));
         signals::interrupt(Signal::SIGTERM);
     });
     let started = Instant::now();
@@ -833,9 +830,7 @@ fn a_signal_stops_a_host_program_and_kiln_ending_takes_one_along() {
         .spawn()
         .unwrap();
     wait_until("the second sleep runs", Duration::from_secs(10), || {
-        processes_working_in(&tree.path)
-            .iter()
-            .any(|(_, comm)| comm == "sleep")
+        sleeps_in(&tree.path)
     });
     // Not waited for: this process ends with it running.
     std::mem::forget(left);
