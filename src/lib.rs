@@ -29,6 +29,7 @@ pub mod phases;
 pub mod plan;
 pub mod report;
 pub mod reproducible;
+pub mod sbom;
 pub mod snapshot;
 pub mod terminal;
 
