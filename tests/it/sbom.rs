@@ -288,6 +288,32 @@ fn debian_cloud_sboms_validate_match_the_tree_and_rebuild_identically() {
         built.is_subset(&locked),
         "the build installed nothing the lock does not pin"
     );
+    // The locked .debs' control files give the dependencies the tree's
+    // database does: the same relationships among the packages both list.
+    let depends_on = |document: &serde_json::Value| -> BTreeSet<(String, String)> {
+        document["relationships"]
+            .as_array()
+            .expect("relationships")
+            .iter()
+            .filter(|r| r["relationshipType"] == "DEPENDS_ON")
+            .map(|r| {
+                (
+                    r["spdxElementId"].as_str().expect("from").to_string(),
+                    r["relatedSpdxElement"].as_str().expect("to").to_string(),
+                )
+            })
+            .collect()
+    };
+    let (built_depends, locked_depends) = (depends_on(&spdx), depends_on(&from_lock));
+    assert!(built_depends.len() > installed.len(), "{built_depends:?}");
+    if removed.is_empty() {
+        assert_eq!(
+            built_depends, locked_depends,
+            "DEPENDS_ON, build against lock"
+        );
+    } else {
+        assert!(built_depends.is_subset(&locked_depends));
+    }
     // And on stdout, CycloneDX when asked.
     let output = kiln()
         .current_dir(dir)
@@ -324,3 +350,29 @@ if errors:
     sys.exit(1)
 print('valid CycloneDX 1.5')
 ";
+
+#[test]
+fn kiln_sbom_without_a_lock_says_what_to_run() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        repo_path("manifests/debian-minimal.yaml"),
+        temp.path().join("imagefile.yaml"),
+    )
+    .expect("copy");
+    let output = kiln()
+        .current_dir(temp.path())
+        .arg("sbom")
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("there is no lock at imagefile.lock"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: run `kiln lock imagefile.yaml` first"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no half document on stdout");
+}
