@@ -92,8 +92,13 @@ pub fn run(settings: &SbomSettings) -> Result<(), Failure> {
     })?;
     for format in formats {
         let (suffix, value) = document(format);
-        let path = sbom::write_document(dir, name, suffix, &sbom::to_text(&value))
-            .map_err(Failure::internal)?;
+        let path =
+            sbom::write_document(dir, name, suffix, &sbom::to_text(&value)).map_err(|e| {
+                Failure::user(miette::miette!(
+                    help = "give a directory kiln can write with -o, or leave -o out to print to stdout",
+                    "{e}"
+                ))
+            })?;
         terminal::status(&format!(
             "wrote {} ({} packages, from the lock)",
             path.display(),

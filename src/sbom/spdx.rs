@@ -315,6 +315,53 @@ mod tests {
     }
 
     #[test]
+    fn an_image_base_is_the_images_ancestor_and_its_own_packages_are_marked() {
+        let mut inventory = inventory();
+        inventory.base_image = Some(crate::lock::LockedImage {
+            url: "http://images.example.invalid/cloud/debian-12-generic-amd64.qcow2".to_string(),
+            size: 1,
+            sha256: "5".repeat(64),
+            format: "qcow2".to_string(),
+            checksums: None,
+            signed_by: None,
+            version: Some("20250510-2106".to_string()),
+        });
+        inventory.packages[0].locked = None;
+        let document = document(&inventory);
+        let packages = document["packages"].as_array().expect("packages");
+        let base = packages
+            .iter()
+            .find(|p| p["SPDXID"] == "SPDXRef-BaseImage")
+            .expect("the base image");
+        assert_eq!(base["name"], "debian-12-generic-amd64.qcow2");
+        assert_eq!(base["versionInfo"], "20250510-2106");
+        assert_eq!(base["checksums"][0]["checksumValue"], "5".repeat(64));
+        assert!(
+            document["relationships"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|r| {
+                    r["spdxElementId"] == IMAGE_ID
+                        && r["relationshipType"] == "DESCENDANT_OF"
+                        && r["relatedSpdxElement"] == "SPDXRef-BaseImage"
+                })
+        );
+        let unlocked = packages
+            .iter()
+            .find(|p| p["name"] == inventory.packages[0].name.as_str())
+            .expect("the unlocked package");
+        assert_eq!(unlocked["downloadLocation"], NOASSERTION);
+        assert!(unlocked.get("checksums").is_none());
+        assert!(
+            unlocked["comment"]
+                .as_str()
+                .expect("comment")
+                .starts_with("installed outside the lock")
+        );
+    }
+
+    #[test]
     fn the_same_inventory_gives_the_same_bytes_and_another_another_namespace() {
         let a = super::super::to_text(&document(&inventory()));
         assert_eq!(a, super::super::to_text(&document(&inventory())));
