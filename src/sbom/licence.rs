@@ -402,6 +402,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any licence line reads without a panic, and what it gives is
+        /// made only of SPDX's characters, operators and parentheses.
+        #[test]
+        fn any_licence_line_gives_nothing_or_a_well_formed_expression(
+            line in "[A-Za-z0-9.+ ,()_-]{0,60}|((GPL-2\\+|MIT|public-domain|Expat)( (and|or) (BSD-3-clause|LGPL-2.1\\+|Zlib)){0,3}(, (and|or) ISC)?)",
+        ) {
+            let text = format!("{HEADER}Files: *\nCopyright: x\nLicense: {line}\n");
+            if let Some(expression) = declared(&text).expression {
+                let mut depth = 0i32;
+                for c in expression.chars() {
+                    proptest::prop_assert!(
+                        c.is_ascii_alphanumeric() || " .-()".contains(c),
+                        "{expression}"
+                    );
+                    depth += match c { '(' => 1, ')' => -1, _ => 0 };
+                    proptest::prop_assert!(depth >= 0, "{expression}");
+                }
+                proptest::prop_assert_eq!(depth, 0, "{}", expression);
+            }
+        }
+    }
+
     #[test]
     fn identifiers_hold_only_what_spdx_allows() {
         assert_eq!(
