@@ -727,6 +727,14 @@ pub fn check_reproducible(
                     o.sha256.clone(),
                 )
             })
+            // The SBOMs and the provenance are outputs too.
+            .chain(
+                built
+                    .report
+                    .documents
+                    .iter()
+                    .map(|d| ("document".to_string(), d.file.clone(), d.sha256.clone())),
+            )
             .collect()
     };
     let (a, b) = (by_format(&first), by_format(&second));
