@@ -15,10 +15,11 @@ use crate::commands::elements::ElementsSettings;
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
 use crate::commands::lock::LockSettings;
+use crate::commands::sbom::SbomSettings;
 use crate::commands::test::TestSettings;
 use crate::commands::validate::ValidateSettings;
 use crate::machine::Accel;
-use crate::manifest::{Distro, Size};
+use crate::manifest::{Distro, SbomFormat, Size};
 use crate::ops::machine::MachineOptions;
 
 pub use crate::failure::{INTERNAL_EXIT_CODE, USER_EXIT_CODE};
@@ -174,6 +175,27 @@ enum CliCommand {
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         timeout: u64,
     },
+    /// Write the image's SBOMs (SPDX, CycloneDX) from its lock, without
+    /// building: every locked package with its version, package URL and
+    /// the SHA-256 of its `.deb`. Licences, and packages the build
+    /// removes, are known only after a build (`kiln build` writes the
+    /// SBOMs from the finished image).
+    Sbom {
+        /// The imagefile whose lock to describe.
+        #[arg(default_value = "imagefile.yaml")]
+        path: PathBuf,
+        /// Write `<name>.spdx.json` and `<name>.cdx.json` into DIR instead
+        /// of one document to stdout.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Only this format (to stdout: `spdx` unless given).
+        #[arg(long, value_enum)]
+        format: Option<CliSbomFormat>,
+        /// Where downloads are cached (default: /var/cache/kiln for root);
+        /// the locked `.deb`s found there give maintainers and dependencies.
+        #[arg(long, env = "KILN_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Write a commented starter imagefile.
     Init {
         /// Where to write it; a directory gets `imagefile.yaml` inside.
@@ -242,6 +264,13 @@ impl From<CliMachine> for MachineOptions {
             user: machine.user,
         }
     }
+}
+
+/// `kiln sbom --format` values; mirrors [`SbomFormat`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliSbomFormat {
+    Spdx,
+    Cyclonedx,
 }
 
 /// `--accel` values; mirrors [`Accel`].
@@ -329,6 +358,8 @@ pub enum Command {
     Elements(ElementsSettings),
     /// `kiln cache list|prune`.
     Cache(CacheSettings),
+    /// `kiln sbom`.
+    Sbom(SbomSettings),
     /// `kiln init`.
     Init(InitSettings),
     /// `kiln boot`.
@@ -444,6 +475,20 @@ where
         CliCommand::Test { machine, timeout } => Command::Test(TestSettings {
             machine: machine.into(),
             timeout: std::time::Duration::from_secs(timeout),
+        }),
+        CliCommand::Sbom {
+            path,
+            output,
+            format,
+            cache_dir,
+        } => Command::Sbom(SbomSettings {
+            path,
+            output,
+            format: format.map(|f| match f {
+                CliSbomFormat::Spdx => SbomFormat::Spdx,
+                CliSbomFormat::Cyclonedx => SbomFormat::Cyclonedx,
+            }),
+            cache_dir,
         }),
         CliCommand::Init {
             path,

@@ -29,6 +29,7 @@ pub mod phases;
 pub mod plan;
 pub mod report;
 pub mod reproducible;
+pub mod sbom;
 pub mod snapshot;
 pub mod terminal;
 
@@ -47,6 +48,7 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Build(settings) => commands::build::run(&settings),
         Command::Elements(settings) => commands::elements::run(&settings),
         Command::Cache(settings) => commands::cache::run(&settings),
+        Command::Sbom(settings) => commands::sbom::run(&settings),
         Command::Init(init) => commands::init::run(&init),
         Command::Boot(settings) => commands::boot::run(&settings),
         Command::Test(settings) => commands::test::run(&settings),

@@ -49,6 +49,19 @@ pub struct Report {
     /// whose outputs are all still there, unchanged, is up to date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<String>,
+    /// The documents written beside the outputs: the SBOMs and the
+    /// provenance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<ReportDocument>,
+}
+
+/// One document about the image (an SBOM, the provenance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportDocument {
+    /// Its file name (beside the report).
+    pub file: String,
+    /// Its SHA-256, in hex.
+    pub sha256: String,
 }
 
 /// One output file.
@@ -122,6 +135,7 @@ impl Report {
             timings: Vec::new(),
             notes: Vec::new(),
             inputs: None,
+            documents: Vec::new(),
         }
     }
 }

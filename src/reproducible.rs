@@ -15,6 +15,32 @@ use std::path::{Path, PathBuf};
 
 use crate::host::walk;
 
+/// (year, month, day, hour, minute, second) in UTC of `epoch` seconds
+/// since 1970: how timestamps derived from `SOURCE_DATE_EPOCH` are written
+/// (a Release file's date, the SBOMs' creation time) without the clock.
+pub fn utc_fields(epoch: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let days = epoch / 86_400;
+    let seconds = epoch % 86_400;
+    // Howard Hinnant's days-to-civil algorithm, for non-negative days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+    )
+}
+
 /// One way two trees differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeDifference {

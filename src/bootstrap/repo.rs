@@ -223,27 +223,16 @@ pub(crate) fn rfc2822_utc(epoch: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = epoch / 86_400;
-    let seconds = epoch % 86_400;
-    // Howard Hinnant's days-to-civil algorithm, for non-negative days.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day, hour, minute, second) = crate::reproducible::utc_fields(epoch);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
-        DAYS[(days % 7) as usize],
+        DAYS[(epoch / 86_400 % 7) as usize],
         day,
         MONTHS[(month - 1) as usize],
         year,
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
+        hour,
+        minute,
+        second
     )
 }
 

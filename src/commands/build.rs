@@ -131,7 +131,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
             check_reproducible(&context, &settings.output, settings.keep_tree, timings)?;
         print_result(settings, &context, &built);
         terminal::status(&format!(
-            "reproducible: a second build in another directory gave the same {compared} outputs byte for byte"
+            "reproducible: a second build in another directory gave the same {compared} outputs (SBOMs and provenance included) byte for byte"
         ));
         return Ok(());
     }

@@ -10,6 +10,7 @@ pub mod elements;
 pub mod fetch;
 pub mod init;
 pub mod lock;
+pub mod sbom;
 pub mod schema;
 pub mod test;
 pub mod validate;

@@ -349,6 +349,11 @@ fn check_lists(manifest: &Manifest, problems: &mut Vec<Problem>) {
         duplicates(manifest.outputs.iter().map(|o| (o.value, o.span))),
         problems,
     );
+    warn_listed_twice(
+        "SBOM format",
+        duplicates(manifest.sbom.iter().map(|o| (o.value, o.span))),
+        problems,
+    );
 }
 
 fn check_tests(manifest: &Manifest, problems: &mut Vec<Problem>) {

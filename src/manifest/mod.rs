@@ -91,6 +91,16 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramdisk: Option<Spanned<Ramdisk>>,
 
+    /// The software bills of materials written beside the report:
+    /// `spdx` (`<name>.spdx.json`, SPDX 2.3) and `cyclonedx`
+    /// (`<name>.cdx.json`, CycloneDX 1.5), each listing every package
+    /// installed in the image with its version, licence, package URL and
+    /// the SHA-256 of its `.deb`. Defaults to both; `[]` writes none. The
+    /// build's provenance (`<name>.provenance.json`) is always written.
+    #[serde(default = "default_sbom")]
+    #[schemars(default = "default_sbom")]
+    pub sbom: Vec<Spanned<SbomFormat>>,
+
     /// Seconds since 1970-01-01 UTC used for every timestamp in the image.
     /// Defaults to the date of the base distribution's index in the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +112,23 @@ pub struct Manifest {
     /// asks whether a systemd unit is active (`unit`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<Spanned<ImageTest>>,
+}
+
+fn default_sbom() -> Vec<Spanned<SbomFormat>> {
+    vec![
+        Spanned::unplaced(SbomFormat::Spdx),
+        Spanned::unplaced(SbomFormat::Cyclonedx),
+    ]
+}
+
+/// A software bill of materials format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON, `<name>.spdx.json`.
+    Spdx,
+    /// CycloneDX 1.5 JSON, `<name>.cdx.json`.
+    Cyclonedx,
 }
 
 fn default_outputs() -> Vec<Spanned<OutputFormat>> {

@@ -16,7 +16,7 @@ use crate::chroot;
 use crate::failure::Failure;
 use crate::manifest::OutputFormat;
 use crate::{
-    assemble, distro, lock, manifest, normalise, output, phases, plan, report, reproducible,
+    assemble, distro, lock, manifest, normalise, output, phases, plan, report, reproducible, sbom,
     snapshot, terminal,
 };
 
@@ -498,6 +498,32 @@ pub fn build_into(
         );
         timings.push((format!("output {extension}"), written.duration));
     }
+    let mut described = Vec::new();
+    for written in &outputs {
+        match report::describe_output(written.format, &written.path) {
+            Ok(output) => described.push(output),
+            Err(error) => return Err(failed(&work, &log_path, &error, None)),
+        }
+    }
+
+    // From the finished tree, which is still there: its package database
+    // is what the image holds.
+    stop_if_interrupted(&work, &log_path, "writing the SBOMs")?;
+    terminal::progress("sbom: the bills of materials and the provenance");
+    let documents = Documents {
+        checked,
+        lock,
+        lock_text: lock_text.as_bytes(),
+        dir: &output,
+        compress,
+    };
+    let written_documents = match documents.write(&root, installed.as_deref(), &described) {
+        Ok((written, steps)) => {
+            timings.extend(steps);
+            written
+        }
+        Err(error) => return Err(failed(&work, &log_path, &error, None)),
+    };
 
     let kept_tree = if keep_tree {
         let tree = output.join(format!("{name}.root"));
@@ -536,11 +562,8 @@ pub fn build_into(
     for summary in outputs.iter().filter_map(|w| w.ramdisk.as_ref()) {
         report.notes.extend(ramdisk_notes(summary, checked));
     }
-    for written in &outputs {
-        report.outputs.push(
-            report::describe_output(written.format, &written.path).map_err(Failure::internal)?,
-        );
-    }
+    report.outputs = described;
+    report.documents = written_documents;
     report.timings = timings
         .iter()
         .map(|(stage, duration)| report::Timing::new(stage, *duration))
@@ -558,6 +581,122 @@ pub fn build_into(
         removed,
         timings,
         tree: kept_tree,
+    })
+}
+
+/// What the SBOMs and the provenance of a build are written from.
+pub struct Documents<'a> {
+    /// The imagefile: its name, its `sbom` formats.
+    pub checked: &'a manifest::Checked,
+    /// The lock the image was built from.
+    pub lock: &'a lock::Lock,
+    /// The lock's text.
+    pub lock_text: &'a [u8],
+    /// The output directory.
+    pub dir: &'a Path,
+    /// Whether the qcow2 was compressed (a parameter of the build).
+    pub compress: bool,
+}
+
+impl Documents<'_> {
+    /// Writes the SBOMs the imagefile asks for, from the finished tree at
+    /// `root` (`rpm_packages`: what an RPM image base's tree holds), and
+    /// the provenance naming `outputs` and the SBOMs. Returns the files
+    /// written and how long each part took.
+    pub fn write(
+        &self,
+        root: &Path,
+        rpm_packages: Option<&[report::ReportPackage]>,
+        outputs: &[report::ReportOutput],
+    ) -> Result<(Vec<report::ReportDocument>, Timings), sbom::SbomError> {
+        let name = self.checked.manifest.name.value.as_str();
+        let step = Instant::now();
+        let mut documents = Vec::new();
+        let mut timings = Vec::new();
+        let formats: Vec<manifest::SbomFormat> =
+            self.checked.manifest.sbom.iter().map(|f| f.value).collect();
+        if !formats.is_empty() {
+            let origin = sbom::Origin {
+                image: name,
+                lock: self.lock,
+                lock_text: self.lock_text,
+            };
+            let inventory = sbom::Inventory::from_tree(origin, root, rpm_packages)?;
+            for format in formats {
+                let (suffix, document) = match format {
+                    manifest::SbomFormat::Spdx => {
+                        (sbom::SPDX_SUFFIX, sbom::spdx::document(&inventory))
+                    }
+                    manifest::SbomFormat::Cyclonedx => (
+                        sbom::CYCLONEDX_SUFFIX,
+                        sbom::cyclonedx::document(&inventory),
+                    ),
+                };
+                documents.push(write_document(self.dir, name, suffix, &document)?);
+            }
+            timings.push(("sbom".to_string(), step.elapsed()));
+        }
+        let step = Instant::now();
+        let lock_path = lock::path_for(Path::new(self.checked.source.name()));
+        let file_name = |path: &Path| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let imagefile = file_name(Path::new(self.checked.source.name()));
+        let lock_file = file_name(&lock_path);
+        let imagefile_sha256 =
+            crate::cache::Digest::of_bytes(self.checked.source.text().as_bytes()).sha256;
+        let lock_sha256 = crate::cache::Digest::of_bytes(self.lock_text).sha256;
+        let subjects = outputs
+            .iter()
+            .map(|o| (o.file.clone(), o.sha256.clone()))
+            .chain(documents.iter().map(|d| (d.file.clone(), d.sha256.clone())))
+            .map(|(name, sha256)| sbom::provenance::Subject { name, sha256 })
+            .collect();
+        let statement = sbom::provenance::statement(&sbom::provenance::Build {
+            image: name,
+            imagefile: &imagefile,
+            imagefile_sha256: &imagefile_sha256,
+            lock_file: &lock_file,
+            lock_sha256: &lock_sha256,
+            outputs: self
+                .checked
+                .manifest
+                .outputs
+                .iter()
+                .map(|o| output::extension(o.value).to_string())
+                .collect(),
+            compress: self.compress,
+            source_date_epoch: self.lock.source_date_epoch,
+            subjects,
+        });
+        documents.push(write_document(
+            self.dir,
+            name,
+            sbom::PROVENANCE_SUFFIX,
+            &statement,
+        )?);
+        timings.push(("provenance".to_string(), step.elapsed()));
+        Ok((documents, timings))
+    }
+}
+
+/// Writes one document beside the outputs and describes it for the report.
+fn write_document(
+    dir: &Path,
+    name: &str,
+    suffix: &str,
+    document: &serde_json::Value,
+) -> Result<report::ReportDocument, sbom::SbomError> {
+    let text = sbom::to_text(document);
+    let path = sbom::write_document(dir, name, suffix, &text)?;
+    Ok(report::ReportDocument {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256: crate::cache::Digest::of_bytes(text.as_bytes()).sha256,
     })
 }
 
@@ -588,6 +727,14 @@ pub fn check_reproducible(
                     o.sha256.clone(),
                 )
             })
+            // The SBOMs and the provenance are outputs too.
+            .chain(
+                built
+                    .report
+                    .documents
+                    .iter()
+                    .map(|d| ("document".to_string(), d.file.clone(), d.sha256.clone())),
+            )
             .collect()
     };
     let (a, b) = (by_format(&first), by_format(&second));
@@ -976,6 +1123,8 @@ pub fn up_to_date(
         let path = output_dir.join(&o.file);
         std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == o.bytes)
             && crate::cache::Digest::of_file(&path).is_ok_and(|d| d.sha256 == o.sha256)
+    }) && report.documents.iter().all(|d| {
+        crate::cache::Digest::of_file(&output_dir.join(&d.file)).is_ok_and(|h| h.sha256 == d.sha256)
     });
     unchanged.then_some(report)
 }

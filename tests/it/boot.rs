@@ -147,14 +147,17 @@ pub(crate) fn built_as(
 }
 
 /// The example cloud image, built by this kiln: how much room its root
-/// keeps for a boot that does not grow it is kiln's own doing.
-fn fixture() -> PathBuf {
+/// keeps for a boot that does not grow it is kiln's own doing. Its tree is
+/// kept (`out/debian-cloud.root`), for the SBOM test to hold its SBOMs
+/// against.
+pub(crate) fn fixture() -> PathBuf {
     static CELL: OnceLock<PathBuf> = OnceLock::new();
     built_as(
         FIXTURE,
         &CELL,
         &Fixture {
             per_kiln: true,
+            args: &["--keep-tree"],
             ..Fixture::default()
         },
     )

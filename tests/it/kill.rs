@@ -39,6 +39,8 @@ outputs: [raw, qcow2, tar]
 ";
 const NAME: &str = "kill-vm";
 const OUTPUTS: [&str; 3] = ["raw", "qcow2", "tar"];
+/// What a build writes beside its outputs, after them.
+const DOCUMENTS: [&str; 3] = ["spdx.json", "cdx.json", "provenance.json"];
 
 /// What a kill waits for before its random delay starts.
 #[derive(Debug, Clone, Copy)]
@@ -448,6 +450,7 @@ impl Scene {
             .iter()
             .map(|ext| format!("{NAME}.{ext}"))
             .chain([format!("{NAME}.report.json"), format!("{NAME}.build.log")])
+            .chain(DOCUMENTS.iter().map(|suffix| format!("{NAME}.{suffix}")))
             .collect();
         for entry in std::fs::read_dir(&self.out).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -479,6 +482,14 @@ impl Scene {
             }
         }
         self.check_seen();
+        // The SBOMs and the provenance: whole JSON, or not there.
+        for suffix in DOCUMENTS {
+            let path = self.out.join(format!("{NAME}.{suffix}"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or_else(|e| panic!("{} is not whole: {e} {what}", path.display()));
+            }
+        }
         let report = self.out.join(format!("{NAME}.report.json"));
         if report.exists() {
             let text = std::fs::read_to_string(&report).expect("read the report");

@@ -32,6 +32,7 @@ mod phases;
 mod ramdisk;
 mod ramdisk_boot;
 mod reproducible;
+mod sbom;
 mod schema;
 mod snapshot;
 mod validate;
