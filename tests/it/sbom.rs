@@ -1,12 +1,14 @@
-//! The SBOMs and provenance of `manifests/debian-cloud.yaml` as committed:
-//! the boot tests' fixture (built once per kiln, its tree kept) and a
-//! second build of its lock: both SBOMs pass their formats' own validators
-//! (the SPDX project's `pyspdxtools`, CycloneDX's published schema through
+//! The SBOMs and provenance of `manifests/debian-cloud.yaml` as committed,
+//! as the boot tests' fixture has them (built once per kiln, its tree
+//! kept): both SBOMs pass their formats' own validators (the SPDX
+//! project's `pyspdxtools`, CycloneDX's published schema through
 //! cyclonedx-python-lib, installed by `scripts/install-test-deps`), list
 //! exactly what the built tree's dpkg database holds (read by the host's
-//! `dpkg-query --admindir`, not kiln's word for it), are byte-identical
-//! across the two builds, and `kiln sbom` (the lock alone) lists the same
-//! packages plus those the build removed.
+//! `dpkg-query --admindir`, not kiln's word for it), and `kiln sbom` (the
+//! lock alone) lists the same packages plus those the build removed.
+//! That two builds of debian-cloud's lock write the same SBOMs and
+//! provenance is `reproducible::debian_cloud_builds_to_the_same_bytes_…`'s
+//! to check: it builds it twice anyway.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -39,20 +41,6 @@ fn run_ok(output: std::io::Result<std::process::Output>, what: &str) -> String {
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// `kiln build --locked` of the fixture's imagefile in `dir` into `out`.
-fn build(dir: &Path, cache: &str, out: &str) -> String {
-    run_ok(
-        kiln()
-            .current_dir(dir)
-            .args(["build", "--locked", "--timings"])
-            .args(["--cache-dir", cache, "-o", out])
-            .arg("--elements-path")
-            .arg(repo_path("tests/fixtures/elements/boot"))
-            .output(),
-        "kiln build",
     )
 }
 
@@ -115,7 +103,7 @@ fn cyclonedx_packages(document: &serde_json::Value) -> BTreeSet<(String, String,
 }
 
 #[test]
-fn debian_cloud_sboms_validate_match_the_tree_and_rebuild_identically() {
+fn debian_cloud_sboms_validate_and_match_the_tree_and_the_lock() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "kiln build needs root: run the suite as root (scripts/test)"
@@ -221,22 +209,15 @@ fn debian_cloud_sboms_validate_match_the_tree_and_rebuild_identically() {
         lock_sha256.split_whitespace().next().expect("hash")
     );
 
-    // A second build of the same lock (from scratch in CI, where
-    // snapshots are off): the same bytes.
-    let second = build(dir, &cache, "out2");
-    let sbom_line = second
-        .lines()
-        .find(|l| l.trim_start().starts_with("sbom"))
-        .unwrap_or_else(|| panic!("no sbom timing in:\n{second}"));
-    eprintln!("the second build's SBOM step: {sbom_line}");
-    for suffix in ["spdx.json", "cdx.json", "provenance.json"] {
-        let file = format!("{NAME}.{suffix}");
-        assert!(
-            std::fs::read(out1.join(&file)).expect("first")
-                == std::fs::read(dir.join("out2").join(&file)).expect("second"),
-            "{file} differs between two builds of one lock"
-        );
-    }
+    // What writing them cost, as the build timed it.
+    let report = json(&out1.join(format!("{NAME}.report.json")));
+    let sbom_seconds = report["timings"]
+        .as_array()
+        .expect("timings")
+        .iter()
+        .find(|t| t["stage"] == "sbom")
+        .unwrap_or_else(|| panic!("no sbom timing in {report}"));
+    eprintln!("the fixture build's SBOM step: {sbom_seconds}");
 
     // `kiln sbom`: the lock's packages, which are the build's plus any a
     // hook removed (the report names them).
@@ -256,7 +237,6 @@ fn debian_cloud_sboms_validate_match_the_tree_and_rebuild_identically() {
             .output(),
         "pyspdxtools on kiln sbom's",
     );
-    let report = json(&out1.join(format!("{NAME}.report.json")));
     let removed: BTreeSet<String> = report["notes"]
         .as_array()
         .map(|notes| {
