@@ -38,12 +38,7 @@ impl Ids {
 
     /// A UUID for `purpose`.
     pub fn uuid(&self, purpose: &str) -> Uuid {
-        let digest = self.digest(purpose);
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        Uuid(bytes)
+        Uuid::from_digest(&self.digest(purpose))
     }
 
     /// A 32-bit identifier for `purpose` (MBR disk id, vfat volume id),
@@ -56,6 +51,16 @@ impl Ids {
 }
 
 impl Uuid {
+    /// The UUID made of a SHA-256 digest's first 16 bytes, with the
+    /// version 4 and variant bits set.
+    pub fn from_digest(digest: &[u8; 32]) -> Uuid {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Uuid(bytes)
+    }
+
     /// The 16 bytes in the order the string form shows them.
     pub fn bytes(&self) -> [u8; 16] {
         self.0

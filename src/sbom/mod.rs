@@ -600,20 +600,7 @@ fn control_from_cache(cache: &Cache, locked: &crate::lock::LockedPackage) -> Opt
 /// SHA-256 of `bytes`: the same content, the same identifier.
 pub fn derived_uuid(bytes: &[u8]) -> String {
     use sha2::{Digest as _, Sha256};
-    let hash = Sha256::digest(bytes);
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&hash[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    crate::assemble::ids::Uuid::from_digest(&Sha256::digest(bytes).into()).to_string()
 }
 
 /// `2025-05-10T00:00:00Z` for seconds since the epoch.
