@@ -541,7 +541,10 @@ fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
             command: Command::DiskImageCreate(DiskImageCreateSettings {
                 call,
                 args,
-                environment: std::env::vars().collect(),
+                // vars() would panic on a variable that is not UTF-8.
+                environment: std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                    .collect(),
             }),
         }),
         Err(error) => {
@@ -549,5 +552,45 @@ fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
             crate::terminal::diagnostic(&miette::miette!(help = help, "{error}"));
             Err(ExitCode::from(USER_EXIT_CODE))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_image_create_by_subcommand_and_by_program_name() {
+        for args in [
+            vec![
+                "kiln",
+                "disk-image-create",
+                "-x",
+                "-o",
+                "img",
+                "debian-minimal",
+            ],
+            vec![
+                "/usr/local/bin/disk-image-create",
+                "-x",
+                "-o",
+                "img",
+                "debian-minimal",
+            ],
+        ] {
+            match parse_from(args.clone()) {
+                Ok(Settings {
+                    command: Command::DiskImageCreate(settings),
+                }) => {
+                    assert_eq!(settings.call.trace, 1, "{args:?}");
+                    assert_eq!(settings.call.output.as_deref(), Some("img"));
+                    assert_eq!(settings.call.elements, ["debian-minimal"]);
+                    assert_eq!(settings.args, ["-x", "-o", "img", "debian-minimal"]);
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        // A refused option is a usage error, not a settings value.
+        assert!(parse_from(["disk-image-create", "--logfile", "x", "vm"]).is_err());
     }
 }

@@ -93,6 +93,25 @@ fn distro_of(element: &str) -> Option<&'static str> {
     })
 }
 
+/// An argument as a shell would need it, on one line: quoted when it holds
+/// anything but plain characters, control characters escaped (the header is
+/// a YAML comment, which a newline would end).
+fn shell_word(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./,=:+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_string();
+    }
+    let escaped: String = arg
+        .chars()
+        .flat_map(|c| match c {
+            '\'' => "'\\''".chars().collect::<Vec<_>>(),
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect();
+    format!("'{escaped}'")
+}
+
 /// A YAML scalar: a JSON string is one.
 fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
@@ -181,11 +200,11 @@ pub fn map(call: &DibCall, args: &[String], env: &[(String, String)]) -> Result<
         String::from("# Written by `kiln disk-image-create` for the call:\n#   disk-image-create");
     for arg in args {
         text.push(' ');
-        text.push_str(arg);
+        text.push_str(&shell_word(arg));
     }
     text.push('\n');
     if let Some(path) = var("ELEMENTS_PATH") {
-        text.push_str(&format!("# with ELEMENTS_PATH={path}\n"));
+        text.push_str(&format!("# with ELEMENTS_PATH={}\n", shell_word(path)));
     }
     text.push_str(
         "# Build it again from this directory with `kiln build imagefile.yaml -o . --locked`.\n",

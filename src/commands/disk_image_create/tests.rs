@@ -208,3 +208,23 @@ fn image_sizes() {
     assert_eq!(image_size("-1"), None);
     assert_eq!(image_size("NaN"), None);
 }
+
+#[test]
+fn the_header_is_one_comment_line_a_shell_can_run() {
+    assert_eq!(shell_word("compat=0.10"), "compat=0.10");
+    assert_eq!(shell_word("-m 0"), "'-m 0'");
+    assert_eq!(shell_word("it's"), "'it'\\''s'");
+    assert_eq!(shell_word("a\nname: evil"), "'a\\nname: evil'");
+    let m = mapped(
+        &["-o", "img", "-p", "curl", "debian-minimal"],
+        &[
+            ("DIB_RELEASE", "bookworm"),
+            ("ELEMENTS_PATH", "/e\nname: x"),
+        ],
+    )
+    .expect("maps");
+    let source = manifest::Source::new("imagefile.yaml", m.imagefile.clone());
+    let parsed = manifest::parse(&source).expect("parses");
+    assert!(manifest::check(&parsed).is_empty(), "{}", m.imagefile);
+    assert!(m.imagefile.contains("name: \"img\""), "{}", m.imagefile);
+}
