@@ -204,7 +204,7 @@ enum CliCommand {
     /// the images written as `<base>.<format>`. `kiln disk-image-create
     /// --help` lists the options; kiln started as `disk-image-create` does
     /// the same.
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, disable_version_flag = true)]
     DiskImageCreate {
         /// DIB's options and elements.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
