@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::commands::boot::BootSettings;
 use crate::commands::build::BuildSettings;
 use crate::commands::cache::CacheSettings;
+use crate::commands::disk_image_create::DiskImageCreateSettings;
 use crate::commands::elements::ElementsSettings;
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
@@ -21,6 +22,8 @@ use crate::commands::validate::ValidateSettings;
 use crate::machine::Accel;
 use crate::manifest::{Distro, SbomFormat, Size};
 use crate::ops::machine::MachineOptions;
+
+pub mod dib;
 
 pub use crate::failure::{INTERNAL_EXIT_CODE, USER_EXIT_CODE};
 
@@ -196,6 +199,17 @@ enum CliCommand {
         #[arg(long, env = "KILN_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// diskimage-builder's command line (as Nodepool issues it): the
+    /// call is written as an imagefile and lock into `<base>.d/` and built,
+    /// the images written as `<base>.<format>`. `kiln disk-image-create
+    /// --help` lists the options; kiln started as `disk-image-create` does
+    /// the same.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    DiskImageCreate {
+        /// DIB's options and elements.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Write a commented starter imagefile.
     Init {
         /// Where to write it; a directory gets `imagefile.yaml` inside.
@@ -362,6 +376,8 @@ pub enum Command {
     Sbom(SbomSettings),
     /// `kiln init`.
     Init(InitSettings),
+    /// `kiln disk-image-create`, or kiln started as `disk-image-create`.
+    DiskImageCreate(DiskImageCreateSettings),
     /// `kiln boot`.
     Boot(BootSettings),
     /// `kiln test`.
@@ -382,6 +398,19 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // Started through a link named `disk-image-create`: DIB's command line.
+    let started_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if started_as.as_deref() == Some("disk-image-create") {
+        let rest = args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return disk_image_create(rest);
+    }
     let cli = Cli::try_parse_from(args).map_err(|error| {
         let _ = error.print();
         if error.use_stderr() {
@@ -490,6 +519,7 @@ where
             }),
             cache_dir,
         }),
+        CliCommand::DiskImageCreate { args } => return disk_image_create(args),
         CliCommand::Init {
             path,
             distro,
@@ -501,4 +531,66 @@ where
         }),
     };
     Ok(Settings { command })
+}
+
+/// Settings of a `disk-image-create` call; its usage errors are printed as
+/// diagnostics, with the user-error code.
+fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
+    match dib::parse(args.clone()) {
+        Ok(call) => Ok(Settings {
+            command: Command::DiskImageCreate(DiskImageCreateSettings {
+                call,
+                args,
+                // vars() would panic on a variable that is not UTF-8.
+                environment: std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                    .collect(),
+            }),
+        }),
+        Err(error) => {
+            let help = error.help();
+            crate::terminal::diagnostic(&miette::miette!(help = help, "{error}"));
+            Err(ExitCode::from(USER_EXIT_CODE))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_image_create_by_subcommand_and_by_program_name() {
+        for args in [
+            vec![
+                "kiln",
+                "disk-image-create",
+                "-x",
+                "-o",
+                "img",
+                "debian-minimal",
+            ],
+            vec![
+                "/usr/local/bin/disk-image-create",
+                "-x",
+                "-o",
+                "img",
+                "debian-minimal",
+            ],
+        ] {
+            match parse_from(args.clone()) {
+                Ok(Settings {
+                    command: Command::DiskImageCreate(settings),
+                }) => {
+                    assert_eq!(settings.call.trace, 1, "{args:?}");
+                    assert_eq!(settings.call.output.as_deref(), Some("img"));
+                    assert_eq!(settings.call.elements, ["debian-minimal"]);
+                    assert_eq!(settings.args, ["-x", "-o", "img", "debian-minimal"]);
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        // A refused option is a usage error, not a settings value.
+        assert!(parse_from(["disk-image-create", "--logfile", "x", "vm"]).is_err());
+    }
 }

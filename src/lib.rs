@@ -52,5 +52,16 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Init(init) => commands::init::run(&init),
         Command::Boot(settings) => commands::boot::run(&settings),
         Command::Test(settings) => commands::test::run(&settings),
+        // DIB's command line: an imagefile for the call, `kiln build`'s own
+        // command on it, then the files placed where DIB puts them.
+        Command::DiskImageCreate(settings) => {
+            match commands::disk_image_create::prepare(&settings)? {
+                Some((mapped, build)) => {
+                    commands::build::run(&build)?;
+                    commands::disk_image_create::finish(&mapped)
+                }
+                None => Ok(()),
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 pub mod boot;
 pub mod build;
 pub mod cache;
+pub mod disk_image_create;
 pub mod elements;
 pub mod fetch;
 pub mod init;

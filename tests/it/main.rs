@@ -18,6 +18,7 @@ mod committed_lock;
 mod common;
 mod concurrency;
 mod corpus;
+mod dib_cli;
 mod dib_elements;
 mod docs;
 mod editor;
