@@ -736,7 +736,7 @@ fn dib_elements() -> PathBuf {
 
 /// Copies DIB's element `name`, unchanged (modes and links kept), into
 /// the directory `into`.
-fn copy_dib_element(name: &str, into: &Path) {
+pub(crate) fn copy_dib_element(name: &str, into: &Path) {
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg(dib_elements().join(name))
@@ -1101,92 +1101,4 @@ fn names_starting(b: &Built<'_>, dir: &str, prefix: &str) -> Result<Vec<String>,
         .collect();
     names.sort();
     Ok(names)
-}
-
-/// The marker before the guide's imagefile of a DIB user's command line
-/// (`debian-minimal vm growroot cloud-init-datasources devuser site-sshd`,
-/// with `-p openssh-server,cloud-init,ifupdown,isc-dhcp-client`), which the
-/// test below builds and boots as it is written there.
-const DIB_USER_MARKER: &str = "<!-- dib-user: built and booted by tests/it/dib_elements.rs -->";
-
-/// The imagefile in the fence after [`DIB_USER_MARKER`] in the guide.
-fn dib_user_imagefile() -> String {
-    let guide = std::fs::read_to_string(repo_path(GUIDE)).expect("read the guide");
-    let after = guide
-        .split_once(DIB_USER_MARKER)
-        .unwrap_or_else(|| panic!("{GUIDE} has no `{DIB_USER_MARKER}`"))
-        .1;
-    let body = after
-        .trim_start()
-        .strip_prefix("```yaml")
-        .and_then(|rest| rest.split_once('\n'))
-        .map(|(_, body)| body)
-        .unwrap_or_else(|| panic!("a ```yaml fence follows `{DIB_USER_MARKER}`"));
-    let (imagefile, _) = body
-        .split_once("\n```")
-        .expect("the fence after the DIB user marker is closed");
-    format!("{imagefile}\n")
-}
-
-/// The DIB user's list builds an image that boots and passes every check
-/// of `kiln test`.
-#[test]
-fn a_dib_users_element_list_builds_an_image_that_passes_kiln_test() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "kiln build needs root: run the suite as root (scripts/test)"
-    );
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let elements = scratch.path().join("elements");
-    std::fs::create_dir(&elements).expect("mkdir");
-    for name in ["growroot", "cloud-init-datasources", "devuser"] {
-        copy_dib_element(name, &elements);
-    }
-    write_hook(
-        &elements.join("site-sshd/post-install.d/50-site-sshd"),
-        "mkdir -p /etc/ssh/sshd_config.d\n\
-         printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' \
-         > /etc/ssh/sshd_config.d/50-site.conf\n",
-    );
-    // DIB's `debian-minimal` has no sshd, cloud-init or DHCP client (the
-    // imagefile's `packages:`, DIB's `-p`), and Debian's sshd offers
-    // password logins, which `kiln test` refuses and nothing in DIB's list
-    // turns off: `site-sshd` is the small site element a DIB user keeps.
-    std::fs::write(scratch.path().join("imagefile.yaml"), dib_user_imagefile()).expect("write");
-
-    let build = kiln()
-        .current_dir(scratch.path())
-        .arg("build")
-        .arg("--elements-path")
-        .arg(&elements)
-        .arg("--cache-dir")
-        .arg(shared_cache())
-        .output()
-        .expect("kiln runs");
-    assert!(
-        build.status.success(),
-        "the DIB user's list did not build:\n{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-
-    let test = {
-        let _one = crate::common::one_boot_at_a_time();
-        kiln()
-            .current_dir(scratch.path())
-            .arg("test")
-            .output()
-            .expect("kiln runs")
-    };
-    let stdout = String::from_utf8_lossy(&test.stdout);
-    let stderr = String::from_utf8_lossy(&test.stderr);
-    assert!(
-        test.status.success() && !stdout.contains('✗'),
-        "kiln test failed on the DIB user's image:\n{stdout}\n{stderr}"
-    );
-    for check in crate::common::BUILT_IN_CHECKS_PASSED {
-        assert!(
-            stdout.contains(check),
-            "kiln test did not report `{check}`:\n{stdout}"
-        );
-    }
 }

@@ -37,3 +37,4 @@ mod sbom;
 mod schema;
 mod snapshot;
 mod validate;
+mod zuul_roles;
