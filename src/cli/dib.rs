@@ -319,6 +319,25 @@ other DIB_* variable, which reaches the hooks through the imagefile's
     )
 }
 
+/// Nodepool's builder's command line (`nodepool/builder.py`: `-x -t
+/// <types> --checksum --no-tmpfs <qemu-img options> -o <base> <elements>`
+/// after `shlex.split`), with qcow2 among the types: what the tests parse.
+#[cfg(test)]
+pub(crate) const NODEPOOL_ARGS: &[&str] = &[
+    "-x",
+    "-t",
+    "qcow2,raw",
+    "--checksum",
+    "--no-tmpfs",
+    "--qemu-img-options",
+    "compat=0.10",
+    "-o",
+    "/opt/nodepool/images/debian-bookworm-0000000001",
+    "debian-minimal",
+    "vm",
+    "growroot",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,21 +346,7 @@ mod tests {
     fn nodepool_command_line() {
         // nodepool/builder.py: '%s -x -t %s --checksum --no-tmpfs %s -o %s %s'
         // after shlex.split, with qcow2 among the types.
-        let call = parse([
-            "-x",
-            "-t",
-            "qcow2,raw",
-            "--checksum",
-            "--no-tmpfs",
-            "--qemu-img-options",
-            "compat=0.10",
-            "-o",
-            "/opt/nodepool/images/debian-bookworm-0000000001",
-            "debian-minimal",
-            "vm",
-            "growroot",
-        ])
-        .expect("parses");
+        let call = parse(NODEPOOL_ARGS.iter().copied()).expect("parses");
         assert_eq!(call.trace, 1);
         assert_eq!(call.formats, ["qcow2", "raw"]);
         assert!(call.checksum);

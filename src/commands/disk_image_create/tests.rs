@@ -1,6 +1,7 @@
 //! The mapping of `disk-image-create` calls onto imagefiles.
 
 use super::*;
+use crate::cli::dib::NODEPOOL_ARGS as NODEPOOL;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -23,21 +24,6 @@ fn message(failure: Failure) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-
-const NODEPOOL: &[&str] = &[
-    "-x",
-    "-t",
-    "qcow2,raw",
-    "--checksum",
-    "--no-tmpfs",
-    "--qemu-img-options",
-    "compat=0.10",
-    "-o",
-    "/opt/nodepool/images/debian-bookworm-0000000001",
-    "debian-minimal",
-    "vm",
-    "growroot",
-];
 
 #[test]
 fn nodepool_call_becomes_an_imagefile_that_checks() {
