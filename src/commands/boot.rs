@@ -38,10 +38,24 @@ pub fn run(settings: &BootSettings) -> Result<(), Failure> {
         }
     ));
     let status = machine.wait().map_err(Failure::internal)?;
-    if let Some(signal) = crate::host::signals::received() {
-        return Err(Failure::Internal(miette::miette!(
-            "interrupted by {signal:?}; the machine was stopped"
-        )));
+    match crate::host::signals::received() {
+        // Ctrl-C is how the guide says to quit: a normal end, not an error.
+        Some(nix::sys::signal::Signal::SIGINT) => {
+            terminal::status(&format!(
+                "Ctrl-C: the machine was stopped; {}",
+                match spec.boot {
+                    Boot::Disk { .. } => "the image is unchanged",
+                    Boot::Ramdisk(_) => "nothing was written back",
+                }
+            ));
+            return Ok(());
+        }
+        Some(signal) => {
+            return Err(Failure::Internal(miette::miette!(
+                "interrupted by {signal:?}; the machine was stopped"
+            )));
+        }
+        None => {}
     }
     match status {
         Some(status) if !status.success() => Err(Failure::Internal(miette::miette!(

@@ -35,6 +35,13 @@ done
 /bin/busybox poweroff -f
 "#;
 
+/// `/init` that prints the marker and then waits, as a machine does until
+/// its user quits `kiln boot`.
+const INIT_THEN_WAIT: &str = r#"#!/bin/busybox sh
+/bin/busybox echo "KILN-RAMDISK-UP"
+exec /bin/busybox sleep 3600
+"#;
+
 /// The kernel `scripts/install-test-deps` unpacked into the test cache.
 fn kernel() -> PathBuf {
     let dir = test_cache().join("kernel");
@@ -91,7 +98,7 @@ fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
 
 /// Writes `dir/out/tiny.kernel` and `dir/out/tiny.initramfs` (zstd or
 /// gzip), and an imagefile whose outputs are a disk and the ramdisk.
-fn tiny_ramdisk(dir: &Path, gzip: bool) {
+fn tiny_ramdisk(dir: &Path, gzip: bool, init: &str) {
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (busybox-static; scripts/install-test-deps installs it)");
     let archive = newc(&[
@@ -100,7 +107,7 @@ fn tiny_ramdisk(dir: &Path, gzip: bool) {
         ("proc", 0o040_755, b""),
         ("sys", 0o040_755, b""),
         ("dev", 0o040_755, b""),
-        ("init", 0o100_755, INIT.as_bytes()),
+        ("init", 0o100_755, init.as_bytes()),
     ]);
     let compressed = if gzip {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -196,7 +203,7 @@ fn fact<'a>(line: &'a str, key: &str) -> &'a str {
 #[test]
 fn kiln_boot_runs_an_imagefiles_ramdisk_from_ram_by_bios() {
     let temp = tempfile::tempdir().expect("tempdir");
-    tiny_ramdisk(temp.path(), false);
+    tiny_ramdisk(temp.path(), false, INIT);
     let serial = temp.path().join("serial.log");
     let (stderr, line) = kiln_boot(temp.path(), &serial, &["--ramdisk", "imagefile.yaml"]);
     let initramfs = temp.path().join("out/tiny.initramfs");
@@ -226,7 +233,7 @@ fn kiln_boot_runs_an_imagefiles_ramdisk_from_ram_by_bios() {
 #[test]
 fn kiln_boot_runs_a_gzip_ramdisk_given_by_its_kernel_by_uefi() {
     let temp = tempfile::tempdir().expect("tempdir");
-    tiny_ramdisk(temp.path(), true);
+    tiny_ramdisk(temp.path(), true, INIT);
     let serial = temp.path().join("serial.log");
     let (stderr, line) = kiln_boot(temp.path(), &serial, &["--uefi", "out/tiny.kernel"]);
     assert!(stderr.contains("(gzip, "), "{stderr}");
@@ -239,4 +246,84 @@ fn kiln_boot_runs_a_gzip_ramdisk_given_by_its_kernel_by_uefi() {
         "{line}"
     );
     assert_eq!(fact(&line, "disks"), "1", "{line}");
+}
+
+/// Ctrl-C is how `kiln boot` is quit (the guide says so): SIGINT stops the
+/// machine, kiln says so and exits 0 with no error, and no QEMU is left.
+/// (SIGTERM, a supervisor's stop, stays an interruption: exit 2, as
+/// `boot::growroot_grows_the_root_on_every_first_boot` checks.)
+#[test]
+fn ctrl_c_quits_kiln_boot_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny_ramdisk(dir.path(), false, INIT_THEN_WAIT);
+    let serial = dir.path().join("serial.log");
+    let _one = one_boot_at_a_time();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .arg("boot")
+        .arg("--serial-log")
+        .arg(&serial)
+        .args(["--ramdisk", "imagefile.yaml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln boot starts");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let started = Instant::now();
+    while !std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .contains(MARKER)
+    {
+        if started.elapsed() > BOOT_TIMEOUT || child.try_wait().expect("wait").is_some() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut child.stderr.take().expect("stderr"),
+                &mut stderr,
+            );
+            panic!(
+                "the machine did not come up:\n{stderr}\nconsole:\n{}",
+                std::fs::read_to_string(&serial).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let quit = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            quit.elapsed() < Duration::from_secs(30),
+            "kiln boot still runs 30 s after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(0), "Ctrl-C is a normal quit:\n{stderr}");
+    assert!(
+        stderr.contains("Ctrl-C: the machine was stopped; nothing was written back"),
+        "kiln says the machine was stopped:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('×') && !stderr.contains("interrupted"),
+        "no error after Ctrl-C:\n{stderr}"
+    );
+    let qemu_left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("qemu-system") && c.contains(&*dir.path().to_string_lossy()))
+        .collect();
+    assert!(
+        qemu_left.is_empty(),
+        "QEMU left after Ctrl-C: {qemu_left:?}"
+    );
 }
