@@ -122,13 +122,12 @@ pub enum ResolveError {
         /// The architecture of the index.
         index: String,
     },
-    /// A seed names nothing in the index.
-    #[error("no package called `{package}` is available{}", did_you_mean(.suggestion.as_deref()))]
-    UnknownSeed {
-        /// The name asked for.
-        package: String,
-        /// The closest name the index has, if one is close.
-        suggestion: Option<String>,
+    /// Seeds that name nothing in the index: every one of them, in the
+    /// order asked, so the user fixes them all at once.
+    #[error("{}", unknown_text(.unknown))]
+    UnknownSeeds {
+        /// The names asked for that the index does not have.
+        unknown: Vec<UnknownName>,
     },
     /// A seed or a dependency cannot be met.
     #[error("{}: {reason}", chain_text(.chain, .dependency))]
@@ -261,6 +260,24 @@ fn chain_text(chain: &[String], dependency: &str) -> String {
         parts.push(dependency);
     }
     parts.join(" → ")
+}
+
+/// A package name asked for that the index does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no package called `{package}` is available{}", did_you_mean(.suggestion.as_deref()))]
+pub struct UnknownName {
+    /// The name asked for.
+    pub package: String,
+    /// The closest name the index has, if one is close.
+    pub suggestion: Option<String>,
+}
+
+fn unknown_text(unknown: &[UnknownName]) -> String {
+    unknown
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn did_you_mean(suggestion: Option<&str>) -> String {
@@ -396,6 +413,8 @@ pub fn resolve<'i>(
     // following any dependency: a group one seed satisfies must not pull in
     // another alternative just because it was reached first.
     let mut roots = Vec::new();
+    let mut unknown = Vec::new();
+    let mut unsatisfiable = None;
     for seed in seeds {
         let group = Dependency {
             alternatives: vec![seed.alternative()],
@@ -403,20 +422,25 @@ pub fn resolve<'i>(
         match resolver.choose(&group) {
             Ok(None) => {}
             Ok(Some((_, package))) => roots.push(resolver.select(package, None, seed.to_string())),
-            Err(Unsatisfied::NotAvailable) => {
-                return Err(ResolveError::UnknownSeed {
-                    package: seed.package.clone(),
-                    suggestion: suggest(index, &seed.package),
-                });
-            }
+            // Every unknown name is named, not only the first.
+            Err(Unsatisfied::NotAvailable) => unknown.push(UnknownName {
+                package: seed.package.clone(),
+                suggestion: suggest(index, &seed.package),
+            }),
             Err(reason) => {
-                return Err(ResolveError::Unsatisfiable {
+                unsatisfiable.get_or_insert(ResolveError::Unsatisfiable {
                     chain: Vec::new(),
                     dependency: seed.to_string(),
                     reason: Box::new(reason),
                 });
             }
         }
+    }
+    if !unknown.is_empty() {
+        return Err(ResolveError::UnknownSeeds { unknown });
+    }
+    if let Some(error) = unsatisfiable {
+        return Err(error);
     }
     for root in roots {
         resolver.close_over(root)?;
@@ -1539,9 +1563,32 @@ mod tests {
         );
         assert_eq!(
             resolve(&index, &seeds(&["pyhton3"]), "amd64").unwrap_err(),
-            ResolveError::UnknownSeed {
-                package: "pyhton3".into(),
-                suggestion: Some("python3".into())
+            ResolveError::UnknownSeeds {
+                unknown: vec![UnknownName {
+                    package: "pyhton3".into(),
+                    suggestion: Some("python3".into())
+                }]
+            }
+        );
+        // Every unknown name at once, in the order asked, around a known one.
+        assert_eq!(
+            resolve(
+                &index,
+                &seeds(&["pyhton3", "openssh-server", "zzz"]),
+                "amd64"
+            )
+            .unwrap_err(),
+            ResolveError::UnknownSeeds {
+                unknown: vec![
+                    UnknownName {
+                        package: "pyhton3".into(),
+                        suggestion: Some("python3".into())
+                    },
+                    UnknownName {
+                        package: "zzz".into(),
+                        suggestion: None
+                    },
+                ]
             }
         );
         assert_eq!(

@@ -248,6 +248,32 @@ fn discover_failure(
     }
 }
 
+/// Every package of `packages:` the index does not have, each pointed at
+/// in the imagefile with its own "did you mean"; `None` if one of them is
+/// not in `packages:` (an element's package-installs asked for it).
+fn unknown_packages(error: &ResolveError, checked: &Checked) -> Option<Failure> {
+    let ResolveError::UnknownSeeds { unknown } = error else {
+        return None;
+    };
+    let problems = unknown
+        .iter()
+        .map(|name| {
+            let entry = checked
+                .manifest
+                .packages
+                .iter()
+                .find(|p| p.value.name() == name.package)?;
+            Some(Problem::error(
+                name.to_string(),
+                entry.span,
+                "cannot be installed",
+                "check the package name, or remove it from `packages`".to_string(),
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Failure::from(checked.source.problems(problems)))
+}
+
 /// Turns a lock failure into diagnostics: a mistake in the manifest points
 /// at it; a failure of the mirror, network or host exits 2 and names the
 /// URL involved.
@@ -437,9 +463,18 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
                 "one of the two rebuilt the package without changing its version, so kiln cannot say which file the image gets: remove one of them, or ask its vendor for a distinct version".to_string(),
             )
         }
+        MakeError::Resolve(resolve_error)
+            if matches!(resolve_error.as_ref(), ResolveError::UnknownSeeds { .. }) =>
+        {
+            unknown_packages(resolve_error, checked).unwrap_or_else(|| {
+                Failure::user(miette::miette!(
+                    help = "check the package names: in `packages`, or in the package-installs of the elements that ask for them",
+                    "{error}"
+                ))
+            })
+        }
         MakeError::Resolve(resolve_error) => {
             let package = match resolve_error.as_ref() {
-                ResolveError::UnknownSeed { package, .. } => Some(package.clone()),
                 ResolveError::Unsatisfiable {
                     chain, dependency, ..
                 } => Some(chain.first().unwrap_or(dependency).clone()),

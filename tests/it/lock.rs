@@ -636,7 +636,7 @@ fn lock_mistakes_point_into_the_manifest() {
 
     std::fs::write(
         temp.path().join("imagefile.yaml"),
-        "name: typo\nbase:\n  distro: debian\n  release: bookworm\npackages:\n  - openssh-sever\n",
+        "name: typo\nbase:\n  distro: debian\n  release: bookworm\npackages:\n  - openssh-sever\n  - less\n  - no-such-package-zz\n",
     )
     .expect("write");
     let (code, stderr) = run(temp.path(), &["lock", "--cache-dir", cache]);
@@ -652,6 +652,12 @@ fn lock_mistakes_point_into_the_manifest() {
     assert!(
         stderr.contains("imagefile.yaml:6:5"),
         "points at the package: {stderr}"
+    );
+    // Every unknown package at once, not one per `kiln lock`.
+    assert!(
+        stderr.contains("no package called `no-such-package-zz`")
+            && stderr.contains("imagefile.yaml:8:5"),
+        "the second unknown package is named and pointed at too: {stderr}"
     );
     assert!(
         !temp.path().join("imagefile.lock").exists(),
