@@ -56,12 +56,15 @@ pub enum MakeError {
         release: String,
     },
     /// The mirror has no such release.
-    #[error("the mirror has no release `{release}`: {url} does not exist")]
+    #[error("the mirror has no release `{release}`: {url} does not exist{}",
+        .suggestion.as_ref().map_or_else(String::new, |s| format!("; did you mean `{s}`? (the mirror has it)")))]
     NoRelease {
         /// The release asked for.
         release: String,
         /// The InRelease URL tried.
         url: String,
+        /// A release name close to it that the mirror has.
+        suggestion: Option<String>,
     },
     /// The archive does not carry the architecture or component.
     #[error("{url} lists no `{wanted}` (it has: {})", .available.join(", "))]
@@ -603,6 +606,44 @@ struct ReadRepository {
     indexes: Vec<(String, PathBuf)>,
 }
 
+/// Debian's and Ubuntu's release names (code names and Debian's aliases),
+/// for a "did you mean" when the mirror has no release of the name given.
+/// (A mirror need not list its `dists/` directory, so the names are
+/// known here and the closest is asked of the mirror.)
+const RELEASE_NAMES: &[&str] = &[
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "oldoldstable",
+    "oldstable",
+    "stable",
+    "testing",
+    "unstable",
+    "experimental",
+    "focal",
+    "jammy",
+    "noble",
+    "oracular",
+    "plucky",
+    "questing",
+];
+
+/// The release name closest to `release` that the mirror at `url` has
+/// (its `dists/<name>/InRelease` is there), if one is close.
+fn release_on_the_mirror(url: &str, release: &str, http: &Http) -> Option<String> {
+    let closest = crate::manifest::did_you_mean(release, RELEASE_NAMES)?;
+    http.get_small(
+        &format!("{url}/dists/{closest}/InRelease"),
+        MAX_IN_RELEASE_BYTES,
+    )
+    .ok()
+    .map(|_| closest.to_string())
+}
+
 /// Reads one repository: its `InRelease` (verified), and the `Packages`
 /// index of each component (from the cache when the hash matches).
 fn read_repository(
@@ -619,6 +660,10 @@ fn read_repository(
             HttpError::NotFound { url } => MakeError::NoRelease {
                 release: want.suite.clone(),
                 url,
+                suggestion: match want.entry {
+                    Entry::Base(None) => release_on_the_mirror(&want.url, &want.suite, http),
+                    _ => None,
+                },
             },
             other => MakeError::Http(other),
         })?;

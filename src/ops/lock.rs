@@ -363,7 +363,14 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
             _ => in_manifest(
                 base.release.as_ref().map_or(base.distro.span, |r| r.span),
                 "not on the mirror",
-                "check the release's code name (such as `bookworm`) and the mirror URL".to_string(),
+                match inner {
+                    MakeError::NoRelease {
+                        suggestion: Some(name),
+                        ..
+                    } => format!("write `release: {name}`, which the mirror has"),
+                    _ => "check the release's code name (such as `bookworm`) and the mirror URL"
+                        .to_string(),
+                },
             ),
         },
         MakeError::NotInRelease { wanted, .. } => {

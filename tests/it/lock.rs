@@ -630,6 +630,11 @@ fn lock_mistakes_point_into_the_manifest() {
         "points at the release: {stderr}"
     );
     assert!(
+        stderr.contains("did you mean `bookworm`? (the mirror has it)")
+            && stderr.contains("write `release: bookworm`"),
+        "suggests the release the mirror has: {stderr}"
+    );
+    assert!(
         !temp.path().join("imagefile.lock").exists(),
         "no lock is written"
     );
