@@ -47,6 +47,11 @@ enum CliCommand {
         /// the first given wins.
         #[arg(long = "elements-path", value_name = "DIR")]
         elements_path: Vec<PathBuf>,
+        /// The cache directory, where kiln's built-in elements are unpacked
+        /// (default: /var/cache/kiln for root, else ~/.cache/kiln; without
+        /// a writable one, a private directory in $TMPDIR).
+        #[arg(long, env = "KILN_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
     },
     /// Print the imagefile's JSON schema (for editors and other tools).
     Schema {
@@ -423,9 +428,11 @@ where
         CliCommand::Validate {
             path,
             elements_path,
+            cache_dir,
         } => Command::Validate(ValidateSettings {
             path,
             elements_path,
+            cache_dir,
         }),
         CliCommand::Schema { lock } => Command::Schema { lock },
         CliCommand::Lock {

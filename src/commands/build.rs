@@ -58,7 +58,11 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
-    let plan = crate::ops::lock::plan_elements(&checked, &settings.elements_path)?;
+    let plan = crate::ops::lock::plan_elements(
+        &checked,
+        &settings.elements_path,
+        settings.cache_dir.as_deref(),
+    )?;
     let lock = crate::ops::build::current_lock(
         &settings.path,
         &checked,

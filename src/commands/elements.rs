@@ -20,7 +20,7 @@ pub struct ElementsSettings {
 
 /// Lists the elements, or shows one.
 pub fn run(settings: &ElementsSettings) -> Result<(), Failure> {
-    let search = SearchPath::from_env(&settings.elements_path, &builtin_elements()?);
+    let search = SearchPath::from_env(&settings.elements_path, &builtin_elements(None)?);
     let text = match &settings.show {
         None => list(&search),
         Some(name) => show(&search, name)?,

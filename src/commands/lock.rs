@@ -28,7 +28,11 @@ pub fn run(settings: &LockSettings) -> Result<(), Failure> {
     for warning in checked.warnings.diagnostics() {
         terminal::diagnostic(&miette::Report::new(warning));
     }
-    let plan = plan_elements(&checked, &settings.elements_path)?;
+    let plan = plan_elements(
+        &checked,
+        &settings.elements_path,
+        settings.cache_dir.as_deref(),
+    )?;
     let lock_path = lock::path_for(&settings.path);
     if !settings.update
         && let Ok(existing) = lock::read(&lock_path)

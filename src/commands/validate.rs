@@ -18,6 +18,8 @@ pub struct ValidateSettings {
     pub path: PathBuf,
     /// Element directories searched first.
     pub elements_path: Vec<PathBuf>,
+    /// Where kiln's built-in elements are unpacked (the cache directory).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// What has not been tried of the imagefile's base, when something has
@@ -79,7 +81,11 @@ pub fn run(settings: &ValidateSettings) -> Result<(), Failure> {
     for warning in checked.warnings.diagnostics() {
         terminal::diagnostic(&miette::Report::new(warning));
     }
-    let plan = plan_elements(&checked, &settings.elements_path)?;
+    let plan = plan_elements(
+        &checked,
+        &settings.elements_path,
+        settings.cache_dir.as_deref(),
+    )?;
     let manifest = &checked.manifest;
     let base = &manifest.base;
     let release = base

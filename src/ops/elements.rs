@@ -8,12 +8,59 @@ use crate::failure::Failure;
 use crate::manifest::ElementName;
 use crate::plan::{self, PhaseName, SearchPath};
 
-/// kiln's built-in elements, embedded in the binary and unpacked into the
-/// cache directory (or, without one, the temporary directory) on first use.
-pub fn builtin_elements() -> Result<PathBuf, Failure> {
-    let base = crate::cache::Cache::default_dir()
-        .unwrap_or_else(|_| std::env::temp_dir().join(format!("kiln-{}", nix::unistd::geteuid())));
-    plan::unpack_builtin_elements(&base).map_err(Failure::internal)
+/// kiln's built-in elements, embedded in the binary and unpacked on first
+/// use into the cache directory: `cache_dir` (`--cache-dir`), else
+/// `KILN_CACHE_DIR`, else the default one. Without a default one, or when
+/// the default one cannot be written (a user without a writable home),
+/// into kiln's private directory in the temporary directory; a cache
+/// directory given explicitly must work.
+pub fn builtin_elements(cache_dir: Option<&Path>) -> Result<PathBuf, Failure> {
+    let given = cache_dir.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os("KILN_CACHE_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(dir) = given {
+        return plan::unpack_builtin_elements(&dir).map_err(Failure::internal);
+    }
+    let default = crate::cache::Cache::default_dir().ok();
+    let first = default.as_deref().map(plan::unpack_builtin_elements);
+    match first {
+        Some(Ok(dir)) => Ok(dir),
+        // The default cache cannot be written: the private directory's
+        // failure, if that fails too, is the one that says what to do.
+        Some(Err(_)) | None => private_temp_dir()
+            .and_then(|temp| plan::unpack_builtin_elements(&temp).map_err(Failure::internal)),
+    }
+}
+
+/// `$TMPDIR/kiln-<uid>`, created private (0700) if missing, and refused
+/// unless it is a directory of this user that nobody else can write: what
+/// is unpacked there runs as hooks, so another user must not have put it
+/// there first.
+fn private_temp_dir() -> Result<PathBuf, Failure> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("kiln-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Failure::internal(miette::miette!(
+                "cannot create {}: {e}",
+                dir.display()
+            )));
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(Failure::internal)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(Failure::Internal(miette::miette!(
+            help = "remove it, or give kiln a cache directory with --cache-dir or KILN_CACHE_DIR",
+            "{} is not kiln's own private directory (another owner, or writable by others)",
+            dir.display()
+        )));
+    }
+    Ok(dir)
 }
 
 /// The lines of a file such as `element-deps`, without comments.

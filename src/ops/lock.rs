@@ -21,10 +21,11 @@ use crate::{lock, terminal};
 pub fn plan_elements(
     checked: &Checked,
     elements_path: &[PathBuf],
+    cache_dir: Option<&Path>,
 ) -> Result<crate::plan::Plan, Failure> {
     let search = crate::plan::SearchPath::from_env(
         elements_path,
-        &crate::ops::elements::builtin_elements()?,
+        &crate::ops::elements::builtin_elements(cache_dir)?,
     );
     let plan = crate::plan::plan(&checked.manifest, &search)
         .map_err(|error| plan_failure(error, checked))?;
@@ -93,7 +94,7 @@ pub fn lock_planned(
     let cache = open_cache(cache_dir)?;
     let http = crate::ops::fetch::http_client(false)?;
     let started = Instant::now();
-    let builtin = crate::ops::elements::builtin_elements()?;
+    let builtin = crate::ops::elements::builtin_elements(cache_dir.map(PathBuf::as_path))?;
     // `imagefile.lock` has the parent "": the current directory.
     let manifest_dir = lock_path
         .parent()

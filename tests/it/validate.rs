@@ -308,3 +308,92 @@ fn a_ramdisk_without_a_kernel_points_at_the_output() {
     );
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// `kiln validate` works as any user, as the installation chapter says:
+/// without a writable home the built-in elements are unpacked into a
+/// private `$TMPDIR/kiln-<uid>` (0700, refused when another user made it),
+/// and `KILN_CACHE_DIR` (or `--cache-dir`) is where they go when given.
+#[test]
+fn validate_works_without_a_writable_home_and_honours_the_cache_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the test runs kiln as nobody: run the suite as root (scripts/test)"
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let open = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    open(scratch.path(), 0o755);
+    // kiln itself, where nobody can run it.
+    let binary = scratch.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &binary).expect("copy kiln");
+    open(&binary, 0o755);
+    std::fs::write(
+        scratch.path().join("imagefile.yaml"),
+        "name: t\nbase:\n  distro: debian\n  release: bookworm\nelements: [vm, debian]\noutputs: [qcow2]\n",
+    )
+    .expect("write");
+    open(&scratch.path().join("imagefile.yaml"), 0o644);
+    let tmp = scratch.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    open(&tmp, 0o1777);
+    let cache = scratch.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    open(&cache, 0o777);
+    let as_nobody = |env: &[(&str, &std::path::Path)]| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&binary)
+            .arg("validate")
+            .current_dir(scratch.path())
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("TMPDIR", &tmp)
+            .env("NO_COLOR", "1");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("setpriv runs kiln")
+    };
+
+    let homeless = as_nobody(&[]);
+    let stderr = String::from_utf8_lossy(&homeless.stderr);
+    assert!(
+        homeless.status.success(),
+        "validate without a home: {stderr}"
+    );
+    assert!(stderr.contains("imagefile.yaml: valid"), "{stderr}");
+    let private = tmp.join("kiln-65534");
+    let mode = std::fs::metadata(&private)
+        .expect("the private directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "private: {mode:o}");
+    assert!(private.join("builtin-elements").is_dir());
+
+    let with_cache = as_nobody(&[("KILN_CACHE_DIR", &cache)]);
+    assert!(
+        with_cache.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_cache.stderr)
+    );
+    assert!(
+        cache.join("builtin-elements").is_dir(),
+        "KILN_CACHE_DIR holds the built-in elements"
+    );
+
+    // A `kiln-<uid>` another user made first is not used.
+    std::fs::remove_dir_all(&private).expect("rm");
+    std::fs::create_dir(&private).expect("mkdir as root");
+    open(&private, 0o777);
+    let planted = as_nobody(&[]);
+    let stderr = String::from_utf8_lossy(&planted.stderr);
+    assert_eq!(planted.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not kiln's own private directory") && stderr.contains("help:"),
+        "{stderr}"
+    );
+}
