@@ -13,6 +13,10 @@
 //!   directory, with `kiln` on `PATH` and `KILN_CACHE_DIR` pointing at the
 //!   suite's shared cache. Blocks without the comment (such as the
 //!   interactive `kiln boot`) are not run.
+//! - **Shown output.** A ` ```text ` block right after the comment
+//!   `<!-- first-image: output -->` is output the chapter shows: each of
+//!   its lines must be in what the script printed. Other output blocks
+//!   (with times, paths or sizes that vary) are illustrations.
 //! - **YAML snippets.** A fence whose info string is exactly `yaml` holds
 //!   an imagefile or a part of one; YAML that is not an imagefile names
 //!   its kind after `yaml` (` ```yaml element.yaml `,
@@ -28,6 +32,34 @@ use crate::common::{files_with_extension, kiln, repo, repo_path, shared_cache};
 
 /// The marker before a runnable block of the first-image chapter.
 const RUN_MARKER: &str = "<!-- first-image: run -->";
+/// The marker before output the first-image chapter shows as kiln prints it.
+const OUTPUT_MARKER: &str = "<!-- first-image: output -->";
+
+/// The lines of the first-image chapter's blocks marked [`OUTPUT_MARKER`].
+fn first_image_shown_output() -> Vec<String> {
+    let markdown = std::fs::read_to_string(repo_path("docs/user-guide/first-image.md"))
+        .expect("read first-image.md");
+    fences(&markdown)
+        .into_iter()
+        .filter(|fence| fence.previous == OUTPUT_MARKER)
+        .inspect(|fence| {
+            assert_eq!(
+                fence.info, "text",
+                "first-image.md:{}: shown output is a ```text fence",
+                fence.line
+            );
+        })
+        .flat_map(|fence| {
+            fence
+                .body
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
 /// A fenced block of a Markdown file: its info string, the line its
 /// opening fence is on (1-based), the line before it, and its body.
@@ -154,6 +186,23 @@ fn first_image_chapter_runs_as_written() {
     );
     let image = reader.path().join("web-server/out/web-server.qcow2");
     assert!(image.is_file(), "the chapter built {}", image.display());
+    // What the chapter shows kiln printing, kiln printed.
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = first_image_shown_output();
+    assert!(
+        !shown.is_empty(),
+        "first-image.md marks the output it shows with `{OUTPUT_MARKER}`"
+    );
+    for line in shown {
+        assert!(
+            printed.contains(&line),
+            "first-image.md shows `{line}`, which kiln did not print:\n{printed}"
+        );
+    }
 }
 
 /// The Markdown files whose YAML snippets readers copy.
