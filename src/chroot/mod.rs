@@ -16,6 +16,7 @@
 //! decides that and calls [`run::run_in_chroot`] or
 //! [`run::run_outside_chroot`] for each one.
 
+pub mod emulation;
 pub mod mounts;
 pub mod namespace;
 pub mod run;

@@ -1,0 +1,364 @@
+//! Running another architecture's binaries in the chroot (an arm64 tree on
+//! an amd64 host) through QEMU's user-mode emulation, without touching the
+//! host's binfmt_misc.
+//!
+//! Since Linux 6.7 binfmt_misc has an instance per user namespace: a
+//! binary's handler is looked up in the instance of the caller's user
+//! namespace (or its nearest ancestor that has one). So each emulated
+//! command runs in a user namespace of its own, with every uid and gid
+//! mapped to itself (root stays root, files keep their owners), and a mount
+//! namespace in which it mounts binfmt_misc and registers QEMU for the
+//! target's ELF header, with the `F` flag: the kernel opens the
+//! interpreter at registration, so it need not exist inside the tree. The
+//! handler exists only in that namespace and goes away with it, also when
+//! kiln is killed with SIGKILL; the host's `/proc/sys/fs/binfmt_misc` is
+//! never mounted or written.
+//!
+//! The command line put in front of the command's own (after the spawn
+//! guard, before `unshare --pid`):
+//!
+//! ```text
+//! bash -c <parent> kiln-emulation <child> <registration> -- <argv>
+//! ```
+//!
+//! The parent starts `setpriv --pdeathsig KILL -- unshare --user --mount --
+//! bash -c <child> …` and, once the child is in its new user namespace,
+//! writes its identity uid and gid maps (only a process outside the
+//! namespace with CAP_SETUID may map more than its own id; util-linux
+//! 2.38's `--map-users` would need `newuidmap`). The child waits for its
+//! map, mounts binfmt_misc, registers the handler and execs `argv`. The
+//! parent relays its exit status.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// QEMU's user-mode emulator for a target architecture, as Debian's
+/// `qemu-user-static` installs it, with the ELF header it handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emulation {
+    /// The target architecture, as Debian names it (`arm64`).
+    pub arch: &'static str,
+    /// The emulator on the host.
+    pub interpreter: PathBuf,
+    /// The ELF header bytes that select it, and which of their bits count.
+    magic: &'static [u8],
+    mask: &'static [u8],
+}
+
+/// Why a target's binaries cannot be run on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmulationError {
+    /// kiln knows no emulation for the architecture on this host.
+    #[error("kiln cannot run `{target}` binaries on a `{host}` host")]
+    Unsupported {
+        /// The image's architecture.
+        target: String,
+        /// The host's.
+        host: String,
+    },
+    /// QEMU's user-mode emulator is not installed.
+    #[error("`{arch}` binaries need QEMU's user-mode emulator {}, which is not installed", .interpreter.display())]
+    NoEmulator {
+        /// The image's architecture.
+        arch: String,
+        /// Where the emulator was looked for.
+        interpreter: PathBuf,
+    },
+    /// The kernel has no binfmt_misc.
+    #[error("the kernel has no binfmt_misc, which running `{arch}` binaries needs")]
+    NoBinfmtMisc {
+        /// The image's architecture.
+        arch: String,
+    },
+}
+
+impl EmulationError {
+    /// What to do about it.
+    pub fn help(&self) -> String {
+        match self {
+            EmulationError::Unsupported { .. } => {
+                "build on a host of the image's architecture, or for amd64 or arm64 on an amd64 host"
+                    .to_string()
+            }
+            EmulationError::NoEmulator { .. } => {
+                "apt-get install --no-install-recommends qemu-user-static (without binfmt-support: kiln registers the emulator only inside each build command's own namespace)"
+                    .to_string()
+            }
+            EmulationError::NoBinfmtMisc { .. } => {
+                "use a kernel with binfmt_misc (CONFIG_BINFMT_MISC, Linux 6.7 or later for one per namespace)"
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// The ELF header of a 64-bit little-endian aarch64 executable or shared
+/// object, and its mask, as Debian's qemu-user-static registers them.
+const AARCH64_MAGIC: &[u8] =
+    b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00";
+const AARCH64_MASK: &[u8] =
+    b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
+
+/// The host's architecture, as Debian names it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+impl Emulation {
+    /// The emulation a tree of `target` needs on this host: `None` when the
+    /// host runs its binaries natively. Checked before anything is
+    /// downloaded: the emulator must be installed and the kernel must have
+    /// binfmt_misc.
+    pub fn for_target(target: &str) -> Result<Option<Emulation>, EmulationError> {
+        Self::for_target_on(
+            target,
+            host_arch(),
+            Path::new("/usr/bin"),
+            Path::new("/proc/filesystems"),
+        )
+    }
+
+    fn for_target_on(
+        target: &str,
+        host: &str,
+        bin: &Path,
+        filesystems: &Path,
+    ) -> Result<Option<Emulation>, EmulationError> {
+        if target == host {
+            return Ok(None);
+        }
+        let emulation = match (target, host) {
+            ("arm64", "amd64") => Emulation {
+                arch: "arm64",
+                interpreter: bin.join("qemu-aarch64-static"),
+                magic: AARCH64_MAGIC,
+                mask: AARCH64_MASK,
+            },
+            _ => {
+                return Err(EmulationError::Unsupported {
+                    target: target.to_string(),
+                    host: host.to_string(),
+                });
+            }
+        };
+        if !emulation.interpreter.is_file() {
+            return Err(EmulationError::NoEmulator {
+                arch: target.to_string(),
+                interpreter: emulation.interpreter,
+            });
+        }
+        let known = std::fs::read_to_string(filesystems).unwrap_or_default();
+        if !known
+            .lines()
+            .any(|line| line.split_whitespace().last() == Some("binfmt_misc"))
+        {
+            return Err(EmulationError::NoBinfmtMisc {
+                arch: target.to_string(),
+            });
+        }
+        Ok(Some(emulation))
+    }
+
+    /// The line written to binfmt_misc's `register`: magic and mask
+    /// escaped as `\xHH`, which the kernel decodes, and the `F` flag.
+    fn registration(&self) -> String {
+        let escaped = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .map(|b| format!("\\x{b:02x}"))
+                .collect::<String>()
+        };
+        format!(
+            ":kiln-{}:M::{}:{}:{}:F",
+            self.arch,
+            escaped(self.magic),
+            escaped(self.mask),
+            self.interpreter.display()
+        )
+    }
+
+    /// `argv` run in a user and mount namespace of its own whose
+    /// binfmt_misc runs the target's binaries (see the module
+    /// documentation): the words to put in front of it, then `argv`.
+    pub fn wrap(&self, argv: &[OsString]) -> Vec<OsString> {
+        let mut wrapped: Vec<OsString> = vec![
+            "/bin/bash".into(),
+            "-c".into(),
+            PARENT_SCRIPT.into(),
+            "kiln-emulation".into(),
+            CHILD_SCRIPT.into(),
+            self.registration().into(),
+        ];
+        wrapped.extend(argv.iter().cloned());
+        wrapped
+    }
+}
+
+/// The parent: starts the child in a new user and mount namespace (dying
+/// with this shell), maps every id to itself once the child is in it, and
+/// relays the child's exit status. `$1` is the child's script, `$2` the
+/// registration, the rest the command.
+const PARENT_SCRIPT: &str = r#"child=$1; shift
+setpriv --pdeathsig KILL -- unshare --user --mount -- /bin/bash -c "$child" kiln-emulated "$@" &
+pid=$!
+self=$(readlink /proc/self/ns/user)
+until [ "$(readlink /proc/$pid/ns/user 2>/dev/null)" != "$self" ]; do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid"; exit $?; }
+    sleep 0.002
+done
+{ echo '0 0 4294967295' > /proc/$pid/uid_map && echo '0 0 4294967295' > /proc/$pid/gid_map; } || { kill -KILL "$pid"; exit 125; }
+wait "$pid""#;
+
+/// The child, in its own user and mount namespace: waits for its id map,
+/// mounts binfmt_misc (an instance of this namespace's own), registers the
+/// emulator (`$1`) and execs the command.
+const CHILD_SCRIPT: &str = r#"until [ -n "$(cat /proc/self/uid_map)" ]; do sleep 0.002; done
+mount -t binfmt_misc kiln-binfmt /proc/sys/fs/binfmt_misc || exit 125
+printf '%s' "$1" > /proc/sys/fs/binfmt_misc/register || exit 125
+shift
+exec "$@""#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_native_target_needs_no_emulation() {
+        let none = Emulation::for_target_on(
+            "amd64",
+            "amd64",
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent"),
+        );
+        assert_eq!(none, Ok(None));
+    }
+
+    #[test]
+    fn arm64_on_amd64_needs_the_emulator_and_binfmt_misc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let filesystems = dir.path().join("filesystems");
+        std::fs::write(&filesystems, "nodev\tproc\nnodev\tbinfmt_misc\n").expect("write");
+        let missing = Emulation::for_target_on("arm64", "amd64", dir.path(), &filesystems);
+        assert!(
+            matches!(missing, Err(EmulationError::NoEmulator { .. })),
+            "{missing:?}"
+        );
+        std::fs::write(dir.path().join("qemu-aarch64-static"), b"").expect("write");
+        let found = Emulation::for_target_on("arm64", "amd64", dir.path(), &filesystems)
+            .expect("found")
+            .expect("needed");
+        assert_eq!(found.interpreter, dir.path().join("qemu-aarch64-static"));
+        std::fs::write(&filesystems, "nodev\tproc\n").expect("write");
+        assert!(matches!(
+            Emulation::for_target_on("arm64", "amd64", dir.path(), &filesystems),
+            Err(EmulationError::NoBinfmtMisc { .. })
+        ));
+        assert!(matches!(
+            Emulation::for_target_on("riscv64", "amd64", dir.path(), &filesystems),
+            Err(EmulationError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn the_registration_escapes_magic_and_mask_and_fixes_the_interpreter() {
+        let emulation = Emulation {
+            arch: "arm64",
+            interpreter: PathBuf::from("/usr/bin/qemu-aarch64-static"),
+            magic: AARCH64_MAGIC,
+            mask: AARCH64_MASK,
+        };
+        let line = emulation.registration();
+        assert!(
+            line.starts_with(":kiln-arm64:M::\\x7f\\x45\\x4c\\x46\\x02"),
+            "{line}"
+        );
+        assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:F"), "{line}");
+        assert_eq!(line.matches("\\x").count(), 40, "{line}");
+    }
+
+    /// A static aarch64 program that exits with 42: `mov x0, #42; mov x8,
+    /// #93 (exit); svc #0`, in one loadable segment.
+    fn exit_42_aarch64() -> Vec<u8> {
+        let code: [u32; 3] = [0xd280_0540, 0xd280_0ba8, 0xd400_0001];
+        let base: u64 = 0x40_0000;
+        let entry = base + 64 + 56;
+        let size = 64 + 56 + 12u64;
+        let mut elf = Vec::new();
+        elf.extend_from_slice(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+        elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        elf.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+        elf.extend_from_slice(&1u32.to_le_bytes());
+        elf.extend_from_slice(&entry.to_le_bytes());
+        elf.extend_from_slice(&64u64.to_le_bytes()); // program headers
+        elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+        elf.extend_from_slice(&0u32.to_le_bytes());
+        for half in [64u16, 56, 1, 0, 0, 0] {
+            elf.extend_from_slice(&half.to_le_bytes());
+        }
+        elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        elf.extend_from_slice(&5u32.to_le_bytes()); // R+X
+        for quad in [0, base, base, size, size, 0x1000] {
+            elf.extend_from_slice(&quad.to_le_bytes());
+        }
+        for word in code {
+            elf.extend_from_slice(&word.to_le_bytes());
+        }
+        elf
+    }
+
+    /// The host tier: runs an aarch64 program through the wrapper with the
+    /// host's qemu-aarch64-static, and checks that the host's binfmt_misc
+    /// is as it was and still cannot run it.
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs root, qemu-user-static and binfmt_misc (cargo test --features host-tests)"
+    )]
+    fn an_arm64_program_runs_in_its_namespace_and_the_host_is_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let emulation = Emulation::for_target("arm64")
+            .expect("qemu-user-static is installed (scripts/install-test-deps)")
+            .expect("arm64 is foreign here");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = dir.path().join("exit-42");
+        std::fs::write(&program, exit_42_aarch64()).expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let host_binfmt = || {
+            let mut names: Vec<String> = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        let before = host_binfmt();
+
+        let native = std::process::Command::new(&program).status();
+        assert!(
+            native.is_err(),
+            "the host runs aarch64 natively: {native:?}"
+        );
+
+        let argv = emulation.wrap(&[program.clone().into_os_string()]);
+        let status = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .status()
+            .expect("bash runs");
+        assert_eq!(
+            status.code(),
+            Some(42),
+            "the aarch64 program ran and exited 42"
+        );
+        assert_eq!(host_binfmt(), before, "the host's binfmt_misc is as it was");
+        let after = std::process::Command::new(&program).status();
+        assert!(after.is_err(), "the host still cannot run it: {after:?}");
+    }
+}
