@@ -181,20 +181,51 @@ impl Emulation {
         )
     }
 
-    /// `argv` run in a user and mount namespace of its own whose
-    /// binfmt_misc runs the target's binaries (see the module
-    /// documentation): the words to put in front of it, then `argv`.
-    pub fn wrap(&self, argv: &[OsString]) -> Vec<OsString> {
-        let mut wrapped: Vec<OsString> = vec![
+    /// The words to put in front of a command so that it runs in a user
+    /// and mount namespace of its own whose binfmt_misc runs the target's
+    /// binaries (see the module documentation).
+    pub fn prefix(&self) -> Vec<OsString> {
+        vec![
             "/bin/bash".into(),
             "-c".into(),
             PARENT_SCRIPT.into(),
             "kiln-emulation".into(),
             CHILD_SCRIPT.into(),
             self.registration().into(),
-        ];
-        wrapped.extend(argv.iter().cloned());
-        wrapped
+        ]
+    }
+
+    /// The emulation the tree at `root` needs on this host, judged by its
+    /// own `/usr/bin/env`: `None` for a tree of the host's architecture
+    /// (or one without that file yet).
+    pub fn for_tree(root: &Path) -> Result<Option<Emulation>, EmulationError> {
+        match elf_arch(&root.join("usr/bin/env")) {
+            Some(arch) => Self::for_target(arch),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The Debian architecture of the ELF file at `path`, from its class, byte
+/// order and machine; `None` if it is not one kiln knows.
+fn elf_arch(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    if &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    match (
+        header[4],
+        header[5],
+        u16::from_le_bytes([header[18], header[19]]),
+    ) {
+        (2, 1, 62) => Some("amd64"),
+        (2, 1, 183) => Some("arm64"),
+        _ => None,
     }
 }
 
@@ -318,6 +349,9 @@ mod tests {
         not(feature = "host-tests"),
         ignore = "host tier: needs root, qemu-user-static and binfmt_misc (cargo test --features host-tests)"
     )]
+    // The test runs the program itself and the wrapper as given, the way
+    // the chroot runner's spawn would.
+    #[allow(clippy::disallowed_methods)]
     fn an_arm64_program_runs_in_its_namespace_and_the_host_is_untouched() {
         use std::os::unix::fs::PermissionsExt;
         let emulation = Emulation::for_target("arm64")
@@ -347,7 +381,8 @@ mod tests {
             "the host runs aarch64 natively: {native:?}"
         );
 
-        let argv = emulation.wrap(&[program.clone().into_os_string()]);
+        let mut argv = emulation.prefix();
+        argv.push(program.clone().into_os_string());
         let status = std::process::Command::new(&argv[0])
             .args(&argv[1..])
             .status()
@@ -357,6 +392,8 @@ mod tests {
             Some(42),
             "the aarch64 program ran and exited 42"
         );
+        assert_eq!(elf_arch(&program), Some("arm64"));
+        assert_eq!(elf_arch(Path::new("/usr/bin/env")), Some(host_arch()));
         assert_eq!(host_binfmt(), before, "the host's binfmt_misc is as it was");
         let after = std::process::Command::new(&program).status();
         assert!(after.is_err(), "the host still cannot run it: {after:?}");

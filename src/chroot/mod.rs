@@ -61,6 +61,9 @@ pub enum ChrootError {
         /// `/proc/thread-self/ns/mnt` after.
         after: String,
     },
+    /// The tree's binaries are of an architecture this host cannot run.
+    #[error(transparent)]
+    Emulation(#[from] emulation::EmulationError),
     /// A mount failed.
     #[error("cannot mount {fstype} on {}: {source}", target.display())]
     Mount {
