@@ -146,6 +146,9 @@ enum CliCommand {
         /// A directory of elements, searched first (repeatable).
         #[arg(long, global = true)]
         elements_path: Vec<PathBuf>,
+        /// The cache directory, where kiln's built-in elements are unpacked.
+        #[arg(long, env = "KILN_CACHE_DIR", global = true)]
+        cache_dir: Option<PathBuf>,
     },
     /// Download every package the lock pins into the cache.
     Fetch {
@@ -487,8 +490,10 @@ where
         CliCommand::Elements {
             action,
             elements_path,
+            cache_dir,
         } => Command::Elements(ElementsSettings {
             elements_path,
+            cache_dir,
             show: match action {
                 ElementsAction::List => None,
                 ElementsAction::Show { name } => Some(name),
