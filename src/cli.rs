@@ -115,6 +115,10 @@ enum CliCommand {
         /// (downloads are still cached).
         #[arg(long)]
         no_cache: bool,
+        /// Make the tree on disk in the output directory, not in memory (a
+        /// tmpfs, used when half the available memory holds the tree).
+        #[arg(long, env = "KILN_NO_TMPFS")]
+        no_tmpfs: bool,
         /// Download the locked `.deb`s from this archive instead of the
         /// lock's mirror: a mirror or proxy of the same distribution
         /// (http, https or file URL). Every file is still checked against
@@ -462,6 +466,7 @@ where
             check,
             compress,
             no_cache,
+            no_tmpfs,
             mirror,
             cache_dir,
             elements_path,
@@ -473,6 +478,7 @@ where
             check,
             compress,
             no_cache,
+            no_tmpfs,
             path,
             output,
             cache_dir,
