@@ -115,6 +115,10 @@ enum CliCommand {
         /// (downloads are still cached).
         #[arg(long)]
         no_cache: bool,
+        /// Make the tree on disk in the output directory, not in memory (a
+        /// tmpfs, used when half the available memory holds the tree).
+        #[arg(long, env = "KILN_NO_TMPFS")]
+        no_tmpfs: bool,
         /// Download the locked `.deb`s from this archive instead of the
         /// lock's mirror: a mirror or proxy of the same distribution
         /// (http, https or file URL). Every file is still checked against
@@ -146,6 +150,9 @@ enum CliCommand {
         /// A directory of elements, searched first (repeatable).
         #[arg(long, global = true)]
         elements_path: Vec<PathBuf>,
+        /// The cache directory, where kiln's built-in elements are unpacked.
+        #[arg(long, env = "KILN_CACHE_DIR", global = true)]
+        cache_dir: Option<PathBuf>,
     },
     /// Download every package the lock pins into the cache.
     Fetch {
@@ -459,6 +466,7 @@ where
             check,
             compress,
             no_cache,
+            no_tmpfs,
             mirror,
             cache_dir,
             elements_path,
@@ -470,6 +478,7 @@ where
             check,
             compress,
             no_cache,
+            no_tmpfs,
             path,
             output,
             cache_dir,
@@ -487,8 +496,10 @@ where
         CliCommand::Elements {
             action,
             elements_path,
+            cache_dir,
         } => Command::Elements(ElementsSettings {
             elements_path,
+            cache_dir,
             show: match action {
                 ElementsAction::List => None,
                 ElementsAction::Show { name } => Some(name),

@@ -32,7 +32,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::host::command::Program;
+use crate::host::file;
 use crate::host::walk;
 
 /// The size the snapshots of a cache are kept within unless
@@ -344,27 +344,13 @@ pub fn parse_size(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
-/// Copies the tree at `from` to `to` (which must not exist), keeping
-/// owners, modes, times, hard links, xattrs, devices and holes.
+/// [`file::copy_tree`], its failure as a [`SnapshotError`].
 fn copy_tree(from: &Path, to: &Path) -> Result<(), SnapshotError> {
-    let finished = Program::new("cp", "coreutils")
-        .args(["-a", "--reflink=auto", "--no-target-directory"])
-        .arg(from)
-        .arg(to)
-        .run()
-        .map_err(|error| SnapshotError::Copy {
-            from: from.to_path_buf(),
-            to: to.to_path_buf(),
-            detail: error.to_string(),
-        })?;
-    if !finished.success() {
-        return Err(SnapshotError::Copy {
-            from: from.to_path_buf(),
-            to: to.to_path_buf(),
-            detail: finished.stderr.trim().to_string(),
-        });
-    }
-    Ok(())
+    file::copy_tree(from, to).map_err(|detail| SnapshotError::Copy {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        detail,
+    })
 }
 
 /// Marks a snapshot used now.

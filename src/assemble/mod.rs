@@ -222,7 +222,13 @@ pub fn assemble(
     if disk.table.is_none() {
         assemble_filesystem(request, &disk, &ids, log)
     } else {
-        let staging = request.work.join("partitions");
+        // Beside the tree, on its filesystem (which may be a tmpfs): the
+        // partitions' subtrees are moved there by renaming.
+        let staging = request
+            .root
+            .parent()
+            .unwrap_or(request.work)
+            .join("partitions");
         assemble_disk(request, &disk, &ids, &staging, log)
     }
 }

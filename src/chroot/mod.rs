@@ -28,7 +28,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use mounts::{
-    ChrootMounts, Mount, mount_dib_filesystems, mounts_under, remove_dir_all_checked,
+    ChrootMounts, Mount, mount_dib_filesystems, mount_tmpfs, mounts_under, remove_dir_all_checked,
     unmount_all_under,
 };
 pub use namespace::enter_build_namespace;

@@ -324,6 +324,29 @@ fn decode_octal_escapes(field: &str) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(decoded))
 }
 
+/// Mounts a tmpfs of at most `size` bytes (pages are taken only as files
+/// are written) on `dir`, made if missing, mode 0755. Nothing unmounts it
+/// but [`unmount_all_under`] or the end of the build's mount namespace:
+/// the directory it is on is removed with the build's work directory.
+pub fn mount_tmpfs(dir: &Path, size: u64) -> Result<(), ChrootError> {
+    fs::create_dir_all(dir)?;
+    let options = format!("size={size},mode=0755");
+    mount(
+        Some("kiln-tree"),
+        dir,
+        Some("tmpfs"),
+        // As a directory on disk would be: the tree's set-uid programs and
+        // device nodes work in the chroot.
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|source| ChrootError::Mount {
+        fstype: "tmpfs".to_string(),
+        target: dir.to_path_buf(),
+        source,
+    })
+}
+
 /// Unmounts everything at or below `path`, deepest first, lazily if busy.
 /// The last resort of a cleanup whose guards were lost.
 pub fn unmount_all_under(path: &Path) -> Result<(), ChrootError> {

@@ -34,6 +34,8 @@ pub struct DibCall {
     pub qemu_img_options: Option<String>,
     /// `--offline`.
     pub offline: bool,
+    /// `--no-tmpfs`: make the tree on disk.
+    pub no_tmpfs: bool,
     /// `--root-label`.
     pub root_label: Option<String>,
     /// The elements, in the order given.
@@ -192,7 +194,7 @@ where
                     "offline" => call.offline = true,
                     "help" => call.help = true,
                     "version" => call.version = true,
-                    // Meaningless for kiln: it never builds in a tmpfs.
+                    "no-tmpfs" => call.no_tmpfs = true,
                     _ => {}
                 }
                 continue;
@@ -221,7 +223,7 @@ where
                 "qemu-img-options" => call.qemu_img_options = Some(value),
                 "root-label" => call.root_label = Some(value),
                 "install-link" => call.install_link = Some(PathBuf::from(value)),
-                // --min-tmpfs: kiln never builds in a tmpfs.
+                // --min-tmpfs: kiln sizes the tmpfs by the lock.
                 _ => {}
             }
             continue;
@@ -305,7 +307,9 @@ Options kiln maps onto its model:
   --image-size GB         the disk's size in GiB (default: just large enough)
   --root-label LABEL      the root filesystem's label
   --offline               use only kiln's cache
-Accepted, and meaningless for kiln: --no-tmpfs, --min-tmpfs N, -c.
+  --no-tmpfs              make the tree on disk, not in memory (also DIB_NO_TMPFS=1)
+Accepted, and meaningless for kiln: --min-tmpfs N (kiln sizes the tmpfs from
+  the lock), -c.
 Refused, with what to do instead: --image-extra-size, --image-cache,
   --max-online-resize, --mkfs-options, --mkfs-journal-size,
   --ramdisk-element, --install-type, --docker-target, --logfile.

@@ -42,6 +42,8 @@ pub struct BuildSettings {
     pub compress: bool,
     /// Make the tree from scratch: no snapshot is restored or kept.
     pub no_cache: bool,
+    /// Make the tree on disk, never in a tmpfs.
+    pub no_tmpfs: bool,
     /// Element directories from the command line, highest precedence
     /// first.
     pub elements_path: Vec<PathBuf>,
@@ -107,6 +109,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         shell_on_failure: settings.shell_on_failure,
         compress: settings.compress,
         snapshots: snapshots.as_ref(),
+        tmpfs: !settings.no_tmpfs,
     };
     // Nothing to do when the last build into the output directory had the
     // same inputs and its outputs are all there, unchanged (unless

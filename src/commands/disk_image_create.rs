@@ -52,6 +52,9 @@ pub struct Mapped {
     pub qemu_img_options: Option<String>,
     /// Build with only the cache.
     pub offline: bool,
+    /// Make the tree on disk, not in a tmpfs (`--no-tmpfs`,
+    /// `DIB_NO_TMPFS=1`).
+    pub no_tmpfs: bool,
 }
 
 impl Mapped {
@@ -315,6 +318,7 @@ pub fn map(call: &DibCall, args: &[String], env: &[(String, String)]) -> Result<
         compress: has_qcow2 && !call.uncompressed,
         qemu_img_options: call.qemu_img_options.clone(),
         offline: call.offline || var("DIB_OFFLINE").is_some(),
+        no_tmpfs: call.no_tmpfs || var("DIB_NO_TMPFS").is_some_and(|v| v == "1"),
     })
 }
 
@@ -389,6 +393,7 @@ pub fn prepare(
         check: false,
         compress: mapped.compress,
         no_cache: false,
+        no_tmpfs: mapped.no_tmpfs,
         elements_path: Vec::new(),
     };
     Ok(Some((mapped, build)))

@@ -16,11 +16,16 @@ pub struct ElementsSettings {
     pub elements_path: Vec<PathBuf>,
     /// `Some(name)` to show one element; `None` to list them all.
     pub show: Option<String>,
+    /// Where kiln's built-in elements are unpacked (the cache directory).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Lists the elements, or shows one.
 pub fn run(settings: &ElementsSettings) -> Result<(), Failure> {
-    let search = SearchPath::from_env(&settings.elements_path, &builtin_elements(None)?);
+    let search = SearchPath::from_env(
+        &settings.elements_path,
+        &builtin_elements(settings.cache_dir.as_deref())?,
+    );
     let text = match &settings.show {
         None => list(&search),
         Some(name) => show(&search, name)?,

@@ -1,8 +1,11 @@
 //! Writing a file so that readers see the old content or the new, never
 //! half of it: a temporary file beside it, synced, then renamed over it.
+//! And copying a whole tree as it is.
 
 use std::io::Write;
 use std::path::Path;
+
+use super::command::Program;
 
 /// Writes `bytes` to `path` atomically, readable by all (mode 0644, as a
 /// plain `File::create` would make it; a temporary file is 0600).
@@ -23,6 +26,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Copies the tree at `from` to `to` (which must not exist), keeping
+/// owners, modes, times, hard links, xattrs, devices and holes: `cp -a`,
+/// with a reflink where the filesystem has them. The error is cp's own
+/// words.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    let finished = Program::new("cp", "coreutils")
+        .args(["-a", "--reflink=auto", "--no-target-directory"])
+        .arg(from)
+        .arg(to)
+        .run()
+        .map_err(|error| error.to_string())?;
+    if !finished.success() {
+        return Err(finished.stderr.trim().to_string());
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 pub mod command;
 pub mod file;
 pub mod http;
+pub mod memory;
 pub mod signals;
 pub mod space;
 pub mod temp;

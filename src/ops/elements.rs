@@ -9,19 +9,14 @@ use crate::manifest::ElementName;
 use crate::plan::{self, PhaseName, SearchPath};
 
 /// kiln's built-in elements, embedded in the binary and unpacked on first
-/// use into the cache directory: `cache_dir` (`--cache-dir`), else
-/// `KILN_CACHE_DIR`, else the default one. Without a default one, or when
+/// use into the cache directory: `cache_dir` (`--cache-dir`, or
+/// `KILN_CACHE_DIR` through clap), else the default one. Without a default one, or when
 /// the default one cannot be written (a user without a writable home),
 /// into kiln's private directory in the temporary directory; a cache
 /// directory given explicitly must work.
 pub fn builtin_elements(cache_dir: Option<&Path>) -> Result<PathBuf, Failure> {
-    let given = cache_dir.map(Path::to_path_buf).or_else(|| {
-        std::env::var_os("KILN_CACHE_DIR")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from)
-    });
-    if let Some(dir) = given {
-        return plan::unpack_builtin_elements(&dir).map_err(Failure::internal);
+    if let Some(dir) = cache_dir {
+        return plan::unpack_builtin_elements(dir).map_err(Failure::internal);
     }
     let default = crate::cache::Cache::default_dir().ok();
     let first = default.as_deref().map(plan::unpack_builtin_elements);

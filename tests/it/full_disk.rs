@@ -163,13 +163,15 @@ fn a_full_cache_or_output_directory_fails_clearly_and_cleanly() {
         "some blobs were fetched before the disk was full"
     );
 
-    // The output directory, too small for the tree: the build stops
-    // where the disk filled, names the directory, and removes its work.
+    // The output directory, too small for the tree (made on disk: in
+    // memory it would not be there): the build stops where the disk
+    // filled, names the directory, and removes its work.
     let out_fs = SmallFilesystem::mount("40m");
     let out = out_fs.path.join("out");
     let out_arg = out.to_str().expect("UTF-8");
     let build = ["build", "--locked", "--cache-dir", shared, "-o", out_arg];
-    let output = run(dir, &build);
+    let on_disk: Vec<&str> = build.iter().copied().chain(["--no-tmpfs"]).collect();
+    let output = run(dir, &on_disk);
     assert_out_of_space(
         &output,
         &[
