@@ -42,7 +42,8 @@ pub const DEFAULT_ROOT_LABEL: &str = "cloudimg-rootfs";
 
 /// The layout of an image with the `vm` element and no `disk.table`: GPT,
 /// bootable by BIOS (through the bios-boot partition) and UEFI (through
-/// the ESP), the root filling the rest.
+/// the ESP), the root filling the rest. For arm64, without the bios-boot
+/// partition.
 pub const DEFAULT_VM_DISK_YAML: &str = "\
 table: gpt
 size: auto
@@ -133,12 +134,18 @@ pub enum AssembleError {
 }
 
 /// The layout the image gets: the manifest's, or the `vm` default.
-pub fn effective_disk(disk: &Disk, uses_vm: bool) -> Result<Disk, AssembleError> {
+pub fn effective_disk(disk: &Disk, uses_vm: bool, arch: Arch) -> Result<Disk, AssembleError> {
     if disk.table.is_some() || !uses_vm {
         return Ok(disk.clone());
     }
     let mut default: Disk = serde_saphyr::from_str(DEFAULT_VM_DISK_YAML)
         .map_err(|e| AssembleError::DefaultLayout(e.to_string()))?;
+    // BIOS boot is an x86 thing: arm64 machines boot by UEFI only.
+    if arch != Arch::Amd64 {
+        default
+            .partitions
+            .retain(|p| p.value.kind.value != crate::manifest::PartitionType::BiosBoot);
+    }
     // A size or headroom the manifest gives still applies.
     default.size = disk.size.clone();
     default.headroom = disk.headroom.clone();
@@ -156,7 +163,7 @@ pub fn fstab_text(
     lock_text: &str,
 ) -> Result<String, AssembleError> {
     let ids = Ids::from_lock_text(lock_text);
-    let disk = effective_disk(disk, uses_vm)?;
+    let disk = effective_disk(disk, uses_vm, arch)?;
     if disk.table.is_none() {
         let (kind, label) = single_filesystem(&disk);
         return Ok(fstab::fstab_for_single(label, kind));
@@ -218,7 +225,7 @@ pub fn assemble(
     log: &mut dyn Write,
 ) -> Result<Assembled, AssembleError> {
     let ids = Ids::from_lock_text(request.lock_text);
-    let disk = effective_disk(request.disk, request.uses_vm)?;
+    let disk = effective_disk(request.disk, request.uses_vm, request.arch)?;
     if disk.table.is_none() {
         assemble_filesystem(request, &disk, &ids, log)
     } else {
@@ -456,7 +463,7 @@ mod tests {
 
     #[test]
     fn the_vm_default_layout_is_gpt_bootable_both_ways() {
-        let disk = effective_disk(&Disk::default(), true).expect("parses");
+        let disk = effective_disk(&Disk::default(), true, Arch::Amd64).expect("parses");
         assert_eq!(
             disk.table.as_ref().map(|t| t.value),
             Some(crate::manifest::PartitionTable::Gpt)
@@ -475,9 +482,19 @@ mod tests {
             root.label.as_ref().map(|l| l.value.as_str()),
             Some(DEFAULT_ROOT_LABEL)
         );
+        // arm64 boots by UEFI only: no bios-boot partition.
+        let arm64 = effective_disk(&Disk::default(), true, Arch::Arm64).expect("parses");
+        let kinds: Vec<_> = arm64.partitions.iter().map(|p| p.kind.value).collect();
+        assert_eq!(
+            kinds,
+            [
+                crate::manifest::PartitionType::Esp,
+                crate::manifest::PartitionType::Linux
+            ]
+        );
         // Without vm, no table is made up.
         assert!(
-            effective_disk(&Disk::default(), false)
+            effective_disk(&Disk::default(), false, Arch::Amd64)
                 .expect("default")
                 .table
                 .is_none()

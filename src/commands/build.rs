@@ -60,6 +60,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
 
     let started = Instant::now();
     let checked = manifest::read(&settings.path)?;
+    crate::ops::build::check_host_runs_arch(&checked)?;
     let plan = crate::ops::lock::plan_elements(
         &checked,
         &settings.elements_path,

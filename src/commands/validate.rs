@@ -25,6 +25,26 @@ pub struct ValidateSettings {
 /// What has not been tried of the imagefile's base, when something has
 /// not: the warning `kiln validate` gives, naming what was not tried.
 pub fn experimental_note(base: &manifest::Base) -> Option<String> {
+    let notes: Vec<String> = [distro_note(base), arch_note(base)]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// What has not been tried of building for the image's architecture.
+fn arch_note(base: &manifest::Base) -> Option<String> {
+    (base.arch.value == manifest::Arch::Arm64).then(|| {
+        "`arch: arm64` is experimental: kiln has built arm64 trees on an amd64 host \
+         through QEMU's user-mode emulation (about 4 to 10 times as slow as amd64) and booted \
+         one debian-cloud image by hand under qemu-system-aarch64, but `kiln test` and `kiln \
+         boot` cannot boot arm64 images yet"
+            .to_string()
+    })
+}
+
+/// What has not been tried of the image's distribution.
+fn distro_note(base: &manifest::Base) -> Option<String> {
     use manifest::Distro;
     let distro = base.distro.value;
     let from_image = base.from_image();

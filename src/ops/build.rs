@@ -31,6 +31,25 @@ pub struct LockPolicy<'a> {
     pub cache_dir: Option<&'a PathBuf>,
 }
 
+/// Refuses, before anything is locked or downloaded, an image whose
+/// architecture this host cannot run in the chroot: another architecture
+/// needs QEMU's user-mode emulator and binfmt_misc
+/// ([`chroot::emulation`]). The diagnostic points at `arch:`.
+pub fn check_host_runs_arch(checked: &manifest::Checked) -> Result<(), Failure> {
+    let arch = &checked.manifest.base.value.arch;
+    match chroot::emulation::Emulation::for_target(arch.value.as_str()) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(Failure::from(checked.source.problems(vec![
+            manifest::Problem::error(
+                error.to_string(),
+                arch.span,
+                "not runnable on this host",
+                error.help(),
+            ),
+        ]))),
+    }
+}
+
 /// The lock beside the imagefile at `path` when it still pins `checked`
 /// and `plan`; otherwise, as cargo does, a new one made and written now
 /// (unless `policy` forbids it: then a user failure saying what to run).

@@ -11,6 +11,7 @@
 )]
 
 mod apt_repo;
+mod arm64;
 mod assemble;
 mod boot;
 mod build;
