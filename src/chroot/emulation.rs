@@ -209,20 +209,7 @@ impl Emulation {
 /// The Debian architecture of the ELF file at `path`, from its class, byte
 /// order and machine; `None` if it is not one kiln knows.
 fn elf_arch(path: &Path) -> Option<&'static str> {
-    use std::io::Read;
-    let mut header = [0u8; 20];
-    std::fs::File::open(path)
-        .ok()?
-        .read_exact(&mut header)
-        .ok()?;
-    if &header[..4] != b"\x7fELF" {
-        return None;
-    }
-    match (
-        header[4],
-        header[5],
-        u16::from_le_bytes([header[18], header[19]]),
-    ) {
+    match crate::host::file::elf_identity(path)? {
         (2, 1, 62) => Some("amd64"),
         (2, 1, 183) => Some("arm64"),
         _ => None,

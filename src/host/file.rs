@@ -46,6 +46,28 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// What the ELF header of the file at `path` says: its class (1 for
+/// 32-bit, 2 for 64-bit), byte order (1 little-endian, 2 big-endian) and
+/// machine (`e_machine`, in that byte order); `None` if it is not an ELF
+/// file (or cannot be read).
+pub fn elf_identity(path: &Path) -> Option<(u8, u8, u16)> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    if &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    let bytes = [header[18], header[19]];
+    let machine = match header[5] {
+        2 => u16::from_be_bytes(bytes),
+        _ => u16::from_le_bytes(bytes),
+    };
+    Some((header[4], header[5], machine))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1364,19 +1364,7 @@ fn machine_name(machine: u16) -> String {
 
 /// The ELF machine of the file at `path`, if it is an ELF file.
 fn elf_machine(path: &Path) -> Option<u16> {
-    let mut header = [0u8; 20];
-    std::fs::File::open(path)
-        .ok()?
-        .read_exact(&mut header)
-        .ok()?;
-    if &header[..4] != b"\x7fELF" {
-        return None;
-    }
-    let bytes = [header[18], header[19]];
-    Some(match header[5] {
-        2 => u16::from_be_bytes(bytes),
-        _ => u16::from_le_bytes(bytes),
-    })
+    crate::host::file::elf_identity(path).map(|(_, _, machine)| machine)
 }
 
 /// Refuses a tree whose `usr/bin/env` (or `bin/sh`) is built for another
