@@ -3,7 +3,7 @@
 //! on the terminal.
 
 use crate::failure::Failure;
-use crate::machine::{Boot, Machine, MachineSpec, Serial, qemu};
+use crate::machine::{Boot, Machine, MachineSpec, Serial};
 use crate::ops::machine::{MachineOptions, Target, absolute, find_target, machine_spec};
 use crate::terminal;
 
@@ -60,7 +60,7 @@ pub fn run(settings: &BootSettings) -> Result<(), Failure> {
     match status {
         Some(status) if !status.success() => Err(Failure::Internal(miette::miette!(
             "{} ended with {status}{}",
-            qemu::QEMU_PROGRAM,
+            spec.platform.program(),
             match machine.qemu_output() {
                 text if text.is_empty() => String::new(),
                 text => format!(": {text}"),
@@ -74,25 +74,23 @@ pub fn run(settings: &BootSettings) -> Result<(), Failure> {
 fn booting(target: &Target, spec: &MachineSpec, machine: &Machine) -> String {
     match &spec.boot {
         Boot::Disk { disk_bytes, .. } => format!(
-            "booting {} ({}, {}, disk {} MiB) on the copy-on-write overlay {}; the image is not changed",
+            "booting {} ({}, disk {} MiB) on the copy-on-write overlay {}; the image is not changed",
             target.files.tree_file().display(),
-            spec.firmware.as_str(),
-            spec.accel.as_str(),
+            spec.shown(),
             disk_bytes >> 20,
             machine.files.overlay_shown(),
         ),
         Boot::Ramdisk(ramdisk) => format!(
-            "booting the ramdisk {} ({}, {} MiB) with the kernel {} ({}, {}, memory {} MiB); \
+            "booting the ramdisk {} ({}, {} MiB) with the kernel {} ({}, memory {} MiB); \
              it runs from RAM, nothing is written back\n\
              kernel command line: {}",
             ramdisk.initramfs.display(),
             ramdisk.compression.map_or("unknown format", |c| c.as_str()),
             ramdisk.initramfs_bytes.div_ceil(1 << 20),
             ramdisk.kernel.display(),
-            spec.firmware.as_str(),
-            spec.accel.as_str(),
+            spec.shown(),
             spec.memory_mib,
-            ramdisk.kernel_cmdline()
+            ramdisk.kernel_cmdline(spec.platform)
         ),
     }
 }

@@ -144,21 +144,19 @@ pub fn run(settings: &TestSettings) -> Result<(), Failure> {
 fn testing(target: &Target, spec: &MachineSpec, machine: &Machine) -> String {
     match &spec.boot {
         Boot::Disk { .. } => format!(
-            "testing {} ({}, {}) on the overlay {}",
+            "testing {} ({}) on the overlay {}",
             target.files.tree_file().display(),
-            spec.firmware.as_str(),
-            spec.accel.as_str(),
+            spec.shown(),
             machine.files.overlay_shown(),
         ),
         Boot::Ramdisk(ramdisk) => format!(
-            "testing the ramdisk {} with the kernel {} ({}, {}, memory {} MiB, \
+            "testing the ramdisk {} with the kernel {} ({}, memory {} MiB, \
              kernel command line `{}`)",
             ramdisk.initramfs.display(),
             ramdisk.kernel.display(),
-            spec.firmware.as_str(),
-            spec.accel.as_str(),
+            spec.shown(),
             spec.memory_mib,
-            ramdisk.kernel_cmdline()
+            ramdisk.kernel_cmdline(spec.platform)
         ),
     }
 }

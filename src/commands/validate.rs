@@ -35,10 +35,9 @@ pub fn experimental_note(base: &manifest::Base) -> Option<String> {
 /// What has not been tried of building for the image's architecture.
 fn arch_note(base: &manifest::Base) -> Option<String> {
     (base.arch.value == manifest::Arch::Arm64).then(|| {
-        "`arch: arm64` is experimental: kiln has built arm64 trees on an amd64 host \
-         through QEMU's user-mode emulation (about 4 to 10 times as slow as amd64) and booted \
-         one debian-cloud image by hand under qemu-system-aarch64, but `kiln test` and `kiln \
-         boot` cannot boot arm64 images yet"
+        "`arch: arm64` is experimental: kiln builds arm64 images on an amd64 host through \
+         QEMU's user-mode emulation (about 10 times as slow as amd64) and boots them with `kiln \
+         test` under qemu-system-aarch64; it has not been tried on a real arm64 machine or cloud"
             .to_string()
     })
 }

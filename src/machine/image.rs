@@ -94,10 +94,10 @@ impl RamdiskImage {
         })
     }
 
-    /// The whole kernel command line: the serial console, then
-    /// [`cmdline`](Self::cmdline).
-    pub fn kernel_cmdline(&self) -> String {
-        let console = super::qemu::KERNEL_CONSOLE;
+    /// The whole kernel command line on `platform`: its serial console,
+    /// then [`cmdline`](Self::cmdline).
+    pub fn kernel_cmdline(&self, platform: super::Platform) -> String {
+        let console = platform.kernel_console();
         if self.cmdline.is_empty() {
             console.to_string()
         } else {
@@ -202,9 +202,15 @@ mod tests {
         assert_eq!(ramdisk.initramfs_bytes, bytes.len() as u64);
         assert_eq!(ramdisk.compression, Some(Segment::Zstd));
         assert!(ramdisk.kernel.is_absolute());
-        assert_eq!(ramdisk.kernel_cmdline(), "console=ttyS0 ipa-debug=1");
+        assert_eq!(
+            ramdisk.kernel_cmdline(crate::machine::Platform::X86_64),
+            "console=ttyS0 ipa-debug=1"
+        );
         let plain = RamdiskImage::inspect(&kernel, &kernel, "").expect("inspect");
         assert_eq!(plain.compression, None);
-        assert_eq!(plain.kernel_cmdline(), "console=ttyS0");
+        assert_eq!(
+            plain.kernel_cmdline(crate::machine::Platform::X86_64),
+            "console=ttyS0"
+        );
     }
 }

@@ -27,7 +27,7 @@ pub mod seed;
 pub mod ssh;
 
 pub use image::{DiskImage, ImageFiles, ImageFormat, RamdiskImage};
-pub use qemu::{Accel, Boot, Firmware, Machine, MachineSpec, Serial};
+pub use qemu::{Accel, Boot, Firmware, Machine, MachineSpec, Platform, Serial};
 pub use ssh::{SshKey, SshTarget};
 
 use std::path::PathBuf;
@@ -72,10 +72,12 @@ pub enum MachineError {
         reason: String,
     },
     /// The UEFI firmware files are not installed.
-    #[error("the UEFI firmware {} is missing (Debian package `ovmf`)", path.display())]
+    #[error("the UEFI firmware {} is missing (Debian package `{package}`)", path.display())]
     NoFirmware {
         /// The file looked for.
         path: PathBuf,
+        /// The package that holds it.
+        package: &'static str,
     },
     /// No TCP port could be reserved for ssh.
     #[error("cannot find a free TCP port on 127.0.0.1: {source}")]

@@ -28,14 +28,97 @@ use super::{MachineError, failed};
 use crate::host::command;
 use crate::host::signals::{Running, dies_with_kiln};
 
-/// The QEMU system emulator kiln runs.
-pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";
+/// The machine QEMU emulates: the image's architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// A PC (`qemu-system-x86_64`), with SeaBIOS or OVMF.
+    X86_64,
+    /// Arm's `virt` board (`qemu-system-aarch64 -machine virt`), with
+    /// AAVMF: UEFI only, as arm64 cloud machines boot.
+    Aarch64,
+}
 
-/// The UEFI firmware's code (read-only).
+impl Platform {
+    /// The platform that runs images of `arch`.
+    pub fn for_arch(arch: crate::manifest::Arch) -> Platform {
+        match arch {
+            crate::manifest::Arch::Amd64 => Platform::X86_64,
+            crate::manifest::Arch::Arm64 => Platform::Aarch64,
+        }
+    }
+
+    /// The image architecture's Debian name, as users write it.
+    pub fn arch_name(self) -> &'static str {
+        match self {
+            Platform::X86_64 => "amd64",
+            Platform::Aarch64 => "arm64",
+        }
+    }
+
+    /// The QEMU system emulator kiln runs.
+    pub fn program(self) -> &'static str {
+        match self {
+            Platform::X86_64 => "qemu-system-x86_64",
+            Platform::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// The Debian package holding [`program`](Self::program).
+    pub fn package(self) -> &'static str {
+        match self {
+            Platform::X86_64 => "qemu-system-x86",
+            Platform::Aarch64 => "qemu-system-arm",
+        }
+    }
+
+    /// Whether the platform has only UEFI firmware.
+    pub fn uefi_only(self) -> bool {
+        self == Platform::Aarch64
+    }
+
+    /// The UEFI firmware's code (read-only) and its variable store (copied
+    /// for each machine), and the Debian package holding them.
+    pub fn uefi_firmware(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Platform::X86_64 => (OVMF_CODE, OVMF_VARS, "ovmf"),
+            Platform::Aarch64 => (AAVMF_CODE, AAVMF_VARS, "qemu-efi-aarch64"),
+        }
+    }
+
+    /// What kiln puts first on a ramdisk's kernel command line: the
+    /// kernel's console on the machine's first serial port, where kiln
+    /// reads and shows it (a PC's 16550, the `virt` board's PL011).
+    pub fn kernel_console(self) -> &'static str {
+        match self {
+            Platform::X86_64 => "console=ttyS0",
+            Platform::Aarch64 => "console=ttyAMA0",
+        }
+    }
+
+    /// The machine and CPU QEMU emulates, before the common arguments.
+    fn machine_args(self, accel: Accel) -> &'static [&'static str] {
+        match (self, accel) {
+            (Platform::X86_64, Accel::Tcg) => &[],
+            (Platform::X86_64, Accel::Kvm) => &["-cpu", "host"],
+            // `max`: every feature TCG emulates, so any arm64 kernel runs.
+            (Platform::Aarch64, Accel::Tcg) => &["-machine", "virt", "-cpu", "max"],
+            (Platform::Aarch64, Accel::Kvm) => &["-machine", "virt", "-cpu", "host"],
+        }
+    }
+}
+
+/// The x86 UEFI firmware's code (read-only), from Debian's `ovmf`.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 
-/// The UEFI firmware's variable store, copied for each machine.
+/// The x86 UEFI firmware's variable store, copied for each machine.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The arm64 UEFI firmware's code, from Debian's `qemu-efi-aarch64`
+/// (padded to the `virt` board's 64 MiB flash).
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+
+/// The arm64 UEFI firmware's variable store, copied for each machine.
+pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
 
 /// The memory of a machine booting a disk image; a ramdisk's gets more
 /// (see [`ramdisk_memory_mib`]).
@@ -48,10 +131,6 @@ pub const UNPACKED_RATIO: u64 = 4;
 
 /// A ramdisk machine's memory is a multiple of this.
 pub const MEMORY_STEP_MIB: u64 = 256;
-
-/// What kiln puts first on a ramdisk's kernel command line: the kernel's
-/// console on QEMU's first serial port, where kiln reads and shows it.
-pub const KERNEL_CONSOLE: &str = "console=ttyS0";
 
 /// The machine's virtual CPUs.
 pub const CPUS: u32 = 2;
@@ -166,6 +245,8 @@ pub fn ramdisk_memory_mib(initramfs_bytes: u64) -> u64 {
 /// Everything needed to start a machine.
 #[derive(Debug, Clone)]
 pub struct MachineSpec {
+    /// The machine QEMU emulates.
+    pub platform: Platform,
     /// What it boots.
     pub boot: Boot,
     /// Its memory, in MiB.
@@ -182,6 +263,19 @@ pub struct MachineSpec {
     pub user: String,
     /// More `#cloud-config` keys for the seed.
     pub extra_user_data: String,
+}
+
+impl MachineSpec {
+    /// How the machine runs, as kiln shows it: `UEFI, tcg`, or with the
+    /// image's architecture first when it is not the PC's (`arm64, UEFI,
+    /// tcg`).
+    pub fn shown(&self) -> String {
+        let how = format!("{}, {}", self.firmware.as_str(), self.accel.as_str());
+        match self.platform {
+            Platform::X86_64 => how,
+            other => format!("{}, {how}", other.arch_name()),
+        }
+    }
 }
 
 /// The files of one machine, made in its temporary directory.
@@ -214,15 +308,14 @@ pub fn qemu_args(
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["-name", name, "-accel", spec.accel.as_str()]);
-    if spec.accel == Accel::Kvm {
-        push(&["-cpu", "host"]);
-    }
+    push(spec.platform.machine_args(spec.accel));
     let memory = spec.memory_mib.to_string();
     let cpus = CPUS.to_string();
     push(&["-m", &memory, "-smp", &cpus]);
     if let (Firmware::Uefi, Some(vars)) = (spec.firmware, &files.uefi_vars) {
+        let (code, _, _) = spec.platform.uefi_firmware();
         push(&["-drive"]);
-        args.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}").into());
+        args.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={code}").into());
         args.push("-drive".into());
         args.push(drive_arg("if=pflash,format=raw,unit=1,file=", vars));
     }
@@ -245,7 +338,7 @@ pub fn qemu_args(
         args.push("-initrd".into());
         args.push(ramdisk.initramfs.clone().into());
         args.push("-append".into());
-        args.push(ramdisk.kernel_cmdline().into());
+        args.push(ramdisk.kernel_cmdline(spec.platform).into());
     }
     // cloud-init finds the seed by its label: the second disk of a disk
     // machine, a ramdisk's only one.
@@ -381,15 +474,17 @@ impl Machine {
         let uefi_vars = match spec.firmware {
             Firmware::Bios => None,
             Firmware::Uefi => {
-                for firmware in [OVMF_CODE, OVMF_VARS] {
+                let (code, vars_template, package) = spec.platform.uefi_firmware();
+                for firmware in [code, vars_template] {
                     if !Path::new(firmware).is_file() {
                         return Err(MachineError::NoFirmware {
                             path: PathBuf::from(firmware),
+                            package,
                         });
                     }
                 }
-                let vars = dir.path().join("OVMF_VARS.fd");
-                fs_err::copy(OVMF_VARS, &vars)?;
+                let vars = dir.path().join("UEFI_VARS.fd");
+                fs_err::copy(vars_template, &vars)?;
                 Some(vars)
             }
         };
@@ -409,7 +504,7 @@ impl Machine {
             ),
         })?;
         let mut command = dies_with_kiln(&setpriv);
-        command.arg(QEMU_PROGRAM).args(&args);
+        command.arg(spec.platform.program()).args(&args);
         if let Serial::File(_) = spec.serial {
             let log = File::create(&qemu_log)?;
             let log_err = log.try_clone()?;
@@ -422,7 +517,7 @@ impl Machine {
         // stopping it politely would not work.
         let spawned = command.spawn();
         let child = spawned.map_err(|error| MachineError::Spawn {
-            program: QEMU_PROGRAM.to_string(),
+            program: spec.platform.program().to_string(),
             source: error.into_io(),
         })?;
         let running = Running::register(child.id());
@@ -531,6 +626,7 @@ mod tests {
 
     fn spec(firmware: Firmware, serial: Serial) -> MachineSpec {
         MachineSpec {
+            platform: Platform::X86_64,
             boot: Boot::Disk {
                 image: DiskImage {
                     path: PathBuf::from("/srv/web.qcow2"),
@@ -603,6 +699,40 @@ mod tests {
         assert!(
             args.ends_with("-display none -monitor none -serial file:/tmp/serial.log"),
             "{args}"
+        );
+    }
+
+    #[test]
+    fn an_arm64_machine_is_the_virt_board_with_aavmf_and_its_own_console() {
+        let files = MachineFiles {
+            overlay: Some(PathBuf::from("/tmp/m/disk.qcow2")),
+            seed: PathBuf::from("/tmp/m/seed.img"),
+            uefi_vars: Some(PathBuf::from("/tmp/m/UEFI_VARS.fd")),
+        };
+        let mut spec = spec(Firmware::Uefi, Serial::Console);
+        spec.platform = Platform::Aarch64;
+        assert_eq!(
+            line(&qemu_args(&spec, &files, 2222, "kiln-web")),
+            "-name kiln-web -accel tcg -machine virt -cpu max -m 1024 -smp 2 \
+             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd \
+             -drive if=pflash,format=raw,unit=1,file=/tmp/m/UEFI_VARS.fd \
+             -drive if=virtio,format=qcow2,cache=unsafe,discard=unmap,file=/tmp/m/disk.qcow2 \
+             -drive if=virtio,format=raw,readonly=on,file=/tmp/m/seed.img \
+             -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22 \
+             -device virtio-rng-pci -nographic -serial mon:stdio"
+        );
+        assert_eq!(spec.shown(), "arm64, UEFI, tcg");
+        assert_eq!(spec.platform.program(), "qemu-system-aarch64");
+        spec.boot = Boot::Ramdisk(ramdisk("ipa-debug=1"));
+        let args = line(&qemu_args(&spec, &files, 2222, "kiln-ipa"));
+        assert!(
+            args.contains("-append console=ttyAMA0 ipa-debug=1 "),
+            "{args}"
+        );
+        assert!(Platform::Aarch64.uefi_only() && !Platform::X86_64.uefi_only());
+        assert_eq!(
+            Platform::for_arch(crate::manifest::Arch::Arm64),
+            Platform::Aarch64
         );
     }
 

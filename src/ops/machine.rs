@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::failure::Failure;
 use crate::machine::Accel;
 use crate::machine::{
-    Boot, DiskImage, Firmware, ImageFiles, MachineSpec, RamdiskImage, Serial, qemu,
+    Boot, DiskImage, Firmware, ImageFiles, MachineSpec, Platform, RamdiskImage, Serial, qemu,
 };
 use crate::manifest::{self, Checked, DEFAULT_ROOT_LABEL, OutputFormat, Size};
 use crate::output;
@@ -77,6 +77,14 @@ impl Target {
             || DEFAULT_ROOT_LABEL.to_string(),
             |l| l.as_str().to_string(),
         )
+    }
+
+    /// The machine that runs the image: the imagefile's `arch`; a PC for
+    /// an image given without its imagefile.
+    pub fn platform(&self) -> Platform {
+        self.manifest.as_ref().map_or(Platform::X86_64, |checked| {
+            Platform::for_arch(checked.manifest.base.value.arch.value)
+        })
     }
 
     /// What the imagefile adds to a ramdisk's kernel command line
@@ -260,11 +268,14 @@ pub fn machine_spec(
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
+    let platform = target.platform();
     Ok(MachineSpec {
+        platform,
         memory_mib: boot.memory_mib(),
         boot,
         accel: options.accel,
-        firmware: if options.uefi {
+        // An arm64 machine has only UEFI firmware: `--uefi` changes nothing.
+        firmware: if options.uefi || platform.uefi_only() {
             Firmware::Uefi
         } else {
             Firmware::Bios
@@ -531,7 +542,10 @@ mod tests {
         let Boot::Ramdisk(ramdisk) = &spec.boot else {
             panic!("a ramdisk, not {:?}", spec.boot);
         };
-        assert_eq!(ramdisk.kernel_cmdline(), "console=ttyS0 ipa-debug=1");
+        assert_eq!(
+            ramdisk.kernel_cmdline(crate::machine::Platform::X86_64),
+            "console=ttyS0 ipa-debug=1"
+        );
         assert_eq!(ramdisk.initramfs_bytes, 40 << 20);
         // A 160 MiB tree, twice, on top of 1024 MiB.
         assert_eq!(spec.memory_mib, 1536);

@@ -205,7 +205,7 @@ fn processes_with(needle: &str) -> Vec<String> {
 }
 
 /// The overlay path `kiln test`/`kiln boot` names on stderr.
-fn overlay_in(stderr: &str) -> String {
+pub(crate) fn overlay_in(stderr: &str) -> String {
     let start = stderr.find("overlay ").expect("the overlay is named") + "overlay ".len();
     stderr[start..]
         .split([';', ' ', '\n'])
@@ -242,7 +242,7 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
-fn assert_no_qemu_left(overlay: &str) {
+pub(crate) fn assert_no_qemu_left(overlay: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_with(overlay).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
