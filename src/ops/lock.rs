@@ -51,11 +51,85 @@ fn plan_failure(error: crate::plan::PlanError, checked: &Checked) -> Failure {
             bad.text,
             bad.problems,
         )),
-        error => Failure::user(miette::miette!(
-            help = "check the element names and --elements-path; `kiln elements list` shows what is found",
-            "{error}"
-        )),
+        crate::plan::PlanError::ElementNotFound(missing) => {
+            match element_not_found(&missing, checked) {
+                Some(problem) => Failure::from(checked.source.problems(vec![problem])),
+                None => Failure::user(miette::miette!(
+                    help = ELEMENT_NOT_FOUND_HELP,
+                    "{}",
+                    crate::plan::PlanError::ElementNotFound(missing)
+                )),
+            }
+        }
+        error => Failure::user(miette::miette!(help = ELEMENT_NOT_FOUND_HELP, "{error}")),
     }
+}
+
+/// What to do about an element kiln cannot find, after any "did you mean".
+const ELEMENT_NOT_FOUND_HELP: &str =
+    "check the element names and --elements-path; `kiln elements list` shows what is found";
+
+/// An element not found, pointed at in the imagefile: the entry of
+/// `elements:` that names it, or, when another element's `element-deps`
+/// asks for it, the entry that brought that element in. `None` when the
+/// chain starts at no entry of `elements:`.
+fn element_not_found(missing: &crate::plan::NotFound, checked: &Checked) -> Option<Problem> {
+    let requested = missing.chain.first()?;
+    let entry = checked
+        .manifest
+        .elements
+        .iter()
+        .find(|e| e.value.name() == requested)?;
+    // The name itself, also in the `- name: x` form.
+    let span = match &entry.value {
+        crate::manifest::ElementRef::Name(_) => entry.span,
+        crate::manifest::ElementRef::WithParams(with) => with.name.span,
+    };
+    let searched: Vec<String> = missing
+        .searched
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect();
+    let suggestion = missing
+        .suggestion
+        .as_ref()
+        .map_or_else(String::new, |s| format!("did you mean `{s}`? "));
+    let name = &missing.name;
+    let problem = match missing.chain.as_slice() {
+        [_] => Problem::error(
+            format!(
+                "element `{name}` not found; searched {}",
+                searched.join(", ")
+            ),
+            span,
+            "no element of this name",
+            format!("{suggestion}{ELEMENT_NOT_FOUND_HELP}"),
+        ),
+        [.., parent, _] => {
+            let chain: Vec<&str> = missing.chain.iter().map(|n| n.as_str()).collect();
+            let via = if parent == requested {
+                "the imagefile asks for it".to_string()
+            } else {
+                format!(
+                    "the imagefile's `{requested}` brings it in: {}",
+                    chain.join(" -> ")
+                )
+            };
+            Problem::error(
+                format!(
+                    "element `{name}` not found: `{parent}` depends on it in its element-deps ({via}); searched {}",
+                    searched.join(", ")
+                ),
+                span,
+                format!("needs `{name}` through element-deps"),
+                format!(
+                    "{suggestion}fix the element-deps of `{parent}`, or add the directory holding `{name}` with --elements-path; `kiln elements list` shows what is found"
+                ),
+            )
+        }
+        [] => return None,
+    };
+    Some(problem)
 }
 
 /// Whether `lock` still pins `checked` and the elements `plan` found:
