@@ -90,10 +90,12 @@ fn element_not_found(missing: &crate::plan::NotFound, checked: &Checked) -> Opti
         .iter()
         .map(|dir| dir.display().to_string())
         .collect();
+    // After a "did you mean", the rest of the help is what to do
+    // otherwise.
     let suggestion = missing
         .suggestion
         .as_ref()
-        .map_or_else(String::new, |s| format!("did you mean `{s}`? "));
+        .map_or_else(String::new, |s| format!("did you mean `{s}`? Otherwise "));
     let name = &missing.name;
     let problem = match missing.chain.as_slice() {
         [_] => Problem::error(

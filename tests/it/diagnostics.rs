@@ -161,7 +161,7 @@ fn a_misspelt_element_is_underlined_in_the_imagefile() {
             "3 │ elements: [vm, growrot]",
             "·                ───┬───",
             "╰── no element of this name",
-            "help: did you mean `growroot`? check the element names and --elements-path",
+            "help: did you mean `growroot`? Otherwise check the element names and --elements-path",
         ] {
             assert!(
                 stderr.contains(expected),
