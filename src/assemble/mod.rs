@@ -149,8 +149,8 @@ pub struct TooSmall {
     pub size_bytes: u64,
     /// The space the files take as ext4 stores them.
     pub tree_bytes: u64,
-    /// The smallest ext4 that holds them: what `size: auto` with no
-    /// headroom would make ([`ext4_smallest_fitting`]).
+    /// The smallest ext4 that holds them
+    /// ([`filesystem::ext4_smallest_size`]).
     pub needed_bytes: u64,
     /// The `size:` to change and what to write there.
     pub fix: SizeFix,
@@ -229,18 +229,16 @@ impl TooSmall {
     }
 }
 
-/// The smallest ext4 that holds `usage`: the size `size: auto` gives it
-/// with no headroom, so the number a diagnostic names is the one assembly
-/// works by.
-pub fn ext4_smallest_fitting(usage: &filesystem::TreeUsage) -> u64 {
-    filesystem::ext4_auto_size_of(usage, 0)
-}
-
 /// `None` when an ext4 of `size_bytes` holds `usage`, else the smallest
-/// size that does.
+/// size that does: both by [`filesystem::ext4_holds`], the arithmetic of
+/// the layout assembly gives a fixed size, so the number a diagnostic
+/// names is one assembly can use.
 pub fn ext4_too_small(usage: &filesystem::TreeUsage, size_bytes: u64) -> Option<u64> {
-    let needed = ext4_smallest_fitting(usage);
-    (size_bytes < needed).then_some(needed)
+    if filesystem::ext4_holds(usage, size_bytes) {
+        return None;
+    }
+    // Larger than the size found too small, even at an odd size.
+    Some(filesystem::ext4_smallest_size(usage).max(size_bytes + crate::manifest::ALIGN_BYTES))
 }
 
 /// The layout the image gets: the manifest's, or the `vm` default.
@@ -692,18 +690,24 @@ mod tests {
     }
 
     #[test]
-    fn the_smallest_ext4_that_fits_is_what_auto_makes_without_headroom() {
+    fn the_smallest_ext4_that_fits_holds_the_tree_and_one_mib_less_does_not() {
         let tree = usage(600 * MIB);
         let needed = ext4_too_small(&tree, 100 * MIB).expect("100 MiB is too small");
-        assert_eq!(needed, filesystem::ext4_auto_size_of(&tree, 0));
+        assert_eq!(needed, filesystem::ext4_smallest_size(&tree));
         assert_eq!(needed % MIB, 0, "a size the imagefile can give");
         assert!(needed > 600 * MIB, "{needed}");
-        // The journal, metadata and reserved blocks come on top, but not
-        // twice the tree.
-        assert!(needed < 720 * MIB, "{needed}");
+        // The journal and metadata come on top, but less than `size: auto`
+        // adds (it keeps ext4's reserved blocks free as well).
+        assert!(needed < filesystem::ext4_auto_size_of(&tree, 0), "{needed}");
+        assert!(needed < 660 * MIB, "{needed}");
         assert_eq!(ext4_too_small(&tree, needed), None);
         assert_eq!(ext4_too_small(&tree, needed + MIB), None);
         assert_eq!(ext4_too_small(&tree, needed - MIB), Some(needed));
+        // An empty small partition fits: its journal shrinks with it.
+        let empty = filesystem::TreeUsage::default();
+        assert_eq!(ext4_too_small(&empty, 8 * MIB), None);
+        assert_eq!(filesystem::ext4_smallest_size(&empty) % MIB, 0);
+        assert!(filesystem::ext4_smallest_size(&empty) <= 8 * MIB);
     }
 
     #[test]
@@ -802,7 +806,10 @@ mod tests {
             panic!("{error}");
         };
         let measured = usages[&"root".parse::<PartitionName>().expect("name")];
-        assert_eq!(too_small.needed_bytes, ext4_smallest_fitting(&measured));
+        assert_eq!(
+            too_small.needed_bytes,
+            filesystem::ext4_smallest_size(&measured)
+        );
         assert_eq!(too_small.partition.as_deref(), Some("root"));
         assert_eq!(too_small.content, "the tree but /boot");
         assert_eq!(too_small.size_bytes, 20 * MIB);
@@ -836,6 +843,35 @@ mod tests {
         );
         let layout = disk::layout(&roomy, Arch::Amd64, &ids, &BTreeMap::new()).expect("layout");
         check_fit(&roomy, &layout, &tree_of, &mut BTreeMap::new()).expect("fits");
+
+        // A root taking the rest of a fixed disk: the disk's size is the
+        // one to change, and the size given is one whose rest holds it.
+        let (text, fixed) = disk_of(
+            "  table: gpt\n  size: 40MiB\n  partitions:\n\
+             \x20   - {name: boot, size: 8MiB, mountpoint: /boot}\n\
+             \x20   - {name: root, size: rest, mountpoint: /}\n",
+        );
+        let layout = disk::layout(&fixed, Arch::Amd64, &ids, &BTreeMap::new()).expect("layout");
+        let error =
+            check_fit(&fixed, &layout, &tree_of, &mut BTreeMap::new()).expect_err("too small");
+        let AssembleError::TooSmall(too_small) = error else {
+            panic!("{error}");
+        };
+        let span = too_small.span();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "40MiB");
+        assert_eq!(too_small.size_bytes, (40 - 1 - 8 - 1) * MIB);
+        let SizeFix::Disk { bytes, .. } = too_small.fix else {
+            panic!("{:?}", too_small.fix);
+        };
+        assert_eq!(bytes, (1 + 8 + 1) * MIB + too_small.needed_bytes);
+        assert_eq!(
+            too_small.label(),
+            "leaves partition `root` 30.0 MiB, too small"
+        );
+        assert!(too_small.help().starts_with(&format!(
+            "give the disk `size: {}` or more",
+            crate::manifest::Size::from_bytes(bytes)
+        )));
     }
 
     #[test]

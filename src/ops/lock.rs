@@ -605,3 +605,79 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::NotFound;
+
+    fn checked(text: &str) -> Checked {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("imagefile.yaml");
+        fs_err::write(&path, text).expect("write");
+        manifest::read(&path).expect("valid")
+    }
+
+    fn missing(chain: &[&str], suggestion: Option<&str>) -> NotFound {
+        let name = |n: &str| n.parse().expect("element name");
+        NotFound {
+            name: name(chain[chain.len() - 1]),
+            chain: chain.iter().map(|n| name(n)).collect(),
+            suggestion: suggestion.map(name),
+            searched: vec![PathBuf::from("/elements")],
+        }
+    }
+
+    /// The underlined text of a problem.
+    fn underlined<'a>(text: &'a str, problem: &Problem) -> &'a str {
+        let (span, _) = problem.span.as_ref().expect("a span");
+        &text[span.offset()..span.offset() + span.len()]
+    }
+
+    #[test]
+    fn a_missing_element_points_at_its_entry_in_either_form() {
+        let text = "name: t\nbase: {distro: debian, release: bookworm}\nelements:\n  - vm\n  - name: devusr\n    with: {A: b}\n  - growrot\n";
+        let checked = checked(text);
+        let problem = element_not_found(&missing(&["growrot"], Some("growroot")), &checked)
+            .expect("in elements:");
+        assert_eq!(underlined(text, &problem), "growrot");
+        assert_eq!(
+            problem.message,
+            "element `growrot` not found; searched /elements"
+        );
+        assert!(
+            problem
+                .help
+                .starts_with("did you mean `growroot`? Otherwise check the element names"),
+            "{}",
+            problem.help
+        );
+        let problem =
+            element_not_found(&missing(&["devusr"], None), &checked).expect("in elements:");
+        assert_eq!(underlined(text, &problem), "devusr");
+        assert!(problem.help.starts_with("check the element names"));
+    }
+
+    #[test]
+    fn a_missing_dependency_names_who_depends_on_it_and_points_at_the_entry_that_led_there() {
+        let text = "name: t\nbase: {distro: debian, release: bookworm}\nelements: [app]\n";
+        let checked = checked(text);
+        let problem = element_not_found(&missing(&["app", "lib", "gone"], None), &checked)
+            .expect("in elements:");
+        assert_eq!(underlined(text, &problem), "app");
+        assert_eq!(
+            problem.message,
+            "element `gone` not found: `lib` depends on it in its element-deps (the imagefile's `app` brings it in: app -> lib -> gone); searched /elements"
+        );
+        assert_eq!(
+            problem.span.as_ref().map(|(_, label)| label.as_str()),
+            Some("needs `gone` through element-deps")
+        );
+        assert!(problem.help.starts_with("fix the element-deps of `lib`"));
+        // A chain that starts at no entry of `elements:` has no place.
+        assert_eq!(
+            element_not_found(&missing(&["other", "gone"], None), &checked),
+            None
+        );
+    }
+}
