@@ -122,3 +122,22 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
     }
 }
+
+/// An argument as a shell would need it, on one line: quoted when it holds
+/// anything but plain characters, control characters escaped (so a command
+/// line can be shown in a YAML comment or a `help:` line and pasted back).
+pub fn shell_word(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./,=:+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_string();
+    }
+    let escaped: String = arg
+        .chars()
+        .flat_map(|c| match c {
+            '\'' => "'\\''".chars().collect::<Vec<_>>(),
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect();
+    format!("'{escaped}'")
+}

@@ -407,6 +407,37 @@ pub fn ext4_auto_size_of(usage: &TreeUsage, headroom_bytes: u64) -> u64 {
     ext4_layout(usage, SizeChoice::Auto { headroom_bytes }).bytes
 }
 
+/// Whether an ext4 of exactly `bytes` (a fixed `size:`, laid out by
+/// [`ext4_layout`] with [`SizeChoice::Exact`]) holds `usage`: the tree's
+/// blocks, the root directory and `lost+found`, the journal, the metadata
+/// for that size, and the slack `size: auto` also keeps for the estimate's
+/// sake (the blocks ext4 reserves for root are not counted: mke2fs fills
+/// them).
+pub fn ext4_holds(usage: &TreeUsage, bytes: u64) -> bool {
+    let layout = ext4_layout(usage, SizeChoice::Exact(bytes));
+    let blocks = bytes / EXT4_BLOCK_BYTES;
+    let journal_blocks = (layout.journal_mib << 20) / EXT4_BLOCK_BYTES;
+    let needed = usage.blocks
+        + 1
+        + EXT4_LOST_FOUND_BLOCKS
+        + journal_blocks
+        + ext4_metadata_blocks(blocks, layout.inodes)
+        + EXT4_SLACK_BLOCKS
+        + blocks / 200;
+    needed <= blocks
+}
+
+/// The smallest size, a multiple of [`ALIGN_BYTES`], of an ext4 that
+/// [`ext4_holds`] `usage`: at most what `size: auto` makes without
+/// headroom, which also leaves ext4's blocks reserved for root free.
+pub fn ext4_smallest_size(usage: &TreeUsage) -> u64 {
+    let mut bytes = ext4_auto_size_of(usage, 0);
+    while bytes > ALIGN_BYTES && ext4_holds(usage, bytes - ALIGN_BYTES) {
+        bytes -= ALIGN_BYTES;
+    }
+    bytes
+}
+
 /// What a tree needs from an ext4, counted the way ext4 stores it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TreeUsage {

@@ -127,10 +127,118 @@ pub enum AssembleError {
         /// Its filesystem.
         filesystem: String,
     },
+    /// A fixed size too small for the ext4 of the files that go in it:
+    /// the user's mistake, found before any filesystem is written.
+    #[error("{}", .0.message())]
+    TooSmall(Box<TooSmall>),
     /// A file of the tree could not be written; fs-err's message names
     /// the operation and the path.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// An ext4 partition (or the image's one filesystem) whose fixed size
+/// cannot hold the files that go in it, with the numbers to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooSmall {
+    /// The partition, or `None` for an image of one filesystem.
+    pub partition: Option<String>,
+    /// What goes in it, in words (`the tree but /boot/efi`).
+    pub content: String,
+    /// Its size in bytes, as the layout gives it.
+    pub size_bytes: u64,
+    /// The space the files take as ext4 stores them.
+    pub tree_bytes: u64,
+    /// The smallest ext4 that holds them
+    /// ([`filesystem::ext4_smallest_size`]).
+    pub needed_bytes: u64,
+    /// The `size:` to change and what to write there.
+    pub fix: SizeFix,
+}
+
+/// Which `size:` of the imagefile makes a filesystem too small, and the
+/// size it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeFix {
+    /// The partition's own `size:`.
+    Partition {
+        /// Where it is written.
+        span: miette::SourceSpan,
+        /// The smallest size that holds the files.
+        bytes: u64,
+    },
+    /// The disk's `size:`: the partition takes the `rest`, or the image is
+    /// one filesystem.
+    Disk {
+        /// Where it is written.
+        span: miette::SourceSpan,
+        /// The smallest disk whose filesystem holds the files.
+        bytes: u64,
+    },
+}
+
+impl TooSmall {
+    /// What is wrong, with the numbers.
+    pub fn message(&self) -> String {
+        let what = match &self.partition {
+            Some(name) => format!("partition `{name}`"),
+            None => "the image's filesystem".to_string(),
+        };
+        format!(
+            "{what} is too small: it is {}, and the files that go in it ({}) take {}; an ext4 holding them needs at least {}",
+            crate::terminal::human_bytes(self.size_bytes),
+            self.content,
+            crate::terminal::human_bytes(self.tree_bytes),
+            crate::terminal::human_bytes(self.needed_bytes),
+        )
+    }
+
+    /// The label under the `size:` it points at.
+    pub fn label(&self) -> String {
+        match (&self.fix, &self.partition) {
+            (SizeFix::Partition { .. }, _) | (SizeFix::Disk { .. }, None) => format!(
+                "too small: needs at least {}",
+                crate::manifest::Size::from_bytes(self.needed_bytes)
+            ),
+            (SizeFix::Disk { .. }, Some(name)) => format!(
+                "leaves partition `{name}` {}, too small",
+                crate::terminal::human_bytes(self.size_bytes)
+            ),
+        }
+    }
+
+    /// What to write instead.
+    pub fn help(&self) -> String {
+        match &self.fix {
+            SizeFix::Partition { bytes, .. } => format!(
+                "give the partition `size: {}` or more, or `size: rest` to give it what the others leave",
+                crate::manifest::Size::from_bytes(*bytes)
+            ),
+            SizeFix::Disk { bytes, .. } => format!(
+                "give the disk `size: {}` or more, or `size: auto` to size it by its content",
+                crate::manifest::Size::from_bytes(*bytes)
+            ),
+        }
+    }
+
+    /// Where in the imagefile.
+    pub fn span(&self) -> miette::SourceSpan {
+        match self.fix {
+            SizeFix::Partition { span, .. } | SizeFix::Disk { span, .. } => span,
+        }
+    }
+}
+
+/// `None` when an ext4 of `size_bytes` holds `usage`, else the smallest
+/// size that does: both by [`filesystem::ext4_holds`], the arithmetic of
+/// the layout assembly gives a fixed size, so the number a diagnostic
+/// names is one assembly can use.
+pub fn ext4_too_small(usage: &filesystem::TreeUsage, size_bytes: u64) -> Option<u64> {
+    if filesystem::ext4_holds(usage, size_bytes) {
+        return None;
+    }
+    // Larger than the size found too small, even at an odd size.
+    Some(filesystem::ext4_smallest_size(usage).max(size_bytes + crate::manifest::ALIGN_BYTES))
 }
 
 /// The layout the image gets: the manifest's, or the `vm` default.
@@ -248,12 +356,33 @@ fn assemble_filesystem(
 ) -> Result<Assembled, AssembleError> {
     let (kind, label) = single_filesystem(disk);
     let started = Instant::now();
+    let size = size_choice(disk);
+    // Measured once: for the check here and for mke2fs.
+    let usage = match kind {
+        Filesystem::Ext4 => Some(filesystem::TreeUsage::measure(request.root)?),
+        _ => None,
+    };
+    if let (Some(usage), SizeChoice::Exact(bytes)) = (&usage, size)
+        && let Some(needed_bytes) = ext4_too_small(usage, bytes)
+    {
+        return Err(AssembleError::TooSmall(Box::new(TooSmall {
+            partition: None,
+            content: "the whole tree".to_string(),
+            size_bytes: bytes,
+            tree_bytes: usage.blocks * filesystem::EXT4_BLOCK_BYTES,
+            needed_bytes,
+            fix: SizeFix::Disk {
+                span: disk.size.span,
+                bytes: needed_bytes,
+            },
+        })));
+    }
     let spec = FilesystemSpec {
         kind,
         label: Some(label),
-        size: size_choice(disk),
+        size,
         purpose: "root",
-        usage: None,
+        usage,
     };
     let made = filesystem::make_filesystem(
         Some(request.root),
@@ -357,6 +486,7 @@ fn place_partitions(
         }
     }
     let layout = disk::layout(disk, request.arch, ids, &content_bytes)?;
+    check_fit(disk, &layout, &tree_of, &mut usages)?;
     timings.push(("layout".to_string(), started.elapsed()));
 
     disk::write_table(request.raw, &layout)?;
@@ -453,6 +583,83 @@ fn place_partitions(
     })
 }
 
+/// Refuses, before the table or any filesystem is written, an ext4
+/// partition too small for the files that go in it, pointing at the
+/// `size:` to change. Each tree measured is kept in `usages` for its
+/// filesystem.
+fn check_fit(
+    disk: &Disk,
+    layout: &DiskLayout,
+    tree_of: &dyn Fn(&PartitionName, Option<&str>) -> Option<PathBuf>,
+    usages: &mut BTreeMap<PartitionName, filesystem::TreeUsage>,
+) -> Result<(), AssembleError> {
+    let others: Vec<&str> = layout
+        .partitions
+        .iter()
+        .filter_map(|p| p.mountpoint.as_ref())
+        .filter(|m| !m.is_root())
+        .map(|m| m.as_str())
+        .collect();
+    for placed in &layout.partitions {
+        if placed.filesystem != Filesystem::Ext4 {
+            continue;
+        }
+        let mountpoint = placed.mountpoint.as_ref().map(|m| m.as_str());
+        let Some(tree) = tree_of(&placed.name, mountpoint) else {
+            continue;
+        };
+        let usage = match usages.get(&placed.name) {
+            Some(usage) => *usage,
+            None => {
+                let usage = filesystem::TreeUsage::measure(&tree)?;
+                usages.insert(placed.name.clone(), usage);
+                usage
+            }
+        };
+        let Some(needed_bytes) = ext4_too_small(&usage, placed.size_bytes) else {
+            continue;
+        };
+        let Some(partition) = disk.partitions.iter().find(|p| p.name.value == placed.name) else {
+            continue;
+        };
+        let fix = match partition.size.value {
+            PartitionSize::Fixed(_) => SizeFix::Partition {
+                span: partition.size.span,
+                bytes: needed_bytes,
+            },
+            PartitionSize::Rest => SizeFix::Disk {
+                span: disk.size.span,
+                bytes: disk_bytes_for_rest(disk, needed_bytes)
+                    .ok_or(disk::LayoutError::Overflow)?,
+            },
+        };
+        let content = match mountpoint {
+            Some("/") if others.is_empty() => "the whole tree".to_string(),
+            Some("/") => format!("the tree but {}", others.join(", ")),
+            Some(mountpoint) => format!("the tree's {mountpoint}"),
+            None => "its tree".to_string(),
+        };
+        return Err(AssembleError::TooSmall(Box::new(TooSmall {
+            partition: Some(placed.name.to_string()),
+            content,
+            size_bytes: placed.size_bytes,
+            tree_bytes: usage.blocks * filesystem::EXT4_BLOCK_BYTES,
+            needed_bytes,
+            fix,
+        })));
+    }
+    Ok(())
+}
+
+/// The smallest fixed disk whose `rest` partition is `rest_bytes` (a
+/// multiple of [`layout_fit::ALIGN_BYTES`]) with the other partitions as
+/// they are; `None` past 64 bits or without a table.
+fn disk_bytes_for_rest(disk: &Disk, rest_bytes: u64) -> Option<u64> {
+    let table = disk.table.as_ref()?.value;
+    crate::manifest::layout_fit::Fit::new(table, disk.partitions.iter().map(|p| p.size.value))?
+        .auto_disk_bytes(rest_bytes)
+}
+
 fn remove_file(path: &Path) -> Result<(), AssembleError> {
     Ok(fs_err::remove_file(path)?)
 }
@@ -460,6 +667,212 @@ fn remove_file(path: &Path) -> Result<(), AssembleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// The imagefile's text and its `disk:`.
+    fn disk_of(yaml_disk: &str) -> (String, Disk) {
+        let text =
+            format!("name: t\nbase: {{distro: debian, release: bookworm}}\ndisk:\n{yaml_disk}");
+        let disk = crate::manifest::parse(&crate::manifest::Source::new("t.yaml", &text))
+            .expect("parses")
+            .disk
+            .value;
+        (text, disk)
+    }
+
+    fn usage(bytes: u64) -> filesystem::TreeUsage {
+        filesystem::TreeUsage {
+            blocks: bytes / filesystem::EXT4_BLOCK_BYTES,
+            inodes: 20_000,
+            content_bytes: bytes,
+        }
+    }
+
+    #[test]
+    fn the_smallest_ext4_that_fits_holds_the_tree_and_one_mib_less_does_not() {
+        let tree = usage(600 * MIB);
+        let needed = ext4_too_small(&tree, 100 * MIB).expect("100 MiB is too small");
+        assert_eq!(needed, filesystem::ext4_smallest_size(&tree));
+        assert_eq!(needed % MIB, 0, "a size the imagefile can give");
+        assert!(needed > 600 * MIB, "{needed}");
+        // The journal and metadata come on top, but less than `size: auto`
+        // adds (it keeps ext4's reserved blocks free as well).
+        assert!(needed < filesystem::ext4_auto_size_of(&tree, 0), "{needed}");
+        assert!(needed < 660 * MIB, "{needed}");
+        assert_eq!(ext4_too_small(&tree, needed), None);
+        assert_eq!(ext4_too_small(&tree, needed + MIB), None);
+        assert_eq!(ext4_too_small(&tree, needed - MIB), Some(needed));
+        // An empty small partition fits: its journal shrinks with it.
+        let empty = filesystem::TreeUsage::default();
+        assert_eq!(ext4_too_small(&empty, 8 * MIB), None);
+        assert_eq!(filesystem::ext4_smallest_size(&empty) % MIB, 0);
+        assert!(filesystem::ext4_smallest_size(&empty) <= 8 * MIB);
+    }
+
+    #[test]
+    fn a_rest_partition_grows_by_growing_the_disk() {
+        let (_, disk) = disk_of(
+            "  table: gpt\n  size: 1GiB\n  partitions:\n\
+             \x20   - {name: esp, type: esp, size: 64MiB, mountpoint: /boot/efi}\n\
+             \x20   - {name: root, size: rest, mountpoint: /}\n",
+        );
+        let bytes = disk_bytes_for_rest(&disk, 1500 * MIB).expect("fits in 64 bits");
+        // 1 MiB before the first partition, the ESP, the root, GPT's backup.
+        assert_eq!(bytes, (1 + 64 + 1500 + 1) * MIB);
+        let fit = crate::manifest::layout_fit::Fit::new(
+            crate::manifest::PartitionTable::Gpt,
+            disk.partitions.iter().map(|p| p.size.value),
+        )
+        .expect("fit");
+        assert_eq!(fit.rest_bytes_on(bytes), 1500 * MIB);
+        assert_eq!(fit.rest_bytes_on(bytes - MIB), 1499 * MIB);
+    }
+
+    #[test]
+    fn an_image_of_one_filesystem_too_small_points_at_the_disk_size_and_writes_nothing() {
+        let (text, disk) = disk_of("  size: 8MiB\n");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        fs_err::create_dir_all(&root).expect("mkdir");
+        fs_err::File::create(root.join("big"))
+            .and_then(|f| f.set_len(30 * MIB))
+            .expect("write");
+        let raw = dir.path().join("t.raw");
+        let request = AssembleRequest {
+            disk: &disk,
+            arch: Arch::Amd64,
+            uses_vm: false,
+            lock_text: "lock",
+            source_date_epoch: 0,
+            root: &root,
+            work: dir.path(),
+            raw: &raw,
+        };
+        let error = assemble(&request, &mut Vec::new()).expect_err("too small");
+        let AssembleError::TooSmall(too_small) = error else {
+            panic!("{error}");
+        };
+        assert!(!raw.exists(), "nothing written");
+        assert_eq!(too_small.partition, None);
+        assert_eq!(too_small.size_bytes, 8 * MIB);
+        let span = too_small.span();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "8MiB");
+        assert_eq!(
+            too_small.fix,
+            SizeFix::Disk {
+                span,
+                bytes: too_small.needed_bytes
+            }
+        );
+        assert!(too_small.help().starts_with("give the disk `size: "));
+        assert!(
+            too_small
+                .message()
+                .starts_with("the image's filesystem is too small: it is 8.0 MiB"),
+            "{}",
+            too_small.message()
+        );
+    }
+
+    #[test]
+    fn a_partition_too_small_for_its_files_points_at_its_size() {
+        let (text, disk) = disk_of(
+            "  table: gpt\n  size: auto\n  partitions:\n\
+             \x20   - {name: boot, size: 100MiB, mountpoint: /boot}\n\
+             \x20   - {name: root, size: 20MiB, mountpoint: /}\n",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        let boot = dir.path().join("boot");
+        fs_err::create_dir_all(&root).expect("mkdir");
+        fs_err::create_dir_all(&boot).expect("mkdir");
+        // 30 MiB of files (sparse: only the apparent size counts).
+        fs_err::File::create(root.join("big"))
+            .and_then(|f| f.set_len(30 * MIB))
+            .expect("write");
+        let ids = Ids::from_lock_text("lock");
+        let layout = disk::layout(&disk, Arch::Amd64, &ids, &BTreeMap::new()).expect("layout");
+        let tree_of = |name: &PartitionName, _: Option<&str>| -> Option<PathBuf> {
+            Some(if name.as_str() == "root" {
+                root.clone()
+            } else {
+                boot.clone()
+            })
+        };
+        let mut usages = BTreeMap::new();
+        let error = check_fit(&disk, &layout, &tree_of, &mut usages).expect_err("too small");
+        let AssembleError::TooSmall(too_small) = error else {
+            panic!("{error}");
+        };
+        let measured = usages[&"root".parse::<PartitionName>().expect("name")];
+        assert_eq!(
+            too_small.needed_bytes,
+            filesystem::ext4_smallest_size(&measured)
+        );
+        assert_eq!(too_small.partition.as_deref(), Some("root"));
+        assert_eq!(too_small.content, "the tree but /boot");
+        assert_eq!(too_small.size_bytes, 20 * MIB);
+        assert_eq!(
+            too_small.tree_bytes,
+            30 * MIB + filesystem::EXT4_BLOCK_BYTES
+        );
+        let span = too_small.span();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "20MiB");
+        let size = crate::manifest::Size::from_bytes(too_small.needed_bytes);
+        assert_eq!(
+            too_small.help(),
+            format!(
+                "give the partition `size: {size}` or more, or `size: rest` to give it what the others leave"
+            )
+        );
+        assert!(
+            too_small.message().starts_with(
+                "partition `root` is too small: it is 20.0 MiB, and the files that go in it (the tree but /boot) take 30.0 MiB; an ext4 holding them needs at least "
+            ),
+            "{}",
+            too_small.message()
+        );
+
+        // Large enough: nothing to say, and the boot partition (with an
+        // empty tree) fits its 100 MiB.
+        let (_, roomy) = disk_of(
+            "  table: gpt\n  size: auto\n  partitions:\n\
+             \x20   - {name: boot, size: 100MiB, mountpoint: /boot}\n\
+             \x20   - {name: root, size: 100MiB, mountpoint: /}\n",
+        );
+        let layout = disk::layout(&roomy, Arch::Amd64, &ids, &BTreeMap::new()).expect("layout");
+        check_fit(&roomy, &layout, &tree_of, &mut BTreeMap::new()).expect("fits");
+
+        // A root taking the rest of a fixed disk: the disk's size is the
+        // one to change, and the size given is one whose rest holds it.
+        let (text, fixed) = disk_of(
+            "  table: gpt\n  size: 40MiB\n  partitions:\n\
+             \x20   - {name: boot, size: 8MiB, mountpoint: /boot}\n\
+             \x20   - {name: root, size: rest, mountpoint: /}\n",
+        );
+        let layout = disk::layout(&fixed, Arch::Amd64, &ids, &BTreeMap::new()).expect("layout");
+        let error =
+            check_fit(&fixed, &layout, &tree_of, &mut BTreeMap::new()).expect_err("too small");
+        let AssembleError::TooSmall(too_small) = error else {
+            panic!("{error}");
+        };
+        let span = too_small.span();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "40MiB");
+        assert_eq!(too_small.size_bytes, (40 - 1 - 8 - 1) * MIB);
+        let SizeFix::Disk { bytes, .. } = too_small.fix else {
+            panic!("{:?}", too_small.fix);
+        };
+        assert_eq!(bytes, (1 + 8 + 1) * MIB + too_small.needed_bytes);
+        assert_eq!(
+            too_small.label(),
+            "leaves partition `root` 30.0 MiB, too small"
+        );
+        assert!(too_small.help().starts_with(&format!(
+            "give the disk `size: {}` or more",
+            crate::manifest::Size::from_bytes(bytes)
+        )));
+    }
 
     #[test]
     fn the_vm_default_layout_is_gpt_bootable_both_ways() {

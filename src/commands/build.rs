@@ -51,6 +51,8 @@ pub struct BuildSettings {
 
 /// Builds the root tree of the imagefile's lock.
 pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
+    // Before anything is locked, downloaded or created.
+    crate::ops::build::require_root("kiln build")?;
     // Before anything starts a thread: a mount namespace belongs to the
     // thread that creates it.
     chroot::enter_build_namespace().map_err(Failure::internal)?;

@@ -19,6 +19,7 @@ use crate::cli::dib::{self, DibCall};
 use crate::commands::build::BuildSettings;
 use crate::failure::Failure;
 use crate::host::command;
+use crate::terminal::shell_word;
 use crate::{manifest, terminal};
 
 /// Settings of `kiln disk-image-create`.
@@ -94,25 +95,6 @@ fn distro_of(element: &str) -> Option<&'static str> {
         "opensuse" => "opensuse",
         _ => return None,
     })
-}
-
-/// An argument as a shell would need it, on one line: quoted when it holds
-/// anything but plain characters, control characters escaped (the header is
-/// a YAML comment, which a newline would end).
-fn shell_word(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./,=:+@%".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
-        return arg.to_string();
-    }
-    let escaped: String = arg
-        .chars()
-        .flat_map(|c| match c {
-            '\'' => "'\\''".chars().collect::<Vec<_>>(),
-            c if c.is_control() => c.escape_default().collect(),
-            c => vec![c],
-        })
-        .collect();
-    format!("'{escaped}'")
 }
 
 /// A YAML scalar: a JSON string is one.
@@ -364,6 +346,9 @@ pub fn prepare(
         install_link(dir)?;
         return Ok(None);
     }
+    // Before anything else: the build needs root, and a user without it
+    // learns so before fixing anything that would not help.
+    crate::ops::build::require_root("disk-image-create")?;
     let mapped = map(call, &settings.args, &settings.environment)?;
     let dir = mapped.dir();
     fs_err::create_dir_all(&dir).map_err(Failure::internal)?;

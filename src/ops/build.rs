@@ -31,6 +31,35 @@ pub struct LockPolicy<'a> {
     pub cache_dir: Option<&'a PathBuf>,
 }
 
+/// Refuses to start `command` (`kiln build`, `disk-image-create`) unless
+/// kiln runs as root, before anything is locked, downloaded or created:
+/// without root the build could only fail later, at its first mount.
+pub fn require_root(command: &str) -> Result<(), Failure> {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return Ok(());
+    }
+    let args: Vec<String> = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    Err(needs_root(command, uid.as_raw(), &args))
+}
+
+/// The diagnostic of [`require_root`]: why root, and the user's own
+/// command line again under `sudo`.
+fn needs_root(command: &str, uid: u32, args: &[String]) -> Failure {
+    let line: Vec<String> = args.iter().map(|arg| terminal::shell_word(arg)).collect();
+    let line = if line.is_empty() {
+        command.to_string()
+    } else {
+        line.join(" ")
+    };
+    Failure::user(miette::miette!(
+        help = format!("run it as root: sudo {line}"),
+        "{command} needs root: it mounts /proc, /sys and /dev into the image's chroot, runs the packages' scripts there as root and gives the image's files their owners (kiln runs as uid {uid})"
+    ))
+}
+
 /// Refuses, before anything is locked or downloaded, an image whose
 /// architecture this host cannot run in the chroot: another architecture
 /// needs QEMU's user-mode emulator and binfmt_misc
@@ -476,6 +505,18 @@ pub fn build_into(
         };
         let assembled = match assemble::assemble(&request, &mut log) {
             Ok(assembled) => assembled,
+            Err(assemble::AssembleError::TooSmall(too_small)) => {
+                terminal::progress_done();
+                remove_work(&work).map_err(Failure::internal)?;
+                return Err(Failure::from(checked.source.problems(vec![
+                    manifest::Problem::error(
+                        too_small.message(),
+                        too_small.span(),
+                        too_small.label(),
+                        too_small.help(),
+                    ),
+                ])));
+            }
             Err(error) => return Err(failed(&work, &log_path, &error, None)),
         };
         timings.extend(
@@ -1540,6 +1581,21 @@ mod tests {
                 text
             })
             .collect()
+    }
+
+    #[test]
+    fn a_build_without_root_says_so_and_gives_the_command_again_under_sudo() {
+        let args = ["kiln", "build", "-o", "out dir", "imagefile.yaml"].map(String::from);
+        let failure = needs_root("kiln build", 65534, &args);
+        assert_eq!(failure.exit_code(), crate::failure::USER_EXIT_CODE);
+        let shown = rendered(&failure);
+        for expected in [
+            "kiln build needs root: it mounts /proc, /sys and /dev into the image's chroot",
+            "(kiln runs as uid 65534)",
+            "help: run it as root: sudo kiln build -o 'out dir' imagefile.yaml",
+        ] {
+            assert!(shown.contains(expected), "no `{expected}` in:\n{shown}");
+        }
     }
 
     #[test]

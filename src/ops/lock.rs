@@ -51,11 +51,87 @@ fn plan_failure(error: crate::plan::PlanError, checked: &Checked) -> Failure {
             bad.text,
             bad.problems,
         )),
-        error => Failure::user(miette::miette!(
-            help = "check the element names and --elements-path; `kiln elements list` shows what is found",
-            "{error}"
-        )),
+        crate::plan::PlanError::ElementNotFound(missing) => {
+            match element_not_found(&missing, checked) {
+                Some(problem) => Failure::from(checked.source.problems(vec![problem])),
+                None => Failure::user(miette::miette!(
+                    help = ELEMENT_NOT_FOUND_HELP,
+                    "{}",
+                    crate::plan::PlanError::ElementNotFound(missing)
+                )),
+            }
+        }
+        error => Failure::user(miette::miette!(help = ELEMENT_NOT_FOUND_HELP, "{error}")),
     }
+}
+
+/// What to do about an element kiln cannot find, after any "did you mean".
+const ELEMENT_NOT_FOUND_HELP: &str =
+    "check the element names and --elements-path; `kiln elements list` shows what is found";
+
+/// An element not found, pointed at in the imagefile: the entry of
+/// `elements:` that names it, or, when another element's `element-deps`
+/// asks for it, the entry that brought that element in. `None` when the
+/// chain starts at no entry of `elements:`.
+fn element_not_found(missing: &crate::plan::NotFound, checked: &Checked) -> Option<Problem> {
+    let requested = missing.chain.first()?;
+    let entry = checked
+        .manifest
+        .elements
+        .iter()
+        .find(|e| e.value.name() == requested)?;
+    // The name itself, also in the `- name: x` form.
+    let span = match &entry.value {
+        crate::manifest::ElementRef::Name(_) => entry.span,
+        crate::manifest::ElementRef::WithParams(with) => with.name.span,
+    };
+    let searched: Vec<String> = missing
+        .searched
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect();
+    // After a "did you mean", the rest of the help is what to do
+    // otherwise.
+    let suggestion = missing
+        .suggestion
+        .as_ref()
+        .map_or_else(String::new, |s| format!("did you mean `{s}`? Otherwise "));
+    let name = &missing.name;
+    let problem = match missing.chain.as_slice() {
+        [_] => Problem::error(
+            format!(
+                "element `{name}` not found; searched {}",
+                searched.join(", ")
+            ),
+            span,
+            "no element of this name",
+            format!("{suggestion}{ELEMENT_NOT_FOUND_HELP}"),
+        ),
+        [.., parent, _] => {
+            let chain: Vec<&str> = missing.chain.iter().map(|n| n.as_str()).collect();
+            let via = if parent == requested {
+                "the imagefile asks for it".to_string()
+            } else {
+                format!(
+                    "the imagefile's `{requested}` brings it in: {}",
+                    chain.join(" -> ")
+                )
+            };
+            Problem::error(
+                format!(
+                    "element `{name}` not found: `{parent}` depends on it in its element-deps ({via}); searched {}",
+                    searched.join(", ")
+                ),
+                span,
+                format!("needs `{name}` through element-deps"),
+                format!(
+                    "{suggestion}fix the element-deps of `{parent}`, or add the directory holding `{name}` with --elements-path; `kiln elements list` shows what is found"
+                ),
+            )
+        }
+        [] => return None,
+    };
+    Some(problem)
 }
 
 /// Whether `lock` still pins `checked` and the elements `plan` found:
@@ -527,5 +603,81 @@ fn failure(error: MakeError, checked: &Checked) -> Failure {
             help = "check the mirror and the network, then run `kiln lock` again",
             "{error}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::NotFound;
+
+    fn checked(text: &str) -> Checked {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("imagefile.yaml");
+        fs_err::write(&path, text).expect("write");
+        manifest::read(&path).expect("valid")
+    }
+
+    fn missing(chain: &[&str], suggestion: Option<&str>) -> NotFound {
+        let name = |n: &str| n.parse().expect("element name");
+        NotFound {
+            name: name(chain[chain.len() - 1]),
+            chain: chain.iter().map(|n| name(n)).collect(),
+            suggestion: suggestion.map(name),
+            searched: vec![PathBuf::from("/elements")],
+        }
+    }
+
+    /// The underlined text of a problem.
+    fn underlined<'a>(text: &'a str, problem: &Problem) -> &'a str {
+        let (span, _) = problem.span.as_ref().expect("a span");
+        &text[span.offset()..span.offset() + span.len()]
+    }
+
+    #[test]
+    fn a_missing_element_points_at_its_entry_in_either_form() {
+        let text = "name: t\nbase: {distro: debian, release: bookworm}\nelements:\n  - vm\n  - name: devusr\n    with: {A: b}\n  - growrot\n";
+        let checked = checked(text);
+        let problem = element_not_found(&missing(&["growrot"], Some("growroot")), &checked)
+            .expect("in elements:");
+        assert_eq!(underlined(text, &problem), "growrot");
+        assert_eq!(
+            problem.message,
+            "element `growrot` not found; searched /elements"
+        );
+        assert!(
+            problem
+                .help
+                .starts_with("did you mean `growroot`? Otherwise check the element names"),
+            "{}",
+            problem.help
+        );
+        let problem =
+            element_not_found(&missing(&["devusr"], None), &checked).expect("in elements:");
+        assert_eq!(underlined(text, &problem), "devusr");
+        assert!(problem.help.starts_with("check the element names"));
+    }
+
+    #[test]
+    fn a_missing_dependency_names_who_depends_on_it_and_points_at_the_entry_that_led_there() {
+        let text = "name: t\nbase: {distro: debian, release: bookworm}\nelements: [app]\n";
+        let checked = checked(text);
+        let problem = element_not_found(&missing(&["app", "lib", "gone"], None), &checked)
+            .expect("in elements:");
+        assert_eq!(underlined(text, &problem), "app");
+        assert_eq!(
+            problem.message,
+            "element `gone` not found: `lib` depends on it in its element-deps (the imagefile's `app` brings it in: app -> lib -> gone); searched /elements"
+        );
+        assert_eq!(
+            problem.span.as_ref().map(|(_, label)| label.as_str()),
+            Some("needs `gone` through element-deps")
+        );
+        assert!(problem.help.starts_with("fix the element-deps of `lib`"));
+        // A chain that starts at no entry of `elements:` has no place.
+        assert_eq!(
+            element_not_found(&missing(&["other", "gone"], None), &checked),
+            None
+        );
     }
 }

@@ -19,6 +19,7 @@ mod committed_lock;
 mod common;
 mod concurrency;
 mod corpus;
+mod diagnostics;
 mod dib_cli;
 mod dib_elements;
 mod docs;
