@@ -33,6 +33,10 @@ pub use crate::failure::{INTERNAL_EXIT_CODE, USER_EXIT_CODE};
 struct Cli {
     #[command(subcommand)]
     command: CliCommand,
+    /// Show no progress: no download bar or lines, no build steps
+    /// (summaries, warnings and errors still print).
+    #[arg(short, long, global = true, env = "KILN_QUIET")]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -362,6 +366,8 @@ impl ValueEnum for Distro {
 pub struct Settings {
     /// The command to run.
     pub command: Command,
+    /// `--quiet`: no progress output.
+    pub quiet: bool,
 }
 
 /// A command with its settings.
@@ -548,7 +554,10 @@ where
             release,
         }),
     };
-    Ok(Settings { command })
+    Ok(Settings {
+        command,
+        quiet: cli.quiet,
+    })
 }
 
 /// Settings of a `disk-image-create` call; its usage errors are printed as
@@ -564,6 +573,7 @@ fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
                     .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                     .collect(),
             }),
+            quiet: false,
         }),
         Err(error) => {
             let help = error.help();
@@ -599,6 +609,7 @@ mod tests {
             match parse_from(args.clone()) {
                 Ok(Settings {
                     command: Command::DiskImageCreate(settings),
+                    ..
                 }) => {
                     assert_eq!(settings.call.trace, 1, "{args:?}");
                     assert_eq!(settings.call.output.as_deref(), Some("img"));

@@ -22,6 +22,7 @@ mod corpus;
 mod dib_cli;
 mod dib_elements;
 mod docs;
+mod download_progress;
 mod editor;
 mod element_yaml;
 mod extract;
