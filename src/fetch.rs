@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cache::{Cache, CacheError, Digest, Lookup};
 use crate::host::http::{Http, HttpError};
-use crate::terminal::downloads::Downloads;
 use crate::lock::{Lock, LockedPackage};
+use crate::terminal::downloads::Downloads;
 
 /// How many downloads run at once: enough to hide per-request latency on a
 /// mirror, few enough to be polite to it.

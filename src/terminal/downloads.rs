@@ -39,7 +39,10 @@ impl std::fmt::Debug for Downloads {
         f.debug_struct("Downloads")
             .field("unit", &self.inner.unit)
             .field("bytes", &self.inner.bytes.load(Ordering::Relaxed))
-            .field("total_bytes", &self.inner.total_bytes.load(Ordering::Relaxed))
+            .field(
+                "total_bytes",
+                &self.inner.total_bytes.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -126,12 +129,14 @@ impl Downloads {
     fn new_bar(&self, bars: &indicatif::MultiProgress, total_bytes: u64) -> indicatif::ProgressBar {
         let bar = bars.add(indicatif::ProgressBar::new(total_bytes));
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} downloading {binary_bytes}/{binary_total_bytes} [{bar:25}] {binary_bytes_per_sec}, {eta} left, {msg}",
+            "{spinner} downloading {msg}, {binary_bytes}/{binary_total_bytes}, {binary_bytes_per_sec}, {eta} left [{wide_bar}]",
         ) {
+            // The bar takes what the text leaves of the line: an 80-column
+            // terminal still shows the line whole, on one line.
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_position(self.inner.bytes.load(Ordering::Relaxed));
         bar.set_message(self.count());
+        bar.set_position(self.inner.bytes.load(Ordering::Relaxed));
         bar.enable_steady_tick(BAR_TICK);
         bar
     }
@@ -411,7 +416,10 @@ mod tests {
         let mut throttle = Throttle::new(start);
         let total = 100 * MIB;
         // Fast: all of it in a second, no line (the summary says it).
-        assert_eq!(throttle.due(start + Duration::from_secs(1), total, total), None);
+        assert_eq!(
+            throttle.due(start + Duration::from_secs(1), total, total),
+            None
+        );
 
         let mut throttle = Throttle::new(start);
         // 5 s, but only 5 %: not yet.
@@ -421,12 +429,18 @@ mod tests {
         assert_eq!(rate, Some(2.0 * MIB as f64));
         // A further 50 % in 2 s: not yet, the interval wins.
         let at = start + LINE_INTERVAL;
-        assert_eq!(throttle.due(at + Duration::from_secs(2), 60 * MIB, total), None);
+        assert_eq!(
+            throttle.due(at + Duration::from_secs(2), 60 * MIB, total),
+            None
+        );
         // 5 s after the last line: due, with the rate since that line.
         let rate = throttle.due(at + LINE_INTERVAL, 60 * MIB, total);
         assert_eq!(rate, Some(10.0 * MIB as f64));
         // Nothing new since: a stall prints no line however long it lasts.
-        assert_eq!(throttle.due(at + Duration::from_secs(60), 60 * MIB, total), None);
+        assert_eq!(
+            throttle.due(at + Duration::from_secs(60), 60 * MIB, total),
+            None
+        );
     }
 
     #[test]
