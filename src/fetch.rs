@@ -113,7 +113,11 @@ pub fn fetch(
     }
     // The set shown while downloading: what is not in the cache now (a
     // blob there but corrupt joins it when found).
-    let downloads = Downloads::new("package");
+    // With a base image, the image counts among the files.
+    let downloads = Downloads::new(match lock.base.image {
+        Some(_) => "file",
+        None => "package",
+    });
     if !offline {
         let absent: Vec<&Digest> = digests
             .iter()

@@ -514,7 +514,7 @@ impl Http {
             Target::Local(path) => {
                 let file = open_local(url, &path)?;
                 if let (Some(downloads), Ok(metadata)) = (&self.downloads, file.metadata()) {
-                    downloads.expect_bytes(metadata.len());
+                    downloads.announced(metadata.len());
                 }
                 let read = AtomicU64::new(0);
                 once(copy(
@@ -532,7 +532,7 @@ impl Http {
                     if let (Some(downloads), Some(length), false) =
                         (&self.downloads, response.content_length(), announced)
                     {
-                        downloads.expect_bytes(length);
+                        downloads.announced(length);
                         announced = true;
                     }
                     let mut counted = Counted::new(response, received, self.downloads.as_ref());

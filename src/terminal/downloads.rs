@@ -55,6 +55,9 @@ struct Inner {
     total_bytes: AtomicU64,
     files: AtomicUsize,
     total_files: AtomicUsize,
+    /// Files expected whose size is not known until the server announces
+    /// it.
+    unsized_files: AtomicUsize,
     show: Mutex<Show>,
 }
 
@@ -88,30 +91,25 @@ impl Downloads {
                 total_bytes: AtomicU64::new(0),
                 files: AtomicUsize::new(0),
                 total_files: AtomicUsize::new(0),
+                unsized_files: AtomicUsize::new(0),
                 show: Mutex::new(show),
             }),
         }
     }
 
-    /// Adds `files` downloads of `bytes` in all to the set (`bytes` may
-    /// be 0 for a file whose size is not known yet: see
-    /// [`Downloads::expect_bytes`]). The first file shows the set.
+    /// Adds `files` downloads of `bytes` in all to the set. The first file
+    /// shows the set.
     pub fn expect(&self, files: usize, bytes: u64) {
         if files == 0 && bytes == 0 {
             return;
         }
-        let total_files = self.inner.total_files.fetch_add(files, Ordering::Relaxed) + files;
+        self.inner.total_files.fetch_add(files, Ordering::Relaxed);
         let total_bytes = self.inner.total_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let Ok(mut show) = self.inner.show.lock() else {
             return;
         };
         match &mut *show {
-            Show::NotYet if total_files > 0 => {
-                *show = match super::bars() {
-                    Some(bars) => Show::Bar(self.new_bar(bars, total_bytes)),
-                    None => Show::Lines(Throttle::new(Instant::now())),
-                };
-            }
+            Show::NotYet => self.start(&mut show),
             Show::Bar(bar) => {
                 bar.set_length(total_bytes);
                 bar.set_message(self.count());
@@ -120,10 +118,40 @@ impl Downloads {
         }
     }
 
-    /// Adds bytes to what a file already expected is known to take (a
-    /// file whose size the server announced only now).
-    pub fn expect_bytes(&self, bytes: u64) {
-        self.expect(0, bytes);
+    /// Adds one download whose size is not known yet (an image found by
+    /// name): its size counts once the server announces it.
+    pub fn expect_unsized(&self) {
+        self.inner.unsized_files.fetch_add(1, Ordering::Relaxed);
+        self.expect(1, 0);
+    }
+
+    /// The server announced the size of a download: it counts if the set
+    /// expects one of unknown size (a size the set already counts is not
+    /// counted twice).
+    pub fn announced(&self, bytes: u64) {
+        let unsized_one = self
+            .inner
+            .unsized_files
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if unsized_one {
+            self.expect(0, bytes);
+        }
+    }
+
+    /// Starts showing the set once it has a file and a size to show (an
+    /// image of unknown size, once its size is announced or its first
+    /// bytes arrive): a bar of 0 bytes would show as full.
+    fn start(&self, show: &mut Show) {
+        let total_bytes = self.inner.total_bytes.load(Ordering::Relaxed);
+        let bytes = self.inner.bytes.load(Ordering::Relaxed);
+        if self.inner.total_files.load(Ordering::Relaxed) == 0 || total_bytes.max(bytes) == 0 {
+            return;
+        }
+        *show = match super::bars() {
+            Some(bars) => Show::Bar(self.new_bar(bars, total_bytes)),
+            None => Show::Lines(Throttle::new(Instant::now())),
+        };
     }
 
     fn new_bar(&self, bars: &indicatif::MultiProgress, total_bytes: u64) -> indicatif::ProgressBar {
@@ -203,7 +231,8 @@ impl Downloads {
                     super::status(&line);
                 }
             }
-            Show::Nothing | Show::NotYet => {}
+            Show::NotYet => self.start(&mut show),
+            Show::Nothing => {}
         }
     }
 
@@ -461,6 +490,19 @@ mod tests {
             *downloads.inner.show.lock().expect("lock"),
             Show::NotYet | Show::Nothing
         ));
+    }
+
+    #[test]
+    fn an_announced_size_counts_only_for_a_file_of_unknown_size() {
+        let downloads = Downloads::new("file");
+        downloads.expect(1, 10);
+        downloads.announced(10);
+        assert_eq!(downloads.inner.total_bytes.load(Ordering::Relaxed), 10);
+        downloads.expect_unsized();
+        downloads.announced(32);
+        downloads.announced(32);
+        assert_eq!(downloads.inner.total_bytes.load(Ordering::Relaxed), 42);
+        assert_eq!(downloads.count(), "0/2 files");
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Family for ImageBase {
         crate::terminal::progress(&format!("lock: downloading {url}"));
         // Its size counts once the server announces it.
         if let Some(downloads) = request.http.downloads() {
-            downloads.expect(1, 0);
+            downloads.expect_unsized();
         }
         let (path, digest) =
             request
