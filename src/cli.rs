@@ -35,7 +35,13 @@ struct Cli {
     command: CliCommand,
     /// Show no progress: no download bar or lines, no build steps
     /// (summaries, warnings and errors still print).
-    #[arg(short, long, global = true, env = "KILN_QUIET")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "KILN_QUIET",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     quiet: bool,
 }
 
@@ -586,6 +592,20 @@ fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_is_a_flag_of_every_command() {
+        for args in [
+            vec!["kiln", "fetch", "-q"],
+            vec!["kiln", "--quiet", "lock"],
+            vec!["kiln", "build", "--quiet", "x.yaml"],
+        ] {
+            match parse_from(args.clone()) {
+                Ok(settings) => assert!(settings.quiet, "{args:?}"),
+                Err(_) => panic!("{args:?} is refused"),
+            }
+        }
+    }
 
     #[test]
     fn disk_image_create_by_subcommand_and_by_program_name() {
