@@ -112,27 +112,30 @@ pub fn fetch(
         check_space(lock, &digests, cache)?;
     }
     // The set shown while downloading: what is not in the cache now (a
-    // blob there but corrupt joins it when found).
-    // With a base image, the image counts among the files.
-    let downloads = Downloads::new(match lock.base.image {
+    // blob there but corrupt joins it when found), the base image among
+    // the files when there is one. Offline nothing is downloaded.
+    let unit = match lock.base.image {
         Some(_) => "file",
         None => "package",
-    });
-    if !offline {
-        let absent: Vec<&Digest> = digests
-            .iter()
-            .filter(|digest| !cache.blob_path(digest).exists())
-            .collect();
-        let image = lock
-            .base
-            .image
-            .as_ref()
-            .filter(|image| !image_in_cache(image, cache));
-        downloads.expect(
-            absent.len() + usize::from(image.is_some()),
-            absent.iter().map(|digest| digest.size).sum::<u64>() + image.map_or(0, |i| i.size),
-        );
-    }
+    };
+    let downloads = if offline {
+        Downloads::hidden(unit)
+    } else {
+        Downloads::new(unit)
+    };
+    let absent: Vec<&Digest> = digests
+        .iter()
+        .filter(|digest| !cache.blob_path(digest).exists())
+        .collect();
+    let image = lock
+        .base
+        .image
+        .as_ref()
+        .filter(|image| !image_in_cache(image, cache));
+    downloads.expect(
+        absent.len() + usize::from(image.is_some()),
+        absent.iter().map(|digest| digest.size).sum::<u64>() + image.map_or(0, |i| i.size),
+    );
     let http = &http.reporting_to(&downloads);
     let image = fetch_image(lock, cache, http, &downloads)?;
 

@@ -97,6 +97,15 @@ impl Downloads {
         }
     }
 
+    /// A set that is never shown (offline, where nothing is downloaded).
+    pub fn hidden(unit: &'static str) -> Downloads {
+        let downloads = Downloads::new(unit);
+        if let Ok(mut show) = downloads.inner.show.lock() {
+            *show = Show::Nothing;
+        }
+        downloads
+    }
+
     /// Adds `files` downloads of `bytes` in all to the set. The first file
     /// shows the set.
     pub fn expect(&self, files: usize, bytes: u64) {
@@ -503,6 +512,17 @@ mod tests {
         downloads.announced(32);
         assert_eq!(downloads.inner.total_bytes.load(Ordering::Relaxed), 42);
         assert_eq!(downloads.count(), "0/2 files");
+    }
+
+    #[test]
+    fn a_hidden_set_stays_hidden() {
+        let downloads = Downloads::hidden("package");
+        downloads.expect(2, 20);
+        downloads.received(20);
+        assert!(matches!(
+            *downloads.inner.show.lock().expect("lock"),
+            Show::Nothing
+        ));
     }
 
     #[test]
