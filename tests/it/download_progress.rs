@@ -74,7 +74,8 @@ fn archive(dir: &Path) -> (Server, TestKey) {
 }
 
 /// `kiln <args>` in `dir` with stderr on a pseudo-terminal (util-linux's
-/// `script`), returning its exit code and all it wrote there.
+/// `script`) of 40 rows and 120 columns, returning its exit code and all
+/// it wrote there.
 fn on_a_terminal(dir: &Path, args: &[&str]) -> (i32, String) {
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_kiln"))
         .chain(args.iter().copied())
@@ -89,7 +90,8 @@ fn on_a_terminal(dir: &Path, args: &[&str]) -> (i32, String) {
             "--quiet",
             "--return",
             "--command",
-            &quoted.join(" "),
+            // Without a terminal of its own, script's has no size.
+            &format!("stty rows 40 cols 120 && {}", quoted.join(" ")),
             "/dev/null",
         ])
         .output()
