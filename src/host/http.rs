@@ -8,9 +8,12 @@
 //! cut short) are retried with exponential backoff, or after the wait the
 //! server asks for with `Retry-After`, and each retry is logged; everything
 //! else (a 404, a 403, a different file, a redirect loop) fails at once
-//! with an error that names the URL and what was expected. A transfer
-//! that takes a while is reported every few seconds (bytes so far, rate),
-//! so a stalled mirror is visible before the read timeout ends it. Nothing
+//! with an error that names the URL and what was expected. The bytes of
+//! a download are counted as they arrive in the set of downloads it
+//! belongs to ([`Http::reporting_to`]), which shows them; a transfer
+//! outside such a set is reported every few seconds (bytes so far, rate),
+//! and one inside it when nothing arrives, so a stalled mirror is visible
+//! before the read timeout ends it. Nothing
 //! falls back silently: offline mode refuses the network instead of
 //! pretending.
 
@@ -1993,6 +1996,61 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), data);
         assert_eq!(server.requests(), 2);
         assert_eq!(blob_files(dir.path()).len(), 1);
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn a_retried_download_counts_its_bytes_once_in_its_set() {
+        let data = body();
+        let size = data.len() as u64;
+        let server = serve(vec![
+            Reply::Cut {
+                claimed: data.len(),
+                body: data[..1000].to_vec(),
+            },
+            Reply::Ok(data.clone()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let downloads = Downloads::new("package");
+        downloads.expect(1, size);
+        http()
+            .reporting_to(&downloads)
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(server.requests(), 2);
+        assert_eq!(downloads.bytes(), (size, size));
+
+        // An image of unknown size: the size the server announces counts,
+        // once, and its bytes as they come.
+        let server = serve(vec![Reply::Ok(data.clone())]);
+        let downloads = Downloads::new("file");
+        downloads.expect_unsized();
+        http()
+            .reporting_to(&downloads)
+            .download_unpinned(&server.url("/image"), None, &cache)
+            .unwrap();
+        assert_eq!(downloads.bytes(), (size, size));
+
+        // A local mirror's files count too.
+        let local = dir.path().join("local.deb");
+        std::fs::write(&local, &data).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let other = Cache::open(other.path()).unwrap();
+        let downloads = Downloads::new("package");
+        downloads.expect(1, size);
+        http()
+            .reporting_to(&downloads)
+            .download(
+                &format!("file://{}", local.display()),
+                &Digest::of_bytes(&data),
+                &other,
+            )
+            .unwrap();
+        assert_eq!(downloads.bytes(), (size, size));
     }
 
     #[test]

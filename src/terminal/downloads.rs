@@ -188,6 +188,14 @@ impl Downloads {
         )
     }
 
+    /// The bytes received so far and the bytes expected.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.inner.bytes.load(Ordering::Relaxed),
+            self.inner.total_bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// Counts `bytes` more received, as they arrive.
     pub fn received(&self, bytes: u64) {
         let done = self.inner.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
