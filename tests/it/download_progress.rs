@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::apt_repo::{Server, Suite, TestKey, deb_of_files, serve, write_archive};
+use crate::apt_repo::{Fault, Server, Suite, TestKey, deb_of_files, serve, write_archive};
 use crate::common::kiln;
 
 /// The packages of the archive: `apt` (which every Debian lock has) and
@@ -205,13 +206,40 @@ fn fetching_shows_one_bar_on_a_terminal_plain_lines_in_a_pipe_and_nothing_when_c
         "{screen:?}"
     );
 
-    // In a pipe, into an empty cache: no bar; plain lines at most every
-    // 5 s and every tenth of the bytes (none for a download faster than
-    // that), then the summary.
-    let started = std::time::Instant::now();
+    // In a pipe, into an empty cache: no bar, and no periodic line before
+    // 5 s (none at all for this download, which takes less), then the
+    // summary.
+    let started = Instant::now();
     let (code, stderr) = in_a_pipe(&project, &["fetch", "--cache-dir", &cache("pipe-cache")]);
     let took = started.elapsed();
     assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
+    let lines = stderr
+        .lines()
+        .filter(|l| l.starts_with("downloading"))
+        .count();
+    let most = usize::try_from(took.as_secs() / 5).expect("a count");
+    assert!(lines <= most, "{took:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!("downloaded {total_mib} (4 packages) in ")),
+        "{stderr}"
+    );
+
+    // From a slow mirror (each package over 7 s, all four at once): one
+    // plain line after 5 s, when more than a tenth has come, and none
+    // more (the next would be due at 10 s), then the summary.
+    for _ in PACKAGES {
+        mirror.inject(".deb", &[Fault::Slow(Duration::from_secs(7))]);
+    }
+    let started = Instant::now();
+    let (code, stderr) = in_a_pipe(&project, &["fetch", "--cache-dir", &cache("slow-cache")]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(mirror.pending_faults(), 0, "{:?}", mirror.requests());
+    assert!(took < Duration::from_secs(10), "{took:?}: {stderr}");
     assert!(
         !stderr.contains('\r') && !stderr.contains('\u{1b}'),
         "{stderr:?}"
@@ -220,23 +248,26 @@ fn fetching_shows_one_bar_on_a_terminal_plain_lines_in_a_pipe_and_nothing_when_c
         .lines()
         .filter(|line| line.starts_with("downloading"))
         .collect();
-    for line in &lines {
-        assert!(
-            line.starts_with("downloading: ") && line.contains(" of 4 packages, "),
-            "{line:?}"
-        );
-    }
-    let most = usize::try_from(took.as_secs() / 5).expect("a count");
-    assert!(lines.len() <= most.min(10), "{took:?}: {lines:?}");
+    assert_eq!(lines.len(), 1, "{took:?}: {stderr}");
+    let line = lines[0];
+    let of_total = format!(" of {total_mib}, ");
+    assert!(
+        line.starts_with("downloading: ")
+            && line.contains(&of_total)
+            && line.contains(" of 4 packages, ")
+            && line.ends_with("iB/s"),
+        "{line:?}"
+    );
     assert!(
         stderr.contains(&format!("downloaded {total_mib} (4 packages) in ")),
         "{stderr}"
     );
+
     // Every package came from the mirror once per empty cache.
     let debs = mirror
         .requests()
         .iter()
         .filter(|request| request.contains(".deb"))
         .count();
-    assert_eq!(debs, 3 * PACKAGES.len(), "{:?}", mirror.requests());
+    assert_eq!(debs, 4 * PACKAGES.len(), "{:?}", mirror.requests());
 }
