@@ -13,7 +13,7 @@
 //! cached) shows nothing at all, and `--quiet` shows nothing either.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The least time between two plain progress lines.
@@ -50,7 +50,9 @@ impl std::fmt::Debug for Downloads {
 struct Inner {
     /// What one file is called in the count: `package`, `file`.
     unit: &'static str,
-    started: Instant,
+    /// When the set was first shown: the summary's time counts from here,
+    /// not from the cache lookups before.
+    shown_at: OnceLock<Instant>,
     bytes: AtomicU64,
     total_bytes: AtomicU64,
     files: AtomicUsize,
@@ -63,7 +65,7 @@ struct Inner {
 
 /// How the set is shown.
 enum Show {
-    /// `--quiet`.
+    /// `--quiet`, offline, or the set is finished.
     Nothing,
     /// Nothing is expected yet; the bar or lines start with the first file.
     NotYet,
@@ -86,7 +88,7 @@ impl Downloads {
         Downloads {
             inner: Arc::new(Inner {
                 unit,
-                started: Instant::now(),
+                shown_at: OnceLock::new(),
                 bytes: AtomicU64::new(0),
                 total_bytes: AtomicU64::new(0),
                 files: AtomicUsize::new(0),
@@ -157,6 +159,7 @@ impl Downloads {
         if self.inner.total_files.load(Ordering::Relaxed) == 0 || total_bytes.max(bytes) == 0 {
             return;
         }
+        self.inner.shown_at.get_or_init(Instant::now);
         *show = match super::bars() {
             Some(bars) => Show::Bar(self.new_bar(bars, total_bytes)),
             None => Show::Lines(Throttle::new(Instant::now())),
@@ -260,12 +263,15 @@ impl Downloads {
         let Ok(mut show) = self.inner.show.lock() else {
             return;
         };
-        let shown = std::mem::replace(&mut *show, Show::NotYet);
+        let shown = std::mem::replace(&mut *show, Show::Nothing);
         let summary = summary(
             self.inner.bytes.load(Ordering::Relaxed),
             self.inner.files.load(Ordering::Relaxed),
             self.inner.unit,
-            self.inner.started.elapsed(),
+            self.inner
+                .shown_at
+                .get()
+                .map_or(Duration::ZERO, Instant::elapsed),
         );
         match shown {
             Show::Bar(bar) => {
@@ -275,8 +281,7 @@ impl Downloads {
                 super::status(&summary);
             }
             Show::Lines(_) => super::status(&summary),
-            Show::Nothing => *show = Show::Nothing,
-            Show::NotYet => {}
+            Show::Nothing | Show::NotYet => {}
         }
     }
 }
@@ -520,6 +525,18 @@ mod tests {
         downloads.announced(32);
         assert_eq!(downloads.inner.total_bytes.load(Ordering::Relaxed), 42);
         assert_eq!(downloads.count(), "0/2 files");
+    }
+
+    #[test]
+    fn a_finished_set_shows_nothing_more() {
+        let downloads = Downloads::new("file");
+        downloads.finish();
+        downloads.expect(1, 10);
+        downloads.received(10);
+        assert!(matches!(
+            *downloads.inner.show.lock().expect("lock"),
+            Show::Nothing
+        ));
     }
 
     #[test]
