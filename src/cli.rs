@@ -33,6 +33,16 @@ pub use crate::failure::{INTERNAL_EXIT_CODE, USER_EXIT_CODE};
 struct Cli {
     #[command(subcommand)]
     command: CliCommand,
+    /// Show no progress: no download bar or lines, no build steps
+    /// (summaries, warnings and errors still print).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "KILN_QUIET",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -362,6 +372,8 @@ impl ValueEnum for Distro {
 pub struct Settings {
     /// The command to run.
     pub command: Command,
+    /// `--quiet`: no progress output.
+    pub quiet: bool,
 }
 
 /// A command with its settings.
@@ -548,7 +560,10 @@ where
             release,
         }),
     };
-    Ok(Settings { command })
+    Ok(Settings {
+        command,
+        quiet: cli.quiet,
+    })
 }
 
 /// Settings of a `disk-image-create` call; its usage errors are printed as
@@ -564,6 +579,7 @@ fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
                     .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                     .collect(),
             }),
+            quiet: false,
         }),
         Err(error) => {
             let help = error.help();
@@ -576,6 +592,20 @@ fn disk_image_create(args: Vec<String>) -> Result<Settings, ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_is_a_flag_of_every_command() {
+        for args in [
+            vec!["kiln", "fetch", "-q"],
+            vec!["kiln", "--quiet", "lock"],
+            vec!["kiln", "build", "--quiet", "x.yaml"],
+        ] {
+            match parse_from(args.clone()) {
+                Ok(settings) => assert!(settings.quiet, "{args:?}"),
+                Err(_) => panic!("{args:?} is refused"),
+            }
+        }
+    }
 
     #[test]
     fn disk_image_create_by_subcommand_and_by_program_name() {
@@ -599,6 +629,7 @@ mod tests {
             match parse_from(args.clone()) {
                 Ok(Settings {
                     command: Command::DiskImageCreate(settings),
+                    ..
                 }) => {
                     assert_eq!(settings.call.trace, 1, "{args:?}");
                     assert_eq!(settings.call.output.as_deref(), Some("img"));

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::cache::{Cache, CacheError, Digest, Lookup};
 use crate::host::http::{Http, HttpError};
 use crate::lock::{Lock, LockedPackage};
+use crate::terminal::downloads::Downloads;
 
 /// How many downloads run at once: enough to hide per-request latency on a
 /// mirror, few enough to be polite to it.
@@ -97,7 +98,6 @@ pub fn fetch(
     cache: &Cache,
     http: &Http,
 ) -> Result<Fetched, FetchError> {
-    let image = fetch_image(lock, cache, http)?;
     let mut digests = Vec::with_capacity(lock.packages.len());
     for package in &lock.packages {
         let digest =
@@ -107,9 +107,37 @@ pub fn fetch(
             })?;
         digests.push(digest);
     }
-    if !http.options().offline {
+    let offline = http.options().offline;
+    if !offline {
         check_space(lock, &digests, cache)?;
     }
+    // The set shown while downloading: what is not in the cache now (a
+    // blob there but corrupt joins it when found), the base image among
+    // the files when there is one. Offline nothing is downloaded.
+    let unit = match lock.base.image {
+        Some(_) => "file",
+        None => "package",
+    };
+    let downloads = if offline {
+        Downloads::hidden(unit)
+    } else {
+        Downloads::new(unit)
+    };
+    let absent: Vec<&Digest> = digests
+        .iter()
+        .filter(|digest| !cache.blob_path(digest).exists())
+        .collect();
+    let image = lock
+        .base
+        .image
+        .as_ref()
+        .filter(|image| !image_in_cache(image, cache));
+    downloads.expect(
+        absent.len() + usize::from(image.is_some()),
+        absent.iter().map(|digest| digest.size).sum::<u64>() + image.map_or(0, |i| i.size),
+    );
+    let http = &http.reporting_to(&downloads);
+    let image = fetch_image(lock, cache, http, &downloads)?;
 
     let next = AtomicUsize::new(0);
     let outcome = Mutex::new((Fetched::default(), Vec::<String>::new(), None::<FetchError>));
@@ -122,7 +150,7 @@ pub fn fetch(
             return;
         }
         let url = lock.package_url(package, mirror);
-        let result = fetch_one(&url, package, digest, cache, http);
+        let result = fetch_one(&url, package, digest, cache, http, &downloads);
         let Ok(mut outcome) = outcome.lock() else {
             return;
         };
@@ -160,6 +188,7 @@ pub fn fetch(
         return Err(FetchError::Missing { packages: missing });
     }
     fetched.repaired.sort();
+    downloads.finish();
     if let Some(one) = image {
         match one {
             One::Cached => fetched.cached += 1,
@@ -215,7 +244,12 @@ pub const IMAGE: &str = "the base image";
 /// Puts the lock's base image, when it pins one, into the cache. It is
 /// downloaded whole and hashed before it is kept, so a file changed at its
 /// URL is refused with the locked and the actual SHA-256.
-fn fetch_image(lock: &Lock, cache: &Cache, http: &Http) -> Result<Option<One>, FetchError> {
+fn fetch_image(
+    lock: &Lock,
+    cache: &Cache,
+    http: &Http,
+    downloads: &Downloads,
+) -> Result<Option<One>, FetchError> {
     let Some(image) = &lock.base.image else {
         return Ok(None);
     };
@@ -227,10 +261,16 @@ fn fetch_image(lock: &Lock, cache: &Cache, http: &Http) -> Result<Option<One>, F
     let repaired = match cache.get(&digest)? {
         Lookup::Present(_) => return Ok(Some(One::Cached)),
         Lookup::Missing => false,
-        Lookup::Corrupt { .. } => true,
+        Lookup::Corrupt { .. } => {
+            downloads.expect(1, image.size);
+            true
+        }
     };
     match http.download_unpinned(&image.url, Some(&image.sha256), cache) {
-        Ok(_) => Ok(Some(One::Downloaded { repaired })),
+        Ok(_) => {
+            downloads.file_done();
+            Ok(Some(One::Downloaded { repaired }))
+        }
         Err(HttpError::Offline { .. }) => Err(FetchError::Missing {
             packages: vec![format!("{IMAGE} {}", image.url)],
         }),
@@ -253,11 +293,13 @@ fn fetch_one(
     digest: &Digest,
     cache: &Cache,
     http: &Http,
+    downloads: &Downloads,
 ) -> Result<One, FetchError> {
     let repaired = match cache.get(digest)? {
         Lookup::Present(_) => return Ok(One::Cached),
         Lookup::Missing => false,
         Lookup::Corrupt { path, .. } => {
+            downloads.expect(1, package.size);
             crate::terminal::status(&format!(
                 "the cached {} {} ({}) was corrupt; fetching it again",
                 package.name,
@@ -273,5 +315,12 @@ fn fetch_one(
             version: package.version.clone(),
             source,
         })?;
+    downloads.file_done();
     Ok(One::Downloaded { repaired })
+}
+
+/// Whether the lock's base image is in the cache (not verified: the
+/// fetch does that).
+fn image_in_cache(image: &crate::lock::LockedImage, cache: &Cache) -> bool {
+    Digest::new(&image.sha256, image.size).is_ok_and(|digest| cache.blob_path(&digest).exists())
 }

@@ -40,6 +40,7 @@ use cli::{Command, Settings};
 /// Runs one kiln command with settings already resolved from the command
 /// line and environment.
 pub fn run(settings: Settings) -> Result<(), Failure> {
+    terminal::set_quiet(settings.quiet);
     match settings.command {
         Command::Validate(validate) => commands::validate::run(&validate),
         Command::Schema { lock } => commands::schema::run(lock),

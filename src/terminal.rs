@@ -6,8 +6,12 @@
 //! to stderr too; stdout carries only a command's output (a schema, a path).
 
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use miette::{MietteHandlerOpts, ReportHandler};
+
+pub mod downloads;
 
 /// Width of diagnostics when stderr is not a terminal.
 const PIPE_WIDTH_COLUMNS: usize = 100;
@@ -39,9 +43,14 @@ fn handler() -> Box<dyn ReportHandler> {
 
 /// Prints a diagnostic (error or warning) to stderr.
 pub fn diagnostic(report: &miette::Report) {
-    let mut stderr = std::io::stderr().lock();
     // A closed stderr leaves nothing to tell; ignore write errors.
-    let _ = writeln!(stderr, "{report:?}");
+    let write = || {
+        let _ = writeln!(std::io::stderr().lock(), "{report:?}");
+    };
+    match bars() {
+        Some(bars) => bars.suspend(write),
+        None => write(),
+    }
 }
 
 /// Whether `KILN_LOG=debug` asks for every host command and its exit
@@ -50,9 +59,16 @@ pub fn debug_log() -> bool {
     std::env::var_os("KILN_LOG").is_some_and(|v| v == "debug")
 }
 
-/// Prints a one-line status message to stderr.
+/// Prints a one-line status message to stderr (above any progress bar,
+/// which is drawn again below it).
 pub fn status(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
+    let write = || {
+        let _ = writeln!(std::io::stderr().lock(), "{message}");
+    };
+    match bars() {
+        Some(bars) => bars.suspend(write),
+        None => write(),
+    }
 }
 
 /// Prints a one-line warning to stderr: something went wrong that the
@@ -73,17 +89,45 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// Whether `--quiet` asks for no progress output: no spinner, no step
+/// lines, no download bar or download lines (summaries, warnings and
+/// errors still print).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Turns progress output off (`--quiet`). Call before anything is shown.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether progress output is off (`--quiet`).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Where progress is shown as it changes, redrawn in place (on a terminal
+/// only): the build's step spinner and the download bar share it, so that
+/// they are drawn one below the other instead of over each other.
+static BARS: OnceLock<Option<indicatif::MultiProgress>> = OnceLock::new();
+
+/// The terminal's progress area: `None` when stderr is not a terminal, and
+/// with `--quiet`, where progress is plain lines or nothing.
+pub(crate) fn bars() -> Option<&'static indicatif::MultiProgress> {
+    BARS.get_or_init(|| {
+        (std::io::stderr().is_terminal() && !quiet()).then(|| {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+        })
+    })
+    .as_ref()
+}
+
 /// The spinner that shows the build's current step with its elapsed time,
 /// on a terminal only (logs and pipes get one plain line per step).
-static PROGRESS: std::sync::OnceLock<Option<indicatif::ProgressBar>> = std::sync::OnceLock::new();
+static PROGRESS: OnceLock<Option<indicatif::ProgressBar>> = OnceLock::new();
 
 fn spinner() -> Option<&'static indicatif::ProgressBar> {
     PROGRESS
         .get_or_init(|| {
-            if !std::io::stderr().is_terminal() {
-                return None;
-            }
-            let bar = indicatif::ProgressBar::new_spinner();
+            let bar = bars()?.add(indicatif::ProgressBar::new_spinner());
             if let Ok(style) =
                 indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
             {
@@ -103,6 +147,7 @@ pub fn progress(step: &str) {
             bar.reset_elapsed();
             bar.set_message(step.to_string());
         }
+        None if quiet() => {}
         None => status(&format!("→ {step}")),
     }
 }

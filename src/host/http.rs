@@ -8,9 +8,12 @@
 //! cut short) are retried with exponential backoff, or after the wait the
 //! server asks for with `Retry-After`, and each retry is logged; everything
 //! else (a 404, a 403, a different file, a redirect loop) fails at once
-//! with an error that names the URL and what was expected. A transfer
-//! that takes a while is reported every few seconds (bytes so far, rate),
-//! so a stalled mirror is visible before the read timeout ends it. Nothing
+//! with an error that names the URL and what was expected. The bytes of
+//! a download are counted as they arrive in the set of downloads it
+//! belongs to ([`Http::reporting_to`]), which shows them; a transfer
+//! outside such a set is reported every few seconds (bytes so far, rate),
+//! and one inside it when nothing arrives, so a stalled mirror is visible
+//! before the read timeout ends it. Nothing
 //! falls back silently: offline mode refuses the network instead of
 //! pretending.
 
@@ -29,6 +32,7 @@ use reqwest::header::RETRY_AFTER;
 use sha2::Digest as _;
 
 use crate::cache::{BlobWriter, Cache, CacheError, CommitError, Digest, Lookup};
+use crate::terminal::downloads::Downloads;
 
 /// Retries after the first attempt, unless the options say otherwise.
 pub const DEFAULT_RETRIES: u32 = 4;
@@ -310,6 +314,9 @@ pub struct Mismatch {
 pub struct Http {
     client: Client,
     options: HttpOptions,
+    /// The set of downloads the bytes of [`Http::download`] and
+    /// [`Http::download_unpinned`] are counted in, when shown.
+    downloads: Option<Downloads>,
 }
 
 /// Where a URL points.
@@ -363,7 +370,26 @@ impl Http {
             .map_err(|e| HttpError::Client {
                 message: error_chain(&e),
             })?;
-        Ok(Http { client, options })
+        Ok(Http {
+            client,
+            options,
+            downloads: None,
+        })
+    }
+
+    /// This client, counting the bytes of its downloads (not of
+    /// [`Http::get_small`]) in `downloads` as they arrive. The caller says
+    /// which files the set expects and when each is done.
+    pub fn reporting_to(&self, downloads: &Downloads) -> Http {
+        Http {
+            downloads: Some(downloads.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// The set of downloads this client counts its bytes in, if any.
+    pub fn downloads(&self) -> Option<&Downloads> {
+        self.downloads.as_ref()
     }
 
     /// The options this client was made with.
@@ -408,7 +434,14 @@ impl Http {
             }
         };
         match cache.get(expected)? {
-            Lookup::Present(path) => return Ok(path),
+            // Another process downloaded it while this one waited: it
+            // arrived all the same.
+            Lookup::Present(path) => {
+                if let Some(downloads) = &self.downloads {
+                    downloads.received(expected.size);
+                }
+                return Ok(path);
+            }
             Lookup::Missing => {}
             Lookup::Corrupt {
                 path,
@@ -421,7 +454,9 @@ impl Http {
             )),
         }
         match target {
-            Target::Local(path) => download_local(url, &path, expected, cache),
+            Target::Local(path) => {
+                download_local(url, &path, expected, cache, self.downloads.as_ref())
+            }
             Target::Remote(remote) => {
                 self.require_online(url)?;
                 self.retrying(url, Some(expected.size), |attempt, received| {
@@ -480,14 +515,31 @@ impl Http {
         };
         match target {
             Target::Local(path) => {
-                let mut file = open_local(url, &path)?;
-                once(copy(&mut file, 1))
+                let file = open_local(url, &path)?;
+                if let (Some(downloads), Ok(metadata)) = (&self.downloads, file.metadata()) {
+                    downloads.announced(metadata.len());
+                }
+                let read = AtomicU64::new(0);
+                once(copy(
+                    &mut Counted::new(file, &read, self.downloads.as_ref()),
+                    1,
+                ))
             }
             Target::Remote(remote) => {
                 self.require_online(url)?;
+                // The size counts in the set once, when the first
+                // answer announces it.
+                let mut announced = false;
                 self.retrying(url, None, |attempt, received| {
                     let response = self.send(&remote, url, attempt)?;
-                    copy(&mut Counted::new(response, received), attempt)
+                    if let (Some(downloads), Some(length), false) =
+                        (&self.downloads, response.content_length(), announced)
+                    {
+                        downloads.announced(length);
+                        announced = true;
+                    }
+                    let mut counted = Counted::new(response, received, self.downloads.as_ref());
+                    copy(&mut counted, attempt)
                 })
             }
         }
@@ -542,9 +594,18 @@ impl Http {
         loop {
             let received = Arc::new(AtomicU64::new(0));
             let outcome = {
-                let _watch = Watch::start(url, size, self.options.progress_interval, &received);
+                let _watch = Watch::start(
+                    url,
+                    size,
+                    self.options.progress_interval,
+                    &received,
+                    self.downloads.is_some(),
+                );
                 attempt(number, &received)
             };
+            if let (Err(Attempt::Retry { .. }), Some(downloads)) = (&outcome, &self.downloads) {
+                downloads.unreceived(received.load(Ordering::Relaxed));
+            }
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Fail(error)) => return Err(error),
@@ -602,7 +663,7 @@ impl Http {
         }
         let mut body = Vec::new();
         // One byte more than allowed tells a body at the limit from one over.
-        Counted::new(response, received)
+        Counted::new(response, received, None)
             .take(max_bytes.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| classify_read_error(&e, url, attempt))?;
@@ -623,7 +684,7 @@ impl Http {
     ) -> Result<PathBuf, Attempt> {
         let response = self.send(remote, url, attempt)?;
         let length = response.content_length();
-        let mut response = Counted::new(response, received);
+        let mut response = Counted::new(response, received, self.downloads.as_ref());
         if let Some(length) = length
             && length != expected.size
         {
@@ -689,8 +750,10 @@ fn download_local(
     path: &Path,
     expected: &Digest,
     cache: &Cache,
+    downloads: Option<&Downloads>,
 ) -> Result<PathBuf, HttpError> {
-    let mut file = open_local(url, path)?;
+    let read = AtomicU64::new(0);
+    let mut file = Counted::new(open_local(url, path)?, &read, downloads);
     let mut writer = cache.writer()?;
     match copy_capped(&mut file, &mut writer, expected.size) {
         Ok(()) => {}
@@ -1077,15 +1140,21 @@ fn follow_redirect(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect
     }
 }
 
-/// A reader that counts the bytes it passes on, for a [`Watch`].
+/// A reader that counts the bytes it passes on, for a [`Watch`] and for
+/// the set of downloads the transfer belongs to.
 struct Counted<'a, R> {
     inner: R,
     received: &'a AtomicU64,
+    downloads: Option<&'a Downloads>,
 }
 
 impl<'a, R: Read> Counted<'a, R> {
-    fn new(inner: R, received: &'a AtomicU64) -> Self {
-        Counted { inner, received }
+    fn new(inner: R, received: &'a AtomicU64, downloads: Option<&'a Downloads>) -> Self {
+        Counted {
+            inner,
+            received,
+            downloads,
+        }
     }
 }
 
@@ -1093,21 +1162,31 @@ impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.received.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(downloads) = self.downloads {
+            downloads.received(n as u64);
+        }
         Ok(n)
     }
 }
 
 /// Reports one attempt at a URL every `interval` while it runs, from a
 /// thread of its own: a transfer blocked in a read (a stalled mirror) is
-/// reported too, until the read timeout ends it. Dropping it stops the
-/// thread.
+/// reported too, until the read timeout ends it. A transfer counted in a
+/// shown set of downloads is reported only when it stalls (the set shows
+/// the rest). Dropping it stops the thread.
 struct Watch {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Watch {
-    fn start(url: &str, size: Option<u64>, interval: Duration, received: &Arc<AtomicU64>) -> Watch {
+    fn start(
+        url: &str,
+        size: Option<u64>,
+        interval: Duration,
+        received: &Arc<AtomicU64>,
+        only_stalls: bool,
+    ) -> Watch {
         let (stop, stopped) = mpsc::channel::<()>();
         let (url, received) = (url.to_owned(), received.clone());
         let thread = std::thread::Builder::new()
@@ -1119,6 +1198,10 @@ impl Watch {
                 // means the attempt is over.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     let now = received.load(Ordering::Relaxed);
+                    if only_stalls && now > before {
+                        before = now;
+                        continue;
+                    }
                     log(&progress_message(
                         &url,
                         now,
@@ -1913,6 +1996,61 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), data);
         assert_eq!(server.requests(), 2);
         assert_eq!(blob_files(dir.path()).len(), 1);
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "host tier: needs a loopback network (cargo test --features host-tests)"
+    )]
+    fn a_retried_download_counts_its_bytes_once_in_its_set() {
+        let data = body();
+        let size = data.len() as u64;
+        let server = serve(vec![
+            Reply::Cut {
+                claimed: data.len(),
+                body: data[..1000].to_vec(),
+            },
+            Reply::Ok(data.clone()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let downloads = Downloads::new("package");
+        downloads.expect(1, size);
+        http()
+            .reporting_to(&downloads)
+            .download(&server.url("/a"), &Digest::of_bytes(&data), &cache)
+            .unwrap();
+        assert_eq!(server.requests(), 2);
+        assert_eq!(downloads.bytes(), (size, size));
+
+        // An image of unknown size: the size the server announces counts,
+        // once, and its bytes as they come.
+        let server = serve(vec![Reply::Ok(data.clone())]);
+        let downloads = Downloads::new("file");
+        downloads.expect_unsized();
+        http()
+            .reporting_to(&downloads)
+            .download_unpinned(&server.url("/image"), None, &cache)
+            .unwrap();
+        assert_eq!(downloads.bytes(), (size, size));
+
+        // A local mirror's files count too.
+        let local = dir.path().join("local.deb");
+        std::fs::write(&local, &data).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let other = Cache::open(other.path()).unwrap();
+        let downloads = Downloads::new("package");
+        downloads.expect(1, size);
+        http()
+            .reporting_to(&downloads)
+            .download(
+                &format!("file://{}", local.display()),
+                &Digest::of_bytes(&data),
+                &other,
+            )
+            .unwrap();
+        assert_eq!(downloads.bytes(), (size, size));
     }
 
     #[test]

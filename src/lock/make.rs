@@ -816,6 +816,9 @@ fn load_index(
     };
 
     let plain_url = format!("{dists}/{compressed_path}");
+    if let Some(downloads) = http.downloads() {
+        downloads.expect(1, compressed_digest.size);
+    }
     let blob = match http.download(&url, &compressed_digest, cache) {
         // Partial mirrors (aptly, apt-mirror) often lack `by-hash/`; the
         // file by name is checked against the same hash, so trust is the
@@ -828,6 +831,9 @@ fn load_index(
         }
         other => other?,
     };
+    if let Some(downloads) = http.downloads() {
+        downloads.file_done();
+    }
     let file = std::fs::File::open(&blob).map_err(|e| cache_error(&e))?;
     let mut reader: Box<dyn Read> = match kind {
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new(std::io::BufReader::new(file))),

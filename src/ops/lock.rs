@@ -168,7 +168,10 @@ pub fn lock_planned(
 ) -> Result<lock::Lock, Failure> {
     let manifest_sha256 = lock::sha256_tag(checked.source.text().as_bytes());
     let cache = open_cache(cache_dir)?;
-    let http = crate::ops::fetch::http_client(false)?;
+    // The indexes (or the base image) downloaded while locking, shown as
+    // one set; nothing is shown when they are all in the cache.
+    let downloads = terminal::downloads::Downloads::new("file");
+    let http = crate::ops::fetch::http_client(false)?.reporting_to(&downloads);
     let started = Instant::now();
     let builtin = crate::ops::elements::builtin_elements(cache_dir.map(PathBuf::as_path))?;
     // `imagefile.lock` has the parent "": the current directory.
@@ -187,6 +190,7 @@ pub fn lock_planned(
             host_config_dir: Path::new(make::HOST_APT_DIR),
         })
         .map_err(|error| failure(error, checked))?;
+    downloads.finish();
     let lock = made.lock;
     match lock::read(lock_path) {
         Ok(old) => {

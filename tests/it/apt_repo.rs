@@ -371,6 +371,9 @@ pub enum Fault {
     OtherFile(PathBuf),
     /// Answers 302 to the same path: a redirect loop.
     RedirectLoop,
+    /// Serves the file whole, but spread evenly over this long (a slow
+    /// mirror).
+    Slow(Duration),
 }
 
 impl Fault {
@@ -384,6 +387,7 @@ impl Fault {
             Fault::Status(code, Some(after)) => format!("{code} retry-after {after}"),
             Fault::OtherFile(_) => "other-file".to_string(),
             Fault::RedirectLoop => "302 loop".to_string(),
+            Fault::Slow(over) => format!("slow {over:?}"),
         }
     }
 }
@@ -690,6 +694,23 @@ fn commit_fault(
         Fault::RedirectLoop => {
             let extra = format!("Location: {target}\r\nConnection: close\r\n");
             let _ = writer.write_all(&head("302 Found", 0, &extra));
+        }
+        Fault::Slow(over) => {
+            const SLOW_PIECES: u32 = 20;
+            let Some(body) = file() else {
+                return false;
+            };
+            if writer.write_all(&head("200 OK", body.len(), "")).is_err() {
+                return false;
+            }
+            let piece = body.len().div_ceil(SLOW_PIECES as usize).max(1);
+            for chunk in body.chunks(piece) {
+                std::thread::sleep(*over / SLOW_PIECES);
+                if writer.write_all(chunk).is_err() {
+                    return false;
+                }
+            }
+            return true;
         }
     }
     false

@@ -23,6 +23,7 @@ mod diagnostics;
 mod dib_cli;
 mod dib_elements;
 mod docs;
+mod download_progress;
 mod editor;
 mod element_yaml;
 mod extract;

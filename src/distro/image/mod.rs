@@ -144,10 +144,17 @@ impl Family for ImageBase {
             }
         };
         crate::terminal::progress(&format!("lock: downloading {url}"));
+        // Its size counts once the server announces it.
+        if let Some(downloads) = request.http.downloads() {
+            downloads.expect_unsized();
+        }
         let (path, digest) =
             request
                 .http
                 .download_unpinned(&url, expected.as_deref(), request.cache)?;
+        if let Some(downloads) = request.http.downloads() {
+            downloads.file_done();
+        }
         // Named by its URL, not by where the cache keeps it.
         let format = extract::detect(&path).map_err(|error| match error {
             extract::ExtractError::NotAnImage { looks_like, .. } => {
