@@ -127,7 +127,11 @@ enum CliCommand {
         no_cache: bool,
         /// Make the tree on disk in the output directory, not in memory (a
         /// tmpfs, used when half the available memory holds the tree).
-        #[arg(long, env = "KILN_NO_TMPFS")]
+        #[arg(
+            long,
+            env = "KILN_NO_TMPFS",
+            value_parser = clap::builder::FalseyValueParser::new()
+        )]
         no_tmpfs: bool,
         /// Download the locked `.deb`s from this archive instead of the
         /// lock's mirror: a mirror or proxy of the same distribution

@@ -321,3 +321,22 @@ fn a_partition_too_small_for_the_tree_points_at_its_size() {
     left.sort();
     assert_eq!(left, ["small.build.log"], "only the build log is left");
 }
+
+/// The guide's `KILN_NO_TMPFS=1` (and `0`) is taken as a switch, as
+/// `KILN_QUIET` is, not refused by the argument parser.
+#[test]
+fn kiln_no_tmpfs_takes_one_and_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for value in ["1", "0", "true"] {
+        let output = crate::common::kiln()
+            .current_dir(dir.path())
+            .env("KILN_NO_TMPFS", value)
+            .args(["build", "missing.yaml"])
+            .output()
+            .expect("kiln runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{value}: {stderr}");
+        assert!(!stderr.contains("invalid value"), "{value}: {stderr}");
+        assert!(stderr.contains("missing.yaml"), "{value}: {stderr}");
+    }
+}
