@@ -159,6 +159,18 @@ packages:\n\
 #     - {name: root, size: rest, mountpoint: /, label: cloudimg-rootfs}\n",
         )
     };
+    // `kiln test` boots only what `vm` made bootable.
+    let tests = if bootable {
+        "\n# Checks of your own, which `kiln test` runs in the booted machine after\n\
+# its standard ones (ssh login, systemd, the root filesystem grown, ...):\n\
+# tests:\n\
+#   - unit: nginx.service\n\
+#   - name: the site answers\n\
+#     run: curl -sf http://localhost/\n\
+#     output: Welcome to nginx\n"
+    } else {
+        ""
+    };
     let check = if bootable {
         "Check it with `kiln validate`, build it\n\
 # with `kiln build` (as root) and boot and check it with `kiln test`."
@@ -197,7 +209,8 @@ name: {name}\n\
 \n\
 # The files to write: raw, qcow2, tar, vhd, vhdx, vmdk, squashfs.\n\
 outputs:\n\
-\x20 - qcow2\n"
+\x20 - qcow2\n\
+{tests}"
     )
 }
 
@@ -347,6 +360,21 @@ mod tests {
             );
             assert_eq!(manifest.outputs.len(), 1, "{what}: qcow2 only");
         }
+    }
+
+    #[test]
+    fn the_cloud_starters_tests_example_is_an_imagefile_s_tests() {
+        let text = starter("demo", Distro::Debian, Some("bookworm"), true);
+        let (before, example) = text.split_once("# tests:\n").expect("a tests example");
+        let uncommented: String = example
+            .lines()
+            .map(|line| format!("{}\n", line.strip_prefix("# ").expect("commented")))
+            .collect();
+        let source =
+            manifest::Source::new("imagefile.yaml", format!("{before}tests:\n{uncommented}"));
+        let parsed = manifest::parse(&source).expect("parses with the tests");
+        assert!(manifest::check(&parsed).is_empty());
+        assert_eq!(parsed.tests.len(), 2);
     }
 
     #[test]
