@@ -1,5 +1,6 @@
-//! `kiln elements list` and `kiln elements show NAME`: what elements the
-//! search path holds, and what one of them does.
+//! `kiln elements list` (or `list --json`, for tools) and `kiln elements
+//! show NAME`: what elements the search path holds, and what one of them
+//! does.
 
 use std::io::Write;
 use std::path::PathBuf;
