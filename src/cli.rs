@@ -12,7 +12,7 @@ use crate::commands::boot::BootSettings;
 use crate::commands::build::BuildSettings;
 use crate::commands::cache::CacheSettings;
 use crate::commands::disk_image_create::DiskImageCreateSettings;
-use crate::commands::elements::ElementsSettings;
+use crate::commands::elements::{ElementsCommand, ElementsSettings};
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
 use crate::commands::lock::LockSettings;
@@ -237,6 +237,12 @@ enum CliCommand {
         args: Vec<String>,
     },
     /// Write a commented starter imagefile.
+    ///
+    /// For Debian (the default) the starter is a cloud image that boots and
+    /// passes `kiln test` as written: the elements `vm` and `debian`, a
+    /// qcow2 output. For every other distribution, and with `--minimal`, it
+    /// is a root tree without kernel or bootloader (`elements: []`): kiln's
+    /// `vm` element has been booted on Debian only.
     Init {
         /// Where to write it; a directory gets `imagefile.yaml` inside.
         #[arg(default_value = "imagefile.yaml")]
@@ -247,6 +253,10 @@ enum CliCommand {
         /// The release; defaults to the distro's current stable release.
         #[arg(long)]
         release: Option<String>,
+        /// A root tree without kernel or bootloader (`elements: []`), not
+        /// a bootable cloud image.
+        #[arg(long)]
+        minimal: bool,
     },
 }
 
@@ -343,8 +353,15 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, Subcommand)]
 enum ElementsAction {
-    /// Every element on the search path, with its directory.
-    List,
+    /// Every element on the search path: its name, where it comes from
+    /// (`built-in`, or the search-path directory that holds it) and what
+    /// it does.
+    List {
+        /// Print a JSON array of {name, description, origin, path,
+        /// provides, hides} instead, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// One element: its directory, tree hash, dependencies and hooks.
     Show {
         /// The element's name.
@@ -516,9 +533,9 @@ where
         } => Command::Elements(ElementsSettings {
             elements_path,
             cache_dir,
-            show: match action {
-                ElementsAction::List => None,
-                ElementsAction::Show { name } => Some(name),
+            action: match action {
+                ElementsAction::List { json } => ElementsCommand::List { json },
+                ElementsAction::Show { name } => ElementsCommand::Show(name),
             },
         }),
         CliCommand::Fetch {
@@ -558,10 +575,12 @@ where
             path,
             distro,
             release,
+            minimal,
         } => Command::Init(InitSettings {
             path,
             distro,
             release,
+            minimal,
         }),
     };
     Ok(Settings {

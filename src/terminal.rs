@@ -59,6 +59,15 @@ pub fn debug_log() -> bool {
     std::env::var_os("KILN_LOG").is_some_and(|v| v == "debug")
 }
 
+/// The width of the terminal stdout writes to, in columns; `None` when
+/// stdout is not a terminal (a pipe or a file gets whole lines).
+pub fn stdout_columns() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(width, _)| usize::from(width.0))
+}
+
 /// Prints a one-line status message to stderr (above any progress bar,
 /// which is drawn again below it).
 pub fn status(message: &str) {

@@ -68,10 +68,79 @@ fn names_in(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What `kiln elements list` calls an element that comes with kiln.
+pub const BUILTIN_ORIGIN: &str = "built-in";
+
+/// Below this many columns left for the description, `kiln elements list`
+/// lets the line wrap rather than cut the description to nothing.
+const MIN_DESCRIPTION_COLUMNS: usize = 20;
+
+/// One element as `kiln elements list` shows it; `--json` prints an array
+/// of these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    /// The element's name.
+    pub name: String,
+    /// What it does, in one line ([`description`]); `null` when it says
+    /// nothing about itself.
+    pub description: Option<String>,
+    /// `built-in`, or the search-path directory that holds the element,
+    /// as the path was given.
+    pub origin: String,
+    /// The element's directory.
+    pub path: String,
+    /// What it provides (`element-provides`).
+    pub provides: Vec<String>,
+    /// The directories of elements of the same name later on the search
+    /// path, which this one hides.
+    pub hides: Vec<String>,
+}
+
+/// Every element the search path holds, sorted by name.
+pub fn listed(search: &SearchPath) -> Vec<Listed> {
+    search
+        .list()
+        .into_iter()
+        .map(|element| {
+            let origin = if search.is_builtin(&element.dir) {
+                BUILTIN_ORIGIN.to_string()
+            } else {
+                element
+                    .dir
+                    .parent()
+                    .unwrap_or(&element.dir)
+                    .display()
+                    .to_string()
+            };
+            Listed {
+                name: element.name.to_string(),
+                description: description(&element.dir),
+                origin,
+                path: element.dir.display().to_string(),
+                provides: names_in(&element.dir.join("element-provides")),
+                hides: element
+                    .shadows
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// `kiln elements list --json`: [`listed`] as a JSON array.
+pub fn list_json(search: &SearchPath) -> Result<String, Failure> {
+    let mut text = serde_json::to_string_pretty(&listed(search)).map_err(Failure::internal)?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// `kiln elements list`: every element the search path holds, one a line,
-/// with its directory, what it provides and how many others it hides.
-pub fn list(search: &SearchPath) -> String {
-    let elements = search.list();
+/// in columns: its name, where it comes from and what it does (with what
+/// it provides and how many others it hides). With `columns` (stdout is a
+/// terminal that wide) a description that does not fit is cut with `…`.
+pub fn list(search: &SearchPath, columns: Option<usize>) -> String {
+    let elements = listed(search);
     if elements.is_empty() {
         return format!(
             "no elements on the search path ({})\n",
@@ -83,29 +152,166 @@ pub fn list(search: &SearchPath) -> String {
                 .join(", ")
         );
     }
-    let width = elements
-        .iter()
-        .map(|e| e.name.as_str().len())
-        .max()
-        .unwrap_or(0);
+    let width = |text: &str| text.chars().count();
+    let name_width = elements.iter().map(|e| width(&e.name)).max().unwrap_or(0);
+    let origin_width = elements.iter().map(|e| width(&e.origin)).max().unwrap_or(0);
     let mut out = String::new();
-    for element in elements {
-        let provides = names_in(&element.dir.join("element-provides"));
-        let mut line = format!(
-            "{:<width$}  {}",
-            element.name.as_str(),
-            element.dir.display()
+    for element in &elements {
+        let mut notes = String::new();
+        if !element.provides.is_empty() {
+            notes.push_str(&format!("  (provides {})", element.provides.join(", ")));
+        }
+        if !element.hides.is_empty() {
+            notes.push_str(&format!("  (hides {} other)", element.hides.len()));
+        }
+        let mut description = element.description.clone().unwrap_or_default();
+        let used = name_width + 2 + origin_width + 2 + width(&notes);
+        if let Some(columns) = columns
+            && columns >= used + MIN_DESCRIPTION_COLUMNS
+        {
+            description = cut(&description, columns - used);
+        }
+        let line = format!(
+            "{:<name_width$}  {:<origin_width$}  {description}{notes}",
+            element.name, element.origin
         );
-        if !provides.is_empty() {
-            line.push_str(&format!("  (provides {})", provides.join(", ")));
-        }
-        if !element.shadows.is_empty() {
-            line.push_str(&format!("  (hides {} other)", element.shadows.len()));
-        }
-        out.push_str(&line);
+        out.push_str(line.trim_end());
         out.push('\n');
     }
+    if let Some(builtin) = search.dirs().last()
+        && elements.iter().any(|e| e.origin == BUILTIN_ORIGIN)
+    {
+        out.push_str(&format!(
+            "\n{BUILTIN_ORIGIN}: kiln's own elements, unpacked in {}\n",
+            builtin.display()
+        ));
+    }
     out
+}
+
+/// `text` in at most `columns` characters, ending in `…` when cut.
+fn cut(text: &str, columns: usize) -> String {
+    if text.chars().count() <= columns {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(columns.saturating_sub(1)).collect();
+    format!("{}…", kept.trim_end())
+}
+
+/// What the element in `dir` does, in one line: the first sentence of its
+/// `element.yaml`'s `description`, else of the first paragraph of its
+/// `README.rst` or `README.md` (titles, underlines, comments and badges
+/// skipped). `None` when it has neither.
+pub fn description(dir: &Path) -> Option<String> {
+    // A broken element.yaml is `kiln elements show`'s and the plan's to
+    // report; the list falls back to the README.
+    if let Ok(Some(yaml)) = plan::read_element_yaml(dir)
+        && let Some(text) = yaml.description
+        && let Some(line) = one_line(&text)
+    {
+        return Some(line);
+    }
+    ["README.rst", "README.md"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(dir.join(file)).ok())
+        .find_map(|text| readme_summary(&text))
+}
+
+/// The first sentence of a README's first paragraph of prose.
+fn readme_summary(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut paragraph: Vec<&str> = Vec::new();
+    let mut in_comment = false;
+    let mut in_directive = false;
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index].trim();
+        let next = lines.get(index + 1).map_or("", |l| l.trim());
+        index += 1;
+        if !paragraph.is_empty() {
+            if line.is_empty() {
+                break;
+            }
+            paragraph.push(line);
+            continue;
+        }
+        if in_comment {
+            in_comment = !line.contains("-->");
+            continue;
+        }
+        if in_directive {
+            // An RST directive's or comment's body is indented.
+            if line.is_empty() || lines[index - 1].starts_with([' ', '\t']) {
+                continue;
+            }
+            in_directive = false;
+        }
+        if line.is_empty() || line.starts_with('#') || is_underline(line) {
+            continue;
+        }
+        if line.starts_with("<!--") {
+            in_comment = !line.contains("-->");
+            continue;
+        }
+        if line.starts_with("..") {
+            in_directive = true;
+            continue;
+        }
+        // Badges and images.
+        if line.starts_with("![") || line.starts_with("[![") {
+            continue;
+        }
+        // An RST or Markdown (setext) title: the line above an underline.
+        if is_underline(next) {
+            index += 1;
+            continue;
+        }
+        paragraph.push(line);
+    }
+    one_line(&paragraph.join(" "))
+}
+
+/// Whether `line` underlines (or overlines) a title: one punctuation
+/// character repeated, as RST and Markdown's setext titles write it.
+fn is_underline(line: &str) -> bool {
+    let mut chars = line.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    first.is_ascii_punctuation() && line.len() >= 3 && chars.all(|c| c == first)
+}
+
+/// `text`'s first sentence, on one line, with Markdown's bold and RST's
+/// literal markers made plain; `None` for empty text. A sentence of one
+/// or two words (`**Experimental.**`) takes the next one with it.
+fn one_line(text: &str) -> Option<String> {
+    let plain = text.replace("**", "").replace("``", "`");
+    let words: Vec<&str> = plain.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut sentence: Vec<&str> = Vec::new();
+    for word in words {
+        sentence.push(word);
+        if ends_sentence(word) && sentence.len() > 2 {
+            break;
+        }
+    }
+    Some(sentence.join(" "))
+}
+
+/// Whether `word` ends a sentence: a full stop, question or exclamation
+/// mark (after a closing bracket or quote too), but not an abbreviation.
+fn ends_sentence(word: &str) -> bool {
+    const ABBREVIATIONS: [&str; 6] = ["e.g.", "i.e.", "etc.", "vs.", "cf.", "approx."];
+    let trimmed = word.trim_end_matches([')', '"', '\'', '`', '*', '_']);
+    if ABBREVIATIONS
+        .iter()
+        .any(|a| trimmed.to_ascii_lowercase().trim_start_matches(['(', '`']) == *a)
+    {
+        return false;
+    }
+    trimmed.ends_with(['.', '!', '?']) && !trimmed.ends_with("..")
 }
 
 /// DIB's per-element conventions: a file or directory, the element that
@@ -296,4 +502,147 @@ fn element_yaml_lines(dir: &Path) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An element directory holding `files` (name, text).
+    fn element(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        dir
+    }
+
+    #[test]
+    fn the_description_comes_from_element_yaml_first() {
+        let dir = element(&[
+            (
+                "element.yaml",
+                "description: >-\n  Grows the root filesystem at boot, e.g. on a\n  bigger disk. Reads no variables.\n",
+            ),
+            ("README.md", "# mine\n\nWhat the README says.\n"),
+        ]);
+        assert_eq!(
+            description(dir.path()).as_deref(),
+            Some("Grows the root filesystem at boot, e.g. on a bigger disk.")
+        );
+    }
+
+    #[test]
+    fn an_element_yaml_without_description_leaves_it_to_the_readme() {
+        let dir = element(&[
+            ("element.yaml", "distros: [debian]\n"),
+            ("README.md", "# mine\n\nWhat the README says.\n"),
+        ]);
+        assert_eq!(
+            description(dir.path()).as_deref(),
+            Some("What the README says.")
+        );
+    }
+
+    #[test]
+    fn a_readme_rst_gives_its_first_sentence_after_the_title() {
+        let dir = element(&[(
+            "README.rst",
+            "..\n   a comment\n   over two lines\n\n========\nmy-thing\n========\n\n\
+             Installs ``thing`` and\nstarts it at boot. More text\nfollows.\n\n\
+             Usage\n-----\n\nSet ``DIB_THING``.\n",
+        )]);
+        assert_eq!(
+            description(dir.path()).as_deref(),
+            Some("Installs `thing` and starts it at boot.")
+        );
+    }
+
+    #[test]
+    fn a_readme_md_gives_its_first_sentence_after_the_heading() {
+        let dir = element(&[(
+            "README.md",
+            "<!-- generated -->\n# vm\n\n[![ci](badge.svg)](ci)\n\n\
+             **Experimental.** Makes the image a bootable disk: a kernel\n\
+             and GRUB. kiln's own code.\n\n## Files\n",
+        )]);
+        assert_eq!(
+            description(dir.path()).as_deref(),
+            Some("Experimental. Makes the image a bootable disk: a kernel and GRUB.")
+        );
+    }
+
+    #[test]
+    fn an_element_without_element_yaml_or_readme_has_no_description() {
+        let dir = element(&[("element-deps", "base\n")]);
+        assert_eq!(description(dir.path()), None);
+        let dir = element(&[("README.md", "# only a title\n\n")]);
+        assert_eq!(description(dir.path()), None);
+    }
+
+    #[test]
+    fn the_list_is_columns_and_cuts_descriptions_to_the_terminal() {
+        let builtin = tempfile::tempdir().expect("tempdir");
+        let user = tempfile::tempdir().expect("tempdir");
+        for (dir, name, readme) in [
+            (builtin.path(), "vm", "# vm\n\nMakes a bootable disk.\n"),
+            (
+                builtin.path(),
+                "growroot",
+                "# growroot\n\nGrows the root filesystem to fill its disk at boot.\n",
+            ),
+            (user.path(), "growroot", "# growroot\n\nMy own.\n"),
+            (user.path(), "site", ""),
+        ] {
+            std::fs::create_dir_all(dir.join(name)).expect("mkdir");
+            std::fs::write(dir.join(name).join("README.md"), readme).expect("write");
+        }
+        let search = SearchPath::from_parts(&[user.path().to_path_buf()], None, builtin.path());
+        let listed = listed(&search);
+        let names: Vec<&str> = listed.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["growroot", "site", "vm"]);
+        let user_dir = user.path().display().to_string();
+        assert_eq!(listed[0].origin, user_dir);
+        assert_eq!(listed[0].hides.len(), 1);
+        assert_eq!(listed[1].description, None);
+        assert_eq!(listed[2].origin, BUILTIN_ORIGIN);
+        assert_eq!(
+            listed[2].description.as_deref(),
+            Some("Makes a bootable disk.")
+        );
+
+        let whole = list(&search, None);
+        let width = user_dir.len();
+        assert!(
+            whole.contains(&format!(
+                "growroot  {user_dir}  My own.  (hides 1 other)\n\
+                 site      {user_dir}\n\
+                 vm        {BUILTIN_ORIGIN:<width$}  Makes a bootable disk.\n"
+            )),
+            "{whole}"
+        );
+        assert!(
+            whole.contains("built-in: kiln's own elements, unpacked in "),
+            "{whole}"
+        );
+
+        // On a terminal just wide enough for 20 columns of description,
+        // the longer one is cut; a narrower one lets lines wrap.
+        let columns = "growroot  built-in  ".len() + 20;
+        let search = SearchPath::from_parts(&[], None, builtin.path());
+        let cut_list = list(&search, Some(columns));
+        assert!(
+            cut_list.contains("growroot  built-in  Grows the root file…\n"),
+            "{cut_list}"
+        );
+        assert!(
+            cut_list
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .all(|l| l.chars().count() <= columns),
+            "{cut_list}"
+        );
+        let narrow = list(&search, Some(30));
+        assert!(narrow.contains("Grows the root filesystem to fill its disk at boot."));
+    }
 }

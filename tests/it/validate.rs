@@ -3,6 +3,8 @@
 //! existing files are never overwritten, and exit codes tell user errors
 //! (1) from internal failures (2).
 
+use std::path::Path;
+
 use crate::common::{files_with_extension, kiln, repo_path};
 
 #[test]
@@ -109,6 +111,12 @@ fn init_writes_a_starter_that_validates_and_never_overwrites() {
         text.contains("name: web-server\n"),
         "the name comes from the directory:\n{text}"
     );
+    assert!(
+        text.contains("\nelements:\n")
+            && text.contains("\n  - vm\n")
+            && text.contains("\n  - debian\n"),
+        "the Debian starter is a cloud image that boots:\n{text}"
+    );
     let schema_copy =
         std::fs::read_to_string(project.join(".kiln/imagefile.schema.json")).expect("schema copy");
     let committed =
@@ -163,6 +171,33 @@ fn init_takes_distro_release_and_a_directory() {
     assert!(
         text.contains("  distro: ubuntu\n  release: jammy\n"),
         "{text}"
+    );
+    assert!(
+        text.contains("\nelements: []\n"),
+        "only Debian's starter boots; the others leave the elements to the user:\n{text}"
+    );
+
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["init", "minimal.yaml", "--minimal"])
+        .output()
+        .expect("kiln runs");
+    assert_eq!(output.status.code(), Some(0));
+    let text = std::fs::read_to_string(temp.path().join("minimal.yaml")).expect("written");
+    assert!(
+        text.contains("  distro: debian\n") && text.contains("\nelements: []\n"),
+        "--minimal is a root tree:\n{text}"
+    );
+    let output = kiln()
+        .current_dir(temp.path())
+        .args(["validate", "minimal.yaml"])
+        .output()
+        .expect("kiln runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 
     let output = kiln()
@@ -238,6 +273,104 @@ fn elements_are_listed_and_shown_from_the_search_path() {
         .expect("kiln runs");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `fixture-app`?"));
+}
+
+#[test]
+fn elements_list_says_what_each_element_does_and_where_it_comes_from() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let user = tempfile::tempdir().expect("tempdir");
+    let element = user.path().join("site-web");
+    std::fs::create_dir_all(&element).expect("mkdir");
+    std::fs::write(
+        element.join("README.rst"),
+        "========\nsite-web\n========\n\nServes our site. Reads ``SITE_ROOT``.\n",
+    )
+    .expect("write");
+    let list = |json: bool| {
+        let mut command = kiln();
+        command
+            .env_remove("KILN_ELEMENTS_PATH")
+            .env_remove("ELEMENTS_PATH")
+            .args(["elements", "list", "--elements-path"])
+            .arg(user.path())
+            .arg("--cache-dir")
+            .arg(cache.path());
+        if json {
+            command.arg("--json");
+        }
+        let output = command.output().expect("kiln runs");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+
+    let listed: serde_json::Value = serde_json::from_str(&list(true)).expect("--json is JSON");
+    let listed = listed.as_array().expect("an array");
+    let find = |name: &str| {
+        listed
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {listed:?}"))
+    };
+    for name in ["vm", "debian", "growroot"] {
+        let element = find(name);
+        assert_eq!(element["origin"], "built-in", "{element}");
+        let description = element["description"].as_str().unwrap_or_default();
+        assert!(
+            description.len() > 20 && !description.contains('\n'),
+            "{name} says what it does, in one line: {element}"
+        );
+        let path = element["path"].as_str().expect("path");
+        assert!(
+            Path::new(path).join("README.md").is_file(),
+            "{name}'s path is its directory: {element}"
+        );
+    }
+    assert!(
+        find("growroot")["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Grows the root filesystem")),
+        "from growroot's README: {}",
+        find("growroot")
+    );
+    let user_dir = user.path().display().to_string();
+    let mine = find("site-web");
+    assert_eq!(mine["origin"], user_dir.as_str(), "{mine}");
+    assert_eq!(mine["description"], "Serves our site.", "{mine}");
+    assert_eq!(mine["path"], element.display().to_string().as_str());
+    assert_eq!(mine["provides"], serde_json::json!([]));
+    assert_eq!(mine["hides"], serde_json::json!([]));
+
+    let text = list(false);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no `{name}` line in:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("site-web").contains(&format!("{user_dir}  Serves our site.")),
+        "{text}"
+    );
+    let vm = line("vm");
+    let origin_column = line("site-web").find(&user_dir).expect("origin");
+    assert_eq!(
+        vm.find("built-in"),
+        Some(origin_column),
+        "origins line up:\n{text}"
+    );
+    assert!(
+        vm.contains("Makes the image a bootable virtual machine disk"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nbuilt-in: kiln's own elements, unpacked in "),
+        "{text}"
+    );
 }
 
 #[test]
