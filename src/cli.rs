@@ -6,16 +6,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::commands::boot::BootSettings;
 use crate::commands::build::BuildSettings;
 use crate::commands::cache::CacheSettings;
+use crate::commands::completions::{CompletionsSettings, Shell};
 use crate::commands::disk_image_create::DiskImageCreateSettings;
 use crate::commands::elements::{ElementsCommand, ElementsSettings};
 use crate::commands::fetch::FetchSettings;
 use crate::commands::init::InitSettings;
 use crate::commands::lock::LockSettings;
+use crate::commands::man::ManSettings;
 use crate::commands::sbom::SbomSettings;
 use crate::commands::test::TestSettings;
 use crate::commands::validate::ValidateSettings;
@@ -258,6 +260,26 @@ enum CliCommand {
         #[arg(long)]
         minimal: bool,
     },
+    /// Print the shell completion script for kiln's commands and options:
+    /// `source <(kiln completions bash)` turns completion on in this
+    /// shell (the user guide's installation chapter says how to keep it).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: CliShell,
+    },
+    /// Print kiln's manual page in roff (`kiln man | man -l -`), or a
+    /// command's (`kiln man build`).
+    Man {
+        /// The command whose page to print, such as `build` or `cache
+        /// prune` (default: kiln's own page, which lists every command).
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+        /// Write every page (`kiln.1`, `kiln-build.1`, …) into DIR instead
+        /// of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// The options of `kiln boot` and `kiln test` that set up the machine.
@@ -321,6 +343,14 @@ impl From<CliMachine> for MachineOptions {
 enum CliSbomFormat {
     Spdx,
     Cyclonedx,
+}
+
+/// `kiln completions` values; mirrors [`Shell`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// `--accel` values; mirrors [`Accel`].
@@ -427,6 +457,16 @@ pub enum Command {
     Boot(BootSettings),
     /// `kiln test`.
     Test(TestSettings),
+    /// `kiln completions`.
+    Completions(CompletionsSettings),
+    /// `kiln man`.
+    Man(ManSettings),
+}
+
+/// kiln's command line as clap defines it: what `kiln completions` and
+/// `kiln man` are made from, so they list exactly what `--help` does.
+pub fn definition() -> clap::Command {
+    Cli::command()
 }
 
 /// Parses the process's arguments. On `--help` and `--version` prints and
@@ -582,6 +622,14 @@ where
             release,
             minimal,
         }),
+        CliCommand::Completions { shell } => Command::Completions(CompletionsSettings {
+            shell: match shell {
+                CliShell::Bash => Shell::Bash,
+                CliShell::Zsh => Shell::Zsh,
+                CliShell::Fish => Shell::Fish,
+            },
+        }),
+        CliCommand::Man { command, output } => Command::Man(ManSettings { command, output }),
     };
     Ok(Settings {
         command,

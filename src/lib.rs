@@ -53,6 +53,8 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         Command::Init(init) => commands::init::run(&init),
         Command::Boot(settings) => commands::boot::run(&settings),
         Command::Test(settings) => commands::test::run(&settings),
+        Command::Completions(settings) => commands::completions::run(&settings),
+        Command::Man(settings) => commands::man::run(&settings),
         // DIB's command line: an imagefile for the call, `kiln build`'s own
         // command on it, then the files placed where DIB puts them.
         Command::DiskImageCreate(settings) => {

@@ -6,11 +6,13 @@
 pub mod boot;
 pub mod build;
 pub mod cache;
+pub mod completions;
 pub mod disk_image_create;
 pub mod elements;
 pub mod fetch;
 pub mod init;
 pub mod lock;
+pub mod man;
 pub mod sbom;
 pub mod schema;
 pub mod test;

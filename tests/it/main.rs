@@ -38,6 +38,7 @@ mod ramdisk_boot;
 mod reproducible;
 mod sbom;
 mod schema;
+mod shell;
 mod snapshot;
 mod validate;
 mod zuul_roles;
