@@ -145,6 +145,11 @@ fn render(command: &clap::Command, root: bool) -> String {
         .collect();
     let extra = if root {
         kiln_sections()
+    } else if command.get_name() == "disk-image-create" {
+        let mut roff = dib_section();
+        roff.control("SH", ["SEE ALSO"])
+            .text([bold("kiln"), roman("(1)")]);
+        roff
     } else {
         see_also_kiln()
     };
@@ -182,6 +187,27 @@ fn see_also_kiln() -> Roff {
         bold("kiln"),
         roman("(1))."),
     ]);
+    roff
+}
+
+/// `kiln disk-image-create` takes DIB's options, which clap does not
+/// parse: its page quotes the text `disk-image-create --help` prints.
+fn dib_section() -> Roff {
+    let mut roff = Roff::new();
+    roff.control("SH", ["DISKIMAGE-BUILDER'S COMMAND LINE"]);
+    roff.text([roman(
+        "The same as kiln started under the name disk-image-create (a link to kiln); \
+         disk-image-create --help prints:",
+    )]);
+    roff.control("PP", []).control("nf", []);
+    for line in crate::cli::dib::help_text().lines() {
+        if line.is_empty() {
+            roff.control("sp", []);
+        } else {
+            roff.text([roman(line)]);
+        }
+    }
+    roff.control("fi", []);
     roff
 }
 
@@ -308,6 +334,11 @@ mod tests {
         }
         let man = super::page(&["man".into()]).expect("man's page");
         assert!(man.is_ascii() && man.contains("\\[u2026]"), "{man}");
+        let dib = super::page(&["disk-image-create".into()]).expect("disk-image-create");
+        assert!(
+            dib.contains("\\-\\-checksum") && dib.contains("DIB_RELEASE"),
+            "{dib}"
+        );
         let prune = super::page(&["cache".into(), "prune".into()]).expect("cache prune");
         assert!(prune.contains("\\-\\-keep"), "{prune}");
     }
