@@ -267,6 +267,11 @@ fn kiln_sections() -> Roff {
     );
     item(
         &mut roff,
+        "KILN_QUIET",
+        "Unless empty, 0, false, no or off: no progress is shown (the --quiet option).",
+    );
+    item(
+        &mut roff,
         "NO_COLOR",
         "When set and not empty, diagnostics are printed without colour.",
     );
