@@ -234,11 +234,22 @@ wait "$pid""#;
 /// The child, in its own user and mount namespace: waits for its id map,
 /// mounts binfmt_misc (an instance of this namespace's own), registers the
 /// emulator (`$1`) and execs the command.
+///
+/// The parent-death signal `setpriv` gave it does not last: the first exec
+/// after its id map is written makes it root of the namespace, gaining
+/// capabilities, and the kernel clears the signal on such an exec. So it is
+/// given again, by `setpriv` inside the namespace, and the command starts
+/// only if the parent is still the one that started it (had it died first,
+/// the signal would never come): without this, a SIGKILL of kiln left the
+/// emulated command running on until it ended by itself.
 const CHILD_SCRIPT: &str = r#"until [ -n "$(cat /proc/self/uid_map)" ]; do sleep 0.002; done
 mount -t binfmt_misc kiln-binfmt /proc/sys/fs/binfmt_misc || exit 125
 printf '%s' "$1" > /proc/sys/fs/binfmt_misc/register || exit 125
 shift
-exec "$@""#;
+exec setpriv --pdeathsig KILL -- /bin/bash -c 'read -r _ _ _ ppid _ < /proc/self/stat
+[ "$ppid" = "$1" ] || exit 125
+shift
+exec "$@"' kiln-emulated "$PPID" "$@""#;
 
 #[cfg(test)]
 mod tests {

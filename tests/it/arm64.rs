@@ -27,17 +27,35 @@ base:
 outputs: [tar]
 ";
 
-/// The handlers of the host's binfmt_misc (nothing when it is not
-/// mounted), sorted.
+/// The entries of the host's binfmt_misc: the initial user namespace's
+/// instance, mounted for the look in a mount namespace of its own (so
+/// the host's mounts stay as they are, whether or not it has it mounted),
+/// sorted.
 fn binfmt_misc() -> Vec<String> {
-    let mut entries: Vec<String> = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
-        .map(|dir| {
-            dir.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    #[allow(clippy::disallowed_methods)]
+    let output = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mountpoint -q /proc/sys/fs/binfmt_misc || \
+             mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && \
+             ls /proc/sys/fs/binfmt_misc",
+        ])
+        .output()
+        .expect("unshare runs");
+    assert!(output.status.success(), "{output:?}");
+    let mut entries: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     entries.sort();
+    assert!(
+        entries.contains(&"register".to_string()),
+        "binfmt_misc is read: {entries:?}"
+    );
     entries
 }
 
@@ -99,6 +117,60 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
     assert_eq!(binfmt_misc(), before);
     assert_eq!(mounts_under(dir.path()), Vec::<String>::new());
     assert_eq!(processes_rooted_in(dir.path()), Vec::<String>::new());
+}
+
+/// The command lines of the processes rooted inside `path` that run
+/// through QEMU's user-mode emulator.
+fn emulated_under(path: &Path) -> Vec<String> {
+    processes_rooted_in(path)
+        .into_iter()
+        .filter_map(|process| {
+            let pid = process.split(' ').next()?.to_string();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains("qemu-aarch64").then_some(cmdline)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_arm64_build_leaves_binfmt_misc_mounts_and_processes_as_they_were() {
+    let before = binfmt_misc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("imagefile.yaml"), IMAGEFILE).expect("write");
+    let out = dir.path().join("out");
+    #[allow(clippy::disallowed_methods)]
+    let mut build = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .args(["build", "imagefile.yaml", "-o", "out", "--cache-dir"])
+        .arg(shared_cache())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kiln starts");
+    // Killed while an emulated program of the tree runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let running = loop {
+        let running = emulated_under(&out);
+        if !running.is_empty() {
+            break running;
+        }
+        assert!(
+            build.try_wait().expect("wait").is_none(),
+            "the build ended before running an emulated program"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no emulated program in 600 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    build.kill().expect("SIGKILL");
+    build.wait().expect("wait");
+    eprintln!("killed while running {running:?}");
+    crate::common::assert_clean_after_kill(&out, &out, dir.path(), "arm-min");
+    assert_eq!(emulated_under(&out), Vec::<String>::new());
+    assert_eq!(binfmt_misc(), before, "the host's binfmt_misc changed");
 }
 
 /// The example cloud image, as committed, for arm64.
