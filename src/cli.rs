@@ -22,7 +22,7 @@ use crate::commands::sbom::SbomSettings;
 use crate::commands::test::TestSettings;
 use crate::commands::validate::ValidateSettings;
 use crate::machine::Accel;
-use crate::manifest::{Distro, SbomFormat, Size};
+use crate::manifest::{Arch, Distro, SbomFormat, Size};
 use crate::ops::machine::MachineOptions;
 
 pub mod dib;
@@ -298,6 +298,11 @@ struct CliMachine {
     /// Boot with UEFI firmware (OVMF) instead of BIOS.
     #[arg(long)]
     uefi: bool,
+    /// The architecture of an image file given without its imagefile:
+    /// `amd64` (the default) or `arm64` (Arm's `virt` board, by UEFI). An
+    /// imagefile's own `arch` is used otherwise.
+    #[arg(long, value_enum)]
+    arch: Option<CliArch>,
     /// How QEMU runs the guest: `tcg` (emulation, works everywhere) or
     /// `kvm` (fast, where /dev/kvm works).
     #[arg(long, value_enum, default_value_t = CliAccel::Tcg)]
@@ -326,6 +331,10 @@ impl From<CliMachine> for MachineOptions {
             path: machine.path,
             output: machine.output,
             uefi: machine.uefi,
+            arch: machine.arch.map(|arch| match arch {
+                CliArch::Amd64 => Arch::Amd64,
+                CliArch::Arm64 => Arch::Arm64,
+            }),
             ramdisk: machine.ramdisk,
             accel: match machine.accel {
                 CliAccel::Tcg => Accel::Tcg,
@@ -351,6 +360,13 @@ enum CliShell {
     Bash,
     Zsh,
     Fish,
+}
+
+/// `--arch` values; mirrors [`Arch`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliArch {
+    Amd64,
+    Arm64,
 }
 
 /// `--accel` values; mirrors [`Accel`].

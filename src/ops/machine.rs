@@ -33,6 +33,9 @@ pub struct MachineOptions {
     pub output: PathBuf,
     /// Boot with UEFI firmware instead of BIOS.
     pub uefi: bool,
+    /// The architecture of an image given without its imagefile (`None`:
+    /// the imagefile's, else amd64).
+    pub arch: Option<manifest::Arch>,
     /// How QEMU runs the guest.
     pub accel: Accel,
     /// Boot the imagefile's ramdisk even when it has a disk image too.
@@ -268,7 +271,22 @@ pub fn machine_spec(
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let platform = target.platform();
+    let platform = match (options.arch, &target.manifest) {
+        (None, _) => target.platform(),
+        (Some(arch), None) => Platform::for_arch(arch),
+        (Some(arch), Some(checked)) => {
+            let written = checked.manifest.base.value.arch.value;
+            if arch != written {
+                return Err(Failure::user(miette::miette!(
+                    help = "leave out --arch: it is for image files given without their imagefile",
+                    "--arch {} differs from the imagefile's `arch: {}`",
+                    arch.as_str(),
+                    written.as_str()
+                )));
+            }
+            Platform::for_arch(arch)
+        }
+    };
     Ok(MachineSpec {
         platform,
         memory_mib: boot.memory_mib(),
@@ -341,6 +359,7 @@ mod tests {
             path,
             output,
             uefi: false,
+            arch: None,
             accel: Accel::Tcg,
             ramdisk,
             disk_size: None,
@@ -559,5 +578,44 @@ mod tests {
             "--disk-size 4GiB does not apply to a ramdisk, which runs from RAM"
         );
         assert!(help.starts_with("leave out --disk-size"), "{help}");
+    }
+
+    #[test]
+    fn arch_comes_from_the_imagefile_or_from_arch_for_an_image_file() {
+        let dir = project(RAMDISK_ONLY, &["ipa.kernel", "ipa.initramfs"]);
+        let out = dir.path().join("out");
+        // The imagefile's (amd64 by default): a PC, BIOS unless --uefi.
+        let mut from_imagefile = imagefile(&dir, false);
+        let target = find_target(&from_imagefile).expect("found");
+        let spec = machine_spec(&from_imagefile, &target, Serial::Console).expect("spec");
+        assert_eq!(
+            (spec.platform, spec.firmware),
+            (Platform::X86_64, Firmware::Bios)
+        );
+        // --arch that contradicts the imagefile is refused.
+        from_imagefile.arch = Some(manifest::Arch::Arm64);
+        let refused = machine_spec(&from_imagefile, &target, Serial::Console).map(|_| target);
+        let (message, help) = diagnostic(refused);
+        assert_eq!(
+            message,
+            "--arch arm64 differs from the imagefile's `arch: amd64`"
+        );
+        assert!(help.starts_with("leave out --arch"), "{help}");
+        // An image file: amd64 unless --arch says otherwise; arm64 is
+        // the virt board, by UEFI whatever --uefi says.
+        let mut given = options(out.join("ipa.initramfs"), out.clone(), false);
+        let target = find_target(&given).expect("found");
+        let spec = machine_spec(&given, &target, Serial::Console).expect("spec");
+        assert_eq!(spec.platform, Platform::X86_64);
+        given.arch = Some(manifest::Arch::Arm64);
+        let spec = machine_spec(&given, &target, Serial::Console).expect("spec");
+        assert_eq!(
+            (spec.platform, spec.firmware),
+            (Platform::Aarch64, Firmware::Uefi)
+        );
+        let Boot::Ramdisk(ramdisk) = &spec.boot else {
+            panic!("a ramdisk, not {:?}", spec.boot);
+        };
+        assert_eq!(ramdisk.kernel_cmdline(spec.platform), "console=ttyAMA0");
     }
 }
