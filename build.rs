@@ -3,6 +3,12 @@
 //! `$OUT_DIR/builtin_elements.rs` with every directory and file (path,
 //! mode, contents via `include_bytes!`), which `src/plan/builtin.rs`
 //! unpacks on first use.
+//!
+//! And compiles the binfmt_misc handler for emulated builds
+//! (`src/chroot/binfmt_dispatch.c`) into a static program,
+//! `$OUT_DIR/kiln-binfmt-dispatch`, which `src/chroot/emulation.rs`
+//! embeds: it runs inside the image's chroot, where none of the host's
+//! libraries are, so it cannot be kiln itself.
 
 // A build script reports a broken checkout by failing the build, which is
 // what a panic with a message does.
@@ -41,6 +47,31 @@ fn main() {
     out.push_str("];\n");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     std::fs::write(out_dir.join("builtin_elements.rs"), out).expect("write builtin_elements.rs");
+    compile_dispatch(&manifest_dir, &out_dir);
+}
+
+/// Compiles the binfmt_misc handler with the C compiler cargo links with
+/// (`$CC`, else `cc`), statically against the C library (Debian's
+/// `libc6-dev` has the static one).
+// The build script runs the compiler itself: there is no host seam here.
+#[allow(clippy::disallowed_methods)]
+fn compile_dispatch(manifest_dir: &Path, out_dir: &Path) {
+    let source = manifest_dir.join("src/chroot/binfmt_dispatch.c");
+    println!("cargo:rerun-if-changed={}", source.display());
+    println!("cargo:rerun-if-env-changed=CC");
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let output = out_dir.join("kiln-binfmt-dispatch");
+    let status = std::process::Command::new(&compiler)
+        .args(["-static", "-Os", "-s", "-Wall", "-Wextra", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run the C compiler `{compiler}`: {error}"));
+    assert!(
+        status.success(),
+        "`{compiler} -static` failed on {} ({status}): kiln needs a C compiler and a static C library (Debian: gcc, libc6-dev)",
+        source.display()
+    );
 }
 
 /// Collects (relative path, permission bits, is directory), refusing

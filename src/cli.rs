@@ -135,6 +135,17 @@ enum CliCommand {
             value_parser = clap::builder::FalseyValueParser::new()
         )]
         no_tmpfs: bool,
+        /// For an image of another architecture (arm64): run every one of
+        /// its programs under QEMU, none as a native twin (the host's build
+        /// of the same package version, which the lock pins). Slower; for
+        /// when a twin is suspected of doing something the image's own
+        /// program would not.
+        #[arg(
+            long,
+            env = "KILN_EMULATE_ALL",
+            value_parser = clap::builder::FalseyValueParser::new()
+        )]
+        emulate_all: bool,
         /// Download the locked `.deb`s from this archive instead of the
         /// lock's mirror: a mirror or proxy of the same distribution
         /// (http, https or file URL). Every file is still checked against
@@ -556,6 +567,7 @@ where
             compress,
             no_cache,
             no_tmpfs,
+            emulate_all,
             mirror,
             cache_dir,
             elements_path,
@@ -568,6 +580,7 @@ where
             compress,
             no_cache,
             no_tmpfs,
+            emulate_all,
             path,
             output,
             cache_dir,

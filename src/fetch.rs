@@ -98,8 +98,12 @@ pub fn fetch(
     cache: &Cache,
     http: &Http,
 ) -> Result<Fetched, FetchError> {
-    let mut digests = Vec::with_capacity(lock.packages.len());
-    for package in &lock.packages {
+    // The native twins are fetched with the packages: an emulated build
+    // runs them, and `--offline` must find them.
+    let packages: Vec<&crate::lock::LockedPackage> =
+        lock.packages.iter().chain(&lock.native_twins).collect();
+    let mut digests = Vec::with_capacity(packages.len());
+    for package in &packages {
         let digest =
             Digest::new(&package.sha256, package.size).map_err(|e| FetchError::BadLock {
                 package: package.name.clone(),
@@ -143,7 +147,7 @@ pub fn fetch(
     let outcome = Mutex::new((Fetched::default(), Vec::<String>::new(), None::<FetchError>));
     let work = || loop {
         let index = next.fetch_add(1, Ordering::Relaxed);
-        let (Some(package), Some(digest)) = (lock.packages.get(index), digests.get(index)) else {
+        let (Some(package), Some(digest)) = (packages.get(index), digests.get(index)) else {
             return;
         };
         if outcome.lock().map(|o| o.2.is_some()).unwrap_or(true) {

@@ -241,6 +241,7 @@ mod tests {
             repositories: Vec::new(),
             source_date_epoch: 1_746_835_200,
             packages: vec![package("zlib1g"), package("base-files")],
+            native_twins: Vec::new(),
             elements: Vec::new(),
         }
     }

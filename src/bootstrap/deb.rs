@@ -105,25 +105,34 @@ pub struct UnpackReport {
 
 /// The text of the package's `control` file.
 pub fn read_control(deb: &Path) -> Result<String, DebError> {
+    read_control_file(deb, "control")?
+        .ok_or_else(|| format_error(deb, "control.tar has no `control` file"))
+}
+
+/// The text of the file `name` of the package's `control.tar` (`control`,
+/// `md5sums`, a maintainer script), if it has one.
+pub fn read_control_file(deb: &Path, name: &str) -> Result<Option<String>, DebError> {
+    let wanted = name.as_bytes();
     let mut package = Package::open(deb)?;
-    let (index, name) = package.control.clone();
+    let (index, member_name) = package.control.clone();
     let member = package
         .archive
         .jump_to_entry(index)
         .map_err(|e| read_error(deb, e))?;
-    let mut tar = tar::Archive::new(decompress(deb, &name, member)?);
+    let mut tar = tar::Archive::new(decompress(deb, &member_name, member)?);
     let entries = tar.entries().map_err(|e| read_error(deb, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(deb, e))?;
-        if matches!(&*entry.path_bytes(), b"./control" | b"control") {
+        let path = entry.path_bytes();
+        if path.strip_prefix(b"./").unwrap_or(&path) == wanted {
             let mut text = String::new();
             entry
                 .read_to_string(&mut text)
                 .map_err(|e| read_error(deb, e))?;
-            return Ok(text);
+            return Ok(Some(text));
         }
     }
-    Err(format_error(deb, "control.tar has no `control` file"))
+    Ok(None)
 }
 
 /// Unpacks the package's `data.tar` into `root`, which must exist.

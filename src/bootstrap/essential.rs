@@ -174,6 +174,7 @@ pub(crate) mod tests {
                     filename: format!("pool/main/{name}_1_amd64.deb"),
                 })
                 .collect(),
+            native_twins: Vec::new(),
             elements: Vec::new(),
         }
     }

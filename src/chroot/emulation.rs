@@ -7,18 +7,28 @@
 //! namespace (or its nearest ancestor that has one). So each emulated
 //! command runs in a user namespace of its own, with every uid and gid
 //! mapped to itself (root stays root, files keep their owners), and a mount
-//! namespace in which it mounts binfmt_misc and registers QEMU for the
-//! target's ELF header, with the `F` flag: the kernel opens the
-//! interpreter at registration, so it need not exist inside the tree. The
-//! handler exists only in that namespace and goes away with it, also when
-//! kiln is killed with SIGKILL; the host's `/proc/sys/fs/binfmt_misc` is
-//! never mounted or written.
+//! namespace in which it mounts binfmt_misc and registers kiln's handler
+//! for the target's ELF header, with the flags `F` (the kernel opens the
+//! handler at registration, so it need not exist inside the tree) and `P`
+//! (the program's own `argv[0]` is passed on). The handler exists only in
+//! that namespace and goes away with it, also when kiln is killed with
+//! SIGKILL; the host's `/proc/sys/fs/binfmt_misc` is never mounted or
+//! written.
+//!
+//! The handler is a small static program (`binfmt_dispatch.c`, compiled by
+//! `build.rs` and embedded) that runs the program's native twin when the
+//! build has one ([`super::twins`]) and QEMU otherwise. It finds both in
+//! the emulation directory beside the tree ([`emulation_dir`]: the
+//! handler, a copy of QEMU, the twins and their table), which the command
+//! bind-mounts at [`DIR_IN_CHROOT`], in the tree's private `/dev` (a tmpfs
+//! of the build's, or one of the command's own): nothing is written into
+//! the tree.
 //!
 //! The command line put in front of the command's own (after the spawn
 //! guard, before `unshare --pid`):
 //!
 //! ```text
-//! bash -c <parent> kiln-emulation <child> <registration> -- <argv>
+//! bash -c <parent> kiln-emulation <child> <registration> <dir> <tree> <argv>
 //! ```
 //!
 //! The parent starts `setpriv --pdeathsig KILL -- unshare --user --mount --
@@ -26,11 +36,24 @@
 //! writes its identity uid and gid maps (only a process outside the
 //! namespace with CAP_SETUID may map more than its own id; util-linux
 //! 2.38's `--map-users` would need `newuidmap`). The child waits for its
-//! map, mounts binfmt_misc, registers the handler and execs `argv`. The
-//! parent relays its exit status.
+//! map, mounts binfmt_misc, registers the handler, mounts the emulation
+//! directory in the tree's `/dev` and execs `argv`. The parent relays its
+//! exit status.
 
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+
+use super::ChrootError;
+
+/// Where the emulation directory appears inside the chroot; the handler
+/// (`binfmt_dispatch.c`) has it compiled in.
+pub const DIR_IN_CHROOT: &str = "/dev/.kiln-emulation";
+
+/// The binfmt_misc handler, compiled by `build.rs`.
+const DISPATCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kiln-binfmt-dispatch"));
 
 /// QEMU's user-mode emulator for a target architecture, as Debian's
 /// `qemu-user-static` installs it, with the ELF header it handles.
@@ -163,9 +186,10 @@ impl Emulation {
         Ok(Some(emulation))
     }
 
-    /// The line written to binfmt_misc's `register`: magic and mask
-    /// escaped as `\xHH`, which the kernel decodes, and the `F` flag.
-    fn registration(&self) -> String {
+    /// The line written to binfmt_misc's `register` for `handler`: magic
+    /// and mask escaped as `\xHH`, which the kernel decodes, and the flags
+    /// `F` and `P`.
+    fn registration(&self, handler: &Path) -> String {
         let escaped = |bytes: &[u8]| {
             bytes
                 .iter()
@@ -173,26 +197,38 @@ impl Emulation {
                 .collect::<String>()
         };
         format!(
-            ":kiln-{}:M::{}:{}:{}:F",
+            ":kiln-{}:M::{}:{}:{}:FP",
             self.arch,
             escaped(self.magic),
             escaped(self.mask),
-            self.interpreter.display()
+            handler.display()
         )
     }
 
-    /// The words to put in front of a command so that it runs in a user
-    /// and mount namespace of its own whose binfmt_misc runs the target's
-    /// binaries (see the module documentation).
-    pub fn prefix(&self) -> Vec<OsString> {
-        vec![
+    /// The words to put in front of a command chrooted into `root` so that
+    /// it runs in a user and mount namespace of its own whose binfmt_misc
+    /// runs the target's binaries (see the module documentation), with the
+    /// emulation directory made ready: the handler, QEMU, and the table of
+    /// native twins for the tree as it is now. Returns the words and how
+    /// many of the tree's programs have a twin.
+    pub fn prefix(&self, root: &Path) -> Result<(Vec<OsString>, usize), ChrootError> {
+        let dir = emulation_dir(root);
+        fs::create_dir_all(&dir)?;
+        let handler = dir.join("dispatch");
+        copy_if_differs(DISPATCH, None, &handler)?;
+        copy_if_differs(&[], Some(&self.interpreter), &dir.join("qemu"))?;
+        let twins = super::twins::write_table(root, &dir)?;
+        let words = vec![
             "/bin/bash".into(),
             "-c".into(),
             PARENT_SCRIPT.into(),
             "kiln-emulation".into(),
             CHILD_SCRIPT.into(),
-            self.registration().into(),
-        ]
+            self.registration(&handler).into(),
+            dir.into_os_string(),
+            root.as_os_str().to_owned(),
+        ];
+        Ok((words, twins))
     }
 
     /// The emulation the tree at `root` needs on this host, judged by its
@@ -204,6 +240,37 @@ impl Emulation {
             None => Ok(None),
         }
     }
+}
+
+/// The directory beside the tree `root` that holds what its emulated
+/// commands need: `.kiln-emulation-<name>` next to it. The build's work
+/// directory holds both, and goes with them.
+pub fn emulation_dir(root: &Path) -> PathBuf {
+    let name = root
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.parent()
+        .unwrap_or(root)
+        .join(format!(".kiln-emulation-{name}"))
+}
+
+/// Makes `target` an executable copy of `bytes` (or of the file `source`),
+/// unless it already is one: the kernel holds the handler open while a
+/// command runs, so it is never rewritten needlessly.
+fn copy_if_differs(bytes: &[u8], source: Option<&Path>, target: &Path) -> Result<(), ChrootError> {
+    let wanted = match source {
+        Some(source) => fs::read(source)?,
+        None => bytes.to_vec(),
+    };
+    if std::fs::read(target).is_ok_and(|have| have == wanted) {
+        return Ok(());
+    }
+    let partial = target.with_extension("partial");
+    fs::write(&partial, &wanted)?;
+    fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    fs::rename(&partial, target)?;
+    Ok(())
 }
 
 /// The Debian architecture of the ELF file at `path`, from its class, byte
@@ -233,7 +300,9 @@ wait "$pid""#;
 
 /// The child, in its own user and mount namespace: waits for its id map,
 /// mounts binfmt_misc (an instance of this namespace's own), registers the
-/// emulator (`$1`) and execs the command.
+/// handler (`$1`), bind-mounts the emulation directory (`$2`) at
+/// [`DIR_IN_CHROOT`] in the tree (`$3`), in a tmpfs of its own when the
+/// tree's `/dev` is not one already, and execs the command.
 ///
 /// The parent-death signal `setpriv` gave it does not last: the first exec
 /// after its id map is written makes it root of the namespace, gaining
@@ -245,7 +314,11 @@ wait "$pid""#;
 const CHILD_SCRIPT: &str = r#"until [ -n "$(cat /proc/self/uid_map)" ]; do sleep 0.002; done
 mount -t binfmt_misc kiln-binfmt /proc/sys/fs/binfmt_misc || exit 125
 printf '%s' "$1" > /proc/sys/fs/binfmt_misc/register || exit 125
-shift
+dev=$3/dev
+[ -d "$dev" ] && [ ! -L "$dev" ] || { echo "kiln: $dev is not a directory" >&2; exit 125; }
+mountpoint -q "$dev" || mount -t tmpfs -o mode=0755,size=64k kiln-dev "$dev" || exit 125
+mkdir -p "$dev/.kiln-emulation" && mount --bind "$2" "$dev/.kiln-emulation" || exit 125
+shift 3
 exec setpriv --pdeathsig KILL -- /bin/bash -c 'read -r _ _ _ ppid _ < /proc/self/stat
 [ "$ppid" = "$1" ] || exit 125
 shift
@@ -300,12 +373,12 @@ mod tests {
             magic: AARCH64_MAGIC,
             mask: AARCH64_MASK,
         };
-        let line = emulation.registration();
+        let line = emulation.registration(Path::new("/usr/bin/qemu-aarch64-static"));
         assert!(
             line.starts_with(":kiln-arm64:M::\\x7f\\x45\\x4c\\x46\\x02"),
             "{line}"
         );
-        assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:F"), "{line}");
+        assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:FP"), "{line}");
         assert_eq!(line.matches("\\x").count(), 40, "{line}");
     }
 
@@ -356,7 +429,11 @@ mod tests {
             .expect("qemu-user-static is installed (scripts/install-test-deps)")
             .expect("arm64 is foreign here");
         let dir = tempfile::tempdir().expect("tempdir");
-        let program = dir.path().join("exit-42");
+        // A tree holding only the program and an empty /dev, which the
+        // command mounts a tmpfs of its own on for the emulation directory.
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("dev")).expect("mkdir");
+        let program = tree.join("exit-42");
         std::fs::write(&program, exit_42_aarch64()).expect("write");
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let host_binfmt = || {
@@ -379,8 +456,11 @@ mod tests {
             "the host runs aarch64 natively: {native:?}"
         );
 
-        let mut argv = emulation.prefix();
-        argv.push(program.clone().into_os_string());
+        let (mut argv, twins) = emulation.prefix(&tree).expect("the emulation directory");
+        assert_eq!(twins, 0, "no twins were unpacked");
+        let mut root = std::ffi::OsString::from("--root=");
+        root.push(&tree);
+        argv.extend(["unshare".into(), root, "/exit-42".into()]);
         let status = std::process::Command::new(&argv[0])
             .args(&argv[1..])
             .status()
@@ -393,6 +473,12 @@ mod tests {
         assert_eq!(elf_arch(&program), Some("arm64"));
         assert_eq!(elf_arch(Path::new("/usr/bin/env")), Some(host_arch()));
         assert_eq!(host_binfmt(), before, "the host's binfmt_misc is as it was");
+        assert_eq!(
+            std::fs::read_dir(tree.join("dev")).expect("read").count(),
+            0,
+            "the tree's /dev is as it was"
+        );
+        assert!(emulation_dir(&tree).join("dispatch").is_file());
         let after = std::process::Command::new(&program).status();
         assert!(after.is_err(), "the host still cannot run it: {after:?}");
     }

@@ -21,6 +21,7 @@ pub mod mounts;
 pub mod namespace;
 pub mod run;
 pub mod setup;
+pub mod twins;
 
 #[cfg(test)]
 mod tests;

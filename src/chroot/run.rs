@@ -151,15 +151,11 @@ pub fn run_in_chroot(
     namespace_args.push("--".into());
     // A tree of another architecture (arm64 on amd64): its binaries run
     // through QEMU, registered only in the command's own namespaces.
-    let emulation = super::emulation::Emulation::for_tree(root)?;
-    run(
-        &namespace_args,
-        Path::new("/"),
-        argv,
-        env,
-        log,
-        emulation.as_ref(),
-    )
+    let emulation = match super::emulation::Emulation::for_tree(root)? {
+        Some(emulation) => emulation.prefix(root)?.0,
+        None => Vec::new(),
+    };
+    run(&namespace_args, Path::new("/"), argv, env, log, emulation)
 }
 
 /// Runs `argv` on the host, beside the tree (DIB's outside-chroot phases),
@@ -177,7 +173,7 @@ pub fn run_outside_chroot(
 ) -> Result<Finished, ChrootError> {
     let mut env = env.to_vec();
     env.push(("TARGET_ROOT".to_string(), target_root.display().to_string()));
-    run(&["--".into()], working_dir, argv, &env, log, None)
+    run(&["--".into()], working_dir, argv, &env, log, Vec::new())
 }
 
 /// Opens an interactive shell (`/bin/bash`, else `/bin/sh`) chrooted into
@@ -237,7 +233,7 @@ fn run(
     argv: &[String],
     env: &[(String, String)],
     log: &mut dyn Write,
-    emulation: Option<&super::emulation::Emulation>,
+    emulation: Vec<std::ffi::OsString>,
 ) -> Result<Finished, ChrootError> {
     signals::check()?;
     let command_line = shown_command(argv);
@@ -255,11 +251,7 @@ fn run(
 
     let mut command = signals::dies_with_kiln(&setpriv);
     command
-        .args(
-            emulation
-                .map(super::emulation::Emulation::prefix)
-                .unwrap_or_default(),
-        )
+        .args(emulation)
         .arg(unshare)
         .args(["--pid", "--fork", "--kill-child=KILL"])
         .args(namespace_args)

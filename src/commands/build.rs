@@ -44,6 +44,8 @@ pub struct BuildSettings {
     pub no_cache: bool,
     /// Make the tree on disk, never in a tmpfs.
     pub no_tmpfs: bool,
+    /// Emulate every program of a foreign tree; run no native twin.
+    pub emulate_all: bool,
     /// Element directories from the command line, highest precedence
     /// first.
     pub elements_path: Vec<PathBuf>,
@@ -113,6 +115,7 @@ pub fn run(settings: &BuildSettings) -> Result<(), Failure> {
         compress: settings.compress,
         snapshots: snapshots.as_ref(),
         tmpfs: !settings.no_tmpfs,
+        native_twins: !settings.emulate_all,
     };
     // Nothing to do when the last build into the output directory had the
     // same inputs and its outputs are all there, unchanged (unless

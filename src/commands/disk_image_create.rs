@@ -379,6 +379,7 @@ pub fn prepare(
         compress: mapped.compress,
         no_cache: false,
         no_tmpfs: mapped.no_tmpfs,
+        emulate_all: false,
         elements_path: Vec::new(),
     };
     Ok(Some((mapped, build)))

@@ -255,6 +255,8 @@ pub fn make(
     let wanted = wanted_repositories(manifest, &release_name, manifest_dir, apt_dir)?;
 
     let mut index = PackageIndex::new(arch);
+    let twin_arch = native_twin_arch(arch);
+    let mut twin_index = twin_arch.map(PackageIndex::new);
     let mut repositories = Vec::new();
     let mut keyrings = Vec::new();
     let mut newest_date = 0;
@@ -268,7 +270,8 @@ pub fn make(
             locked,
             release,
             indexes,
-        } = read_repository(want, arch, http, cache).map_err(at)?;
+            twin_indexes,
+        } = read_repository(want, arch, twin_arch, http, cache).map_err(at)?;
         newest_date = newest_date.max(release.date_epoch);
         for (url, path) in indexes {
             let file = fs_err::File::open(&path).map_err(|e| {
@@ -295,11 +298,29 @@ pub fn make(
                     }),
                 })?;
         }
+        if let Some(twin_index) = twin_index.as_mut() {
+            for (url, path) in twin_indexes {
+                let bad = |detail: String| {
+                    at(MakeError::BadIndex {
+                        url: url.clone(),
+                        detail,
+                    })
+                };
+                let file = fs_err::File::open(&path).map_err(|e| bad(e.to_string()))?;
+                twin_index
+                    .add_repository_from(&url, BufReader::new(file), number, locked.priority)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+        }
         keyrings.push(want.keyrings.first().cloned().unwrap_or_default());
         repositories.push(locked);
     }
 
     let packages = resolve_packages(&index, &repositories, manifest, &elements.packages, arch)?;
+    let native_twins = twin_index
+        .as_ref()
+        .map(|twin_index| resolve_native_twins(twin_index, &repositories, &packages))
+        .unwrap_or_default();
 
     let source_date_epoch = manifest
         .source_date_epoch
@@ -318,6 +339,7 @@ pub fn make(
         repositories,
         source_date_epoch,
         packages,
+        native_twins,
         elements: elements.locked.clone(),
     };
     Ok(Made { lock, keyrings })
@@ -351,6 +373,15 @@ fn resolve_packages(
     seeds.extend(element_packages.iter().map(SeedRequest::new));
     let resolution =
         resolve::resolve(index, &seeds, arch).map_err(|e| MakeError::Resolve(Box::new(e)))?;
+    Ok(locked_packages(&resolution, repositories))
+}
+
+/// A resolution as the lock lists it: sorted, each package pinned to its
+/// `.deb` in its repository.
+fn locked_packages(
+    resolution: &resolve::Resolution<'_>,
+    repositories: &[LockedRepository],
+) -> Vec<LockedPackage> {
     let mut packages: Vec<LockedPackage> = resolution
         .packages()
         .iter()
@@ -372,7 +403,82 @@ fn resolve_packages(
         })
         .collect();
     packages.sort();
-    Ok(packages)
+    packages
+}
+
+/// The packages whose programs a build may run as native twins: each
+/// does the same on any architecture (no `uname -m` of its own, no
+/// architecture-specific output), and build scripts start them thousands
+/// of times (mkinitramfs, maintainer scripts, grub-mkconfig). Which of
+/// their programs stay emulated (`uname`; dpkg but for `dpkg-deb` and
+/// `dpkg-split`) is the chroot's business ([`crate::chroot::twins`]).
+pub const NATIVE_TWIN_PACKAGES: &[&str] = &[
+    "coreutils",
+    "cpio",
+    "dash",
+    "debianutils",
+    "diffutils",
+    "dpkg",
+    "findutils",
+    "grep",
+    "gzip",
+    "kmod",
+    "mawk",
+    "sed",
+    "tar",
+    "xz-utils",
+    "zstd",
+];
+
+/// The architecture of the native twins an image of `arch` is locked
+/// with: amd64 for any other architecture (kiln emulates only on amd64
+/// hosts), none for amd64.
+fn native_twin_arch(arch: &str) -> Option<&'static str> {
+    (arch != "amd64").then_some("amd64")
+}
+
+/// The native twins of `packages`: each of [`NATIVE_TWIN_PACKAGES`] the
+/// image has, at the image's version exactly, resolved with its
+/// dependencies in `index` (the twin architecture's indexes of the same
+/// repositories). A package whose version the twin architecture lacks (a
+/// binary-only upload for one architecture) has no twin. Twins only save
+/// time, so a twin set that cannot be resolved is said and left empty.
+fn resolve_native_twins(
+    index: &PackageIndex,
+    repositories: &[LockedRepository],
+    packages: &[LockedPackage],
+) -> Vec<LockedPackage> {
+    let seeds: Vec<SeedRequest> = packages
+        .iter()
+        .filter(|p| NATIVE_TWIN_PACKAGES.contains(&p.name.as_str()) && p.arch != "all")
+        .filter_map(|p| {
+            let version = crate::apt::version::Version::parse(&p.version).ok()?;
+            index
+                .versions(&p.name)
+                .any(|candidate| candidate.version == version)
+                .then(|| {
+                    SeedRequest::with_version(
+                        p.name.clone(),
+                        crate::apt::deb822::VersionConstraint {
+                            relation: crate::apt::version::Relation::Equal,
+                            version,
+                        },
+                    )
+                })
+        })
+        .collect();
+    if seeds.is_empty() {
+        return Vec::new();
+    }
+    match resolve::resolve(index, &seeds, index.architecture()) {
+        Ok(resolution) => locked_packages(&resolution, repositories),
+        Err(error) => {
+            crate::terminal::status(&format!(
+                "no native twins for the build (its programs will all be emulated): {error}"
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// What `lock`'s own pinned indexes resolve `manifest` (with its elements'
@@ -391,7 +497,12 @@ pub fn resolve_pinned(
     }
     let mut index = PackageIndex::new(&lock.base.arch);
     for (number, repository) in lock.repositories.iter().enumerate() {
-        for file in &repository.indexes {
+        let arch_dir = format!("/binary-{}/", lock.base.arch);
+        for file in repository
+            .indexes
+            .iter()
+            .filter(|f| f.path.contains(&arch_dir))
+        {
             let Ok(digest) = Digest::new(&file.sha256, file.size) else {
                 return Ok(None);
             };
@@ -599,11 +710,13 @@ fn host_keyrings(apt_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// One repository as read: its lock entry, its release and `(url, path)`
-/// of each uncompressed, verified index in the cache.
+/// of each uncompressed, verified index in the cache, the native twins'
+/// architecture's apart.
 struct ReadRepository {
     locked: LockedRepository,
     release: Release,
     indexes: Vec<(String, PathBuf)>,
+    twin_indexes: Vec<(String, PathBuf)>,
 }
 
 /// Debian's and Ubuntu's release names (code names and Debian's aliases),
@@ -645,10 +758,12 @@ fn release_on_the_mirror(url: &str, release: &str, http: &Http) -> Option<String
 }
 
 /// Reads one repository: its `InRelease` (verified), and the `Packages`
-/// index of each component (from the cache when the hash matches).
+/// index of each component (from the cache when the hash matches), for
+/// `arch` and, when the repository has it, for `twin_arch`.
 fn read_repository(
     want: &Wanted,
     arch: &str,
+    twin_arch: Option<&str>,
     http: &Http,
     cache: &Cache,
 ) -> Result<ReadRepository, MakeError> {
@@ -688,6 +803,14 @@ fn read_repository(
         paths.push((format!("{dists}/{}", file.path), path));
         indexes.push(file);
     }
+    let mut twin_paths = Vec::new();
+    if let Some(twin_arch) = twin_arch.filter(|a| release.architectures.iter().any(|r| r == a)) {
+        for component in &want.components {
+            let (path, file) = load_index(&release, &dists, component, twin_arch, http, cache)?;
+            twin_paths.push((format!("{dists}/{}", file.path), path));
+            indexes.push(file);
+        }
+    }
     let locked = LockedRepository {
         name: want.name.clone(),
         suite: want.suite.clone(),
@@ -705,6 +828,7 @@ fn read_repository(
         locked,
         release,
         indexes: paths,
+        twin_indexes: twin_paths,
     })
 }
 

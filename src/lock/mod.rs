@@ -40,6 +40,15 @@ pub struct Lock {
     pub source_date_epoch: u64,
     /// Every package installed in the image, sorted by name.
     pub packages: Vec<LockedPackage>,
+    /// For an image of another architecture than amd64 (arm64): the amd64
+    /// builds of the architecture-neutral tools among `packages`
+    /// (coreutils, sed, grep, …) at the same versions, with the libraries
+    /// they need, sorted by name. On an amd64 host the build runs these
+    /// "native twins" in place of emulating the image's own copies, which
+    /// does the same work many times faster; the image gets nothing of
+    /// them. Empty for an amd64 image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub native_twins: Vec<LockedPackage>,
     /// Every element applied, with a hash of its directory tree.
     pub elements: Vec<LockedElement>,
 }
@@ -296,6 +305,16 @@ pub fn identity_text(lock: &Lock) -> String {
     for element in &mut lock.elements {
         element.tree.clear();
     }
+    // The native twins only make the build faster: nothing of them is in
+    // the image, so neither they nor the indexes they were resolved from
+    // (another architecture's) are part of its identity.
+    lock.native_twins.clear();
+    let arch_dir = format!("/binary-{}/", lock.base.arch);
+    for repository in &mut lock.repositories {
+        repository
+            .indexes
+            .retain(|index| !index.path.contains("/binary-") || index.path.contains(&arch_dir));
+    }
     to_text(&lock)
 }
 
@@ -375,24 +394,11 @@ pub fn to_text(lock: &Lock) -> String {
         let _ = writeln!(out, "packages: []");
     } else {
         let _ = writeln!(out, "packages:");
-        for p in &lock.packages {
-            let priority = p
-                .priority
-                .as_ref()
-                .map(|priority| format!(", priority: {}", q(priority)))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  - {{name: {}, version: {}, arch: {}{priority}, size: {}, sha256: {}, repository: {}, filename: {}}}",
-                q(&p.name),
-                q(&p.version),
-                q(&p.arch),
-                p.size,
-                q(&p.sha256),
-                q(&p.repository),
-                q(&p.filename)
-            );
-        }
+        write_packages(&mut out, &lock.packages);
+    }
+    if !lock.native_twins.is_empty() {
+        let _ = writeln!(out, "native_twins:");
+        write_packages(&mut out, &lock.native_twins);
     }
     if lock.elements.is_empty() {
         let _ = writeln!(out, "elements: []");
@@ -409,6 +415,29 @@ pub fn to_text(lock: &Lock) -> String {
         }
     }
     out
+}
+
+/// One line per package, in the order given.
+fn write_packages(out: &mut String, packages: &[LockedPackage]) {
+    let q = quote;
+    for p in packages {
+        let priority = p
+            .priority
+            .as_ref()
+            .map(|priority| format!(", priority: {}", q(priority)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  - {{name: {}, version: {}, arch: {}{priority}, size: {}, sha256: {}, repository: {}, filename: {}}}",
+            q(&p.name),
+            q(&p.version),
+            q(&p.arch),
+            p.size,
+            q(&p.sha256),
+            q(&p.repository),
+            q(&p.filename)
+        );
+    }
 }
 
 /// A double-quoted YAML scalar: every value is quoted, so no version such
@@ -550,6 +579,7 @@ mod tests {
                     filename: "pool/main/y/yes/yes_2.30_all.deb".into(),
                 },
             ],
+            native_twins: Vec::new(),
             elements: vec![],
         }
     }

@@ -261,6 +261,9 @@ pub struct Context<'a> {
     /// Make the tree in a tmpfs when the host's memory has room for it
     /// (not with `--no-tmpfs`); see [`tree_tmpfs_size`].
     pub tmpfs: bool,
+    /// Run the lock's native twins in place of emulating the same
+    /// programs of a foreign tree (not with `--emulate-all`).
+    pub native_twins: bool,
 }
 
 /// What one build made.
@@ -301,6 +304,7 @@ pub fn build_into(
         compress,
         snapshots,
         tmpfs,
+        native_twins,
     } = *context;
     let name = checked.manifest.name.value.as_str().to_string();
     fs_err::create_dir_all(output_dir).map_err(Failure::internal)?;
@@ -325,6 +329,15 @@ pub fn build_into(
     }
     let in_memory = root.starts_with(work.join(TREE_TMPFS));
     fs_err::create_dir_all(&root).map_err(Failure::internal)?;
+    if native_twins && !lock.native_twins.is_empty() {
+        let step = Instant::now();
+        if let Some(line) = unpack_native_twins(lock, cache, &root)? {
+            use std::io::Write as _;
+            writeln!(log, "kiln: {line}").map_err(Failure::internal)?;
+            terminal::status(&line);
+            timings.push(("unpack the native twins".to_string(), step.elapsed()));
+        }
+    }
 
     let manifest_dir = manifest_dir(checked);
     let family = super::lock::base_family(checked);
@@ -1251,7 +1264,12 @@ const TREE_PER_PACKAGE_BYTE: u64 = 24;
 /// is the same bytes either way, which `--check` proves by making its
 /// second build on disk.
 fn tree_tmpfs_size(lock: &lock::Lock) -> Result<u64, String> {
-    let packages: u64 = lock.packages.iter().map(|p| p.size).sum();
+    let packages: u64 = lock
+        .packages
+        .iter()
+        .chain(&lock.native_twins)
+        .map(|p| p.size)
+        .sum();
     let image = lock.base.image.as_ref().map_or(0, |i| i.size);
     let available = crate::host::memory::available().map_err(|e| e.to_string())?;
     tmpfs_size(packages.saturating_add(image), available)
@@ -1336,6 +1354,66 @@ impl SnapshotWriter {
             Err(_) => terminal::warning("the tree's snapshot was not kept: its writer panicked"),
         }
     }
+}
+
+/// Unpacks the lock's native twins (its fetched `.deb`s) into the emulation
+/// directory beside the tree `root` ([`chroot::twins`]) when this host
+/// emulates the tree's architecture, and writes there which of the image's
+/// files they stand in for: those of [`lock::make::NATIVE_TWIN_PACKAGES`]
+/// whose twin has the image's version, by the MD5 sums the image's own
+/// `.deb` ships. The twins' dependencies are there only to run them.
+/// Returns a line for the user, or `None` when the host runs the tree
+/// natively.
+fn unpack_native_twins(
+    lock: &lock::Lock,
+    cache: &crate::cache::Cache,
+    root: &Path,
+) -> Result<Option<String>, Failure> {
+    let emulation = chroot::emulation::Emulation::for_target(&lock.base.arch)
+        .map_err(|error| Failure::Internal(miette::miette!(help = error.help(), "{error}")))?;
+    if emulation.is_none() || chroot::emulation::host_arch() != "amd64" {
+        return Ok(None);
+    }
+    let deb_of = |package: &lock::LockedPackage| -> Result<PathBuf, Failure> {
+        let digest =
+            crate::cache::Digest::new(&package.sha256, package.size).map_err(Failure::internal)?;
+        Ok(cache.blob_path(&digest))
+    };
+    let unreadable = |package: &lock::LockedPackage, error: &dyn std::fmt::Display| {
+        Failure::Internal(miette::miette!(
+            help = "run `kiln fetch` again, or build with --emulate-all",
+            "cannot read {} {} ({}), a native twin: {error}",
+            package.name,
+            package.version,
+            package.arch
+        ))
+    };
+    let dir = chroot::emulation::emulation_dir(root);
+    let native = dir.join("native");
+    fs_err::create_dir_all(&native).map_err(Failure::internal)?;
+    let mut manifest = String::new();
+    let mut names = Vec::new();
+    for twin in &lock.native_twins {
+        crate::bootstrap::unpack_data(&deb_of(twin)?, &native)
+            .map_err(|error| unreadable(twin, &error))?;
+        let Some(image_package) = lock.packages.iter().find(|p| {
+            p.name == twin.name
+                && p.version == twin.version
+                && lock::make::NATIVE_TWIN_PACKAGES.contains(&p.name.as_str())
+        }) else {
+            continue;
+        };
+        let md5sums = crate::bootstrap::read_control_file(&deb_of(image_package)?, "md5sums")
+            .map_err(|error| unreadable(image_package, &error))?
+            .unwrap_or_default();
+        manifest.push_str(&chroot::twins::manifest_lines(&twin.name, &md5sums));
+        names.push(twin.name.as_str());
+    }
+    fs_err::write(dir.join(chroot::twins::TWINS_MANIFEST), manifest).map_err(Failure::internal)?;
+    Ok(Some(format!(
+        "running the programs of {} natively (their amd64 builds, pinned in the lock as native twins) and the rest under QEMU; --emulate-all runs all under QEMU",
+        names.join(", ")
+    )))
 }
 
 /// Where the tree is made: in a tmpfs on `<work>/memory` when `tmpfs` is

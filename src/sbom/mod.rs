@@ -689,6 +689,7 @@ pub(crate) mod tests {
                 locked("base-files", "12.4+deb12u10", "amd64"),
                 locked("mawk", "1.3.4.20200120-3.1", "amd64"),
             ],
+            native_twins: Vec::new(),
             elements: vec![LockedElement {
                 name: "vm".to_string(),
                 origin: "builtin".to_string(),

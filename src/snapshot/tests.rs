@@ -58,6 +58,7 @@ fn lock() -> crate::lock::Lock {
             repository: "debian/bookworm".to_string(),
             filename: "pool/main/z/zlib1g.deb".to_string(),
         }],
+        native_twins: Vec::new(),
         elements: vec![crate::lock::LockedElement {
             name: "site".to_string(),
             origin: "builtin".to_string(),

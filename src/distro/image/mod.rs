@@ -193,6 +193,7 @@ impl Family for ImageBase {
             repositories: Vec::new(),
             source_date_epoch,
             packages: Vec::new(),
+            native_twins: Vec::new(),
             elements: request.elements.locked.clone(),
         };
         Ok(Made {
