@@ -170,6 +170,44 @@ pub fn unpack_data(deb: &Path, root: &Path) -> Result<UnpackReport, DebError> {
     Ok(unpacker.report)
 }
 
+/// One regular file of a package's `data.tar`, as the archive gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagedFile {
+    /// Its path, relative (`usr/bin/sed`).
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its mtime, which dpkg gives the unpacked file.
+    pub mtime: u64,
+}
+
+/// The regular files of the package's `data.tar`, in archive order.
+pub fn list_files(deb: &Path) -> Result<Vec<PackagedFile>, DebError> {
+    let mut package = Package::open(deb)?;
+    let (index, name) = package.data.clone();
+    let member = package
+        .archive
+        .jump_to_entry(index)
+        .map_err(|e| read_error(deb, e))?;
+    let mut tar = tar::Archive::new(decompress(deb, &name, member)?);
+    let mut files = Vec::new();
+    for entry in tar.entries().map_err(|e| read_error(deb, e))? {
+        let entry = entry.map_err(|e| read_error(deb, e))?;
+        let header = entry.header();
+        if !header.entry_type().is_file() {
+            continue;
+        }
+        let raw = entry.path_bytes();
+        let path = String::from_utf8_lossy(raw.strip_prefix(b"./").unwrap_or(&raw)).into_owned();
+        files.push(PackagedFile {
+            path,
+            size: header.size().map_err(|e| read_error(deb, e))?,
+            mtime: header.mtime().map_err(|e| read_error(deb, e))?,
+        });
+    }
+    Ok(files)
+}
+
 fn read_error(deb: &Path, source: io::Error) -> DebError {
     DebError::Read {
         deb: deb.to_path_buf(),

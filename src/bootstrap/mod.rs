@@ -29,7 +29,9 @@ pub mod paragraphs;
 pub mod repo;
 pub mod sources;
 
-pub use deb::{DebError, UnpackReport, read_control, read_control_file, unpack_data};
+pub use deb::{
+    DebError, PackagedFile, UnpackReport, list_files, read_control, read_control_file, unpack_data,
+};
 pub use essential::essential_set;
 pub use extract::{BootstrapError, extract_essential, stage_debs, write_dpkg_skeleton};
 pub use install::{Bootstrapped, InstallError, LocalRepo, bootstrap, check_finished_tree};

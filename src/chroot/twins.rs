@@ -86,26 +86,52 @@ fn may_twin(package: &str, path: &str) -> bool {
 const AARCH64: (u8, u8, u16) = (2, 1, 183);
 const X86_64: (u8, u8, u16) = (2, 1, 62);
 
-/// The [`TWINS_MANIFEST`] lines for `package`, whose image build ships
-/// `md5sums` (its `control.tar` file), for the programs it may have twins
-/// of.
-pub fn manifest_lines(package: &str, md5sums: &str) -> String {
+/// The [`TWINS_MANIFEST`] lines for the image's `package`, whose `.deb`
+/// ships `md5sums` (its `control.tar` file) and the regular `files`
+/// (path, size, mtime) of its `data.tar`, for the programs it may have twins
+/// of: `<package> <md5> <size> <mtime> <path>`.
+pub fn manifest_lines(package: &str, md5sums: &str, files: &[(String, u64, u64)]) -> String {
     let mut lines = String::new();
     for (md5, path) in md5sums
         .lines()
         .filter_map(|line| line.split_once("  "))
         .filter(|(_, path)| may_twin(package, path))
     {
-        let _ = writeln!(lines, "{package} {md5} {path}");
+        if let Some((_, size, mtime)) = files.iter().find(|(p, _, _)| p == path) {
+            let _ = writeln!(lines, "{package} {md5} {size} {mtime} {path}");
+        }
     }
     lines
 }
 
-/// Writes the table of `root`'s files that have a native twin in
-/// `emulation` (see the module documentation); returns how many. No
-/// manifest (no twins unpacked) gives an empty table. Files listed in the
-/// table already written keep their entry without being read again while
-/// their identity is the same.
+/// One line of the manifest.
+struct Packaged<'m> {
+    package: &'m str,
+    md5: &'m str,
+    size: u64,
+    mtime: i64,
+    path: &'m str,
+}
+
+fn parse_manifest_line(line: &str) -> Option<Packaged<'_>> {
+    let mut words = line.splitn(5, ' ');
+    Some(Packaged {
+        package: words.next()?,
+        md5: words.next()?,
+        size: words.next()?.parse().ok()?,
+        mtime: words.next()?.parse().ok()?,
+        path: words.next()?,
+    })
+}
+
+/// Writes the table of the files of `root` that have a native twin in
+/// `emulation` (see the module documentation); returns how many. Each
+/// program of the manifest is listed where the tree has it, or will have
+/// it once dpkg unpacks it (a package the command installs), unless the
+/// tree holds a file there with the package's size and mtime but other
+/// content. No manifest (no twins unpacked) gives an empty table. A file
+/// already checked keeps its line without being read again while it is
+/// the same file (device, inode, change time).
 pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> {
     let table_path = emulation.join(TWINS_TABLE);
     let manifest = match fs::read_to_string(emulation.join(TWINS_MANIFEST)) {
@@ -123,16 +149,11 @@ pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> 
         .collect();
     let root = fs::canonicalize(root)?;
     let mut lines = Vec::new();
-    for (package, md5, path) in manifest.lines().filter_map(|line| {
-        let (package, rest) = line.split_once(' ')?;
-        let (md5, path) = rest.split_once(' ')?;
-        Some((package, md5, path))
-    }) {
-        if !may_twin(package, path) {
+    for packaged in manifest.lines().filter_map(parse_manifest_line) {
+        if !may_twin(packaged.package, packaged.path) {
             continue;
         }
-        let twin = format!("native/{path}");
-        if let Some(line) = twin_line(&root, emulation, path, md5, &twin, &known)? {
+        if let Some(line) = twin_line(&root, emulation, &packaged, &known)? {
             lines.push(line);
         }
     }
@@ -145,41 +166,62 @@ pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> 
     Ok(count)
 }
 
-/// The table line for the tree's `path` (relative; `root` canonical), if
-/// it is a program of the tree's architecture whose content has `md5` and
-/// whose `twin` (relative to `emulation`) is a native program. A line of
-/// `known` (the table before) is taken again without reading the file.
+/// Where the handler finds the tree's `path` (relative; `root` canonical):
+/// its canonical path in the tree, through the tree's merged-/usr links,
+/// for a file that is not there yet that of its nearest existing
+/// directory; `None` when it resolves out of the tree.
+fn path_in_tree(root: &Path, path: &str) -> Option<String> {
+    let mut existing = root.join(path);
+    let mut rest = Vec::new();
+    let real = loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            break real;
+        }
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?.to_path_buf();
+    };
+    let mut in_tree = Path::new("/").join(real.strip_prefix(root).ok()?);
+    in_tree.extend(rest.iter().rev());
+    Some(in_tree.to_string_lossy().into_owned())
+}
+
+/// The table line for `packaged`, if its twin is a native program and the
+/// tree has not got other content at its place with its size and mtime.
+/// A line of `known` (the table before) is taken again without reading the
+/// file.
 fn twin_line(
     root: &Path,
     emulation: &Path,
-    path: &str,
-    md5: &str,
-    twin: &str,
+    packaged: &Packaged<'_>,
     known: &BTreeSet<String>,
 ) -> Result<Option<String>, ChrootError> {
-    let file = root.join(path);
-    let Ok(meta) = std::fs::symlink_metadata(&file) else {
+    let twin = format!("native/{}", packaged.path);
+    let Some(in_tree) = path_in_tree(root, packaged.path) else {
         return Ok(None);
     };
-    if !meta.is_file() || meta.mode() & 0o111 == 0 {
-        return Ok(None);
-    }
-    // Where the handler finds it: through the tree's merged-/usr links,
-    // and never out of the tree.
-    let Some(in_tree) = std::fs::canonicalize(&file)
-        .ok()
-        .and_then(|real| Some(Path::new("/").join(real.strip_prefix(root).ok()?)))
-    else {
-        return Ok(None);
-    };
-    let in_tree = in_tree.to_string_lossy();
     if in_tree.contains(char::is_whitespace) || twin.contains(char::is_whitespace) {
         return Ok(None);
     }
+    let native = emulation.join(&twin);
+    if crate::host::file::elf_identity(&native) != Some(X86_64)
+        || !std::fs::symlink_metadata(&native).is_ok_and(|m| m.is_file())
+    {
+        return Ok(None);
+    }
+    let entry = format!("{in_tree} {} {} {twin}", packaged.size, packaged.mtime);
+    let file = root.join(in_tree.trim_start_matches('/'));
+    let meta = match std::fs::symlink_metadata(&file) {
+        Ok(meta)
+            if meta.is_file() && meta.size() == packaged.size && meta.mtime() == packaged.mtime =>
+        {
+            meta
+        }
+        // Not there (yet), or not the package's: the handler will not
+        // match it until dpkg puts the package's file there.
+        _ => return Ok(Some(format!("{entry} -"))),
+    };
     let line = format!(
-        "{in_tree} {} {} {twin} {}:{}:{}.{:09}",
-        meta.size(),
-        meta.mtime(),
+        "{entry} {}:{}:{}.{:09}",
         meta.dev(),
         meta.ino(),
         meta.ctime(),
@@ -188,14 +230,11 @@ fn twin_line(
     if known.contains(&line) {
         return Ok(Some(line));
     }
-    let native = emulation.join(twin);
-    if crate::host::file::elf_identity(&file) != Some(AARCH64)
-        || crate::host::file::elf_identity(&native) != Some(X86_64)
-        || !std::fs::symlink_metadata(&native).is_ok_and(|m| m.is_file())
-    {
-        return Ok(None);
-    }
-    Ok((md5_hex(&file)? == md5).then_some(line))
+    Ok(
+        (crate::host::file::elf_identity(&file) == Some(AARCH64)
+            && md5_hex(&file)? == packaged.md5)
+            .then_some(line),
+    )
 }
 
 fn md5_hex(path: &Path) -> Result<String, ChrootError> {
@@ -217,6 +256,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// The mtime the packages' files have.
+    const MTIME: u64 = 1_700_000_000;
+
     fn elf(machine: u16) -> Vec<u8> {
         let mut header =
             b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00".to_vec();
@@ -225,41 +267,61 @@ mod tests {
         header
     }
 
+    /// Writes an executable file with `bytes` and the packages' mtime.
     fn put(path: &Path, bytes: &[u8]) {
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(path, bytes).expect("write");
         fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open")
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(MTIME))
+            .expect("mtime");
     }
 
     fn md5_of(bytes: &[u8]) -> String {
         hex::encode(md5::Md5::digest(bytes))
     }
 
-    /// A tree holding the image's `usr/bin/sed` and `bin/uname`, and a
-    /// `usr/bin/cat` an element replaced; twins of all three.
+    fn manifest_for(package: &str, files: &[(&str, &[u8])]) -> String {
+        let md5sums: String = files
+            .iter()
+            .map(|(path, bytes)| format!("{}  {path}\n", md5_of(bytes)))
+            .collect();
+        let listed: Vec<(String, u64, u64)> = files
+            .iter()
+            .map(|(path, bytes)| (path.to_string(), bytes.len() as u64, MTIME))
+            .collect();
+        manifest_lines(package, &md5sums, &listed)
+    }
+
+    /// A merged-/usr tree holding the image's `usr/bin/sed` and
+    /// `bin/uname`, and a `usr/bin/cat` an element replaced with a script
+    /// of the packaged file's size; twins of those and of `usr/bin/grep`,
+    /// which the tree has not got yet.
     fn fixture() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         let emulation = dir.path().join("emulation");
+        fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).expect("symlink");
         let sed = elf(183);
         let uname = [elf(183), b"uname".to_vec()].concat();
         let cat = [elf(183), b"cat".to_vec()].concat();
+        let grep = [elf(183), b"grep".to_vec()].concat();
         put(&root.join("usr/bin/sed"), &sed);
-        put(&root.join("bin/uname"), &uname);
-        put(&root.join("usr/bin/cat"), b"#!/bin/sh\necho replaced\n");
-        put(&emulation.join("native/usr/bin/sed"), &elf(62));
-        put(&emulation.join("native/bin/uname"), &elf(62));
-        put(&emulation.join("native/usr/bin/cat"), &elf(62));
+        put(&root.join("usr/bin/uname"), &uname);
+        let mut script = b"#!/bin/sh\n".to_vec();
+        script.resize(cat.len(), b'#');
+        put(&root.join("usr/bin/cat"), &script);
+        for path in ["usr/bin/sed", "bin/uname", "usr/bin/cat", "bin/grep"] {
+            put(&emulation.join("native").join(path), &elf(62));
+        }
         let manifest = [
-            manifest_lines("sed", &format!("{}  usr/bin/sed\n", md5_of(&sed))),
-            manifest_lines(
-                "coreutils",
-                &format!(
-                    "{}  bin/uname\n{}  usr/bin/cat\n",
-                    md5_of(&uname),
-                    md5_of(&cat)
-                ),
-            ),
+            manifest_for("sed", &[("usr/bin/sed", &sed)]),
+            manifest_for("coreutils", &[("bin/uname", &uname), ("usr/bin/cat", &cat)]),
+            manifest_for("grep", &[("bin/grep", &grep)]),
         ]
         .concat();
         assert!(!manifest.contains("uname"), "{manifest}");
@@ -267,54 +329,67 @@ mod tests {
         (dir, root, emulation)
     }
 
+    fn table(emulation: &Path) -> Vec<String> {
+        fs::read_to_string(emulation.join(TWINS_TABLE))
+            .expect("read")
+            .lines()
+            .map(|line| line.rsplit_once(' ').expect("a check").0.to_string())
+            .collect()
+    }
+
     #[test]
     fn of_dpkg_only_the_archive_tools_are_twinned() {
+        let files: Vec<(String, u64, u64)> = [
+            "usr/bin/dpkg",
+            "usr/bin/dpkg-deb",
+            "usr/bin/dpkg-query",
+            "usr/bin/dpkg-split",
+        ]
+        .iter()
+        .map(|path| (path.to_string(), 10, MTIME))
+        .collect();
         let lines = manifest_lines(
             "dpkg",
             "aa  usr/bin/dpkg\nbb  usr/bin/dpkg-deb\ncc  usr/bin/dpkg-query\ndd  usr/bin/dpkg-split\n",
+            &files,
         );
         assert_eq!(
             lines,
-            "dpkg bb usr/bin/dpkg-deb\ndpkg dd usr/bin/dpkg-split\n"
+            "dpkg bb 10 1700000000 usr/bin/dpkg-deb\ndpkg dd 10 1700000000 usr/bin/dpkg-split\n"
         );
     }
 
     #[test]
-    fn only_unchanged_programs_are_listed_and_uname_stays_emulated() {
+    fn unchanged_and_coming_programs_are_listed_replaced_ones_and_uname_are_not() {
         let (_dir, root, emulation) = fixture();
-        assert_eq!(write_table(&root, &emulation).expect("table"), 1);
-        let table = fs::read_to_string(emulation.join(TWINS_TABLE)).expect("read");
-        let meta = fs::metadata(root.join("usr/bin/sed")).expect("stat");
+        assert_eq!(write_table(&root, &emulation).expect("table"), 2);
+        // grep is not in the tree yet: listed at its canonical place, for
+        // when the command's dpkg unpacks it.
         assert_eq!(
-            table,
-            format!(
-                "/usr/bin/sed {} {} native/usr/bin/sed {}:{}:{}.{:09}\n",
-                meta.size(),
-                meta.mtime(),
-                meta.dev(),
-                meta.ino(),
-                meta.ctime(),
-                meta.ctime_nsec()
-            )
+            table(&emulation),
+            vec![
+                "/usr/bin/sed 64 1700000000 native/usr/bin/sed",
+                "/usr/bin/grep 68 1700000000 native/bin/grep",
+            ]
         );
     }
 
     #[test]
     fn a_program_changed_after_the_table_is_dropped_from_it() {
         let (_dir, root, emulation) = fixture();
-        assert_eq!(write_table(&root, &emulation).expect("table"), 1);
-        // Replaced (a new inode), same content length: no longer the
-        // package's, so no longer twinned.
+        assert_eq!(write_table(&root, &emulation).expect("table"), 2);
+        // Replaced by other content of the same size and mtime: no longer
+        // the package's, so no longer twinned.
         fs::remove_file(root.join("usr/bin/sed")).expect("rm");
         let mut other = elf(183);
         if let Some(last) = other.last_mut() {
             *last = 1;
         }
         put(&root.join("usr/bin/sed"), &other);
-        assert_eq!(write_table(&root, &emulation).expect("table"), 0);
+        assert_eq!(write_table(&root, &emulation).expect("table"), 1);
         assert_eq!(
-            fs::read_to_string(emulation.join(TWINS_TABLE)).expect("read"),
-            ""
+            table(&emulation),
+            vec!["/usr/bin/grep 68 1700000000 native/bin/grep"]
         );
     }
 

@@ -1403,10 +1403,16 @@ fn unpack_native_twins(
         }) else {
             continue;
         };
-        let md5sums = crate::bootstrap::read_control_file(&deb_of(image_package)?, "md5sums")
+        let image_deb = deb_of(image_package)?;
+        let md5sums = crate::bootstrap::read_control_file(&image_deb, "md5sums")
             .map_err(|error| unreadable(image_package, &error))?
             .unwrap_or_default();
-        manifest.push_str(&chroot::twins::manifest_lines(&twin.name, &md5sums));
+        let files: Vec<(String, u64, u64)> = crate::bootstrap::list_files(&image_deb)
+            .map_err(|error| unreadable(image_package, &error))?
+            .into_iter()
+            .map(|file| (file.path, file.size, file.mtime))
+            .collect();
+        manifest.push_str(&chroot::twins::manifest_lines(&twin.name, &md5sums, &files));
         names.push(twin.name.as_str());
     }
     fs_err::write(dir.join(chroot::twins::TWINS_MANIFEST), manifest).map_err(Failure::internal)?;
