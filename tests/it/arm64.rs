@@ -4,9 +4,11 @@
 //! required packages, written as a tarball) is locked and built against
 //! the real mirror; its programs are aarch64, `kiln validate` calls the
 //! architecture experimental, and the host's binfmt_misc is as it was.
-//! And `manifests/debian-cloud.yaml` with only `arch` changed, built once
-//! per change of its inputs (as the amd64 boot fixtures are: the build
-//! takes about ten minutes here) and kept beside the shared cache, passes
+//! Built with the lock's native twins and again with `--emulate-all`, it
+//! is the same tarball, byte for byte. And `manifests/debian-cloud.yaml`
+//! with only `arch` changed, built once per change of its inputs (as the
+//! amd64 boot fixtures are: the build takes about five minutes here) and
+//! kept beside the shared cache, passes
 //! `kiln test` under `qemu-system-aarch64 -machine virt` with AAVMF.
 
 use std::path::Path;
@@ -109,10 +111,51 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
     assert!(build.status.success(), "{said}");
     eprintln!("{said}");
 
+    // coreutils, sed, dpkg-deb… ran as their amd64 builds, which the lock
+    // pins beside the image's packages.
+    assert!(
+        said.contains("running the programs of coreutils,"),
+        "{said}"
+    );
+    assert!(said.contains("unpack the native twins"), "{said}");
+    let lock = std::fs::read_to_string(dir.path().join("imagefile.lock")).expect("the lock");
+    assert!(
+        lock.contains("\nnative_twins:\n  - {name: \"coreutils\", version: "),
+        "{lock}"
+    );
+
     let tar = dir.path().join("out/arm-min.tar");
     const EM_AARCH64: u16 = 0xb7;
     assert_eq!(elf_machine(&tar, "*usr/bin/env"), EM_AARCH64);
     assert_eq!(elf_machine(&tar, "*usr/bin/dpkg"), EM_AARCH64);
+    assert_eq!(elf_machine(&tar, "*usr/bin/sed"), EM_AARCH64);
+
+    // The same image with every program emulated: the twins changed no
+    // byte of it.
+    let emulated = kiln()
+        .current_dir(dir.path())
+        .args([
+            "build",
+            "imagefile.yaml",
+            "-o",
+            "out-emulated",
+            "--emulate-all",
+            "--no-cache",
+            "--timings",
+            "--cache-dir",
+        ])
+        .arg(&cache)
+        .output()
+        .expect("kiln runs");
+    let said = String::from_utf8_lossy(&emulated.stderr);
+    assert!(emulated.status.success(), "{said}");
+    eprintln!("{said}");
+    assert!(!said.contains("natively"), "{said}");
+    let bytes = |path: &str| std::fs::read(dir.path().join(path)).expect("the tarball");
+    assert!(
+        bytes("out/arm-min.tar") == bytes("out-emulated/arm-min.tar"),
+        "the tarball built with native twins differs from the one built with --emulate-all"
+    );
     // The emulator was registered only inside the build's commands.
     assert_eq!(binfmt_misc(), before);
     assert_eq!(mounts_under(dir.path()), Vec::<String>::new());
@@ -120,7 +163,8 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
 }
 
 /// The command lines of the processes rooted inside `path` that run
-/// through QEMU's user-mode emulator.
+/// through kiln's binfmt_misc handler: QEMU's user-mode emulator, or a
+/// native twin's loader, both in the emulation directory.
 fn emulated_under(path: &Path) -> Vec<String> {
     processes_rooted_in(path)
         .into_iter()
@@ -128,7 +172,9 @@ fn emulated_under(path: &Path) -> Vec<String> {
             let pid = process.split(' ').next()?.to_string();
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains("qemu-aarch64").then_some(cmdline)
+            cmdline
+                .starts_with("/dev/.kiln-emulation/")
+                .then_some(cmdline)
         })
         .collect()
 }
