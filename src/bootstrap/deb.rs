@@ -114,12 +114,8 @@ pub fn read_control(deb: &Path) -> Result<String, DebError> {
 pub fn read_control_file(deb: &Path, name: &str) -> Result<Option<String>, DebError> {
     let wanted = name.as_bytes();
     let mut package = Package::open(deb)?;
-    let (index, member_name) = package.control.clone();
-    let member = package
-        .archive
-        .jump_to_entry(index)
-        .map_err(|e| read_error(deb, e))?;
-    let mut tar = tar::Archive::new(decompress(deb, &member_name, member)?);
+    let member = package.control.clone();
+    let mut tar = package.tar(deb, member)?;
     let entries = tar.entries().map_err(|e| read_error(deb, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(deb, e))?;
@@ -143,12 +139,8 @@ pub fn read_control_file(deb: &Path, name: &str) -> Result<Option<String>, DebEr
 /// entry is an error, and the entry is not written.
 pub fn unpack_data(deb: &Path, root: &Path) -> Result<UnpackReport, DebError> {
     let mut package = Package::open(deb)?;
-    let (index, name) = package.data.clone();
-    let member = package
-        .archive
-        .jump_to_entry(index)
-        .map_err(|e| read_error(deb, e))?;
-    let mut tar = tar::Archive::new(decompress(deb, &name, member)?);
+    let member = package.data.clone();
+    let mut tar = package.tar(deb, member)?;
     let mut unpacker = Unpacker {
         deb,
         root,
@@ -184,12 +176,8 @@ pub struct PackagedFile {
 /// The regular files of the package's `data.tar`, in archive order.
 pub fn list_files(deb: &Path) -> Result<Vec<PackagedFile>, DebError> {
     let mut package = Package::open(deb)?;
-    let (index, name) = package.data.clone();
-    let member = package
-        .archive
-        .jump_to_entry(index)
-        .map_err(|e| read_error(deb, e))?;
-    let mut tar = tar::Archive::new(decompress(deb, &name, member)?);
+    let member = package.data.clone();
+    let mut tar = package.tar(deb, member)?;
     let mut files = Vec::new();
     for entry in tar.entries().map_err(|e| read_error(deb, e))? {
         let entry = entry.map_err(|e| read_error(deb, e))?;
@@ -232,6 +220,20 @@ struct Package {
 }
 
 impl Package {
+    /// The tar archive of `member` (index and name: [`Package::control`]
+    /// or [`Package::data`]), decompressed as it is read.
+    fn tar(
+        &mut self,
+        deb: &Path,
+        (index, name): (usize, String),
+    ) -> Result<tar::Archive<Box<dyn Read + '_>>, DebError> {
+        let member = self
+            .archive
+            .jump_to_entry(index)
+            .map_err(|e| read_error(deb, e))?;
+        Ok(tar::Archive::new(decompress(deb, &name, member)?))
+    }
+
     /// Opens the archive, checks `debian-binary` and finds the control and
     /// data members in the order deb(5) requires. Members whose names start
     /// with `_` are skipped, as dpkg skips them.
