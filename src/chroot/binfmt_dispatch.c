@@ -39,6 +39,25 @@
 #define TWINS_MAX_BYTES (1 << 20)
 
 static char twins[TWINS_MAX_BYTES + 1];
+static char arguments[TWINS_MAX_BYTES + 1];
+
+/* Reads the file `name` of the emulation directory into `buffer`; returns
+ * whether it could be opened. */
+static int read_file(const char *name, char *buffer) {
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t used = 0;
+    for (;;) {
+        ssize_t got = read(fd, buffer + used, TWINS_MAX_BYTES - used);
+        if (got <= 0)
+            break;
+        used += (size_t)got;
+    }
+    close(fd);
+    buffer[used] = '\0';
+    return 1;
+}
 
 static void say(const char *a, const char *b) {
     write(2, "kiln-binfmt-dispatch: ", 22);
@@ -50,18 +69,8 @@ static void say(const char *a, const char *b) {
 /* The twin of the file at `real` (a canonical path) that `st` describes,
  * or NULL. */
 static const char *twin_of(const char *real, const struct stat *st) {
-    int fd = open(KILN_EMULATION_DIR "/twins", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_file(KILN_EMULATION_DIR "/twins", twins))
         return NULL;
-    size_t used = 0;
-    for (;;) {
-        ssize_t got = read(fd, twins + used, TWINS_MAX_BYTES - used);
-        if (got <= 0)
-            break;
-        used += (size_t)got;
-    }
-    close(fd);
-    twins[used] = '\0';
     char *line = twins;
     while (*line) {
         char *end = strchr(line, '\n');
@@ -90,6 +99,78 @@ static const char *twin_of(const char *real, const struct stat *st) {
     return NULL;
 }
 
+/* Whether `twin` may run with the arguments `args` (`count` of them): it
+ * has no lines in twin-arguments, or the arguments begin with those of one
+ * of its lines. */
+static int arguments_allow(const char *twin, char **args, int count) {
+    if (!read_file(KILN_EMULATION_DIR "/twin-arguments", arguments))
+        return 1;
+    int restricted = 0;
+    char *line = arguments;
+    while (*line) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        char *field = strchr(line, '\t');
+        if (field) {
+            *field++ = '\0';
+            if (strcmp(line, twin) == 0) {
+                restricted = 1;
+                int i = 0, same = 1;
+                while (same) {
+                    char *next = strchr(field, '\t');
+                    if (next)
+                        *next = '\0';
+                    same = i < count && strcmp(args[i], field) == 0;
+                    i++;
+                    if (!next)
+                        break;
+                    field = next + 1;
+                }
+                if (same)
+                    return 1;
+            }
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return !restricted;
+}
+
+#define INSERTED_MAX 8
+
+/* Puts the arguments to insert before the program's own for `twin` into
+ * `out` (at most INSERTED_MAX); returns how many. */
+static int inserted_arguments(const char *twin, char **out) {
+    if (!read_file(KILN_EMULATION_DIR "/twin-arguments", arguments))
+        return 0;
+    int count = 0;
+    char *line = arguments;
+    while (*line) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        char *field = strchr(line, '\t');
+        if (line[0] == '+' && field) {
+            *field++ = '\0';
+            if (strcmp(line + 1, twin) == 0) {
+                while (field && count < INSERTED_MAX) {
+                    char *next = strchr(field, '\t');
+                    if (next)
+                        *next++ = '\0';
+                    out[count++] = field;
+                    field = next;
+                }
+            }
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return count;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         say("started without a program: ", "it runs only as kiln's binfmt_misc handler");
@@ -98,7 +179,7 @@ int main(int argc, char **argv) {
     const char *file = argv[1];
     const char *argv0 = argv[2];
     int rest = argc - 3;
-    char **new_argv = malloc(((size_t)rest + 16) * sizeof(char *));
+    char **new_argv = malloc(((size_t)rest + 8 + INSERTED_MAX) * sizeof(char *));
     if (!new_argv) {
         say("out of memory starting ", file);
         return 126;
@@ -107,6 +188,8 @@ int main(int argc, char **argv) {
     static char real[4096];
     const char *twin =
         realpath(file, real) && stat(real, &st) == 0 ? twin_of(real, &st) : NULL;
+    if (twin && !arguments_allow(twin, &argv[3], rest))
+        twin = NULL;
     if (twin) {
         static char path[4096];
         snprintf(path, sizeof path, "%s/%s", KILN_EMULATION_DIR, twin);
@@ -119,6 +202,7 @@ int main(int argc, char **argv) {
         new_argv[n++] = "--argv0";
         new_argv[n++] = (char *)argv0;
         new_argv[n++] = path;
+        n += inserted_arguments(twin, &new_argv[n]);
         memcpy(&new_argv[n], &argv[3], (size_t)rest * sizeof(char *));
         new_argv[n + rest] = NULL;
         execv(new_argv[0], new_argv);

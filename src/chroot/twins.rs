@@ -26,7 +26,11 @@
 //!
 //! A few programs of those packages answer for the architecture and stay
 //! emulated ([`ALWAYS_EMULATED`]); of dpkg, only the archive tools are
-//! twinned ([`ONLY_PROGRAMS`]).
+//! twinned ([`ONLY_PROGRAMS`]). A Python interpreter is twinned only for
+//! the byte-compiling that configuring Debian's Python packages does
+//! ([`argument_rules`], written to [`TWINS_ARGUMENTS`]): Python code in
+//! general asks the platform what it runs on (pip picks its wheels so), and
+//! would be told amd64.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -51,6 +55,118 @@ pub const TWINS_MANIFEST: &str = "native-twins";
 /// kiln whether a file it checked is still the one it checked.
 pub const TWINS_TABLE: &str = "twins";
 
+/// The file in the emulation directory with the arguments some twins run
+/// with, and only with: `<twin>\t<argument>\t<argument>…` lines. The
+/// handler runs such a twin only when the program's arguments begin with
+/// those of one of its lines ([`argument_rules`]). A line
+/// `+<twin>\t<argument>…` gives arguments the handler puts before the
+/// program's own ([`inserted_arguments`]).
+pub const TWINS_ARGUMENTS: &str = "twin-arguments";
+
+/// The Perl module the twin of `perl` loads first ([`PERL_SUPPORT`]), and
+/// its directory in the emulation directory.
+const PERL_SUPPORT_MODULE: &str = "KilnNativeTwin";
+const PERL_SUPPORT_DIR: &str = "perl";
+
+/// The twin of `perl` (the host's build) has its own architecture's
+/// directories in `@INC`, which the tree has not got. This module, loaded
+/// before the script is compiled, points those at the twins' own (perl-base
+/// of the same version) in the same order, and sets `$^X` to the image's
+/// perl, as the emulated perl would have it: so the script finds the same
+/// modules as under QEMU, and a perl it starts is the image's.
+const PERL_SUPPORT: &str = r#"# Written by kiln (src/chroot/twins.rs) for the native twin of perl: makes
+# the host's perl, running a script of the image, find the modules the
+# image's perl would, in the same order (its own architecture's from the
+# twins), and start the image's perl for $^X.
+package KilnNativeTwin;
+BEGIN {
+    my $native = '@DIR@/native';
+    @INC = map { m{^/usr/(?:local/)?lib/x86_64-linux-gnu/} ? $native . $_ : $_ }
+        grep { $_ ne '@DIR@/perl' } @INC;
+    $^X = '/usr/bin/perl';
+}
+delete $INC{'KilnNativeTwin.pm'};
+1;
+"#;
+
+/// The argument lists (leading arguments, after `argv[0]`) the twin of the
+/// image's program `path` may run with, or none for a twin that runs with
+/// any:
+///
+/// - A Python interpreter (`usr/bin/python3.N`) byte-compiles: with
+///   `py3compile`, the `py_compile` workers it starts, the `imp` queries it
+///   makes, and `py_compile.py` run directly (python3.N-minimal's
+///   postinst). The bytecode is the same on every architecture; the
+///   interpreter finds the tree's own standard library (the same version),
+///   and none of this needs an extension module of `lib-dynload` (which are
+///   the tree's architecture's).
+/// - `perl` runs `deb-systemd-helper` and `update-rc.d` (which every
+///   package with a service runs when it is configured): they make links
+///   and state files from the units and scripts they are given, with
+///   perl-base's modules only ([`PERL_SUPPORT`]).
+///
+/// Python and Perl code in general asks what platform it runs on (pip
+/// picks its wheels so, `$Config{archname}`), and would be told amd64.
+pub fn argument_rules(path: &str) -> Vec<Vec<String>> {
+    let rules: Vec<Vec<String>> = if path == "usr/bin/perl" {
+        vec![
+            vec!["/usr/bin/deb-systemd-helper".into()],
+            vec!["/usr/sbin/update-rc.d".into()],
+        ]
+    } else if let Some(minor) = path
+        .strip_prefix("usr/bin/")
+        .and_then(|name| crate::lock::make::python_minor(name, ""))
+    {
+        let py_compile = format!("/usr/lib/python3.{minor}/py_compile.py");
+        let rules: [&[&str]; 7] = [
+            &["/usr/bin/py3compile"],
+            &["-m", "py_compile", "-"],
+            &["-O", "-m", "py_compile", "-"],
+            &["-E", "-S", &py_compile],
+            &["-E", "-S", "-O", &py_compile],
+            &["-c", "import imp; print(imp.get_magic())"],
+            &["-c", "import imp; print(imp.get_tag())"],
+        ];
+        rules
+            .iter()
+            .map(|rule| rule.iter().map(|word| word.to_string()).collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    rules
+}
+
+/// The arguments the handler puts before the program's own when it runs
+/// the twin of `path`: for `perl`, [`PERL_SUPPORT`].
+pub fn inserted_arguments(path: &str) -> Vec<String> {
+    if path != "usr/bin/perl" {
+        return Vec::new();
+    }
+    vec![
+        format!("-I{}/{PERL_SUPPORT_DIR}", super::emulation::DIR_IN_CHROOT),
+        format!("-M{PERL_SUPPORT_MODULE}"),
+    ]
+}
+
+/// What the twin of an interpreter's `package` is run for, to tell the
+/// user; `None` for a package whose programs are twinned for any use.
+pub fn purpose(package: &str) -> Option<&'static str> {
+    if package == "perl-base" {
+        Some("perl for deb-systemd-helper and update-rc.d")
+    } else if crate::lock::make::python_minor(package, "-minimal").is_some() {
+        Some("to byte-compile")
+    } else {
+        None
+    }
+}
+
+/// Whether only the programs of `package` that have [`argument_rules`] may
+/// be twinned: an interpreter, which runs anything.
+fn restricted_package(package: &str) -> bool {
+    purpose(package).is_some()
+}
+
 /// Programs of twinned packages that tell the architecture, so must be the
 /// image's own: `uname` and `arch` print it, and `stdbuf` preloads a
 /// library of the image's into the program it starts.
@@ -70,10 +186,14 @@ pub const ALWAYS_EMULATED: &[&str] = &[
 pub const ONLY_PROGRAMS: &[(&str, &[&str])] =
     &[("dpkg", &["usr/bin/dpkg-deb", "usr/bin/dpkg-split"])];
 
-/// Whether `package`'s file `path` may have a twin.
+/// Whether `package`'s file `path` may have a twin: of an interpreter's
+/// package, only the interpreter, which has [`argument_rules`].
 fn may_twin(package: &str, path: &str) -> bool {
     if ALWAYS_EMULATED.contains(&path) {
         return false;
+    }
+    if restricted_package(package) {
+        return !argument_rules(path).is_empty();
     }
     match ONLY_PROGRAMS.iter().find(|(name, _)| *name == package) {
         Some((_, programs)) => programs.contains(&path),
@@ -138,6 +258,7 @@ pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> 
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             fs::write(&table_path, "")?;
+            fs::write(emulation.join(TWINS_ARGUMENTS), "")?;
             return Ok(0);
         }
         Err(error) => return Err(error.into()),
@@ -149,11 +270,24 @@ pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> 
         .collect();
     let root = fs::canonicalize(root)?;
     let mut lines = Vec::new();
+    let mut arguments = String::new();
     for packaged in manifest.lines().filter_map(parse_manifest_line) {
         if !may_twin(packaged.package, packaged.path) {
             continue;
         }
         if let Some(line) = twin_line(&root, emulation, &packaged, &known)? {
+            for rule in argument_rules(packaged.path) {
+                let _ = writeln!(arguments, "native/{}\t{}", packaged.path, rule.join("\t"));
+            }
+            let inserted = inserted_arguments(packaged.path);
+            if !inserted.is_empty() {
+                let _ = writeln!(
+                    arguments,
+                    "+native/{}\t{}",
+                    packaged.path,
+                    inserted.join("\t")
+                );
+            }
             lines.push(line);
         }
     }
@@ -162,6 +296,14 @@ pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> 
     if count > 0 {
         text.push('\n');
     }
+    // The arguments first: the handler reads the table, then them.
+    write_if_differs(
+        &emulation
+            .join(PERL_SUPPORT_DIR)
+            .join(format!("{PERL_SUPPORT_MODULE}.pm")),
+        &PERL_SUPPORT.replace("@DIR@", super::emulation::DIR_IN_CHROOT),
+    )?;
+    fs::write(emulation.join(TWINS_ARGUMENTS), arguments)?;
     fs::write(&table_path, text)?;
     Ok(count)
 }
@@ -235,6 +377,16 @@ fn twin_line(
             && md5_hex(&file)? == packaged.md5)
             .then_some(line),
     )
+}
+
+fn write_if_differs(path: &Path, text: &str) -> Result<(), ChrootError> {
+    if std::fs::read(path).ok().as_deref() != Some(text.as_bytes()) {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(path, text)?;
+    }
+    Ok(())
 }
 
 fn md5_hex(path: &Path) -> Result<String, ChrootError> {
@@ -391,6 +543,80 @@ mod tests {
             table(&emulation),
             vec!["/usr/bin/grep 68 1700000000 native/bin/grep"]
         );
+    }
+
+    #[test]
+    fn a_python_interpreter_is_twinned_only_to_byte_compile() {
+        let (_dir, root, emulation) = fixture();
+        let python = [elf(183), b"python".to_vec()].concat();
+        put(&root.join("usr/bin/python3.11"), &python);
+        put(&emulation.join("native/usr/bin/python3.11"), &elf(62));
+        put(&emulation.join("native/usr/bin/pydoc3.11"), &elf(62));
+        let mut manifest = fs::read_to_string(emulation.join(TWINS_MANIFEST)).expect("read");
+        manifest.push_str(&manifest_for(
+            "python3.11-minimal",
+            &[
+                ("usr/bin/python3.11", &python),
+                ("usr/bin/pydoc3.11", b"#!"),
+            ],
+        ));
+        assert!(!manifest.contains("pydoc"), "{manifest}");
+        fs::write(emulation.join(TWINS_MANIFEST), manifest).expect("write");
+        assert_eq!(write_table(&root, &emulation).expect("table"), 3);
+        let arguments = fs::read_to_string(emulation.join(TWINS_ARGUMENTS)).expect("read");
+        let lines: Vec<&str> = arguments.lines().collect();
+        assert!(
+            lines.contains(&"native/usr/bin/python3.11\t/usr/bin/py3compile"),
+            "{arguments}"
+        );
+        assert!(
+            lines.contains(&"native/usr/bin/python3.11\t-E\t-S\t/usr/lib/python3.11/py_compile.py"),
+            "{arguments}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|line| line.starts_with("native/usr/bin/python3.11\t")),
+            "only the interpreter is restricted: {arguments}"
+        );
+        assert_eq!(argument_rules("usr/bin/sed"), Vec::<Vec<String>>::new());
+        assert_eq!(
+            argument_rules("usr/bin/python3.11-config"),
+            Vec::<Vec<String>>::new()
+        );
+    }
+
+    #[test]
+    fn perl_is_twinned_only_for_the_service_helpers_with_its_support_module() {
+        let (_dir, root, emulation) = fixture();
+        let perl = [elf(183), b"perl".to_vec()].concat();
+        put(&root.join("usr/bin/perl"), &perl);
+        put(&emulation.join("native/usr/bin/perl"), &elf(62));
+        let mut manifest = fs::read_to_string(emulation.join(TWINS_MANIFEST)).expect("read");
+        manifest.push_str(&manifest_for("perl-base", &[("usr/bin/perl", &perl)]));
+        fs::write(emulation.join(TWINS_MANIFEST), manifest).expect("write");
+        assert_eq!(write_table(&root, &emulation).expect("table"), 3);
+        let arguments = fs::read_to_string(emulation.join(TWINS_ARGUMENTS)).expect("read");
+        assert_eq!(
+            arguments,
+            "native/usr/bin/perl\t/usr/bin/deb-systemd-helper\n\
+             native/usr/bin/perl\t/usr/sbin/update-rc.d\n\
+             +native/usr/bin/perl\t-I/dev/.kiln-emulation/perl\t-MKilnNativeTwin\n"
+        );
+        let module =
+            fs::read_to_string(emulation.join("perl/KilnNativeTwin.pm")).expect("the module");
+        assert!(
+            module.contains("my $native = '/dev/.kiln-emulation/native';"),
+            "{module}"
+        );
+        assert!(module.contains("$^X = '/usr/bin/perl';"), "{module}");
+        assert!(!module.contains("@DIR@"), "{module}");
+        assert_eq!(
+            purpose("perl-base"),
+            Some("perl for deb-systemd-helper and update-rc.d")
+        );
+        assert_eq!(purpose("python3.11-minimal"), Some("to byte-compile"));
+        assert_eq!(purpose("sed"), None);
     }
 
     #[test]

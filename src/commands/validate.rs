@@ -37,7 +37,7 @@ fn arch_note(base: &manifest::Base) -> Option<String> {
     (base.arch.value == manifest::Arch::Arm64).then(|| {
         "`arch: arm64` is experimental: kiln builds arm64 images on an amd64 host through \
          QEMU's user-mode emulation, with native twins of the architecture-neutral tools (about \
-         4 times as slow as amd64) and boots them with `kiln test` under qemu-system-aarch64; it \
+         2.5 times as slow as amd64) and boots them with `kiln test` under qemu-system-aarch64; it \
          has not been tried on a real arm64 machine or cloud"
             .to_string()
     })

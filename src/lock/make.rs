@@ -412,6 +412,10 @@ fn locked_packages(
 /// of times (mkinitramfs, maintainer scripts, grub-mkconfig). Which of
 /// their programs stay emulated (`uname`; dpkg but for `dpkg-deb` and
 /// `dpkg-split`) is the chroot's business ([`crate::chroot::twins`]).
+/// perl-base's `perl` runs natively only for `deb-systemd-helper` and
+/// `update-rc.d`; with these, each `python3.N-minimal`
+/// ([`is_native_twin_package`]), whose interpreter runs natively only to
+/// byte-compile.
 pub const NATIVE_TWIN_PACKAGES: &[&str] = &[
     "coreutils",
     "cpio",
@@ -424,11 +428,28 @@ pub const NATIVE_TWIN_PACKAGES: &[&str] = &[
     "gzip",
     "kmod",
     "mawk",
+    "perl-base",
     "sed",
     "tar",
     "xz-utils",
     "zstd",
 ];
+
+/// Whether the image's package `name` gets a native twin: one of
+/// [`NATIVE_TWIN_PACKAGES`], or a Python interpreter (`python3.11-minimal`),
+/// whose twin runs only the byte-compiling Debian's packages do when they
+/// are configured ([`crate::chroot::twins::argument_rules`]).
+pub fn is_native_twin_package(name: &str) -> bool {
+    NATIVE_TWIN_PACKAGES.contains(&name) || python_minor(name, "-minimal").is_some()
+}
+
+/// The `N` of a package or program named `python3.N<suffix>`.
+pub fn python_minor(name: &str, suffix: &str) -> Option<u32> {
+    name.strip_prefix("python3.")?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
+}
 
 /// The architecture of the native twins an image of `arch` is locked
 /// with: amd64 for any other architecture (kiln emulates only on amd64
@@ -450,7 +471,7 @@ fn resolve_native_twins(
 ) -> Vec<LockedPackage> {
     let seeds: Vec<SeedRequest> = packages
         .iter()
-        .filter(|p| NATIVE_TWIN_PACKAGES.contains(&p.name.as_str()) && p.arch != "all")
+        .filter(|p| is_native_twin_package(&p.name) && p.arch != "all")
         .filter_map(|p| {
             let version = crate::apt::version::Version::parse(&p.version).ok()?;
             index

@@ -1359,7 +1359,7 @@ impl SnapshotWriter {
 /// Unpacks the lock's native twins (its fetched `.deb`s) into the emulation
 /// directory beside the tree `root` ([`chroot::twins`]) when this host
 /// emulates the tree's architecture, and writes there which of the image's
-/// files they stand in for: those of [`lock::make::NATIVE_TWIN_PACKAGES`]
+/// files they stand in for: those of [`lock::make::is_native_twin_package`]
 /// whose twin has the image's version, by the MD5 sums the image's own
 /// `.deb` ships. The twins' dependencies are there only to run them.
 /// Returns a line for the user, or `None` when the host runs the tree
@@ -1399,7 +1399,7 @@ fn unpack_native_twins(
         let Some(image_package) = lock.packages.iter().find(|p| {
             p.name == twin.name
                 && p.version == twin.version
-                && lock::make::NATIVE_TWIN_PACKAGES.contains(&p.name.as_str())
+                && lock::make::is_native_twin_package(&p.name)
         }) else {
             continue;
         };
@@ -1413,7 +1413,10 @@ fn unpack_native_twins(
             .map(|file| (file.path, file.size, file.mtime))
             .collect();
         manifest.push_str(&chroot::twins::manifest_lines(&twin.name, &md5sums, &files));
-        names.push(twin.name.as_str());
+        names.push(match chroot::twins::purpose(&twin.name) {
+            Some(purpose) => format!("{} ({purpose})", twin.name),
+            None => twin.name.clone(),
+        });
     }
     fs_err::write(dir.join(chroot::twins::TWINS_MANIFEST), manifest).map_err(Failure::internal)?;
     Ok(Some(format!(
