@@ -16,7 +16,7 @@ use std::sync::{LazyLock, OnceLock};
 
 use crate::boot::{Fixture, assert_no_qemu_left, built_as, overlay_in};
 use crate::common::{
-    BUILT_IN_CHECKS_PASSED, kiln, mounts_under, one_boot_at_a_time, processes_rooted_in,
+    BUILT_IN_CHECKS_PASSED, kiln, mounts_under, one_boot_at_a_time, processes_rooted_in, repo_path,
     shared_cache,
 };
 
@@ -26,6 +26,7 @@ base:
   distro: debian
   release: bookworm
   arch: arm64
+elements: [fixture-service-links]
 outputs: [tar]
 ";
 
@@ -74,6 +75,20 @@ fn elf_machine(tar: &Path, member: &str) -> u16 {
     u16::from_le_bytes([header[18], header[19]])
 }
 
+/// The names of the tarball's entries.
+fn tar_entries(tar: &Path) -> Vec<String> {
+    #[allow(clippy::disallowed_methods)]
+    let output = std::process::Command::new("tar")
+        .args(["-tf", tar.to_str().expect("UTF-8")])
+        .output()
+        .expect("tar runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
     assert!(
@@ -87,7 +102,8 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
 
     let validate = kiln()
         .current_dir(dir.path())
-        .args(["validate", "imagefile.yaml"])
+        .args(["validate", "imagefile.yaml", "--elements-path"])
+        .arg(repo_path("tests/fixtures/elements/arm64"))
         .output()
         .expect("kiln runs");
     let said = String::from_utf8_lossy(&validate.stderr);
@@ -102,8 +118,10 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
             "-o",
             "out",
             "--timings",
-            "--cache-dir",
+            "--elements-path",
         ])
+        .arg(repo_path("tests/fixtures/elements/arm64"))
+        .arg("--cache-dir")
         .arg(&cache)
         .output()
         .expect("kiln runs");
@@ -118,6 +136,12 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
         "{said}"
     );
     assert!(said.contains("unpack the native twins"), "{said}");
+    // perl runs natively only for the service helpers, which the
+    // fixture's element runs.
+    assert!(
+        said.contains("perl-base (perl for deb-systemd-helper and update-rc.d)"),
+        "{said}"
+    );
     let lock = std::fs::read_to_string(dir.path().join("imagefile.lock")).expect("the lock");
     assert!(
         lock.contains("\nnative_twins:\n  - {name: \"coreutils\", version: "),
@@ -129,6 +153,17 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
     assert_eq!(elf_machine(&tar, "*usr/bin/env"), EM_AARCH64);
     assert_eq!(elf_machine(&tar, "*usr/bin/dpkg"), EM_AARCH64);
     assert_eq!(elf_machine(&tar, "*usr/bin/sed"), EM_AARCH64);
+    assert_eq!(elf_machine(&tar, "*usr/bin/perl"), EM_AARCH64);
+    let entries = tar_entries(&tar);
+    for link in [
+        "etc/systemd/system/multi-user.target.wants/kiln-twin-probe.service",
+        "var/lib/systemd/deb-systemd-helper-enabled/kiln-twin-probe.service.dsh-also",
+    ] {
+        assert!(
+            entries.iter().any(|entry| entry.ends_with(link)),
+            "deb-systemd-helper did not make {link}: {entries:?}"
+        );
+    }
 
     // The same image with every program emulated: the twins changed no
     // byte of it.
@@ -142,8 +177,10 @@ fn an_arm64_tree_builds_on_this_host_and_leaves_binfmt_misc_as_it_was() {
             "--emulate-all",
             "--no-cache",
             "--timings",
-            "--cache-dir",
+            "--elements-path",
         ])
+        .arg(repo_path("tests/fixtures/elements/arm64"))
+        .arg("--cache-dir")
         .arg(&cache)
         .output()
         .expect("kiln runs");
