@@ -215,8 +215,8 @@ impl Emulation {
         let dir = emulation_dir(root);
         fs::create_dir_all(&dir)?;
         let handler = dir.join("dispatch");
-        copy_if_differs(DISPATCH, None, &handler)?;
-        copy_if_differs(&[], Some(&self.interpreter), &dir.join("qemu"))?;
+        write_if_differs(DISPATCH, &handler)?;
+        copy_if_changed(&self.interpreter, &dir.join("qemu"))?;
         let twins = super::twins::write_table(root, &dir)?;
         let words = vec![
             "/bin/bash".into(),
@@ -255,20 +255,46 @@ pub fn emulation_dir(root: &Path) -> PathBuf {
         .join(format!(".kiln-emulation-{name}"))
 }
 
-/// Makes `target` an executable copy of `bytes` (or of the file `source`),
-/// unless it already is one: the kernel holds the handler open while a
-/// command runs, so it is never rewritten needlessly.
-fn copy_if_differs(bytes: &[u8], source: Option<&Path>, target: &Path) -> Result<(), ChrootError> {
-    let wanted = match source {
-        Some(source) => fs::read(source)?,
-        None => bytes.to_vec(),
-    };
-    if std::fs::read(target).is_ok_and(|have| have == wanted) {
+/// Makes `target` an executable copy of `bytes`, unless it already is
+/// one: the kernel holds the handler open while a command runs, so it is
+/// never rewritten needlessly.
+fn write_if_differs(bytes: &[u8], target: &Path) -> Result<(), ChrootError> {
+    if std::fs::read(target).is_ok_and(|have| have == bytes) {
         return Ok(());
     }
+    install(bytes, target, None)
+}
+
+/// Makes `target` an executable copy of the file `source` (QEMU, 5 MB),
+/// unless it already is one by size and mtime (which the copy takes from
+/// `source`): checked before every command, so not by reading it.
+fn copy_if_changed(source: &Path, target: &Path) -> Result<(), ChrootError> {
+    let wanted = fs::metadata(source)?;
+    if let Ok(have) = std::fs::metadata(target)
+        && have.len() == wanted.len()
+        && have.modified().ok() == wanted.modified().ok()
+    {
+        return Ok(());
+    }
+    install(&fs::read(source)?, target, wanted.modified().ok())
+}
+
+/// Writes `bytes` to `target` executable (with `mtime`), through a partial
+/// file renamed into place.
+fn install(
+    bytes: &[u8],
+    target: &Path,
+    mtime: Option<std::time::SystemTime>,
+) -> Result<(), ChrootError> {
     let partial = target.with_extension("partial");
-    fs::write(&partial, &wanted)?;
+    fs::write(&partial, bytes)?;
     fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    if let Some(mtime) = mtime {
+        fs::File::options()
+            .write(true)
+            .open(&partial)?
+            .set_modified(mtime)?;
+    }
     fs::rename(&partial, target)?;
     Ok(())
 }
@@ -300,7 +326,7 @@ wait "$pid""#;
 
 /// The child, in its own user and mount namespace: waits for its id map,
 /// mounts binfmt_misc (an instance of this namespace's own), registers the
-/// handler (`$1`), bind-mounts the emulation directory (`$2`) at
+/// handler (`$1`), bind-mounts the emulation directory (`$2`) read-only at
 /// [`DIR_IN_CHROOT`] in the tree (`$3`), in a tmpfs of its own when the
 /// tree's `/dev` is not one already, and execs the command.
 ///
@@ -317,7 +343,8 @@ printf '%s' "$1" > /proc/sys/fs/binfmt_misc/register || exit 125
 dev=$3/dev
 [ -d "$dev" ] && [ ! -L "$dev" ] || { echo "kiln: $dev is not a directory" >&2; exit 125; }
 mountpoint -q "$dev" || mount -t tmpfs -o mode=0755,size=64k kiln-dev "$dev" || exit 125
-mkdir -p "$dev/.kiln-emulation" && mount --bind "$2" "$dev/.kiln-emulation" || exit 125
+mkdir -p "$dev/.kiln-emulation" && mount --bind "$2" "$dev/.kiln-emulation" &&
+    mount -o remount,bind,ro "$dev/.kiln-emulation" || exit 125
 shift 3
 exec setpriv --pdeathsig KILL -- /bin/bash -c 'read -r _ _ _ ppid _ < /proc/self/stat
 [ "$ppid" = "$1" ] || exit 125
@@ -479,6 +506,26 @@ mod tests {
             "the tree's /dev is as it was"
         );
         assert!(emulation_dir(&tree).join("dispatch").is_file());
+
+        // The command cannot write into the emulation directory: it is
+        // mounted read-only in the tree (seen here from outside the chroot).
+        let (mut argv, _) = emulation.prefix(&tree).expect("the emulation directory");
+        let mounted = format!("{}{DIR_IN_CHROOT}", tree.display());
+        argv.extend([
+            "sh".into(),
+            "-c".into(),
+            format!("test -x {mounted}/dispatch && ! touch {mounted}/written 2>/dev/null").into(),
+        ]);
+        let status = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .status()
+            .expect("bash runs");
+        assert!(
+            status.success(),
+            "the emulation directory was writable: {status:?}"
+        );
+        assert!(!emulation_dir(&tree).join("written").exists());
+
         let after = std::process::Command::new(&program).status();
         assert!(after.is_err(), "the host still cannot run it: {after:?}");
     }

@@ -225,7 +225,9 @@ fn a_killed_arm64_build_leaves_binfmt_misc_mounts_and_processes_as_they_were() {
     #[allow(clippy::disallowed_methods)]
     let mut build = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(dir.path())
-        .args(["build", "imagefile.yaml", "-o", "out", "--cache-dir"])
+        .args(["build", "imagefile.yaml", "-o", "out", "--elements-path"])
+        .arg(repo_path("tests/fixtures/elements/arm64"))
+        .arg("--cache-dir")
         .arg(shared_cache())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
