@@ -518,10 +518,10 @@ pub fn schema() -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Lock {
+    pub(crate) fn sample() -> Lock {
         Lock {
             version: LOCK_FORMAT_VERSION,
             kiln: "0.1.0".into(),
