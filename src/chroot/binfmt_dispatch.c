@@ -99,76 +99,56 @@ static const char *twin_of(const char *real, const struct stat *st) {
     return NULL;
 }
 
-/* Whether `twin` may run with the arguments `args` (`count` of them): it
- * has no lines in twin-arguments, or the arguments begin with those of one
- * of its lines. */
-static int arguments_allow(const char *twin, char **args, int count) {
-    if (!read_file(KILN_EMULATION_DIR "/twin-arguments", arguments))
-        return 1;
-    int restricted = 0;
-    char *line = arguments;
-    while (*line) {
-        char *end = strchr(line, '\n');
-        if (end)
-            *end = '\0';
-        char *field = strchr(line, '\t');
-        if (field) {
-            *field++ = '\0';
-            if (strcmp(line, twin) == 0) {
-                restricted = 1;
-                int i = 0, same = 1;
-                while (same) {
-                    char *next = strchr(field, '\t');
-                    if (next)
-                        *next = '\0';
-                    same = i < count && strcmp(args[i], field) == 0;
-                    i++;
-                    if (!next)
-                        break;
-                    field = next + 1;
-                }
-                if (same)
-                    return 1;
-            }
-        }
-        if (!end)
-            break;
-        line = end + 1;
-    }
-    return !restricted;
-}
-
 #define INSERTED_MAX 8
+#define FIELDS_MAX 64
 
-/* Puts the arguments to insert before the program's own for `twin` into
- * `out` (at most INSERTED_MAX); returns how many. */
-static int inserted_arguments(const char *twin, char **out) {
-    if (!read_file(KILN_EMULATION_DIR "/twin-arguments", arguments))
-        return 0;
+/* Splits `line` at its tabs, in place, into at most FIELDS_MAX `fields`;
+ * returns how many. */
+static int split_fields(char *line, char **fields) {
     int count = 0;
-    char *line = arguments;
-    while (*line) {
-        char *end = strchr(line, '\n');
-        if (end)
-            *end = '\0';
-        char *field = strchr(line, '\t');
-        if (line[0] == '+' && field) {
-            *field++ = '\0';
-            if (strcmp(line + 1, twin) == 0) {
-                while (field && count < INSERTED_MAX) {
-                    char *next = strchr(field, '\t');
-                    if (next)
-                        *next++ = '\0';
-                    out[count++] = field;
-                    field = next;
-                }
-            }
-        }
-        if (!end)
-            break;
-        line = end + 1;
+    while (line && count < FIELDS_MAX) {
+        char *next = strchr(line, '\t');
+        if (next)
+            *next++ = '\0';
+        fields[count++] = line;
+        line = next;
     }
     return count;
+}
+
+/* Reads twin-arguments once for `twin`: puts the arguments to insert before
+ * the program's own into `inserted` (at most INSERTED_MAX), setting
+ * `*inserted_count`, and returns whether the twin may run with the
+ * program's arguments `args` (`count` of them): it has no rule lines, or
+ * the arguments begin with those of one of them. */
+static int twin_arguments(const char *twin, char **args, int count, char **inserted,
+                          int *inserted_count) {
+    *inserted_count = 0;
+    if (!read_file(KILN_EMULATION_DIR "/twin-arguments", arguments))
+        return 1;
+    int restricted = 0, allowed = 0;
+    static char *fields[FIELDS_MAX];
+    char *line = arguments;
+    while (*line) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        int n = split_fields(line, fields);
+        if (n > 1 && fields[0][0] == '+' && strcmp(fields[0] + 1, twin) == 0) {
+            for (int i = 1; i < n && *inserted_count < INSERTED_MAX; i++)
+                inserted[(*inserted_count)++] = fields[i];
+        } else if (n > 1 && strcmp(fields[0], twin) == 0) {
+            restricted = 1;
+            int same = n - 1 <= count;
+            for (int i = 1; same && i < n; i++)
+                same = strcmp(args[i - 1], fields[i]) == 0;
+            allowed |= same;
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return allowed || !restricted;
 }
 
 int main(int argc, char **argv) {
@@ -188,7 +168,9 @@ int main(int argc, char **argv) {
     static char real[4096];
     const char *twin =
         realpath(file, real) && stat(real, &st) == 0 ? twin_of(real, &st) : NULL;
-    if (twin && !arguments_allow(twin, &argv[3], rest))
+    static char *inserted[INSERTED_MAX];
+    int inserted_count = 0;
+    if (twin && !twin_arguments(twin, &argv[3], rest, inserted, &inserted_count))
         twin = NULL;
     if (twin) {
         static char path[4096];
@@ -202,7 +184,8 @@ int main(int argc, char **argv) {
         new_argv[n++] = "--argv0";
         new_argv[n++] = (char *)argv0;
         new_argv[n++] = path;
-        n += inserted_arguments(twin, &new_argv[n]);
+        memcpy(&new_argv[n], inserted, (size_t)inserted_count * sizeof(char *));
+        n += inserted_count;
         memcpy(&new_argv[n], &argv[3], (size_t)rest * sizeof(char *));
         new_argv[n + rest] = NULL;
         execv(new_argv[0], new_argv);

@@ -257,8 +257,8 @@ pub fn emulation_dir(root: &Path) -> PathBuf {
 
 /// Makes `target` an executable copy of `bytes`, unless it already is
 /// one: the kernel holds the handler open while a command runs, so it is
-/// never rewritten needlessly.
-fn write_if_differs(bytes: &[u8], target: &Path) -> Result<(), ChrootError> {
+/// never rewritten needlessly (nor the twins' files written per command).
+pub(super) fn write_if_differs(bytes: &[u8], target: &Path) -> Result<(), ChrootError> {
     if std::fs::read(target).is_ok_and(|have| have == bytes) {
         return Ok(());
     }

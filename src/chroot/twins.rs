@@ -108,7 +108,7 @@ delete $INC{'KilnNativeTwin.pm'};
 /// Python and Perl code in general asks what platform it runs on (pip
 /// picks its wheels so, `$Config{archname}`), and would be told amd64.
 pub fn argument_rules(path: &str) -> Vec<Vec<String>> {
-    let rules: Vec<Vec<String>> = if path == "usr/bin/perl" {
+    if path == "usr/bin/perl" {
         vec![
             vec!["/usr/bin/deb-systemd-helper".into()],
             vec!["/usr/sbin/update-rc.d".into()],
@@ -133,8 +133,7 @@ pub fn argument_rules(path: &str) -> Vec<Vec<String>> {
             .collect()
     } else {
         Vec::new()
-    };
-    rules
+    }
 }
 
 /// The arguments the handler puts before the program's own when it runs
@@ -296,13 +295,15 @@ pub fn write_table(root: &Path, emulation: &Path) -> Result<usize, ChrootError> 
     if count > 0 {
         text.push('\n');
     }
-    // The arguments first: the handler reads the table, then them.
-    write_if_differs(
-        &emulation
-            .join(PERL_SUPPORT_DIR)
-            .join(format!("{PERL_SUPPORT_MODULE}.pm")),
-        &PERL_SUPPORT.replace("@DIR@", super::emulation::DIR_IN_CHROOT),
+    let perl_dir = emulation.join(PERL_SUPPORT_DIR);
+    fs::create_dir_all(&perl_dir)?;
+    super::emulation::write_if_differs(
+        PERL_SUPPORT
+            .replace("@DIR@", super::emulation::DIR_IN_CHROOT)
+            .as_bytes(),
+        &perl_dir.join(format!("{PERL_SUPPORT_MODULE}.pm")),
     )?;
+    // The arguments first: the handler reads the table, then them.
     fs::write(emulation.join(TWINS_ARGUMENTS), arguments)?;
     fs::write(&table_path, text)?;
     Ok(count)
@@ -377,16 +378,6 @@ fn twin_line(
             && md5_hex(&file)? == packaged.md5)
             .then_some(line),
     )
-}
-
-fn write_if_differs(path: &Path, text: &str) -> Result<(), ChrootError> {
-    if std::fs::read(path).ok().as_deref() != Some(text.as_bytes()) {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::write(path, text)?;
-    }
-    Ok(())
 }
 
 fn md5_hex(path: &Path) -> Result<String, ChrootError> {
